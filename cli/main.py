@@ -1,0 +1,38 @@
+"""`cloudscale`: run the pipeline locally and operate it."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import click
+
+from shared.settings import SettingsError
+
+__all__ = ["main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """CloudScale: event ingestion and real-time analytics."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=7071, show_default=True, type=click.IntRange(0, 65535), help="Port (0: any free).")
+@click.option(
+    "--log-level", default="warning", show_default=True, type=click.Choice(["debug", "info", "warning", "error"])
+)
+def run(host: str, port: int, log_level: str) -> None:
+    """Run the whole pipeline on this machine (embedded backends, data in CLOUDSCALE_DATA_DIR)."""
+    from local_host import HostOptions, serve
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        serve(HostOptions(host=host, port=port, log_level=log_level), os.environ)
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,12 @@
+"""The Azure Functions app: one Blueprint per pipeline stage, nothing else.
+
+Importing this module must never fail for want of Azure settings: every connection is
+made lazily by `shared.bootstrap` on first use.
+"""
+
+import azure.functions as func
+
+from ingest import bp as ingest_bp
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+app.register_functions(ingest_bp)

@@ -1,0 +1,102 @@
+"""The ingest stage's HTTP functions: `POST /api/events`, `GET /api/health`, `GET /api/openapi.json`.
+
+Function bodies only translate: HTTP in, the use case, HTTP out. Errors the use case
+raises become their status codes; anything unexpected becomes a JSON 500 with no detail
+(the detail goes to the log).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import azure.functions as func
+
+from ingest.errors import IngestError, RateLimitedError
+from ingest.http import accepted_response, error_response, ingest_request, json_response
+from ingest.openapi import openapi_document
+from ingest.wiring import ingest_services
+from shared.bootstrap import get_container
+from shared.settings import SettingsError
+
+__all__ = ["bp"]
+
+logger = logging.getLogger(__name__)
+
+bp = func.Blueprint()  # type: ignore[no-untyped-call]  # the library leaves __init__ unannotated
+
+HEALTH_CHECK_TIMEOUT_SECONDS = 3.0
+
+
+@bp.function_name("ingest_events")
+@bp.route(route="events", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+async def ingest_events(req: func.HttpRequest) -> func.HttpResponse:
+    """Validate, rate-limit and queue one event or a batch."""
+    started = time.perf_counter()
+    try:
+        services = ingest_services()
+    except SettingsError:
+        logger.exception("ingest is misconfigured")
+        return json_response(503, _misconfigured(), {"Retry-After": "60"})
+    metrics = services.metrics
+    try:
+        outcome = await services.service.ingest(ingest_request(req, services.settings))
+        response = accepted_response(outcome)
+        metrics.events_ingested.add(outcome.accepted, {"outcome": "accepted"})
+        if outcome.rejected:
+            metrics.events_ingested.add(outcome.rejected, {"outcome": "rejected"})
+    except IngestError as error:
+        response = error_response(error)
+        if isinstance(error, RateLimitedError):
+            metrics.rate_limit_rejections.add(1, {"limit": str(error.details[0]["limit"])})
+    metrics.ingestion_duration.record(time.perf_counter() - started, {"status_code": response.status_code})
+    return response
+
+
+@bp.function_name("health")
+@bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+async def health(req: func.HttpRequest) -> func.HttpResponse:
+    """Liveness plus a real round trip to each dependency; 503 when one is down."""
+    try:
+        container = get_container()
+    except SettingsError:
+        logger.exception("the app is misconfigured")
+        return json_response(
+            503,
+            {
+                "status": "unhealthy",
+                "checks": {"settings": {"status": "unhealthy", "error": "invalid or missing settings; see the log"}},
+            },
+        )
+    probes = {"queue": container.publisher.check(), "rateLimitStore": container.rate_limit_store.check()}
+    results = await asyncio.gather(
+        *(asyncio.wait_for(probe, HEALTH_CHECK_TIMEOUT_SECONDS) for probe in probes.values()), return_exceptions=True
+    )
+    checks: dict[str, dict[str, str]] = {}
+    for name, result in zip(probes, results, strict=True):
+        if isinstance(result, BaseException):
+            logger.warning("health check %s failed: %r", name, result)
+            checks[name] = {"status": "unhealthy", "error": _describe(result)}
+        else:
+            checks[name] = {"status": "healthy"}
+    healthy = all(check["status"] == "healthy" for check in checks.values())
+    body = {"status": "healthy" if healthy else "unhealthy", "checks": checks}
+    return json_response(200 if healthy else 503, body, {"Cache-Control": "no-store"})
+
+
+@bp.function_name("openapi")
+@bp.route(route="openapi.json", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+async def openapi(req: func.HttpRequest) -> func.HttpResponse:
+    """The OpenAPI 3.1 document of this API."""
+    return json_response(200, openapi_document())
+
+
+def _misconfigured() -> dict[str, object]:
+    return {"error": "misconfigured", "message": "the service is misconfigured; see its log", "details": []}
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, TimeoutError):
+        return f"no answer within {HEALTH_CHECK_TIMEOUT_SECONDS:g} s"
+    return str(error) or type(error).__name__

@@ -1,0 +1,50 @@
+"""Translation between the ingest use case and `azure.functions` HTTP types."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import azure.functions as func
+import orjson
+
+from ingest.client_ip import client_ip
+from ingest.errors import IngestError
+from ingest.service import IngestOutcome, IngestRequest, rate_limit_headers
+from shared.settings import Settings
+
+__all__ = ["accepted_response", "error_response", "ingest_request", "json_response"]
+
+# Headers a trace can arrive in (W3C Trace Context).
+TRACE_HEADERS = ("traceparent", "tracestate")
+
+
+def ingest_request(req: func.HttpRequest, settings: Settings) -> IngestRequest:
+    headers = req.headers
+    return IngestRequest(
+        body=req.get_body(),
+        content_type=headers.get("content-type"),
+        client_ip=client_ip(headers.get("x-forwarded-for"), settings.trusted_proxies),
+        user_agent=headers.get("user-agent"),
+        trace_headers={name: value for name in TRACE_HEADERS if (value := headers.get(name))},
+    )
+
+
+def json_response(status: int, body: Any, headers: Mapping[str, str] | None = None) -> func.HttpResponse:
+    return func.HttpResponse(
+        orjson.dumps(body), status_code=status, headers=dict(headers or {}), mimetype="application/json"
+    )
+
+
+def accepted_response(outcome: IngestOutcome) -> func.HttpResponse:
+    body = {
+        "accepted": outcome.accepted,
+        "rejected": outcome.rejected,
+        "results": [result.to_dict() for result in outcome.results],
+    }
+    return json_response(202, body, rate_limit_headers(outcome.rate_limit))
+
+
+def error_response(error: IngestError) -> func.HttpResponse:
+    body = {"error": error.code, "message": error.message, "details": error.details}
+    return json_response(error.status, body, error.headers)

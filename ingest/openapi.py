@@ -1,0 +1,164 @@
+"""The OpenAPI 3.1 document of the ingest API, generated from the pydantic models.
+
+Request schemas come from `shared.domain.events.Event`; response schemas from the models
+below, which describe exactly what `ingest.http` writes (a test validates real responses
+against this document, so the two cannot drift apart).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, Field
+from pydantic.json_schema import models_json_schema
+
+from shared.domain.events import MAX_BATCH_EVENTS, MAX_BODY_BYTES, MAX_EVENT_BYTES, Event
+
+__all__ = ["openapi_document"]
+
+
+class FieldErrorBody(BaseModel):
+    field: str = Field(description="JSON path of the offending field; empty for the event as a whole.")
+    message: str
+    type: str = Field(description="A stable error type, e.g. missing, extra_forbidden, string_too_long.")
+
+
+class AcceptedEventBody(BaseModel):
+    index: int
+    status: Literal["accepted"]
+    event_id: UUID = Field(alias="eventId")
+
+
+class RejectedEventBody(BaseModel):
+    index: int
+    status: Literal["rejected"]
+    errors: list[FieldErrorBody]
+
+
+class IngestResponseBody(BaseModel):
+    """202: every accepted event is durably queued."""
+
+    accepted: int
+    rejected: int
+    results: list[AcceptedEventBody | RejectedEventBody] = Field(description="One entry per event, in request order.")
+
+
+class ErrorBody(BaseModel):
+    error: str = Field(description="A stable error code, e.g. malformed_json, invalid_events, rate_limited.")
+    message: str
+    details: list[dict[str, Any]]
+
+
+class CheckBody(BaseModel):
+    status: Literal["healthy", "unhealthy"]
+    error: str | None = None
+
+
+class HealthBody(BaseModel):
+    status: Literal["healthy", "unhealthy"]
+    checks: dict[str, CheckBody]
+
+
+_RATE_LIMIT_HEADERS = {
+    "RateLimit-Limit": {"schema": {"type": "integer"}, "description": "Requests allowed by the limit that applies."},
+    "RateLimit-Remaining": {"schema": {"type": "integer"}, "description": "Requests left before refusal."},
+    "RateLimit-Reset": {"schema": {"type": "integer"}, "description": "Seconds until the limit is fully reset."},
+}
+_RETRY_AFTER = {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait before retrying."}}
+
+
+def _error(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    response: dict[str, Any] = {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+    }
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    """The document served at `GET /api/openapi.json`."""
+    _, schemas = models_json_schema(
+        [
+            (m, "validation" if m is Event else "serialization")
+            for m in (Event, IngestResponseBody, ErrorBody, HealthBody)
+        ],
+        ref_template="#/components/schemas/{model}",
+    )
+    event_ref = {"$ref": "#/components/schemas/Event"}
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "CloudScale ingest API",
+            "version": "1.0.0",
+            "description": "Send user-behaviour events; each accepted event is durably queued for processing.",
+        },
+        "paths": {
+            "/api/events": {
+                "post": {
+                    "operationId": "ingestEvents",
+                    "summary": f"Send one event, or a batch of up to {MAX_BATCH_EVENTS}",
+                    "requestBody": {
+                        "required": True,
+                        "description": (
+                            f"Body at most {MAX_BODY_BYTES} bytes; each event at most {MAX_EVENT_BYTES} bytes."
+                        ),
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "oneOf": [
+                                        event_ref,
+                                        {
+                                            "type": "array",
+                                            "items": event_ref,
+                                            "minItems": 1,
+                                            "maxItems": MAX_BATCH_EVENTS,
+                                        },
+                                    ]
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "202": {
+                            "description": "Accepted: one result per event; accepted events are durably queued.",
+                            "headers": _RATE_LIMIT_HEADERS,
+                            "content": {
+                                "application/json": {"schema": {"$ref": "#/components/schemas/IngestResponseBody"}}
+                            },
+                        },
+                        "400": _error("Malformed JSON, an empty batch, or every event rejected (see details)."),
+                        "413": _error("Body over 1 MiB, an event over 32 KiB, or a batch over 500 events."),
+                        "415": _error("Content-Type is not application/json."),
+                        "429": _error(
+                            "Rate limited, per client IP or globally.", {**_RATE_LIMIT_HEADERS, **_RETRY_AFTER}
+                        ),
+                        "503": _error(
+                            "The queue or the rate limiter is unavailable; nothing was accepted.", _RETRY_AFTER
+                        ),
+                    },
+                }
+            },
+            "/api/health": {
+                "get": {
+                    "operationId": "health",
+                    "summary": "Liveness and dependency checks",
+                    "responses": {
+                        status: {
+                            "description": description,
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/HealthBody"}}},
+                        }
+                        for status, description in (
+                            ("200", "Every dependency answers."),
+                            ("503", "A dependency is down."),
+                        )
+                    },
+                }
+            },
+        },
+        "components": {"schemas": schemas["$defs"]},
+    }

@@ -1,0 +1,172 @@
+"""Both rate limits of the ingest API, over a shared `RateLimitStore`.
+
+Per request: the global window is checked first, in memory (this instance's quota, see
+`shared.domain.ratelimit.share_quota`), then the client IP's token bucket in one store
+round trip, which also yields the IP's requests in the last minute (the velocity signal).
+The instance exchanges its global-window counts with the others every `sync_seconds`, in
+the background, so no request waits on it and no single entity takes every request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from shared.domain.ratelimit import (
+    BucketLimits,
+    ClientDecision,
+    ClientState,
+    GlobalQuota,
+    PeerWindow,
+    SlotWindow,
+    admit_client,
+    share_quota,
+)
+from shared.ports import PortError, RateLimitStore
+
+__all__ = ["RateLimitDecision", "RateLimiter"]
+
+logger = logging.getLogger(__name__)
+
+# An instance that has not exchanged for this many sync intervals no longer holds a share.
+_ACTIVE_SYNC_INTERVALS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitDecision:
+    """The outcome for one request, with what the `RateLimit-*` headers report."""
+
+    allowed: bool
+    refused_by: Literal["ip", "global"] | None
+    limit: int
+    remaining: int
+    reset_seconds: int
+    retry_after_seconds: int
+    requests_last_minute: int
+
+
+class RateLimiter:
+    """Per-client-IP token bucket plus a global sliding window shared by all instances."""
+
+    def __init__(
+        self,
+        store: RateLimitStore,
+        *,
+        ip_limits: BucketLimits,
+        global_per_minute: int,
+        sync_seconds: float = 1.0,
+        clock: Callable[[], float] = time.time,
+        instance_id: str | None = None,
+    ) -> None:
+        self._store = store
+        self._ip_limits = ip_limits
+        self._global_limit = global_per_minute
+        self._sync_seconds = sync_seconds
+        self._clock = clock
+        self.instance_id = instance_id or uuid.uuid4().hex
+        self._own = SlotWindow()
+        self._admitted_total = 0
+        self._admitted_at_exchange = 0
+        self._quota: GlobalQuota | None = None
+        self._global_view = SlotWindow()
+        self._next_exchange_at = 0.0
+        self._exchange_task: asyncio.Task[None] | None = None
+
+    async def check(self, client_ip: str) -> RateLimitDecision:
+        """Decide for one request from `client_ip`. Raises `PortError` if the store fails."""
+        now = self._clock()
+        if self._quota is None:
+            await self._exchange()
+        elif now >= self._next_exchange_at and self._exchange_task is None:
+            self._exchange_task = asyncio.create_task(self._exchange_in_background())
+        if not self._take_global(now):
+            return self._refused_by_global(now)
+
+        limits = self._ip_limits
+
+        def change(state: ClientState | None) -> tuple[ClientState, ClientDecision]:
+            return admit_client(state, limits, now)
+
+        try:
+            client = await self._store.update_client(client_ip, change)
+        except BaseException:
+            self._give_back_global(now)
+            raise
+        if not client.bucket.allowed:
+            self._give_back_global(now)
+        bucket = client.bucket
+        return RateLimitDecision(
+            allowed=bucket.allowed,
+            refused_by=None if bucket.allowed else "ip",
+            limit=limits.capacity,
+            remaining=bucket.remaining,
+            reset_seconds=math.ceil(bucket.reset_after),
+            retry_after_seconds=max(1, math.ceil(bucket.retry_after)) if not bucket.allowed else 0,
+            requests_last_minute=client.requests_last_minute,
+        )
+
+    async def close(self) -> None:
+        """Stop the background exchange (the store is closed by its owner)."""
+        if self._exchange_task is not None:
+            self._exchange_task.cancel()
+            await asyncio.gather(self._exchange_task, return_exceptions=True)
+
+    def _take_global(self, now: float) -> bool:
+        assert self._quota is not None
+        if self._admitted_total - self._admitted_at_exchange >= self._quota.allowance:
+            return False
+        self._admitted_total += 1
+        self._own = self._own.record(now)
+        return True
+
+    def _give_back_global(self, now: float) -> None:
+        self._admitted_total -= 1
+        self._own = self._own.record(now, count=-1)
+
+    def _refused_by_global(self, now: float) -> RateLimitDecision:
+        wait = self._global_view.seconds_until_below(self._global_limit, now)
+        # Not full at the last exchange: this instance used its share; the next exchange
+        # hands out a new one.
+        retry = max(1, math.ceil(wait if wait > 0 else self._sync_seconds))
+        return RateLimitDecision(
+            allowed=False,
+            refused_by="global",
+            limit=self._global_limit,
+            remaining=0,
+            reset_seconds=retry,
+            retry_after_seconds=retry,
+            requests_last_minute=0,
+        )
+
+    async def _exchange(self) -> None:
+        now = self._clock()
+        admitted_before = self._admitted_total
+        peers = await self._store.exchange_window(self.instance_id, self._own, now)
+        self._apply_exchange(peers, now, admitted_before)
+
+    async def _exchange_in_background(self) -> None:
+        try:
+            await self._exchange()
+        except PortError as exc:
+            # Keep the last quota; it only shrinks as requests are admitted, so a store
+            # outage fails towards refusing, never towards letting a flood through.
+            logger.warning("global rate-limit exchange failed, retrying next interval: %s", exc)
+            self._next_exchange_at = self._clock() + self._sync_seconds
+        finally:
+            self._exchange_task = None
+
+    def _apply_exchange(self, peers: Sequence[PeerWindow], now: float, admitted_before: int) -> None:
+        self._quota = share_quota(
+            peers, self._global_limit, now, active_within=self._sync_seconds * _ACTIVE_SYNC_INTERVALS
+        )
+        # Requests admitted while the exchange was in flight were not in the window sent;
+        # they count against the new allowance.
+        self._admitted_at_exchange = admitted_before
+        self._global_view = SlotWindow.merge(peer.window for peer in peers)
+        self._next_exchange_at = now + self._sync_seconds

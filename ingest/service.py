@@ -1,0 +1,174 @@
+"""The ingest use case: check, limit, validate, enqueue. No HTTP and no Azure in here.
+
+Order matters: cheap checks that need no state come first (media type, size), then the
+rate limits (before parsing, so a flood costs little), then per-event validation, and the
+events are acknowledged only after the publisher returned, that is once they are durably
+queued.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from opentelemetry import propagate, trace
+
+from ingest.errors import InvalidEventsError, RateLimitedError, UnavailableError
+from ingest.rate_limiter import RateLimitDecision, RateLimiter
+from ingest.validation import FieldError, check_body_size, check_content_type, parse_body, validate_event
+from shared.domain.envelope import Envelope, to_queue_message
+from shared.domain.events import Event
+from shared.ports import EventPublisher, PortError
+
+__all__ = ["EventResult", "IngestOutcome", "IngestRequest", "IngestService", "rate_limit_headers"]
+
+logger = logging.getLogger(__name__)
+tracer = trace.get_tracer("cloudscale.ingest")
+
+RETRY_AFTER_UNAVAILABLE_SECONDS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class IngestRequest:
+    """What the ingest use case needs from an HTTP request."""
+
+    body: bytes
+    content_type: str | None
+    client_ip: str
+    user_agent: str | None = None
+    trace_headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class EventResult:
+    index: int
+    event_id: str | None
+    errors: list[FieldError]
+
+    @property
+    def accepted(self) -> bool:
+        return not self.errors
+
+    def to_dict(self) -> dict[str, object]:
+        if self.accepted:
+            return {"index": self.index, "status": "accepted", "eventId": self.event_id}
+        return {"index": self.index, "status": "rejected", "errors": [e.to_dict() for e in self.errors]}
+
+
+@dataclass(frozen=True, slots=True)
+class IngestOutcome:
+    """A 202: the accepted events are durably queued; `results` has one entry per event."""
+
+    results: list[EventResult]
+    rate_limit: RateLimitDecision
+
+    @property
+    def accepted(self) -> int:
+        return sum(1 for r in self.results if r.accepted)
+
+    @property
+    def rejected(self) -> int:
+        return len(self.results) - self.accepted
+
+
+def rate_limit_headers(decision: RateLimitDecision) -> dict[str, str]:
+    """The `RateLimit-*` headers (IETF draft), plus `Retry-After` when refused."""
+    headers = {
+        "RateLimit-Limit": str(decision.limit),
+        "RateLimit-Remaining": str(decision.remaining),
+        "RateLimit-Reset": str(decision.reset_seconds),
+    }
+    if not decision.allowed:
+        headers["Retry-After"] = str(decision.retry_after_seconds)
+    return headers
+
+
+class IngestService:
+    """Turns one HTTP request's body into queued events."""
+
+    def __init__(
+        self,
+        limiter: RateLimiter,
+        publisher: EventPublisher,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._limiter = limiter
+        self._publisher = publisher
+        self._clock = clock
+
+    async def ingest(self, request: IngestRequest) -> IngestOutcome:
+        """Accept what is valid; raise an `IngestError` for a request that fails as a whole."""
+        context = propagate.extract(request.trace_headers)
+        with tracer.start_as_current_span("ingest events", context=context, kind=trace.SpanKind.SERVER):
+            check_content_type(request.content_type)
+            check_body_size(len(request.body))
+            decision = await self._limit(request.client_ip)
+            received_at = self._clock()
+            parsed = parse_body(request.body)
+            events: list[Event] = []
+            results: list[EventResult] = []
+            for index, item in enumerate(parsed.items):
+                checked = validate_event(item, received_at=received_at, measure_size=parsed.is_batch)
+                if isinstance(checked, Event):
+                    events.append(checked)
+                    results.append(EventResult(index, str(checked.event_id), []))
+                else:
+                    results.append(EventResult(index, None, checked))
+            if not events:
+                raise InvalidEventsError(
+                    "no event was accepted",
+                    details=[r.to_dict() for r in results],
+                    headers=rate_limit_headers(decision),
+                )
+            await self._enqueue(events, request, received_at, decision)
+            return IngestOutcome(results, decision)
+
+    async def _limit(self, client_ip: str) -> RateLimitDecision:
+        try:
+            decision = await self._limiter.check(client_ip)
+        except PortError as exc:
+            logger.error("rate-limit store unavailable: %s", exc)
+            raise UnavailableError(
+                "the rate limiter is temporarily unavailable; retry later",
+                code="rate_limiter_unavailable",
+                headers={"Retry-After": str(RETRY_AFTER_UNAVAILABLE_SECONDS)},
+            ) from exc
+        if not decision.allowed:
+            scope = "this client IP" if decision.refused_by == "ip" else "the service as a whole"
+            raise RateLimitedError(
+                f"rate limit exceeded for {scope}; retry after {decision.retry_after_seconds} s",
+                details=[{"limit": decision.refused_by}],
+                headers=rate_limit_headers(decision),
+            )
+        return decision
+
+    async def _enqueue(
+        self, events: list[Event], request: IngestRequest, received_at: datetime, decision: RateLimitDecision
+    ) -> None:
+        trace_context: dict[str, str] = {}
+        propagate.inject(trace_context)
+        messages = [
+            to_queue_message(
+                Envelope(
+                    event=event,
+                    received_at=received_at,
+                    client_ip=request.client_ip,
+                    user_agent=request.user_agent,
+                    ip_requests_last_minute=decision.requests_last_minute,
+                    trace_context=trace_context,
+                )
+            )
+            for event in events
+        ]
+        try:
+            await self._publisher.publish(messages)
+        except PortError as exc:
+            logger.error("queue unavailable, %d events refused: %s", len(messages), exc)
+            raise UnavailableError(
+                "the event queue is temporarily unavailable; nothing was accepted, retry later",
+                code="queue_unavailable",
+                headers={"Retry-After": str(RETRY_AFTER_UNAVAILABLE_SECONDS)},
+            ) from exc

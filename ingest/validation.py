@@ -1,0 +1,101 @@
+"""From request body bytes to validated events, one outcome per event.
+
+A batch is judged event by event: one bad event is rejected by its index and never fails
+its neighbours. Only what makes the whole request unreadable (bad media type, size, JSON,
+batch shape) fails the request.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from ingest.errors import MalformedJsonError, PayloadTooLargeError, UnsupportedMediaTypeError
+from shared.domain.events import MAX_BATCH_EVENTS, MAX_BODY_BYTES, MAX_EVENT_BYTES, Event
+
+__all__ = ["FieldError", "ParsedBody", "check_content_type", "check_body_size", "parse_body", "validate_event"]
+
+
+@dataclass(frozen=True, slots=True)
+class FieldError:
+    """Why one event was rejected: the field (JSON path) and a readable reason."""
+
+    field: str
+    message: str
+    type: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"field": self.field, "message": self.message, "type": self.type}
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedBody:
+    items: list[Any]
+    is_batch: bool
+
+
+def check_content_type(content_type: str | None) -> None:
+    """Accept `application/json` with any parameters (`; charset=utf-8`), nothing else."""
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    if media_type != "application/json":
+        shown = content_type or "none"
+        raise UnsupportedMediaTypeError(f"Content-Type must be application/json (got {shown})")
+
+
+def check_body_size(size: int) -> None:
+    if size > MAX_BODY_BYTES:
+        raise PayloadTooLargeError(f"request body is {size} bytes; the limit is {MAX_BODY_BYTES} bytes (1 MiB)")
+
+
+def parse_body(body: bytes) -> ParsedBody:
+    """Parse JSON: one event object or an array of at most `MAX_BATCH_EVENTS`."""
+    if not body.strip():
+        raise MalformedJsonError("request body is empty; send one event object or an array of events")
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedJsonError(f"request body is not valid JSON: {exc}") from None
+    if isinstance(document, dict):
+        if len(body) > MAX_EVENT_BYTES:
+            raise PayloadTooLargeError(f"event is {len(body)} bytes; the limit is {MAX_EVENT_BYTES} bytes (32 KiB)")
+        return ParsedBody([document], is_batch=False)
+    if isinstance(document, list):
+        if not document:
+            raise MalformedJsonError("the batch is empty; send at least one event")
+        if len(document) > MAX_BATCH_EVENTS:
+            raise PayloadTooLargeError(f"the batch has {len(document)} events; the limit is {MAX_BATCH_EVENTS}")
+        return ParsedBody(document, is_batch=True)
+    raise MalformedJsonError("request body must be a JSON object (one event) or an array of events")
+
+
+def validate_event(item: Any, *, received_at: datetime, measure_size: bool) -> Event | list[FieldError]:
+    """Validate one event; fill in `eventId` and `timestamp` when absent."""
+    if measure_size:
+        size = len(orjson.dumps(item))
+        if size > MAX_EVENT_BYTES:
+            return [FieldError("", f"event is {size} bytes; the limit is {MAX_EVENT_BYTES} bytes", "event_too_large")]
+    if not isinstance(item, dict):
+        return [FieldError("", "each event must be a JSON object", "not_an_object")]
+    try:
+        event = Event.model_validate(item, context={"now": received_at})
+    except ValidationError as exc:
+        return [_field_error(error) for error in exc.errors(include_url=False)]
+    if event.event_id is None or event.timestamp is None:
+        event = event.model_copy(
+            update={"event_id": event.event_id or uuid.uuid4(), "timestamp": event.timestamp or received_at}
+        )
+    return event
+
+
+def _field_error(error: Any) -> FieldError:
+    field = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "extra_forbidden":
+        message = f"unknown field {field!r}; put custom data in 'properties'"
+    else:
+        message = error["msg"].removeprefix("Value error, ")
+    return FieldError(field, message, error["type"])

@@ -1,0 +1,78 @@
+"""The functions a `FunctionApp` registered, sorted by what the local host can drive.
+
+`FunctionApp.get_functions()` may be called only once per app (a second call reports every
+function as a duplicate), so the index is built once and cached per app object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import azure.functions as func
+
+from local_host.routing import RouteTemplate
+
+__all__ = ["FunctionIndex", "HttpFunction", "index_functions"]
+
+ALL_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+
+
+@dataclass(frozen=True, slots=True)
+class HttpFunction:
+    name: str
+    route: RouteTemplate
+    methods: tuple[str, ...]
+    handler: Callable[..., Any]
+    argument: str
+    """The parameter the request is passed as (the trigger binding's name)."""
+
+    async def invoke(self, request: func.HttpRequest) -> func.HttpResponse:
+        """Call the function; a synchronous one runs on a worker thread, as the Python worker does."""
+        if inspect.iscoroutinefunction(self.handler):
+            result: Awaitable[func.HttpResponse] = self.handler(**{self.argument: request})
+            return await result
+        return await asyncio.to_thread(self.handler, **{self.argument: request})
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionIndex:
+    http: list[HttpFunction] = field(default_factory=list)
+    other: dict[str, str] = field(default_factory=dict)
+    """Functions whose trigger the host does not drive: name -> trigger type."""
+
+
+_indexes: dict[int, tuple[func.FunctionApp, FunctionIndex]] = {}
+
+
+def index_functions(app: func.FunctionApp) -> FunctionIndex:
+    """Sort `app`'s functions by trigger type (cached per app)."""
+    cached = _indexes.get(id(app))
+    if cached is not None and cached[0] is app:
+        return cached[1]
+    index = FunctionIndex()
+    for function in app.get_functions():
+        trigger = function.get_trigger()
+        name = function.get_function_name() or function.get_user_function().__name__
+        if trigger is None:
+            index.other[name] = "no trigger"
+            continue
+        if trigger.get_binding_name() == "httpTrigger":
+            spec = trigger.get_dict_repr()
+            methods = tuple(str(getattr(m, "value", m)).upper() for m in spec.get("methods") or ALL_METHODS)
+            index.http.append(
+                HttpFunction(
+                    name=name,
+                    route=RouteTemplate.compile(str(spec.get("route") or name)),
+                    methods=methods,
+                    handler=function.get_user_function(),
+                    argument=spec["name"],
+                )
+            )
+        else:
+            index.other[name] = trigger.get_binding_name()
+    _indexes[id(app)] = (app, index)
+    return index

@@ -1,0 +1,193 @@
+"""An ASGI app that serves a Functions app's HTTP triggers the way the Functions host does.
+
+Requests under `/<route prefix>/` are matched against each HTTP function's route and
+methods, turned into a `func.HttpRequest` (method, URL, headers, query, route parameters,
+body) and the function's `func.HttpResponse` is written back. As Azure's front end does,
+the socket peer is appended to `X-Forwarded-For` as `ip:port`; functions never see the
+socket itself. Host-level endpoints (`/metrics`) sit outside the route prefix.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+import azure.functions as func
+import orjson
+
+from local_host.functions import HttpFunction
+
+__all__ = ["Gateway", "HostEndpoint", "PlainResponse"]
+
+logger = logging.getLogger(__name__)
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+# The Functions host's default limit (maxRequestBodySize); the app applies its own, smaller ones.
+MAX_REQUEST_BYTES = 100 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class PlainResponse:
+    status: int
+    body: bytes
+    content_type: str
+
+
+HostEndpoint = Callable[[], Awaitable[PlainResponse]]
+
+
+@dataclass
+class Gateway:
+    """Serves `functions` under `/{route_prefix}/`, plus host endpoints, over ASGI."""
+
+    functions: list[HttpFunction]
+    route_prefix: str = "api"
+    host_endpoints: Mapping[str, HostEndpoint] = field(default_factory=dict)
+    on_startup: Callable[[], Awaitable[None]] | None = None
+    on_shutdown: Callable[[], Awaitable[None]] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        elif scope["type"] == "http":
+            await self._http(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            hook = self.on_startup if message["type"] == "lifespan.startup" else self.on_shutdown
+            phase = message["type"]
+            try:
+                if hook is not None:
+                    await hook()
+            except Exception as exc:
+                logger.exception("%s failed", phase)
+                await send({"type": f"{phase}.failed", "message": str(exc)})
+                if phase == "lifespan.shutdown":
+                    return
+                continue
+            await send({"type": f"{phase}.complete"})
+            if phase == "lifespan.shutdown":
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        method: str = scope["method"].upper()
+        endpoint = self.host_endpoints.get(path)
+        if endpoint is not None:
+            plain = await endpoint()
+            await _send(send, plain.status, [(b"content-type", plain.content_type.encode())], plain.body)
+            return
+        prefix = f"/{self.route_prefix}" if self.route_prefix else ""
+        if not path.lower().startswith(prefix.lower() + "/"):
+            await _send_json(send, 404, {"error": "not_found", "message": f"no function serves {path}"})
+            return
+        below = path[len(prefix) :]
+        allowed: list[str] = []
+        for function in self.functions:
+            params = function.route.match(below)
+            if params is None:
+                continue
+            if method not in function.methods:
+                allowed.extend(function.methods)
+                continue
+            body = await _read_body(receive)
+            if body is None:
+                await _send_json(send, 413, {"error": "payload_too_large", "message": "request body over 100 MiB"})
+                return
+            await self._invoke(function, _to_request(scope, body, params), send)
+            return
+        if allowed:
+            await _send_json(
+                send,
+                405,
+                {"error": "method_not_allowed", "message": f"{method} is not allowed here"},
+                [(b"allow", ", ".join(sorted(set(allowed))).encode())],
+            )
+        else:
+            await _send_json(send, 404, {"error": "not_found", "message": f"no function serves {path}"})
+
+    async def _invoke(self, function: HttpFunction, request: func.HttpRequest, send: Send) -> None:
+        try:
+            response = await function.invoke(request)
+        except Exception:
+            # As the Functions host does: a 500 for the caller, the traceback in the log.
+            logger.exception("function %s failed", function.name)
+            await _send_json(send, 500, {"error": "internal_error", "message": "the function failed; see the host log"})
+            return
+        status, headers, body = _from_response(response)
+        await _send(send, status, headers, body)
+
+
+def _to_request(scope: Scope, body: bytes, route_params: dict[str, str]) -> func.HttpRequest:
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in scope["headers"]:
+        name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    client = scope.get("client")
+    if client:
+        peer_ip, peer_port = client[0], client[1]
+        hop = f"[{peer_ip}]:{peer_port}" if ":" in peer_ip else f"{peer_ip}:{peer_port}"
+        forwarded = headers.get("x-forwarded-for")
+        headers["x-forwarded-for"] = f"{forwarded}, {hop}" if forwarded else hop
+    query = scope.get("query_string", b"").decode("latin-1")
+    host = headers.get("host", "127.0.0.1")
+    url = f"{scope.get('scheme', 'http')}://{host}{scope.get('root_path', '')}{scope['path']}"
+    if query:
+        url += f"?{query}"
+    return func.HttpRequest(
+        method=scope["method"].upper(),
+        url=url,
+        headers=headers,
+        params=dict(parse_qsl(query, keep_blank_values=True)),
+        route_params=route_params,
+        body=body,
+    )
+
+
+def _from_response(response: func.HttpResponse) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    headers = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in response.headers.items()]
+    if not any(name == b"content-type" for name, _ in headers) and response.mimetype:
+        content_type = response.mimetype
+        if response.charset and (content_type.startswith("text/") or content_type == "application/json"):
+            content_type += f"; charset={response.charset}"
+        headers.append((b"content-type", content_type.encode("latin-1")))
+    return response.status_code, headers, response.get_body() or b""
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_REQUEST_BYTES:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+async def _send(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+    headers = [h for h in headers if h[0] != b"content-length"]
+    headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _send_json(
+    send: Send, status: int, body: dict[str, object], headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    payload = orjson.dumps({**body, "details": []})
+    await _send(send, status, [(b"content-type", b"application/json"), *(headers or [])], payload)

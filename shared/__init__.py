@@ -1,0 +1,1 @@
+"""Shared code of every stage: settings, domain logic, ports and adapters, telemetry."""

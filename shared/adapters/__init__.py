@@ -1,0 +1,1 @@
+"""Adapters for the ports in `shared.ports`: Azure services and embedded SQLite files."""

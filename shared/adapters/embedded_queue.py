@@ -1,0 +1,316 @@
+"""A durable queue in a SQLite file, with Service Bus peek-lock semantics.
+
+What the local host needs from a broker, and no more:
+
+- `send` commits messages durably (group commit, see `SqliteWorker`); a message whose id is
+  already waiting is dropped, as Service Bus duplicate detection would drop it.
+- `receive` locks up to N messages for `lock_seconds` and counts the delivery. A message
+  not completed before its lock expires becomes visible again.
+- `complete` removes it; `abandon` releases the lock at once; `renew_lock` extends it;
+  `dead_letter` moves it to the dead-letter queue with a reason.
+- Once a message has been delivered `max_delivery_count` times, the next delivery attempt
+  moves it to the dead-letter queue instead, with reason `MaxDeliveryCountExceeded`.
+
+`EmbeddedPublisher` adapts the queue to the `EventPublisher` port.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+from pathlib import Path
+
+import orjson
+
+from shared.adapters.sqlite_worker import SqliteWorker
+from shared.domain.envelope import QueueMessage
+from shared.ports import PortError, PublishError
+
+__all__ = [
+    "DeadLetteredMessage",
+    "EmbeddedPublisher",
+    "EmbeddedQueue",
+    "MessageLockLostError",
+    "ReceivedMessage",
+    "MAX_DELIVERY_COUNT_EXCEEDED",
+]
+
+MAX_DELIVERY_COUNT_EXCEEDED = "MaxDeliveryCountExceeded"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+    message_id     TEXT NOT NULL UNIQUE,
+    body           BLOB NOT NULL,
+    content_type   TEXT,
+    subject        TEXT,
+    correlation_id TEXT,
+    properties     BLOB NOT NULL,
+    enqueued_at    REAL NOT NULL,
+    delivery_count INTEGER NOT NULL DEFAULT 0,
+    lock_token     TEXT UNIQUE,
+    locked_until   REAL NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS messages_visible ON messages (locked_until, seq);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    seq              INTEGER PRIMARY KEY,
+    message_id       TEXT NOT NULL,
+    body             BLOB NOT NULL,
+    content_type     TEXT,
+    subject          TEXT,
+    correlation_id   TEXT,
+    properties       BLOB NOT NULL,
+    enqueued_at      REAL NOT NULL,
+    delivery_count   INTEGER NOT NULL,
+    dead_lettered_at REAL NOT NULL,
+    reason           TEXT NOT NULL,
+    description      TEXT
+);
+"""
+
+_COLUMNS = "seq, message_id, body, content_type, subject, correlation_id, properties, enqueued_at, delivery_count"
+
+
+class MessageLockLostError(PortError):
+    """The lock token is unknown or its lock expired; the message may be redelivered."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedMessage:
+    """A locked message. Settle it with its `lock_token`."""
+
+    message: QueueMessage
+    sequence_number: int
+    enqueued_at: float
+    delivery_count: int
+    lock_token: str
+    locked_until: float
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetteredMessage:
+    message: QueueMessage
+    sequence_number: int
+    enqueued_at: float
+    delivery_count: int
+    dead_lettered_at: float
+    reason: str
+    description: str | None
+
+
+class EmbeddedQueue:
+    """A peek-lock queue with a dead-letter queue in one SQLite file."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        lock_seconds: float = 30.0,
+        max_delivery_count: int = 10,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = path
+        self.lock_seconds = lock_seconds
+        self.max_delivery_count = max_delivery_count
+        self._clock = clock
+        self._worker = SqliteWorker(path, lambda c: c.executescript(_SCHEMA), name="embedded-queue")
+
+    async def send(self, messages: Sequence[QueueMessage]) -> None:
+        """Commit `messages` durably; return only once they are on disk."""
+        now = self._clock()
+        rows = [
+            (
+                m.message_id,
+                m.body,
+                m.content_type,
+                m.subject,
+                m.correlation_id,
+                orjson.dumps(m.application_properties),
+                now,
+            )
+            for m in messages
+        ]
+
+        def insert(connection: sqlite3.Connection) -> None:
+            connection.executemany(
+                "INSERT OR IGNORE INTO messages"
+                " (message_id, body, content_type, subject, correlation_id, properties, enqueued_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+        await self._worker.run(insert)
+
+    async def receive(self, max_messages: int = 1) -> list[ReceivedMessage]:
+        """Lock and return up to `max_messages` visible messages, oldest first."""
+        now = self._clock()
+        locked_until = now + self.lock_seconds
+
+        def take(connection: sqlite3.Connection) -> list[ReceivedMessage]:
+            received: list[ReceivedMessage] = []
+            while len(received) < max_messages:
+                rows = connection.execute(
+                    f"SELECT {_COLUMNS} FROM messages WHERE locked_until <= ? ORDER BY seq LIMIT ?",
+                    (now, max_messages - len(received)),
+                ).fetchall()
+                if not rows:
+                    break
+                for row in rows:
+                    if row[8] >= self.max_delivery_count:
+                        _move_to_dead_letters(connection, row[0], now, MAX_DELIVERY_COUNT_EXCEEDED, None)
+                        continue
+                    token = str(uuid.uuid4())
+                    connection.execute(
+                        "UPDATE messages SET lock_token = ?, locked_until = ?, delivery_count = delivery_count + 1"
+                        " WHERE seq = ?",
+                        (token, locked_until, row[0]),
+                    )
+                    received.append(
+                        ReceivedMessage(
+                            message=_message(row),
+                            sequence_number=row[0],
+                            enqueued_at=row[7],
+                            delivery_count=row[8] + 1,
+                            lock_token=token,
+                            locked_until=locked_until,
+                        )
+                    )
+            return received
+
+        return await self._worker.run(take)
+
+    async def complete(self, lock_token: str) -> None:
+        """Remove a message that was processed."""
+        await self._settle(
+            lock_token, lambda connection, seq, now: connection.execute("DELETE FROM messages WHERE seq = ?", (seq,))
+        )
+
+    async def abandon(self, lock_token: str) -> None:
+        """Release the lock now so the message is delivered again."""
+        await self._settle(
+            lock_token,
+            lambda connection, seq, now: connection.execute(
+                "UPDATE messages SET lock_token = NULL, locked_until = 0 WHERE seq = ?", (seq,)
+            ),
+        )
+
+    async def renew_lock(self, lock_token: str) -> float:
+        """Extend the lock by `lock_seconds` from now; return the new expiry."""
+        until = self._clock() + self.lock_seconds
+        await self._settle(
+            lock_token,
+            lambda connection, seq, now: connection.execute(
+                "UPDATE messages SET locked_until = ? WHERE seq = ?", (until, seq)
+            ),
+        )
+        return until
+
+    async def dead_letter(self, lock_token: str, reason: str, description: str | None = None) -> None:
+        """Move a message that can never succeed to the dead-letter queue."""
+        await self._settle(
+            lock_token, lambda connection, seq, now: _move_to_dead_letters(connection, seq, now, reason, description)
+        )
+
+    async def depth(self) -> int:
+        """Messages waiting or in flight (not dead-lettered)."""
+        return await self._worker.run(lambda c: int(c.execute("SELECT count(*) FROM messages").fetchone()[0]))
+
+    def read_depth(self) -> int:
+        """`depth()` for synchronous callers (metric callbacks), on a short-lived read connection."""
+        with contextlib.closing(sqlite3.connect(self.path, timeout=5.0)) as connection:
+            return int(connection.execute("SELECT count(*) FROM messages").fetchone()[0])
+
+    async def dead_letter_depth(self) -> int:
+        return await self._worker.run(lambda c: int(c.execute("SELECT count(*) FROM dead_letters").fetchone()[0]))
+
+    async def dead_letters(self, limit: int = 100) -> list[DeadLetteredMessage]:
+        """The oldest dead-lettered messages, for inspection."""
+
+        def read(connection: sqlite3.Connection) -> list[DeadLetteredMessage]:
+            rows = connection.execute(
+                f"SELECT {_COLUMNS}, dead_lettered_at, reason, description FROM dead_letters ORDER BY seq LIMIT ?",
+                (limit,),
+            ).fetchall()
+            return [
+                DeadLetteredMessage(
+                    message=_message(row),
+                    sequence_number=row[0],
+                    enqueued_at=row[7],
+                    delivery_count=row[8],
+                    dead_lettered_at=row[9],
+                    reason=row[10],
+                    description=row[11],
+                )
+                for row in rows
+            ]
+
+        return await self._worker.run(read)
+
+    async def check(self) -> None:
+        await self.depth()
+
+    def close(self) -> None:
+        """Finish pending writes and close the file."""
+        self._worker.close()
+
+    async def _settle(self, lock_token: str, action: Callable[[sqlite3.Connection, int, float], object]) -> None:
+        now = self._clock()
+
+        def settle(connection: sqlite3.Connection) -> None:
+            row = connection.execute(
+                "SELECT seq FROM messages WHERE lock_token = ? AND locked_until > ?", (lock_token, now)
+            ).fetchone()
+            if row is None:
+                raise MessageLockLostError("the message's lock expired or the lock token is unknown")
+            action(connection, row[0], now)
+
+        await self._worker.run(settle)
+
+
+def _move_to_dead_letters(
+    connection: sqlite3.Connection, seq: int, now: float, reason: str, description: str | None
+) -> None:
+    connection.execute(
+        f"INSERT INTO dead_letters ({_COLUMNS}, dead_lettered_at, reason, description)"
+        f" SELECT {_COLUMNS}, ?, ?, ? FROM messages WHERE seq = ?",
+        (now, reason, description, seq),
+    )
+    connection.execute("DELETE FROM messages WHERE seq = ?", (seq,))
+
+
+def _message(row: tuple[Any, ...]) -> QueueMessage:
+    return QueueMessage(
+        message_id=str(row[1]),
+        body=bytes(row[2]),
+        content_type=str(row[3]) if row[3] is not None else "application/json",
+        subject=row[4] if isinstance(row[4], str) else None,
+        correlation_id=row[5] if isinstance(row[5], str) else None,
+        application_properties=orjson.loads(row[6]),
+    )
+
+
+class EmbeddedPublisher:
+    """`EventPublisher` over the embedded queue."""
+
+    def __init__(self, queue: EmbeddedQueue) -> None:
+        self.queue = queue
+
+    async def publish(self, messages: Sequence[QueueMessage]) -> None:
+        try:
+            await self.queue.send(messages)
+        except (sqlite3.Error, OSError) as exc:
+            raise PublishError(f"the embedded queue could not store the messages: {exc}") from exc
+
+    async def check(self) -> None:
+        try:
+            await self.queue.check()
+        except (sqlite3.Error, OSError) as exc:
+            raise PublishError(f"the embedded queue is unavailable: {exc}") from exc
+
+    async def close(self) -> None:
+        self.queue.close()

@@ -1,0 +1,93 @@
+"""`RateLimitStore` in a SQLite file, shared by every host process on the machine.
+
+Each update runs inside one `BEGIN IMMEDIATE` transaction (see `SqliteWorker`), which holds
+the database's write lock, so a read-modify-write can never interleave with another
+process's: no optimistic-concurrency retry is needed here, unlike on Table Storage.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+import orjson
+
+from shared.adapters.sqlite_worker import SqliteWorker
+from shared.domain.ratelimit import WINDOW_SECONDS, ClientState, PeerWindow, SlotWindow, TokenBucket
+from shared.ports import RateLimitStoreError
+
+__all__ = ["EmbeddedRateLimitStore"]
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS clients (
+    client_key TEXT PRIMARY KEY,
+    tokens     REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    recent     BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS windows (
+    instance_id   TEXT PRIMARY KEY,
+    window        BLOB NOT NULL,
+    exchanged_at  REAL NOT NULL
+) WITHOUT ROWID;
+"""
+
+
+class EmbeddedRateLimitStore:
+    """Rate-limit state in one SQLite file."""
+
+    def __init__(self, path: Path, *, peer_retention: float = WINDOW_SECONDS) -> None:
+        self.path = path
+        self._peer_retention = peer_retention
+        self._worker = SqliteWorker(path, lambda c: c.executescript(_SCHEMA), name="embedded-rate-limit")
+
+    async def update_client(self, client_key: str, change: Callable[[ClientState | None], tuple[ClientState, T]]) -> T:
+        def update(connection: sqlite3.Connection) -> T:
+            row = connection.execute(
+                "SELECT tokens, updated_at, recent FROM clients WHERE client_key = ?", (client_key,)
+            ).fetchone()
+            state = None
+            if row is not None:
+                state = ClientState(TokenBucket(row[0], row[1]), SlotWindow.from_list(orjson.loads(row[2])))
+            new_state, result = change(state)
+            connection.execute(
+                "INSERT OR REPLACE INTO clients (client_key, tokens, updated_at, recent) VALUES (?, ?, ?, ?)",
+                (
+                    client_key,
+                    new_state.bucket.tokens,
+                    new_state.bucket.updated_at,
+                    orjson.dumps(new_state.recent.to_list()),
+                ),
+            )
+            return result
+
+        return await self._run(update)
+
+    async def exchange_window(self, instance_id: str, window: SlotWindow, now: float) -> Sequence[PeerWindow]:
+        def exchange(connection: sqlite3.Connection) -> list[PeerWindow]:
+            connection.execute(
+                "INSERT OR REPLACE INTO windows (instance_id, window, exchanged_at) VALUES (?, ?, ?)",
+                (instance_id, orjson.dumps(window.to_list()), now),
+            )
+            # Instances gone for a whole window hold no live counts; forget them.
+            connection.execute("DELETE FROM windows WHERE exchanged_at < ?", (now - self._peer_retention,))
+            rows = connection.execute("SELECT instance_id, window, exchanged_at FROM windows").fetchall()
+            return [PeerWindow(r[0], SlotWindow.from_list(orjson.loads(r[1])), r[2]) for r in rows]
+
+        return await self._run(exchange)
+
+    async def check(self) -> None:
+        await self._run(lambda c: c.execute("SELECT 1").fetchone())
+
+    async def close(self) -> None:
+        self._worker.close()
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            return await self._worker.run(fn)
+        except (sqlite3.Error, OSError) as exc:
+            raise RateLimitStoreError(f"the embedded rate-limit store failed: {exc}") from exc

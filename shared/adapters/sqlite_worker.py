@@ -1,0 +1,173 @@
+"""One SQLite connection on its own thread, serving asyncio callers with group commit.
+
+Embedded adapters need durable commits (202 means the event is on disk) without blocking
+the event loop, and they need them fast. Each `SqliteWorker` owns one connection on one
+thread. Jobs queued while a transaction is being written wait, and then run together in the
+next transaction: one `COMMIT` (one fsync) for all of them, each inside its own SAVEPOINT
+so a failing job rolls back alone and its neighbours still commit.
+
+Timeline of a group commit::
+
+    caller A: run(job_a) ──┐
+    caller B: run(job_b) ──┼─> thread: BEGIN IMMEDIATE; SAVEPOINT; job_a; RELEASE;
+    caller C: run(job_c) ──┘           SAVEPOINT; job_b; RELEASE; ...; COMMIT
+                                        └─> A, B and C resume, each with its own result
+
+Every job's result is handed back only after the COMMIT succeeded, so a caller that got
+a result knows its write is durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+__all__ = ["SqliteWorker", "SqliteWorkerClosedError"]
+
+T = TypeVar("T")
+
+MAX_JOBS_PER_TRANSACTION = 512
+
+
+class SqliteWorkerClosedError(RuntimeError):
+    """The worker was closed; no more jobs are taken."""
+
+
+@dataclass(slots=True)
+class _Job:
+    fn: Callable[[sqlite3.Connection], Any]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Any]
+
+
+_STOP = object()
+
+
+class SqliteWorker:
+    """Runs functions against one SQLite database file, each in a committed transaction."""
+
+    def __init__(self, path: Path, setup: Callable[[sqlite3.Connection], object], *, name: str = "sqlite") -> None:
+        """Open `path` (creating folders), apply durable pragmas, then run `setup` (schema)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._jobs: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
+        self._closed = False
+        ready: queue.SimpleQueue[BaseException | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, args=(setup, ready), name=name, daemon=True)
+        self._thread.start()
+        error = ready.get()
+        if error is not None:
+            raise error
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn(connection)` in a transaction; return its result once committed."""
+        if self._closed:
+            raise SqliteWorkerClosedError(f"{self.path} is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._jobs.put(_Job(fn, loop, future))
+        return await future
+
+    def close(self) -> None:
+        """Finish queued jobs, then close the connection. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        self._jobs.put(_STOP)
+        self._thread.join()
+
+    def _serve(
+        self, setup: Callable[[sqlite3.Connection], object], ready: queue.SimpleQueue[BaseException | None]
+    ) -> None:
+        try:
+            connection = open_connection(self.path)
+            setup(connection)
+        except BaseException as exc:  # handed to the constructor, which re-raises it
+            ready.put(exc)
+            return
+        ready.put(None)
+        try:
+            stopping = False
+            while not stopping:
+                batch, stopping = self._take_batch()
+                if batch:
+                    self._run_batch(connection, batch)
+        finally:
+            connection.close()
+
+    def _take_batch(self) -> tuple[list[_Job], bool]:
+        first = self._jobs.get()
+        if first is _STOP:
+            return [], True
+        batch = [first]
+        while len(batch) < MAX_JOBS_PER_TRANSACTION:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if job is _STOP:
+                return _as_jobs(batch), True
+            batch.append(job)
+        return _as_jobs(batch), False
+
+    def _run_batch(self, connection: sqlite3.Connection, batch: list[_Job]) -> None:
+        outcomes: list[tuple[bool, Any]] = []
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            for job in batch:
+                outcomes.append(_run_in_savepoint(connection, job.fn))
+            connection.execute("COMMIT")
+        except BaseException as exc:
+            # The transaction as a whole failed (disk full, database locked for too long):
+            # nothing in it is durable, so every job in it gets the error.
+            with contextlib.suppress(sqlite3.Error):
+                connection.execute("ROLLBACK")
+            outcomes = [(False, exc)] * len(batch)
+        for job, (ok, value) in zip(batch, outcomes, strict=True):
+            job.loop.call_soon_threadsafe(_settle, job.future, ok, value)
+
+
+def open_connection(path: Path) -> sqlite3.Connection:
+    """A connection with the settings every embedded store relies on.
+
+    WAL lets readers in other processes (the CLI, a second host worker) work during
+    writes; synchronous=FULL makes each COMMIT survive a power cut, not only a crash;
+    autocommit mode (isolation_level=None) leaves transactions to us.
+    """
+    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=FULL")
+    connection.execute("PRAGMA busy_timeout=30000")
+    return connection
+
+
+def _run_in_savepoint(connection: sqlite3.Connection, fn: Callable[[sqlite3.Connection], Any]) -> tuple[bool, Any]:
+    connection.execute("SAVEPOINT job")
+    try:
+        result = fn(connection)
+    except Exception as exc:
+        connection.execute("ROLLBACK TO job")
+        connection.execute("RELEASE job")
+        return False, exc
+    connection.execute("RELEASE job")
+    return True, result
+
+
+def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if future.cancelled():
+        return
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
+
+
+def _as_jobs(items: list[_Job | object]) -> list[_Job]:
+    return [item for item in items if isinstance(item, _Job)]

@@ -1,0 +1,124 @@
+"""The composition root: the one place that chooses adapters from settings.
+
+A `Container` builds each adapter lazily, once per worker process, and every stage reuses
+it (SDK clients are expensive and hold connection pools). Nothing connects at import time:
+`function_app` imports this module without any Azure setting present.
+
+Tests and the local host install their own container with `set_container`; Azure Functions
+builds the default one from the environment on first use.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable, Mapping
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from shared.ports import EventPublisher, RateLimitStore
+from shared.settings import Settings, load_settings
+from shared.telemetry import configure_azure_monitor, observe_queue_depth
+
+__all__ = ["Container", "close_container", "get_container", "set_container"]
+
+if TYPE_CHECKING:
+    from shared.adapters.embedded_queue import EmbeddedQueue
+
+Closer = Callable[[], Awaitable[None]]
+T = TypeVar("T")
+
+
+class Container:
+    """Adapters for one worker process, created on first use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._closers: list[Closer] = []
+        self._singletons: dict[Callable[[Container], Any], Any] = {}
+
+    @property
+    def data_dir(self) -> Path:
+        return self.settings.data_dir.resolve()
+
+    @cached_property
+    def embedded_queue(self) -> EmbeddedQueue:
+        """The embedded broker (embedded backend only)."""
+        from shared.adapters.embedded_queue import EmbeddedQueue
+
+        queue = EmbeddedQueue(
+            self.data_dir / "queue.sqlite3",
+            lock_seconds=self.settings.queue_lock_seconds,
+            max_delivery_count=self.settings.queue_max_delivery_count,
+        )
+        observe_queue_depth(queue.read_depth)
+        return queue
+
+    @cached_property
+    def publisher(self) -> EventPublisher:
+        publisher: EventPublisher
+        if self.settings.backend == "azure":
+            from shared.adapters.servicebus_publisher import create_service_bus_publisher
+
+            publisher = create_service_bus_publisher(self.settings)
+        else:
+            from shared.adapters.embedded_queue import EmbeddedPublisher
+
+            publisher = EmbeddedPublisher(self.embedded_queue)
+        self.on_close(publisher.close)
+        return publisher
+
+    @cached_property
+    def rate_limit_store(self) -> RateLimitStore:
+        store: RateLimitStore
+        if self.settings.backend == "azure":
+            from shared.adapters.tables_rate_limit import create_table_rate_limit_store
+
+            store = create_table_rate_limit_store(self.settings)
+        else:
+            from shared.adapters.embedded_rate_limit import EmbeddedRateLimitStore
+
+            store = EmbeddedRateLimitStore(self.data_dir / "ratelimit.sqlite3")
+        self.on_close(store.close)
+        return store
+
+    def singleton(self, factory: Callable[[Container], T]) -> T:
+        """`factory(self)`, built on first call and reused: how each stage keeps its services."""
+        if factory not in self._singletons:
+            self._singletons[factory] = factory(self)
+        return self._singletons[factory]  # type: ignore[no-any-return]
+
+    def on_close(self, closer: Closer) -> None:
+        """Register something to close with the container (last registered, first closed)."""
+        self._closers.append(closer)
+
+    async def close(self) -> None:
+        while self._closers:
+            await self._closers.pop()()
+
+
+_container: Container | None = None
+
+
+def get_container(environ: Mapping[str, str] | None = None) -> Container:
+    """This process's container, built from the environment on first call."""
+    global _container
+    if _container is None:
+        settings = load_settings(os.environ if environ is None else environ)
+        configure_azure_monitor(settings)
+        _container = Container(settings)
+    return _container
+
+
+def set_container(container: Container | None) -> None:
+    """Install a container (local host, tests); `None` forgets the current one."""
+    global _container
+    _container = container
+
+
+async def close_container() -> None:
+    """Close and forget this process's container, if one was built."""
+    global _container
+    if _container is not None:
+        container, _container = _container, None
+        await container.close()

@@ -1,0 +1,67 @@
+"""The queue envelope: what ingest puts on the queue for the process stage.
+
+An accepted event travels with what only the receiving side knows: when and from where it
+arrived, the client IP's recent request count (the velocity signal fraud scoring reads) and
+the W3C trace context, so one trace spans HTTP, queue and storage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Final, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from shared.domain.events import Event
+
+__all__ = ["SCHEMA_VERSION", "Envelope", "QueueMessage", "to_queue_message"]
+
+SCHEMA_VERSION: Final = 1
+
+
+class Envelope(BaseModel):
+    """Version 1 of the queue message body (JSON)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    schema_version: Literal[1] = Field(SCHEMA_VERSION, alias="schemaVersion")
+    event: Event
+    received_at: AwareDatetime = Field(alias="receivedAt")
+    client_ip: str = Field(alias="clientIp")
+    user_agent: str | None = Field(None, alias="userAgent")
+    ip_requests_last_minute: int = Field(alias="ipRequestsLastMinute", ge=0)
+    trace_context: dict[str, str] = Field(default_factory=dict, alias="traceContext")
+
+    def to_json(self) -> bytes:
+        """Serialise with camelCase names, leaving out absent optional fields."""
+        return self.model_dump_json(by_alias=True, exclude_none=True).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class QueueMessage:
+    """A broker-neutral message: what every publisher adapter knows how to send."""
+
+    message_id: str
+    body: bytes
+    content_type: str = "application/json"
+    subject: str | None = None
+    correlation_id: str | None = None
+    application_properties: dict[str, str | int] = field(default_factory=dict)
+
+
+def to_queue_message(envelope: Envelope) -> QueueMessage:
+    """`message_id` is the eventId, so broker-side duplicate detection drops a resend."""
+    event = envelope.event
+    properties: dict[str, str | int] = {
+        "schemaVersion": envelope.schema_version,
+        "tenantId": event.tenant_id,
+        "eventType": event.event_type,
+    }
+    properties.update(envelope.trace_context)
+    return QueueMessage(
+        message_id=str(event.event_id),
+        body=envelope.to_json(),
+        subject=event.event_type,
+        correlation_id=event.correlation_id,
+        application_properties=properties,
+    )

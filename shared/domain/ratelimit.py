@@ -1,0 +1,208 @@
+"""Rate-limit arithmetic: pure functions over immutable state, with the time passed in.
+
+- `TokenBucket` / `take_token`: the per-client-IP limit (capacity, refill rate).
+- `SlotWindow`: request counts in one-second slots over the last minute. It is both the
+  client's velocity signal (requests from one IP in the last 60 s) and each instance's share
+  of the global sliding window.
+- `GlobalQuota`: how many requests this instance may admit until it next hears from the
+  others (see `share_quota`).
+
+Stores persist these values (see `shared.ports.RateLimitStore`); nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "WINDOW_SECONDS",
+    "BucketDecision",
+    "BucketLimits",
+    "ClientDecision",
+    "ClientState",
+    "GlobalQuota",
+    "PeerWindow",
+    "SlotWindow",
+    "TokenBucket",
+    "admit_client",
+    "share_quota",
+    "take_token",
+]
+
+WINDOW_SECONDS = 60
+
+
+@dataclass(frozen=True, slots=True)
+class BucketLimits:
+    capacity: int
+    refill_per_second: float
+
+
+@dataclass(frozen=True, slots=True)
+class TokenBucket:
+    tokens: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class BucketDecision:
+    allowed: bool
+    remaining: int
+    """Whole tokens left after this request."""
+    retry_after: float
+    """Seconds until one token is available (0 when allowed)."""
+    reset_after: float
+    """Seconds until the bucket is full again."""
+
+
+def take_token(bucket: TokenBucket | None, limits: BucketLimits, now: float) -> tuple[TokenBucket, BucketDecision]:
+    """Refill for the time elapsed, then take one token if there is one."""
+    if bucket is None:
+        tokens = float(limits.capacity)
+    else:
+        # A clock that steps backwards (another instance's clock) must not mint tokens.
+        elapsed = max(0.0, now - bucket.updated_at)
+        tokens = min(float(limits.capacity), bucket.tokens + elapsed * limits.refill_per_second)
+    allowed = tokens >= 1.0
+    if allowed:
+        tokens -= 1.0
+    deficit = 0.0 if allowed else 1.0 - tokens
+    decision = BucketDecision(
+        allowed=allowed,
+        remaining=int(tokens),
+        retry_after=deficit / limits.refill_per_second,
+        reset_after=(limits.capacity - tokens) / limits.refill_per_second,
+    )
+    return TokenBucket(tokens=tokens, updated_at=max(now, bucket.updated_at if bucket else now)), decision
+
+
+@dataclass(frozen=True, slots=True)
+class SlotWindow:
+    """Counts per whole second, oldest first, only seconds inside the window."""
+
+    slots: tuple[tuple[int, int], ...] = ()
+
+    def total(self, now: float, window_seconds: int = WINDOW_SECONDS) -> int:
+        """Requests counted in the `window_seconds` ending at `now` (this second included)."""
+        first = math.floor(now) - window_seconds + 1
+        return sum(count for second, count in self.slots if second >= first)
+
+    def record(self, now: float, count: int = 1, window_seconds: int = WINDOW_SECONDS) -> SlotWindow:
+        """Add `count` at `now` and drop seconds that left the window."""
+        second = math.floor(now)
+        first = second - window_seconds + 1
+        kept = [(s, c) for s, c in self.slots if s >= first]
+        if kept and kept[-1][0] == second:
+            kept[-1] = (second, kept[-1][1] + count)
+        elif kept and kept[-1][0] > second:
+            # `now` is behind the newest slot (clock skew between callers): count it there.
+            kept[-1] = (kept[-1][0], kept[-1][1] + count)
+        else:
+            kept.append((second, count))
+        return SlotWindow(tuple(kept))
+
+    def seconds_until_below(self, limit: int, now: float, window_seconds: int = WINDOW_SECONDS) -> float:
+        """Seconds until the total in the window falls below `limit` (0 if it already is)."""
+        first = math.floor(now) - window_seconds + 1
+        live = [(s, c) for s, c in self.slots if s >= first]
+        total = sum(c for _, c in live)
+        for second, count in live:
+            if total < limit:
+                break
+            total -= count
+            # This slot leaves the window once `now` reaches second + window_seconds.
+            wait = second + window_seconds - now
+            if total < limit:
+                return max(wait, 0.0)
+        return 0.0 if total < limit else float(window_seconds)
+
+    @classmethod
+    def merge(cls, windows: Iterable[SlotWindow]) -> SlotWindow:
+        """Sum several windows second by second (the global view of all instances)."""
+        totals: dict[int, int] = {}
+        for window in windows:
+            for second, count in window.slots:
+                totals[second] = totals.get(second, 0) + count
+        return cls(tuple(sorted(totals.items())))
+
+    def to_list(self) -> list[list[int]]:
+        """A JSON-friendly form for stores."""
+        return [[s, c] for s, c in self.slots]
+
+    @classmethod
+    def from_list(cls, items: Iterable[Iterable[int]]) -> SlotWindow:
+        pairs = []
+        for item in items:
+            second, count = item
+            pairs.append((int(second), int(count)))
+        return cls(tuple(sorted(pairs)))
+
+
+@dataclass(frozen=True, slots=True)
+class ClientState:
+    """Everything kept per client IP: its token bucket and its recent requests."""
+
+    bucket: TokenBucket
+    recent: SlotWindow
+
+
+@dataclass(frozen=True, slots=True)
+class ClientDecision:
+    bucket: BucketDecision
+    requests_last_minute: int
+    """Requests from this IP in the last 60 s, this one included (the velocity signal)."""
+
+
+def admit_client(state: ClientState | None, limits: BucketLimits, now: float) -> tuple[ClientState, ClientDecision]:
+    """Count the request towards the IP's velocity, then apply its token bucket.
+
+    Refused requests are counted too: a client hammering past its limit is exactly what
+    the velocity signal is for.
+    """
+    recent = (state.recent if state else SlotWindow()).record(now)
+    bucket, decision = take_token(state.bucket if state else None, limits, now)
+    return ClientState(bucket=bucket, recent=recent), ClientDecision(decision, recent.total(now))
+
+
+@dataclass(frozen=True, slots=True)
+class PeerWindow:
+    """One instance's share of the global window, as last written to the store."""
+
+    instance_id: str
+    window: SlotWindow
+    exchanged_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class GlobalQuota:
+    """This instance's allowance of the global window until the next exchange."""
+
+    allowance: int
+    """Requests this instance may admit before it next exchanges counts."""
+    window_total: int
+    """Requests counted in the window by all instances at the exchange."""
+    instances: int
+    """Instances sharing the remainder (those that exchanged recently)."""
+
+
+def share_quota(peers: Sequence[PeerWindow], limit: int, now: float, active_within: float) -> GlobalQuota:
+    """Split what is left of the global window evenly among the active instances.
+
+    `peers` holds every instance's last exchange, this one's included. Every window counts
+    towards the total; only instances that exchanged in the last `active_within` seconds
+    share the remainder, so an instance that scaled in stops holding a share quickly.
+
+    Each instance admits at most its share until its next exchange, so together they stay
+    within the limit. The error bound: an instance that joined since another's last exchange
+    was not counted by that other one, so the window can overshoot by at most one share per
+    newly joined instance per sync interval. The window also slides between exchanges;
+    capacity freed by requests leaving it is handed out at the next exchange, which errs on
+    the side of refusing.
+    """
+    total = sum(peer.window.total(now) for peer in peers)
+    active = sum(1 for peer in peers if now - peer.exchanged_at <= active_within)
+    instances = max(1, active)
+    remaining = max(0, limit - total)
+    return GlobalQuota(allowance=remaining // instances, window_total=total, instances=instances)
