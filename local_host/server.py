@@ -10,11 +10,13 @@ committed before it was sent, so nothing acknowledged is lost.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import logging
+import signal
 import socket
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import azure.functions as func
@@ -75,6 +77,10 @@ def serve(options: HostOptions, environ: Mapping[str, str]) -> None:
         log_level=options.log_level,
         access_log=False,
         lifespan="on",
+        # The app decides whom to believe (CLOUDSCALE_TRUSTED_PROXIES); uvicorn must pass
+        # the real socket peer, not rewrite it from X-Forwarded-For for loopback peers.
+        proxy_headers=False,
+        server_header=False,
         timeout_graceful_shutdown=10,
     )
     asyncio.run(_Server(config, settings, index).serve())
@@ -87,6 +93,22 @@ class _Server(uvicorn.Server):
         super().__init__(config)
         self._settings = settings
         self._index = index
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """Stop gracefully on SIGINT and SIGTERM, then exit with status 0.
+
+        uvicorn's own handling re-raises the signal once it has shut down, so the process
+        would end "killed by SIGTERM" (or with a KeyboardInterrupt) after a clean stop.
+        """
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.handle_exit, sig, None)
+        try:
+            yield
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)

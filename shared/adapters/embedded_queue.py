@@ -22,8 +22,8 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -183,6 +183,15 @@ class EmbeddedQueue:
             return received
 
         return await self._worker.run(take)
+
+    async def peek(self, max_messages: int = 100) -> list[QueueMessage]:
+        """The oldest messages, locked or not, without locking them or counting a delivery."""
+
+        def read(connection: sqlite3.Connection) -> list[QueueMessage]:
+            rows = connection.execute(f"SELECT {_COLUMNS} FROM messages ORDER BY seq LIMIT ?", (max_messages,))
+            return [_message(row) for row in rows]
+
+        return await self._worker.run(read)
 
     async def complete(self, lock_token: str) -> None:
         """Remove a message that was processed."""

@@ -34,9 +34,13 @@ __all__ = ["SqliteWorker", "SqliteWorkerClosedError"]
 T = TypeVar("T")
 
 MAX_JOBS_PER_TRANSACTION = 512
+# How long a transaction waits for another process's write lock before failing. Writers
+# hold it for milliseconds; a caller waiting longer is better told to retry (a 503) than
+# left hanging.
+BUSY_TIMEOUT_SECONDS = 5.0
 
 
-class SqliteWorkerClosedError(RuntimeError):
+class SqliteWorkerClosedError(sqlite3.Error):
     """The worker was closed; no more jobs are taken."""
 
 
@@ -141,10 +145,9 @@ def open_connection(path: Path) -> sqlite3.Connection:
     writes; synchronous=FULL makes each COMMIT survive a power cut, not only a crash;
     autocommit mode (isolation_level=None) leaves transactions to us.
     """
-    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_SECONDS)
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=FULL")
-    connection.execute("PRAGMA busy_timeout=30000")
     return connection
 
 

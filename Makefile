@@ -1,0 +1,62 @@
+# CloudScale developer commands. `make run` and `make test` work on a fresh clone.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+AZURITE_VERSION := 3.37.0
+EMULATORS := .emulators
+AZURITE := $(EMULATORS)/node_modules/.bin/azurite-table
+
+.PHONY: run test lint format check emulators clean help
+
+help:
+	@echo "make run    - run the whole pipeline locally on http://127.0.0.1:7071"
+	@echo "make test   - install everything needed (emulators included) and run the test suite"
+	@echo "make lint   - ruff and mypy"
+	@echo "make check  - lint and test (what CI runs)"
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(VENV)/.local-installed: requirements.txt requirements-local.txt pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -r requirements-local.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $@
+
+$(VENV)/.dev-installed: requirements-dev.txt $(VENV)/.local-installed
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+run: $(VENV)/.local-installed
+	$(VENV)/bin/cloudscale run
+
+# Azurite (Table Storage emulator) installs from npm into a project-local folder. Without
+# Node the emulator-backed tests are skipped with a reason, except under CI=true.
+emulators:
+	@if [ -x "$(AZURITE)" ] && grep -q '"version": "$(AZURITE_VERSION)"' $(EMULATORS)/node_modules/azurite/package.json 2>/dev/null; then \
+		true; \
+	elif command -v npm >/dev/null 2>&1; then \
+		echo "installing azurite@$(AZURITE_VERSION) into $(EMULATORS)/"; \
+		npm install --prefix $(EMULATORS) --no-audit --no-fund --loglevel=error azurite@$(AZURITE_VERSION); \
+	elif [ "$$CI" = "true" ]; then \
+		echo "npm is required under CI=true (Azurite backs the Table Storage tests)" >&2; exit 1; \
+	else \
+		echo "WARNING: npm not found: Table Storage tests against Azurite will be SKIPPED" >&2; \
+	fi
+
+test: $(VENV)/.dev-installed emulators
+	$(PY) -m pytest
+
+lint: $(VENV)/.dev-installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy .
+
+format: $(VENV)/.dev-installed
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+check: lint test
+
+clean:
+	rm -rf $(VENV) $(EMULATORS) .cloudscale .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,103 @@
+"""Runs `cloudscale run` as a real process on a free loopback port, as a user would."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+STARTUP_SECONDS = 30
+
+
+@dataclass
+class LocalHost:
+    """A running local host: its URL, data folder and output."""
+
+    process: subprocess.Popen[str]
+    url: str
+    data_dir: Path
+    output: list[str] = field(default_factory=list)
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=30)
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        code = self.process.wait(timeout=30)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        return code
+
+
+def start_host(data_dir: Path, **settings: str) -> LocalHost:
+    env = {
+        **os.environ,
+        "CLOUDSCALE_DATA_DIR": str(data_dir),
+        "PYTHONPATH": str(REPO),
+        "PYTHONUNBUFFERED": "1",
+        **settings,
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "run", "--port", "0"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    output: list[str] = []
+    found: list[str] = []
+    ready = threading.Event()
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            output.append(line)
+            match = re.search(r"listening on (http://\S+)", line)
+            if match:
+                found.append(match.group(1))
+                ready.set()
+        ready.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    if not ready.wait(STARTUP_SECONDS) or not found:
+        process.kill()
+        process.wait()
+        pytest.fail("the local host did not start:\n" + "".join(output))
+    return LocalHost(process=process, url=found[0], data_dir=data_dir, output=output)
+
+
+@pytest.fixture
+def host_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., LocalHost]]:
+    """Start hosts with given settings; every one is stopped at the end of the test."""
+    started: list[LocalHost] = []
+
+    def start(data_dir: Path | None = None, **settings: str) -> LocalHost:
+        host = start_host(data_dir or tmp_path_factory.mktemp("data"), **settings)
+        started.append(host)
+        return host
+
+    yield start
+    for host in started:
+        host.stop()
+
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHost]:
+    """One host for a module's tests. Loopback is a trusted proxy, so each test can speak
+    for its own client IP through X-Forwarded-For and not share a token bucket."""
+    running = start_host(tmp_path_factory.mktemp("data"), CLOUDSCALE_TRUSTED_PROXIES="127.0.0.1/32,::1/128")
+    yield running
+    running.stop()

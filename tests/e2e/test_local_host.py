@@ -1,0 +1,138 @@
+"""The local host as a process: settings, limits across IPs, and stopping without loss."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+
+import httpx
+import orjson
+import pytest
+
+from tests.e2e.conftest import REPO, LocalHost
+from tests.e2e.test_ingest_api import SEED_EXAMPLE, assert_error, post, queued
+
+pytestmark = pytest.mark.e2e
+
+
+def test_without_a_trusted_proxy_forwarded_addresses_are_ignored(host_factory: Callable[..., LocalHost]) -> None:
+    # GIVEN a host that trusts no proxy and a bucket of 5 that barely refills
+    host = host_factory(CLOUDSCALE_RATE_LIMIT_IP_CAPACITY="5", CLOUDSCALE_RATE_LIMIT_IP_REFILL_PER_SECOND="0.01")
+
+    # WHEN a client claims a new address on every request
+    with host.client() as client:
+        statuses = [post(client, SEED_EXAMPLE, f"203.0.113.{n}").status_code for n in range(6)]
+        event_id = post(client, SEED_EXAMPLE, "203.0.113.99")
+
+    # THEN it is still one client: its socket address
+    assert statuses == [202] * 5 + [429]
+    assert event_id.status_code == 429
+    envelope = orjson.loads(next(iter(queued(host).values())).body)
+    assert envelope["clientIp"] == "127.0.0.1"
+
+
+def test_the_global_window_refuses_past_its_limit_across_clients(host_factory: Callable[..., LocalHost]) -> None:
+    host = host_factory(CLOUDSCALE_RATE_LIMIT_GLOBAL_PER_MINUTE="20", CLOUDSCALE_TRUSTED_PROXIES="127.0.0.1")
+
+    with host.client() as client:
+        statuses = [post(client, SEED_EXAMPLE, f"192.0.2.{n}").status_code for n in range(21)]
+        refused = post(client, SEED_EXAMPLE, "192.0.2.200")
+        metrics = client.get("/metrics").text
+
+    assert statuses == [202] * 20 + [429]
+    body = assert_error(refused, 429, "rate_limited")
+    assert body["details"] == [{"limit": "global"}]
+    assert refused.headers["RateLimit-Limit"] == "20"
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert 'cloudscale_rate_limit_rejections_total{limit="global"' in metrics.replace(
+        'otel_scope_name="cloudscale",otel_scope_schema_url="",otel_scope_version="",', ""
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("CLOUDSCALE_RATE_LIMIT_IP_CAPACITY", "lots"),
+        ("CLOUDSCALE_RATE_LIMIT_GLOBAL_PER_MINUTE", "0"),
+        ("CLOUDSCALE_TRUSTED_PROXIES", "not-an-address"),
+        ("CLOUDSCALE_BACKEND", "cloud"),
+    ],
+)
+def test_bad_settings_stop_the_host_before_it_listens_naming_the_setting(name: str, value: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "cli.main", "run", "--port", "0"],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO), name: value},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode != 0
+    assert name in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "listening" not in result.stdout
+
+
+def test_azure_backend_without_connections_names_what_is_missing() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ServiceBus", "AzureWebJobs"))}
+    result = subprocess.run(
+        [sys.executable, "-m", "cli.main", "run", "--port", "0"],
+        cwd=REPO,
+        env={**env, "PYTHONPATH": str(REPO), "CLOUDSCALE_BACKEND": "azure"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode != 0
+    assert "ServiceBusConnection__fullyQualifiedNamespace" in result.stderr
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_stopping_under_load_loses_no_acknowledged_event(
+    host_factory: Callable[..., LocalHost], stop_signal: int
+) -> None:
+    # GIVEN a host taking a steady stream of batches from many clients
+    host = host_factory(CLOUDSCALE_TRUSTED_PROXIES="127.0.0.1")
+
+    async def load() -> tuple[set[str], int]:
+        acknowledged: set[str] = set()
+        failures = 0
+
+        async def producer(n: int, client: httpx.AsyncClient) -> None:
+            nonlocal failures
+            for round_ in range(200):
+                try:
+                    response = await client.post(
+                        "/api/events",
+                        content=orjson.dumps([SEED_EXAMPLE] * 5),
+                        headers={"Content-Type": "application/json", "X-Forwarded-For": f"10.0.{n}.{round_ % 250}"},
+                    )
+                except httpx.TransportError:
+                    failures += 1
+                    return  # the host went away: this producer is done
+                if response.status_code == 202:
+                    acknowledged.update(r["eventId"] for r in response.json()["results"])
+
+        async with httpx.AsyncClient(base_url=host.url, timeout=10) as client:
+            producers = [asyncio.create_task(producer(n, client)) for n in range(8)]
+            # WHEN the host is told to stop in the middle of it
+            while len(acknowledged) < 300:
+                await asyncio.sleep(0.01)
+            host.process.send_signal(stop_signal)
+            await asyncio.gather(*producers)
+        return acknowledged, failures
+
+    acknowledged, _ = asyncio.run(load())
+    exit_code = host.stop()
+
+    # THEN it exits cleanly and every event it acknowledged is in the queue
+    assert exit_code == 0, "".join(host.output)
+    assert "Traceback" not in "".join(host.output)
+    assert len(acknowledged) >= 300
+    assert acknowledged <= set(queued(host))
