@@ -103,6 +103,7 @@ def test_stopping_under_load_loses_no_acknowledged_event(
     async def load() -> tuple[set[str], int]:
         acknowledged: set[str] = set()
         failures = 0
+        enough = asyncio.Event()
 
         async def producer(n: int, client: httpx.AsyncClient) -> None:
             nonlocal failures
@@ -118,12 +119,13 @@ def test_stopping_under_load_loses_no_acknowledged_event(
                     return  # the host went away: this producer is done
                 if response.status_code == 202:
                     acknowledged.update(r["eventId"] for r in response.json()["results"])
+                    if len(acknowledged) >= 300:
+                        enough.set()
 
         async with httpx.AsyncClient(base_url=host.url, timeout=10) as client:
             producers = [asyncio.create_task(producer(n, client)) for n in range(8)]
             # WHEN the host is told to stop in the middle of it
-            while len(acknowledged) < 300:
-                await asyncio.sleep(0.01)
+            await asyncio.wait_for(enough.wait(), timeout=60)
             host.process.send_signal(stop_signal)
             await asyncio.gather(*producers)
         return acknowledged, failures

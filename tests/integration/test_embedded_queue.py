@@ -200,7 +200,7 @@ async def test_concurrent_sends_are_all_committed(make_queue: Callable[..., Embe
     assert queue.read_depth() == 300
 
 
-async def test_messages_survive_a_killed_process(tmp_path: Path) -> None:
+def test_messages_survive_a_killed_process(tmp_path: Path) -> None:
     # GIVEN a separate process that sends messages and reports once send() returned
     script = textwrap.dedent(
         """
@@ -237,7 +237,7 @@ async def test_messages_survive_a_killed_process(tmp_path: Path) -> None:
     # THEN a new process finds every acknowledged message
     queue = EmbeddedQueue(path)
     try:
-        received = await queue.receive(100)
+        received = asyncio.run(queue.receive(100))
         assert sorted(r.message.message_id for r in received) == sorted(f"m{n}" for n in range(50))
     finally:
         queue.close()

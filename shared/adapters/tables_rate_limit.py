@@ -1,0 +1,315 @@
+"""`RateLimitStore` on Azure Table Storage (also runs against the Azurite emulator).
+
+Layout of the table:
+
+- one entity per client, PartitionKey ``client:<escaped key>``, RowKey ``state``. Every client
+  gets its own partition, so a busy client never throttles the others (no hot partition);
+- one entity per instance in partition ``window``, RowKey = the escaped instance id.
+
+Client updates are optimistic: read the entity and its ETag, apply the change, write back only
+if the ETag still matches, and re-read and retry on a lost race.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
+
+from azure.core import MatchConditions
+from azure.core.credentials_async import AsyncTokenCredential
+from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.data.tables import TableEntity, UpdateMode
+from azure.data.tables.aio import TableClient
+
+from shared.domain.ratelimit import ClientState, PeerWindow, SlotWindow, TokenBucket
+from shared.ports import ContentionError, RateLimitStoreError
+from shared.settings import Settings
+
+__all__ = ["TableRateLimitStore", "create_table_rate_limit_store", "escape_key"]
+
+T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
+
+_STATE_ROW = "state"
+_WINDOW_PARTITION = "window"
+_PRUNE_AFTER_SECONDS = 3600.0
+"""Instance entities older than this are deleted (instances that scaled in long ago)."""
+_FORBIDDEN_KEY_CHARS = frozenset("/\\#?%")
+"""Table keys forbid / \\ # ?; % is escaped too so that escaping stays reversible (no collisions)."""
+
+
+def escape_key(value: str) -> str:
+    """Make `value` a valid PartitionKey/RowKey: forbidden and control characters become %XX."""
+    return "".join(f"%{ord(char):02X}" if char in _FORBIDDEN_KEY_CHARS or _is_control(char) else char for char in value)
+
+
+def _is_control(char: str) -> bool:
+    code = ord(char)
+    return code <= 0x1F or 0x7F <= code <= 0x9F
+
+
+_Change = Callable[[ClientState | None], tuple[ClientState, Any]]
+
+
+@dataclass
+class _Pending:
+    """One `update_client` call waiting for its change to be written."""
+
+    change: _Change
+    result: asyncio.Future[Any]
+
+
+class TableRateLimitStore:
+    """Rate-limit state in one Azure table, shared by every instance of the app."""
+
+    def __init__(
+        self,
+        client: TableClient,
+        *,
+        max_attempts: int = 8,
+        peer_retention_seconds: float = 60.0,
+        prune_interval_seconds: float = 600.0,
+        credential: AsyncTokenCredential | None = None,
+    ) -> None:
+        """Wrap `client`; nothing connects until first use.
+
+        `max_attempts`: optimistic-concurrency attempts per `update_client` before `ContentionError`.
+        `peer_retention_seconds`: how old a peer's window may be and still be returned.
+        `prune_interval_seconds`: at most one clean-up of long-gone instances per this interval.
+        `credential`: closed together with the client, if given.
+        """
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self._client = client
+        self._credential = credential
+        self._max_attempts = max_attempts
+        self._peer_retention = peer_retention_seconds
+        self._prune_interval = prune_interval_seconds
+        self._next_prune = float("-inf")
+        self._table_ready = False
+        self._table_lock = asyncio.Lock()
+        self._queues: dict[str, list[_Pending]] = {}
+        self._drains: set[asyncio.Task[None]] = set()
+
+    async def update_client(self, client_key: str, change: Callable[[ClientState | None], tuple[ClientState, T]]) -> T:
+        """Apply `change` to the client's stored state with ETag checks; see `RateLimitStore.update_client`.
+
+        Calls for one client on this instance are coalesced: one task reads the entity, applies
+        every queued change in arrival order and writes once. Letting them race each other for
+        the ETag instead starved some callers into `ContentionError` under a burst from one IP.
+        """
+        partition = "client:" + escape_key(client_key)
+        pending = _Pending(change, asyncio.get_running_loop().create_future())
+        queue = self._queues.get(partition)
+        if queue is None:
+            queue = self._queues[partition] = [pending]
+            drain = asyncio.create_task(self._drain(partition, queue))
+            self._drains.add(drain)
+            drain.add_done_callback(self._drains.discard)
+        else:
+            queue.append(pending)
+        return cast(T, await pending.result)
+
+    async def exchange_window(self, instance_id: str, window: SlotWindow, now: float) -> Sequence[PeerWindow]:
+        """Store this instance's window, then return every window exchanged in the retention period."""
+        async with self._guard():
+            await self._client.upsert_entity(
+                {
+                    "PartitionKey": _WINDOW_PARTITION,
+                    "RowKey": escape_key(instance_id),
+                    "instanceId": instance_id,
+                    "window": json.dumps(window.to_list()),
+                    "exchangedAt": float(now),
+                },
+                mode=UpdateMode.REPLACE,
+            )
+            peers = [_peer_window(entity) async for entity in self._windows_since(now - self._peer_retention)]
+        if now >= self._next_prune:
+            self._next_prune = now + self._prune_interval
+            await self._prune_windows(before=now - _PRUNE_AFTER_SECONDS)
+        return peers
+
+    async def check(self) -> None:
+        """One cheap request that needs the table to exist; raise `RateLimitStoreError` if it fails."""
+        async with self._guard():
+            pages = self._client.query_entities(
+                "PartitionKey eq @pk", parameters={"pk": _WINDOW_PARTITION}, results_per_page=1, select="RowKey"
+            ).by_page()
+            async for _ in await anext(pages):
+                pass
+
+    async def close(self) -> None:
+        """Cancel updates still in flight, then close the table client and the credential, if owned."""
+        for drain in self._drains:
+            drain.cancel()
+        await asyncio.gather(*self._drains, return_exceptions=True)
+        await self._client.close()
+        if self._credential is not None:
+            await self._credential.close()
+
+    @asynccontextmanager
+    async def _guard(self) -> AsyncIterator[None]:
+        """Create the table on first use and turn SDK and transport errors into `RateLimitStoreError`."""
+        try:
+            await self._ensure_table()
+            yield
+        except AzureError as exc:
+            raise RateLimitStoreError(f"rate-limit table {self._client.table_name!r}: {exc.message}") from exc
+
+    async def _ensure_table(self) -> None:
+        if self._table_ready:
+            return
+        async with self._table_lock:
+            if self._table_ready:
+                return
+            # Another instance (or the deployment) may have created it first.
+            with suppress(ResourceExistsError):
+                await self._client.create_table()
+            self._table_ready = True
+
+    async def _drain(self, partition: str, queue: list[_Pending]) -> None:
+        """Write the queued changes for one client, a batch per round trip, until none are left."""
+        batch: list[_Pending] = []
+        try:
+            while queue:
+                # A caller that gave up (cancelled) before its turn takes no token.
+                batch = [pending for pending in queue if not pending.result.done()]
+                queue.clear()
+                if not batch:
+                    continue
+                try:
+                    results = await self._apply(partition, [pending.change for pending in batch])
+                except Exception as exc:
+                    for pending in batch:
+                        if not pending.result.done():
+                            pending.result.set_exception(exc)
+                else:
+                    for pending, result in zip(batch, results, strict=True):
+                        if not pending.result.done():
+                            pending.result.set_result(result)
+        finally:
+            del self._queues[partition]
+            for pending in [*batch, *queue]:  # Only left undone when this task was cancelled.
+                pending.result.cancel()
+
+    async def _apply(self, partition: str, changes: Sequence[_Change]) -> list[Any]:
+        """Read, apply `changes` in order, write if unchanged; re-read and retry on a lost race."""
+        async with self._guard():
+            for attempt in range(self._max_attempts):
+                if attempt:
+                    await _backoff(attempt)
+                entity = await self._read_client(partition)
+                state = _client_state(entity) if entity is not None else None
+                results = []
+                for change in changes:
+                    state, result = change(state)
+                    results.append(result)
+                # `state` is only None if `changes` is empty, which `_drain` never passes.
+                if state is not None and await self._write_client(partition, state, entity):
+                    return results
+        raise ContentionError(f"client state kept changing underneath us ({self._max_attempts} attempts)")
+
+    async def _read_client(self, partition: str) -> TableEntity | None:
+        try:
+            return await self._client.get_entity(partition, _STATE_ROW)
+        except ResourceNotFoundError:
+            return None
+
+    async def _write_client(self, partition: str, state: ClientState, current: TableEntity | None) -> bool:
+        """Write `state` if the entity is still `current`; False when another writer got there first."""
+        entity = {
+            "PartitionKey": partition,
+            "RowKey": _STATE_ROW,
+            "tokens": float(state.bucket.tokens),
+            "updatedAt": float(state.bucket.updated_at),
+            "recent": json.dumps(state.recent.to_list()),
+        }
+        try:
+            if current is None:
+                await self._client.create_entity(entity)
+            else:
+                await self._client.update_entity(
+                    entity,
+                    mode=UpdateMode.REPLACE,
+                    etag=current.metadata["etag"],
+                    match_condition=MatchConditions.IfNotModified,
+                )
+        except (ResourceModifiedError, ResourceExistsError):  # 412 / 409: lost the race.
+            return False
+        return True
+
+    def _windows_since(self, cutoff: float) -> AsyncIterator[TableEntity]:
+        return self._client.query_entities(
+            "PartitionKey eq @pk and exchangedAt ge @cutoff",
+            parameters={"pk": _WINDOW_PARTITION, "cutoff": float(cutoff)},
+        )
+
+    async def _prune_windows(self, before: float) -> None:
+        """Delete long-stale instance entities. Best effort: a failure here must not fail the exchange."""
+        try:
+            stale = self._client.query_entities(
+                "PartitionKey eq @pk and exchangedAt lt @before",
+                parameters={"pk": _WINDOW_PARTITION, "before": float(before)},
+                select=["PartitionKey", "RowKey"],
+            )
+            async for entity in stale:
+                # The ETag check spares an instance that came back and wrote since we read.
+                with suppress(ResourceModifiedError):
+                    await self._client.delete_entity(entity, match_condition=MatchConditions.IfNotModified)
+        except AzureError:
+            logger.warning("Pruning stale instance windows failed; will try again later", exc_info=True)
+
+
+def create_table_rate_limit_store(settings: Settings) -> TableRateLimitStore:
+    """Build the store from settings: the identity-based endpoint if set, else the connection string."""
+    endpoint = settings.rate_limit_table_endpoint
+    if endpoint:
+        # Imported here: azure.identity is only needed for identity-based access.
+        from azure.identity.aio import DefaultAzureCredential
+
+        credential = DefaultAzureCredential()
+        client = TableClient(endpoint, table_name=settings.rate_limit_table, credential=credential)
+        return TableRateLimitStore(client, credential=credential)
+    if not settings.webjobs_storage_connection_string:
+        raise ValueError(
+            "Set CLOUDSCALE_RATE_LIMIT_TABLE_ENDPOINT, AzureWebJobsStorage__tableServiceUri or AzureWebJobsStorage"
+        )
+    return TableRateLimitStore(
+        TableClient.from_connection_string(
+            settings.webjobs_storage_connection_string, table_name=settings.rate_limit_table
+        )
+    )
+
+
+def _client_state(entity: TableEntity) -> ClientState:
+    try:
+        return ClientState(
+            bucket=TokenBucket(tokens=float(entity["tokens"]), updated_at=float(entity["updatedAt"])),
+            recent=SlotWindow.from_list(json.loads(entity["recent"])),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RateLimitStoreError(f"malformed client entity {entity.get('PartitionKey')!r}") from exc
+
+
+def _peer_window(entity: TableEntity) -> PeerWindow:
+    try:
+        return PeerWindow(
+            instance_id=str(entity["instanceId"]),
+            window=SlotWindow.from_list(json.loads(entity["window"])),
+            exchanged_at=float(entity["exchangedAt"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RateLimitStoreError(f"malformed instance window entity {entity.get('RowKey')!r}") from exc
+
+
+async def _backoff(attempt: int) -> None:
+    """Full jitter, so writers that just collided do not collide again in lockstep."""
+    ceiling = min(0.5, 0.01 * 2**attempt)
+    await asyncio.sleep(random.uniform(0, ceiling))
