@@ -49,7 +49,7 @@ async def ingest_events(req: func.HttpRequest) -> func.HttpResponse:
     except IngestError as error:
         response = error_response(error)
         if isinstance(error, RateLimitedError):
-            metrics.rate_limit_rejections.add(1, {"limit": str(error.details[0]["limit"])})
+            metrics.rate_limit_rejections.add(1, {"limit": error.limit})
     metrics.ingestion_duration.record(time.perf_counter() - started, {"status_code": response.status_code})
     return response
 

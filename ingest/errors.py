@@ -72,6 +72,11 @@ class RateLimitedError(IngestError):
     status = 429
     default_code = "rate_limited"
 
+    def __init__(self, message: str, *, limit: str, headers: Mapping[str, str]) -> None:
+        super().__init__(message, details=[{"limit": limit}], headers=headers)
+        self.limit = limit
+        """Which limit refused the request: `ip` or `global`."""
+
 
 class UnavailableError(IngestError):
     status = 503

@@ -77,12 +77,15 @@ class RateLimiter:
         self._global_view = SlotWindow()
         self._next_exchange_at = 0.0
         self._exchange_task: asyncio.Task[None] | None = None
+        self._first_exchange = asyncio.Lock()
 
     async def check(self, client_ip: str) -> RateLimitDecision:
         """Decide for one request from `client_ip`. Raises `PortError` if the store fails."""
         now = self._clock()
         if self._quota is None:
-            await self._exchange()
+            async with self._first_exchange:  # concurrent first requests share one exchange
+                if self._quota is None:
+                    await self._exchange()
         elif now >= self._next_exchange_at and self._exchange_task is None:
             self._exchange_task = asyncio.create_task(self._exchange_in_background())
         if not self._take_global(now):

@@ -140,7 +140,7 @@ class IngestService:
             scope = "this client IP" if decision.refused_by == "ip" else "the service as a whole"
             raise RateLimitedError(
                 f"rate limit exceeded for {scope}; retry after {decision.retry_after_seconds} s",
-                details=[{"limit": decision.refused_by}],
+                limit=decision.refused_by or "ip",
                 headers=rate_limit_headers(decision),
             )
         return decision

@@ -1,0 +1,186 @@
+"""The OpenAPI document served at `GET /api/openapi.json` (`ingest.openapi`).
+
+It must be a valid OpenAPI 3.1 document, describe the event contract exactly, and quote the
+same limits as the validation code.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from jsonschema import Draft202012Validator
+from openapi_spec_validator import OpenAPIV31SpecValidator
+
+from ingest.openapi import openapi_document
+from shared.domain.events import (
+    MAX_BATCH_EVENTS,
+    MAX_BODY_BYTES,
+    MAX_EVENT_BYTES,
+    MAX_FUTURE_SKEW,
+    MAX_PAST_AGE,
+    MAX_PROPERTIES_DEPTH,
+    MAX_PROPERTIES_KEYS,
+    MAX_PROPERTY_KEY_LENGTH,
+)
+
+CONTRACT_FIELDS = {
+    "eventType",
+    "tenantId",
+    "eventId",
+    "correlationId",
+    "timestamp",
+    "userId",
+    "sessionId",
+    "url",
+    "properties",
+}
+SEED = {"eventType": "page_view", "correlationId": "test-1", "tenantId": "acme", "url": "/home"}
+
+
+@pytest.fixture
+def document() -> dict[str, Any]:
+    # A copy: the function caches one dict, and a test must not be able to change it for others.
+    return copy.deepcopy(openapi_document())
+
+
+@pytest.fixture
+def event_schema(document: dict[str, Any]) -> dict[str, Any]:
+    schema: dict[str, Any] = document["components"]["schemas"]["Event"]
+    return schema
+
+
+@pytest.fixture
+def ingest(document: dict[str, Any]) -> dict[str, Any]:
+    operation: dict[str, Any] = document["paths"]["/api/events"]["post"]
+    return operation
+
+
+@pytest.fixture
+def request_validator(document: dict[str, Any], ingest: dict[str, Any]) -> Draft202012Validator:
+    """A JSON Schema validator for request bodies, resolving refs into the document's components."""
+    body_schema = ingest["requestBody"]["content"]["application/json"]["schema"]
+    return Draft202012Validator({"components": document["components"], **body_schema})
+
+
+def test_the_document_is_valid_openapi_3_1(document: dict[str, Any]) -> None:
+    assert document["openapi"] == "3.1.0"
+
+    OpenAPIV31SpecValidator(document).validate()
+
+
+def test_the_document_is_stable_across_calls() -> None:
+    assert openapi_document() == openapi_document()
+
+
+def test_every_reference_resolves(document: dict[str, Any]) -> None:
+    def refs(node: Any) -> list[str]:
+        if isinstance(node, dict):
+            found = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+            return found + [ref for value in node.values() for ref in refs(value)]
+        if isinstance(node, list):
+            return [ref for value in node for ref in refs(value)]
+        return []
+
+    schemas = document["components"]["schemas"]
+    for ref in refs(document):
+        assert ref.startswith("#/components/schemas/"), ref
+        assert ref.removeprefix("#/components/schemas/") in schemas, ref
+
+
+def test_the_event_schema_lists_the_contract_fields_and_forbids_others(event_schema: dict[str, Any]) -> None:
+    assert set(event_schema["properties"]) == CONTRACT_FIELDS
+    assert sorted(event_schema["required"]) == ["eventType", "tenantId"]
+    assert event_schema["additionalProperties"] is False
+
+
+def test_the_event_schema_quotes_the_string_limits(event_schema: dict[str, Any]) -> None:
+    def string_schema(field: str) -> dict[str, Any]:
+        schema: dict[str, Any] = event_schema["properties"][field]
+        options = schema.get("anyOf", [schema])
+        [string] = [option for option in options if option.get("type") == "string"]
+        assert isinstance(string, dict)
+        return string
+
+    bounded = ["eventType", "tenantId", "correlationId", "userId", "sessionId", "url"]
+    limits = {field: string_schema(field)["maxLength"] for field in bounded}
+    assert limits == {
+        "eventType": 64,
+        "tenantId": 64,
+        "correlationId": 128,
+        "userId": 128,
+        "sessionId": 128,
+        "url": 2048,
+    }
+    assert string_schema("eventId")["format"] == "uuid"
+    assert string_schema("timestamp")["format"] == "date-time"
+    assert string_schema("tenantId")["pattern"] == "^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+def test_the_documented_limits_match_the_constants(ingest: dict[str, Any], event_schema: dict[str, Any]) -> None:
+    body = ingest["requestBody"]
+    [_, batch] = body["content"]["application/json"]["schema"]["oneOf"]
+    assert (batch["minItems"], batch["maxItems"]) == (1, MAX_BATCH_EVENTS)
+    assert str(MAX_BATCH_EVENTS) in ingest["summary"]
+    assert f"at most {MAX_BODY_BYTES} bytes" in body["description"]
+    assert f"at most {MAX_EVENT_BYTES} bytes" in body["description"]
+
+    too_large = ingest["responses"]["413"]["description"]
+    assert f"{MAX_BODY_BYTES // (1024 * 1024)} MiB" in too_large
+    assert f"{MAX_EVENT_BYTES // 1024} KiB" in too_large
+    assert f"{MAX_BATCH_EVENTS} events" in too_large
+
+    properties = event_schema["properties"]["properties"]["description"]
+    assert f"at most {MAX_PROPERTIES_KEYS} keys" in properties
+    assert f"at most {MAX_PROPERTIES_DEPTH} deep" in properties
+    assert f"at most {MAX_PROPERTY_KEY_LENGTH} characters" in properties
+
+    timestamp = event_schema["properties"]["timestamp"]["description"]
+    assert f"{int(MAX_FUTURE_SKEW.total_seconds() // 3600)} h ahead" in timestamp
+    assert f"{MAX_PAST_AGE.days} days old" in timestamp
+
+
+def test_the_seed_example_and_a_batch_of_it_fit_the_request_schema(request_validator: Draft202012Validator) -> None:
+    request_validator.validate(SEED)
+    request_validator.validate([SEED] * MAX_BATCH_EVENTS)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {**SEED, "price": 1},
+        {"eventType": "page_view"},
+        {**SEED, "tenantId": "a" * 65},
+        {**SEED, "tenantId": "-acme"},
+        [],
+        [SEED] * (MAX_BATCH_EVENTS + 1),
+    ],
+    ids=["unknown-field", "missing-tenant", "tenant-too-long", "tenant-pattern", "empty-batch", "batch-too-long"],
+)
+def test_bodies_the_api_rejects_do_not_fit_the_request_schema(
+    request_validator: Draft202012Validator, body: Any
+) -> None:
+    assert not request_validator.is_valid(body)
+
+
+def test_the_ingest_responses_are_documented(ingest: dict[str, Any]) -> None:
+    responses = ingest["responses"]
+
+    assert set(responses) == {"202", "400", "413", "415", "429", "503"}
+    assert set(responses["429"]["headers"]) == {
+        "RateLimit-Limit",
+        "RateLimit-Remaining",
+        "RateLimit-Reset",
+        "Retry-After",
+    }
+    assert "Retry-After" in responses["503"]["headers"]
+    assert set(responses["202"]["headers"]) == {"RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"}
+
+
+def test_the_accepted_response_schema_uses_the_contract_names(document: dict[str, Any]) -> None:
+    schemas = document["components"]["schemas"]
+
+    assert set(schemas["IngestResponseBody"]["required"]) == {"accepted", "rejected", "results"}
+    assert "eventId" in schemas["AcceptedEventBody"]["properties"]
+    assert set(schemas["FieldErrorBody"]["properties"]) == {"field", "message", "type"}
