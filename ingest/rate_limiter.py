@@ -149,9 +149,33 @@ class RateLimiter:
 
     async def _exchange(self) -> None:
         now = self._clock()
+        own = self._own
         admitted_before = self._admitted_total
-        peers = await self._store.exchange_window(self.instance_id, self._own, now)
-        self._apply_exchange(peers, now, admitted_before)
+        quotas: list[GlobalQuota] = []
+
+        def reserve(peers: Sequence[PeerWindow]) -> int:
+            quotas.append(self._quota_from(peers, own, now))
+            return quotas[-1].allowance
+
+        peers = await self._store.exchange_window(self.instance_id, own, now, reserve)
+        # The claim published is the last one computed (a store may retry the write).
+        self._quota = quotas[-1] if quotas else self._quota_from(peers, own, now)
+        # Requests admitted while the exchange was in flight were not in the window sent;
+        # they count against the new allowance.
+        self._admitted_at_exchange = admitted_before
+        self._global_view = SlotWindow.merge([own, *(p.window for p in peers if p.instance_id != self.instance_id)])
+        self._next_exchange_at = now + self._sync_seconds
+
+    def _quota_from(self, peers: Sequence[PeerWindow], own: SlotWindow, now: float) -> GlobalQuota:
+        return share_quota(
+            peers,
+            self.instance_id,
+            own,
+            self._global_limit,
+            now,
+            active_within=self._sync_seconds * _ACTIVE_SYNC_INTERVALS,
+            joining=self._quota is None,
+        )
 
     async def _exchange_in_background(self) -> None:
         try:
@@ -163,13 +187,3 @@ class RateLimiter:
             self._next_exchange_at = self._clock() + self._sync_seconds
         finally:
             self._exchange_task = None
-
-    def _apply_exchange(self, peers: Sequence[PeerWindow], now: float, admitted_before: int) -> None:
-        self._quota = share_quota(
-            peers, self._global_limit, now, active_within=self._sync_seconds * _ACTIVE_SYNC_INTERVALS
-        )
-        # Requests admitted while the exchange was in flight were not in the window sent;
-        # they count against the new allowance.
-        self._admitted_at_exchange = admitted_before
-        self._global_view = SlotWindow.merge(peer.window for peer in peers)
-        self._next_exchange_at = now + self._sync_seconds

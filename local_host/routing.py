@@ -51,11 +51,11 @@ class RouteTemplate:
             body = _CONSTRAINTS.get(constraint, r"[^/]+")
             piece = f"/(?P<{name}>{body})"
             parts.append(f"(?:{piece})?" if match["optional"] else piece)
-        return cls(template, re.compile("^" + "".join(parts) + "/?$", re.IGNORECASE))
+        return cls(template, re.compile("".join(parts) + "/?", re.IGNORECASE | re.ASCII))
 
     def match(self, path: str) -> dict[str, str] | None:
         """Route parameters if `path` (below the route prefix, leading slash) matches."""
-        found = self.pattern.match(path)
+        found = self.pattern.fullmatch(path)
         if found is None:
             return None
         return {name: value for name, value in found.groupdict().items() if value is not None}

@@ -71,8 +71,19 @@ class RateLimitStore(Protocol):
         """
         ...
 
-    async def exchange_window(self, instance_id: str, window: SlotWindow, now: float) -> Sequence[PeerWindow]:
-        """Write this instance's window, then return every instance's recent window (its own included)."""
+    async def exchange_window(
+        self,
+        instance_id: str,
+        window: SlotWindow,
+        now: float,
+        reserve: Callable[[Sequence[PeerWindow]], int],
+    ) -> Sequence[PeerWindow]:
+        """Read every instance's recent record, then write this one's.
+
+        The record written holds `window` and, as its reservation, `reserve(records read)`;
+        the records read are returned. Read before write, so the claim is computed from
+        what the others hold (see `shared.domain.ratelimit.share_quota`).
+        """
         ...
 
     async def check(self) -> None:

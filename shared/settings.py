@@ -33,7 +33,7 @@ def _split_networks(value: object) -> object:
 class Settings(BaseModel):
     """All settings of the CloudScale app. Field aliases are the environment variable names."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True, allow_inf_nan=False)
 
     backend: Literal["embedded", "azure"] = Field("embedded", alias="CLOUDSCALE_BACKEND")
     """`embedded`: SQLite files under `data_dir`. `azure`: Table Storage and Service Bus."""
@@ -106,7 +106,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         for error in exc.errors():
             name = ".".join(str(part) for part in error["loc"]) or "settings"
             # Never echo connection strings back: they may hold keys.
-            secret = "Connection" in name or "Storage" in name
+            secret = any(word in name.lower() for word in ("connection", "storage", "key", "secret"))
             given = f" (got {error['input']!r})" if error["loc"] and not secret else ""
             problems.append(f"{name}: {error['msg']}{given}")
-        raise SettingsError("Invalid settings: " + "; ".join(problems)) from exc
+        # `from None`: the ValidationError's text repeats every input value, keys included.
+        raise SettingsError("Invalid settings: " + "; ".join(problems)) from None

@@ -32,7 +32,8 @@ CREATE TABLE IF NOT EXISTS clients (
 CREATE TABLE IF NOT EXISTS windows (
     instance_id   TEXT PRIMARY KEY,
     window        BLOB NOT NULL,
-    exchanged_at  REAL NOT NULL
+    exchanged_at  REAL NOT NULL,
+    reserved      INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 """
 
@@ -67,16 +68,24 @@ class EmbeddedRateLimitStore:
 
         return await self._run(update)
 
-    async def exchange_window(self, instance_id: str, window: SlotWindow, now: float) -> Sequence[PeerWindow]:
+    async def exchange_window(
+        self,
+        instance_id: str,
+        window: SlotWindow,
+        now: float,
+        reserve: Callable[[Sequence[PeerWindow]], int],
+    ) -> Sequence[PeerWindow]:
         def exchange(connection: sqlite3.Connection) -> list[PeerWindow]:
-            connection.execute(
-                "INSERT OR REPLACE INTO windows (instance_id, window, exchanged_at) VALUES (?, ?, ?)",
-                (instance_id, orjson.dumps(window.to_list()), now),
-            )
             # Instances gone for a whole window hold no live counts; forget them.
             connection.execute("DELETE FROM windows WHERE exchanged_at < ?", (now - self._peer_retention,))
-            rows = connection.execute("SELECT instance_id, window, exchanged_at FROM windows").fetchall()
-            return [PeerWindow(r[0], SlotWindow.from_list(orjson.loads(r[1])), r[2]) for r in rows]
+            rows = connection.execute("SELECT instance_id, window, exchanged_at, reserved FROM windows").fetchall()
+            peers = [PeerWindow(r[0], SlotWindow.from_list(orjson.loads(r[1])), r[2], r[3]) for r in rows]
+            # Read and write in one transaction: on SQLite no other instance claims in between.
+            connection.execute(
+                "INSERT OR REPLACE INTO windows (instance_id, window, exchanged_at, reserved) VALUES (?, ?, ?, ?)",
+                (instance_id, orjson.dumps(window.to_list()), now, reserve(peers)),
+            )
+            return peers
 
         return await self._run(exchange)
 

@@ -117,9 +117,21 @@ class TableRateLimitStore:
             queue.append(pending)
         return cast(T, await pending.result)
 
-    async def exchange_window(self, instance_id: str, window: SlotWindow, now: float) -> Sequence[PeerWindow]:
-        """Store this instance's window, then return every window exchanged in the retention period."""
+    async def exchange_window(
+        self,
+        instance_id: str,
+        window: SlotWindow,
+        now: float,
+        reserve: Callable[[Sequence[PeerWindow]], int],
+    ) -> Sequence[PeerWindow]:
+        """Read every record exchanged in the retention period, then write this instance's.
+
+        Read before write, so the reservation is claimed from what the others hold; two
+        instances exchanging at once both read before either writes, which `share_quota`'s
+        even split keeps within the limit.
+        """
         async with self._guard():
+            peers = [_peer_window(entity) async for entity in self._windows_since(now - self._peer_retention)]
             await self._client.upsert_entity(
                 {
                     "PartitionKey": _WINDOW_PARTITION,
@@ -127,10 +139,10 @@ class TableRateLimitStore:
                     "instanceId": instance_id,
                     "window": json.dumps(window.to_list()),
                     "exchangedAt": float(now),
+                    "reserved": int(reserve(peers)),
                 },
                 mode=UpdateMode.REPLACE,
             )
-            peers = [_peer_window(entity) async for entity in self._windows_since(now - self._peer_retention)]
         if now >= self._next_prune:
             self._next_prune = now + self._prune_interval
             await self._prune_windows(before=now - _PRUNE_AFTER_SECONDS)
@@ -304,6 +316,7 @@ def _peer_window(entity: TableEntity) -> PeerWindow:
             instance_id=str(entity["instanceId"]),
             window=SlotWindow.from_list(json.loads(entity["window"])),
             exchanged_at=float(entity["exchangedAt"]),
+            reserved=int(entity.get("reserved", 0)),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise RateLimitStoreError(f"malformed instance window entity {entity.get('RowKey')!r}") from exc

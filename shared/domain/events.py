@@ -6,6 +6,7 @@ validation and the docs all quote the same numbers.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 from uuid import UUID
@@ -50,9 +51,13 @@ ShortText = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 Url = Annotated[str, StringConstraints(min_length=1, max_length=2048)]
 
 
+_RFC3339_START = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]")
+
+
 def _rfc3339_string(value: object) -> object:
-    # pydantic would also take a number as Unix time; the contract says RFC 3339 text.
-    if isinstance(value, datetime | str):
+    # pydantic would also take a number, or a string of digits, as Unix time; the contract
+    # says RFC 3339 text.
+    if isinstance(value, datetime) or (isinstance(value, str) and _RFC3339_START.match(value)):
         return value
     raise ValueError("timestamp must be an RFC 3339 string, e.g. 2026-01-31T12:00:00Z")
 
@@ -60,7 +65,8 @@ def _rfc3339_string(value: object) -> object:
 class Event(BaseModel):
     """One user-behaviour event as a producer sends it."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # Producers use the JSON names only (eventType); the Python names are not part of the API.
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_by_name=False, validate_by_alias=True)
 
     event_type: Identifier = Field(alias="eventType", description="What happened, e.g. page_view, purchase.")
     tenant_id: TenantId = Field(alias="tenantId", description="The producer's tenant; the storage partition key.")

@@ -168,11 +168,14 @@ def admit_client(state: ClientState | None, limits: BucketLimits, now: float) ->
 
 @dataclass(frozen=True, slots=True)
 class PeerWindow:
-    """One instance's share of the global window, as last written to the store."""
+    """One instance's record in the global window, as it last wrote it."""
 
     instance_id: str
     window: SlotWindow
+    """What the instance had admitted, in one-second slots."""
     exchanged_at: float
+    reserved: int = 0
+    """The allowance it claimed at that exchange: what it may still admit until its next one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,25 +187,45 @@ class GlobalQuota:
     window_total: int
     """Requests counted in the window by all instances at the exchange."""
     instances: int
-    """Instances sharing the remainder (those that exchanged recently)."""
+    """Active instances, this one included."""
 
 
-def share_quota(peers: Sequence[PeerWindow], limit: int, now: float, active_within: float) -> GlobalQuota:
-    """Split what is left of the global window evenly among the active instances.
+def share_quota(
+    peers: Sequence[PeerWindow],
+    instance_id: str,
+    own: SlotWindow,
+    limit: int,
+    now: float,
+    active_within: float,
+    *,
+    joining: bool = False,
+) -> GlobalQuota:
+    """Claim a share of the global window that no instance holds yet.
 
-    `peers` holds every instance's last exchange, this one's included. Every window counts
-    towards the total; only instances that exchanged in the last `active_within` seconds
-    share the remainder, so an instance that scaled in stops holding a share quickly.
+    Every instance's record holds what it admitted (`window`) and what it may still admit
+    (`reserved`, claimed at its last exchange). What is left, `limit - every window -
+    every other active instance's reservation`, is free; this instance claims an even share
+    of it (free / active instances) and publishes that claim as its own reservation. So at
+    any moment the windows plus the reservations stay within the limit, and an instance
+    never admits more than it claimed: together the instances cannot pass the limit.
 
-    Each instance admits at most its share until its next exchange, so together they stay
-    within the limit. The error bound: an instance that joined since another's last exchange
-    was not counted by that other one, so the window can overshoot by at most one share per
-    newly joined instance per sync interval. The window also slides between exchanges;
-    capacity freed by requests leaving it is handed out at the next exchange, which errs on
-    the side of refusing.
+    A `joining` instance (its first exchange) claims an even share of `limit - windows`
+    instead, ignoring what the others hold: otherwise a newcomer would refuse every request
+    until the others next exchange and see it. The others shrink their claims at their
+    next exchange.
+
+    Error bound: a joining instance can overshoot the window by at most its one share.
+    Claims are read-then-written, so instances exchanging at the same moment claim from
+    the same free capacity; each takes at most free / active, which stays within it as
+    long as each knows the others. A live instance that cannot reach the store for longer than
+    `active_within` keeps admitting from its claim while others stop counting it: at most
+    that claim. Capacity freed as the window slides is handed out at the next exchange,
+    which errs on the side of refusing.
     """
-    total = sum(peer.window.total(now) for peer in peers)
-    active = sum(1 for peer in peers if now - peer.exchanged_at <= active_within)
-    instances = max(1, active)
-    remaining = max(0, limit - total)
-    return GlobalQuota(allowance=remaining // instances, window_total=total, instances=instances)
+    others = [peer for peer in peers if peer.instance_id != instance_id]
+    active = [peer for peer in others if now - peer.exchanged_at <= active_within]
+    total = own.total(now) + sum(peer.window.total(now) for peer in others)
+    held = sum(peer.reserved for peer in active)
+    free = max(0, limit - total - (0 if joining else held))
+    instances = 1 + len(active)
+    return GlobalQuota(allowance=free // instances, window_total=total, instances=instances)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import pytest
 from azure.data.tables import TableClient as SyncTableClient
@@ -13,7 +13,7 @@ from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
 from shared.adapters.tables_rate_limit import TableRateLimitStore, create_table_rate_limit_store, escape_key
-from shared.domain.ratelimit import BucketLimits, ClientDecision, ClientState, SlotWindow, admit_client
+from shared.domain.ratelimit import BucketLimits, ClientDecision, ClientState, PeerWindow, SlotWindow, admit_client
 from shared.ports import ContentionError, RateLimitStoreError
 from shared.settings import load_settings
 from tests.integration.azurite import free_port
@@ -184,32 +184,54 @@ async def test_four_instances_hammering_one_ip_admit_exactly_the_capacity(make_s
     assert max(d.requests_last_minute for d in decisions) == 240
 
 
+def reserving(amount: int, seen: list[list[str]] | None = None) -> Callable[[Sequence[PeerWindow]], int]:
+    """A `reserve` callback that claims `amount` and records which instances it was shown."""
+
+    def reserve(peers: Sequence[PeerWindow]) -> int:
+        if seen is not None:
+            seen.append(sorted(peer.instance_id for peer in peers))
+        return amount
+
+    return reserve
+
+
 @pytest.mark.azurite
-async def test_exchange_window_returns_recent_windows_of_all_instances(make_store: MakeStore) -> None:
+async def test_exchange_window_reads_the_others_then_writes_its_claim(make_store: MakeStore) -> None:
     a, b, stale = make_store(), make_store(), make_store()
-    await stale.exchange_window("instance-stale", SlotWindow(((int(NOW) - 100, 7),)), NOW - 100)
-    await a.exchange_window("instance-a", SlotWindow(((int(NOW) - 5, 1),)), NOW - 5)
-    # Written twice: the later window replaces the earlier one.
-    await a.exchange_window("instance-a", SlotWindow(((int(NOW) - 5, 1), (int(NOW), 2))), NOW)
+    await stale.exchange_window("instance-stale", SlotWindow(((int(NOW) - 100, 7),)), NOW - 100, reserving(0))
+    await a.exchange_window("instance-a", SlotWindow(((int(NOW) - 5, 1),)), NOW - 5, reserving(10))
+    # Written twice: the later record replaces the earlier one.
+    await a.exchange_window("instance-a", SlotWindow(((int(NOW) - 5, 1), (int(NOW), 2))), NOW, reserving(20))
 
-    peers = await b.exchange_window("instance/b", SlotWindow(((int(NOW) + 1, 3),)), NOW + 1)
+    seen: list[list[str]] = []
+    peers = await b.exchange_window("instance/b", SlotWindow(((int(NOW) + 1, 3),)), NOW + 1, reserving(30, seen))
 
-    by_id = {peer.instance_id: peer for peer in peers}
-    assert set(by_id) == {"instance-a", "instance/b"}  # stale is older than the 60 s retention
-    assert by_id["instance-a"].window == SlotWindow(((int(NOW) - 5, 1), (int(NOW), 2)))
-    assert by_id["instance-a"].exchanged_at == NOW
-    assert by_id["instance/b"].window == SlotWindow(((int(NOW) + 1, 3),))
-    assert by_id["instance/b"].exchanged_at == NOW + 1
+    # b's claim is computed from what it read, before its own record was written
+    assert seen == [["instance-a"]]  # stale is older than the 60 s retention
+    [record_a] = peers
+    assert record_a.window == SlotWindow(((int(NOW) - 5, 1), (int(NOW), 2)))
+    assert (record_a.exchanged_at, record_a.reserved) == (NOW, 20)
+    # and the next reader sees b's window and claim
+    [record_b] = [
+        p
+        for p in await a.exchange_window("instance-a", SlotWindow(), NOW + 2, reserving(0))
+        if p.instance_id == "instance/b"
+    ]
+    assert (record_b.window, record_b.exchanged_at, record_b.reserved) == (
+        SlotWindow(((int(NOW) + 1, 3),)),
+        NOW + 1,
+        30,
+    )
 
 
 @pytest.mark.azurite
 async def test_windows_older_than_an_hour_are_deleted(
     make_store: MakeStore, azurite_table_connection_string: str, table_name: str
 ) -> None:
-    await make_store().exchange_window("gone", SlotWindow(), NOW - 7_200)
-    await make_store().exchange_window("recent", SlotWindow(), NOW - 600)
+    await make_store().exchange_window("gone", SlotWindow(), NOW - 7_200, reserving(0))
+    await make_store().exchange_window("recent", SlotWindow(), NOW - 600, reserving(0))
 
-    await make_store().exchange_window("current", SlotWindow(), NOW)
+    await make_store().exchange_window("current", SlotWindow(), NOW, reserving(0))
 
     async with TableClient.from_connection_string(azurite_table_connection_string, table_name=table_name) as raw:
         left = {entity["RowKey"] async for entity in raw.query_entities("PartitionKey eq 'window'")}
@@ -255,7 +277,7 @@ async def test_an_unreachable_table_raises_the_port_error() -> None:
         with pytest.raises(RateLimitStoreError) as check_error:
             await store.check()
         with pytest.raises(RateLimitStoreError):
-            await store.exchange_window("instance", SlotWindow(), NOW)
+            await store.exchange_window("instance", SlotWindow(), NOW, reserving(0))
     finally:
         await store.close()
 

@@ -305,67 +305,99 @@ def test_the_velocity_forgets_requests_a_minute_old() -> None:
     assert client.request(T0 + 60) == (True, 12)
 
 
-# --- share_quota: splitting the global window -------------------------------------------------
+# --- share_quota: claiming a share of the global window ---------------------------------------
 
 NOW = 2000.0
+ME = "me"
 
 
-def peer(name: str, requests: int, *, exchanged_ago: float = 0.0, at: float = NOW) -> PeerWindow:
+def peer(name: str, requests: int, *, exchanged_ago: float = 0.0, at: float = NOW, reserved: int = 0) -> PeerWindow:
     window = SlotWindow().record(at, count=requests) if requests else SlotWindow()
-    return PeerWindow(name, window, NOW - exchanged_ago)
+    return PeerWindow(name, window, NOW - exchanged_ago, reserved)
 
 
-def test_the_remainder_is_split_evenly_among_active_instances() -> None:
-    quota = share_quota([peer("a", 10), peer("b", 30)], limit=100, now=NOW, active_within=3)
+def own(requests: int, at: float = NOW) -> SlotWindow:
+    return SlotWindow().record(at, count=requests) if requests else SlotWindow()
+
+
+def quota_for(peers: list[PeerWindow], mine: int = 0, limit: int = 100) -> GlobalQuota:
+    return share_quota(peers, ME, own(mine), limit, NOW, active_within=3)
+
+
+def test_alone_an_instance_may_use_all_that_is_left() -> None:
+    assert quota_for([], mine=30) == GlobalQuota(allowance=70, window_total=30, instances=1)
+
+
+def test_what_is_free_is_split_evenly_among_active_instances() -> None:
+    quota = quota_for([peer("a", 10)], mine=30)
 
     assert quota == GlobalQuota(allowance=30, window_total=40, instances=2)
 
 
-def test_a_remainder_that_does_not_divide_is_rounded_down() -> None:
-    quota = share_quota([peer("a", 0), peer("b", 0), peer("c", 0)], limit=100, now=NOW, active_within=3)
+def test_what_others_reserved_is_not_free() -> None:
+    # GIVEN a peer that admitted 10 and may still admit the 40 it claimed
+    quota = quota_for([peer("a", 10, reserved=40)], mine=10)
+
+    # THEN only 100 - 20 - 40 = 40 is free, and this instance claims half of it
+    assert quota.allowance == 20
+
+
+def test_the_callers_own_old_record_is_replaced_not_counted() -> None:
+    quota = quota_for([peer(ME, 50, reserved=50)], mine=60)
+
+    assert quota == GlobalQuota(allowance=40, window_total=60, instances=1)
+
+
+def test_a_division_that_does_not_come_out_even_is_rounded_down() -> None:
+    quota = quota_for([peer("a", 0), peer("b", 0)])
 
     assert quota.allowance == 33
-    assert quota.allowance * quota.instances <= 100
 
 
-def test_a_stale_instance_counts_in_the_total_but_takes_no_share() -> None:
-    peers = [peer("a", 10), peer("gone", 20, exchanged_ago=10, at=NOW - 10)]
+def test_a_stale_instance_counts_in_the_total_but_holds_nothing() -> None:
+    quota = quota_for([peer("a", 10), peer("gone", 20, exchanged_ago=10, at=NOW - 10, reserved=50)])
 
-    quota = share_quota(peers, limit=100, now=NOW, active_within=3)
-
-    assert quota == GlobalQuota(allowance=70, window_total=30, instances=1)
+    assert quota == GlobalQuota(allowance=35, window_total=30, instances=2)
 
 
-def test_an_instance_exactly_at_the_activity_limit_still_shares() -> None:
-    quota = share_quota([peer("a", 0), peer("b", 0, exchanged_ago=3)], limit=100, now=NOW, active_within=3)
-
-    assert quota.instances == 2
+def test_an_instance_exactly_at_the_activity_limit_still_counts() -> None:
+    assert quota_for([peer("a", 0, exchanged_ago=3)]).instances == 2
 
 
 def test_the_allowance_is_never_negative() -> None:
-    quota = share_quota([peer("a", 90), peer("b", 60)], limit=100, now=NOW, active_within=3)
-
-    assert quota == GlobalQuota(allowance=0, window_total=150, instances=2)
-
-
-def test_with_no_active_instance_the_caller_gets_the_whole_remainder() -> None:
-    quota = share_quota([peer("gone", 40, exchanged_ago=10, at=NOW - 10)], limit=100, now=NOW, active_within=3)
-
-    assert quota == GlobalQuota(allowance=60, window_total=40, instances=1)
+    assert quota_for([peer("a", 90, reserved=30)], mine=60).allowance == 0
 
 
 def test_requests_that_left_the_window_free_their_capacity() -> None:
-    old = peer("a", 80, at=NOW - WINDOW_SECONDS)
-
-    assert share_quota([old], limit=100, now=NOW, active_within=3).allowance == 100
+    assert quota_for([peer("a", 80, at=NOW - WINDOW_SECONDS)]).allowance == 50
 
 
 @pytest.mark.parametrize("counts", [(0,), (10, 20), (1, 2, 3, 4), (99, 0, 0), (33, 33, 33, 1)])
-def test_shares_handed_out_from_one_snapshot_never_exceed_the_limit(counts: tuple[int, ...]) -> None:
-    # GIVEN every instance computes its share from the same snapshot of the window
-    peers = [peer(f"i{n}", count) for n, count in enumerate(counts)]
+def test_claims_made_one_after_another_never_pass_the_limit(counts: tuple[int, ...]) -> None:
+    # GIVEN established instances that each admitted `count` out of an earlier claim of that size
+    records = {f"i{n}": PeerWindow(f"i{n}", SlotWindow(), NOW - 1, count) for n, count in enumerate(counts)}
 
-    quota = share_quota(peers, limit=100, now=NOW, active_within=3)
+    # WHEN each claims again in turn, seeing the others' latest records
+    for n, count in enumerate(counts):
+        name = f"i{n}"
+        quota = share_quota(list(records.values()), name, own(count), 100, NOW, active_within=3)
+        records[name] = PeerWindow(name, own(count), NOW, quota.allowance)
 
-    # THEN all shares together fit in what is left of the limit
-    assert quota.window_total + quota.allowance * quota.instances <= 100
+    # THEN windows plus claims still fit in the limit
+    assert sum(r.window.total(NOW) + r.reserved for r in records.values()) <= 100
+
+
+def test_a_joining_instance_claims_a_fair_share_even_if_others_hold_everything() -> None:
+    quota = share_quota([peer("a", 10, reserved=90)], ME, own(0), 100, NOW, active_within=3, joining=True)
+
+    assert quota.allowance == 45
+
+
+@pytest.mark.parametrize("counts", [(0, 0), (10, 20), (1, 2, 3, 4)])
+def test_claims_made_from_the_same_snapshot_never_pass_the_limit(counts: tuple[int, ...]) -> None:
+    # GIVEN every instance reads the same records before any of them writes
+    snapshot = [PeerWindow(f"i{n}", own(count), NOW, 0) for n, count in enumerate(counts)]
+
+    claims = [share_quota(snapshot, f"i{n}", own(c), 100, NOW, active_within=3).allowance for n, c in enumerate(counts)]
+
+    assert sum(counts) + sum(claims) <= 100

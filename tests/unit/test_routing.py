@@ -140,25 +140,9 @@ def test_the_path_must_start_with_a_slash(match: Match) -> None:
     assert match("events", "events") is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG local_host/routing.py:54: the pattern ends in '$', which in Python also matches before a "
-        "final newline, so '/items/5\\n' (a request for /api/items/5%0A; ASGI paths are percent-decoded) "
-        "is routed to 'items/{id:int}' with id '5'; use '\\Z' or fullmatch"
-    ),
-)
 def test_a_path_with_a_trailing_newline_does_not_match(match: Match) -> None:
     assert match("items/{id:int}", "/items/5\n") is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG local_host/routing.py:17-18: '\\d' in a str pattern matches any Unicode digit, so "
-        "'items/{id:int}' accepts '/items/١٢' (Arabic-Indic digits); ASP.NET's int constraint only takes "
-        "ASCII digits; use '[0-9]' or re.ASCII"
-    ),
-)
 def test_an_int_constraint_takes_only_ascii_digits(match: Match) -> None:
     assert match("items/{id:int}", "/items/\u0661\u0662") is None

@@ -227,16 +227,6 @@ def test_connection_strings_are_never_echoed_in_the_error_message(environ: dict[
     assert SECRET not in repr(error)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG shared/settings.py:112: `raise SettingsError(...) from exc` chains the pydantic "
-        "ValidationError, whose text carries input_value={...every setting...}; pydantic truncates "
-        "the middle of that repr but keeps its last ~22 characters, here half the SharedAccessKey, "
-        "so any traceback of a startup failure (logging.exception, the Functions host) prints it; "
-        "use `from None`"
-    ),
-)
 def test_connection_strings_are_not_in_the_traceback_of_a_settings_error() -> None:
     error = load_error({"CLOUDSCALE_BACKEND": "azure", "ServiceBusConnection": SERVICE_BUS_CONNECTION})
 
