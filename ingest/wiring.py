@@ -18,7 +18,6 @@ __all__ = ["IngestServices", "build_ingest_services", "ingest_services"]
 class IngestServices:
     settings: Settings
     service: IngestService
-    limiter: RateLimiter
     metrics: IngestMetrics
 
 
@@ -34,7 +33,6 @@ def build_ingest_services(container: Container) -> IngestServices:
     return IngestServices(
         settings=settings,
         service=IngestService(limiter, container.publisher),
-        limiter=limiter,
         metrics=ingest_metrics(),
     )
 
