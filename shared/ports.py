@@ -8,8 +8,9 @@ Error tree::
 
     PortError                  a dependency failed; the request may succeed later
     ├── PublishError           the queue did not take the messages (nothing was acknowledged)
-    └── RateLimitStoreError    limiter state could not be read or written
-        └── ContentionError    optimistic concurrency kept losing; retry later
+    ├── RateLimitStoreError    limiter state could not be read or written
+    │   └── ContentionError    optimistic concurrency kept losing; retry later
+    └── EventStoreError        the event store could not be read or written (down, throttled)
 """
 
 from __future__ import annotations
@@ -19,10 +20,14 @@ from typing import Protocol, TypeVar
 
 from shared.domain.envelope import QueueMessage
 from shared.domain.ratelimit import ClientState, PeerWindow, SlotWindow
+from shared.domain.stored_event import StoredEvent
 
 __all__ = [
     "ContentionError",
+    "DeadLetterSink",
     "EventPublisher",
+    "EventStore",
+    "EventStoreError",
     "PortError",
     "PublishError",
     "RateLimitStore",
@@ -46,6 +51,17 @@ class RateLimitStoreError(PortError):
 
 class ContentionError(RateLimitStoreError):
     """Concurrent writers kept winning the optimistic-concurrency race."""
+
+
+class EventStoreError(PortError):
+    """The event store failed (unreachable, throttled, timed out): retry with backoff.
+
+    `retry_after` is the store's own hint, in seconds, when it gave one (Cosmos DB's 429).
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class EventPublisher(Protocol):
@@ -88,6 +104,39 @@ class RateLimitStore(Protocol):
 
     async def check(self) -> None:
         """Raise `PortError` if the store cannot be reached."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class EventStore(Protocol):
+    """Stored events, one document per event, partitioned by tenant."""
+
+    async def save(self, event: StoredEvent) -> bool:
+        """Store `event` unless an event with its id is already stored in its tenant.
+
+        Returns True if this call stored it, False if it was already there: a redelivered
+        message changes nothing (the first write wins, and the change feed sees it once).
+        Raises `EventStoreError` on any failure; nothing is half-written.
+        """
+        ...
+
+    async def get(self, tenant_id: str, event_id: str) -> StoredEvent | None:
+        """The stored event, or None if it is not (yet) stored."""
+        ...
+
+    async def check(self) -> None:
+        """Raise `PortError` if the store cannot be reached."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class DeadLetterSink(Protocol):
+    """Where the process stage parks a message that can never succeed, with the reason."""
+
+    async def dead_letter(self, message: QueueMessage, reason: str, description: str) -> None:
+        """Durably park `message`; return only once it is stored. Raises `PortError` on failure."""
         ...
 
     async def close(self) -> None: ...

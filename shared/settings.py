@@ -66,6 +66,21 @@ class Settings(BaseModel):
     webjobs_table_endpoint: str | None = Field(None, alias="AzureWebJobsStorage__tableServiceUri")
     webjobs_storage_connection_string: str | None = Field(None, alias="AzureWebJobsStorage")
 
+    poison_queue: str = Field("events-poison", min_length=1, alias="CLOUDSCALE_POISON_QUEUE")
+    """Service Bus queue where the process stage parks messages that can never succeed."""
+
+    cosmos_endpoint: str | None = Field(None, alias="CosmosDBConnection__accountEndpoint")
+    cosmos_connection_string: str | None = Field(None, alias="CosmosDBConnection")
+    cosmos_database: str = Field("cloudscale", min_length=1, max_length=255, alias="CLOUDSCALE_COSMOS_DATABASE")
+    cosmos_container: str = Field("events", min_length=1, max_length=255, alias="CLOUDSCALE_COSMOS_CONTAINER")
+    cosmos_verify_tls: bool = Field(True, alias="CLOUDSCALE_COSMOS_VERIFY_TLS")
+    """Only for a local emulator with a self-signed certificate; never turn off on Azure."""
+
+    process_retry_seconds: float = Field(240.0, gt=0, le=3600, alias="CLOUDSCALE_PROCESS_RETRY_SECONDS")
+    """How long one invocation retries a failing store before handing the message back to the queue."""
+    fraud_rules_file: Path | None = Field(None, alias="CLOUDSCALE_FRAUD_RULES_FILE")
+    """A JSON file of fraud rules replacing the built-in ones (same shape as `shared/domain/fraud_rules.json`)."""
+
     applicationinsights_connection_string: str | None = Field(None, alias="APPLICATIONINSIGHTS_CONNECTION_STRING")
 
     @model_validator(mode="after")
@@ -81,6 +96,10 @@ class Settings(BaseModel):
             raise ValueError(
                 "CLOUDSCALE_RATE_LIMIT_TABLE_ENDPOINT (or AzureWebJobsStorage__tableServiceUri, or "
                 "AzureWebJobsStorage) is required when CLOUDSCALE_BACKEND=azure"
+            )
+        if not (self.cosmos_endpoint or self.cosmos_connection_string):
+            raise ValueError(
+                "CosmosDBConnection__accountEndpoint (or CosmosDBConnection) is required when CLOUDSCALE_BACKEND=azure"
             )
         return self
 
