@@ -5,6 +5,8 @@ PY := $(VENV)/bin/python
 AZURITE_VERSION := 3.37.0
 EMULATORS := .emulators
 AZURITE := $(EMULATORS)/node_modules/.bin/azurite-table
+COSMOSDB_SERVER_VERSION := 1.0.1
+COSMOSDB_SERVER := $(EMULATORS)/node_modules/@vercel/cosmosdb-server/lib/cli.js
 
 .PHONY: run test lint format check emulators clean help
 
@@ -30,8 +32,9 @@ $(VENV)/.dev-installed: requirements-dev.txt $(VENV)/.local-installed
 run: $(VENV)/.local-installed
 	$(VENV)/bin/cloudscale run
 
-# Azurite (Table Storage emulator) installs from npm into a project-local folder. Without
-# Node the emulator-backed tests are skipped with a reason, except under CI=true.
+# Azurite (Table Storage emulator) and cosmosdb-server (Cosmos DB emulator) install from npm
+# into a project-local folder. Without Node the emulator-backed tests are skipped with a
+# reason, except under CI=true.
 emulators:
 	@if [ -x "$(AZURITE)" ] && grep -q '"version": "$(AZURITE_VERSION)"' $(EMULATORS)/node_modules/azurite/package.json 2>/dev/null; then \
 		true; \
@@ -42,6 +45,16 @@ emulators:
 		echo "npm is required under CI=true (Azurite backs the Table Storage tests)" >&2; exit 1; \
 	else \
 		echo "WARNING: npm not found: Table Storage tests against Azurite will be SKIPPED" >&2; \
+	fi
+	@if [ -f "$(COSMOSDB_SERVER)" ] && grep -q '"version": "$(COSMOSDB_SERVER_VERSION)"' $(EMULATORS)/node_modules/@vercel/cosmosdb-server/package.json 2>/dev/null; then \
+		true; \
+	elif command -v npm >/dev/null 2>&1; then \
+		echo "installing @vercel/cosmosdb-server@$(COSMOSDB_SERVER_VERSION) into $(EMULATORS)/"; \
+		npm install --prefix $(EMULATORS) --no-audit --no-fund --loglevel=error @vercel/cosmosdb-server@$(COSMOSDB_SERVER_VERSION); \
+	elif [ "$$CI" = "true" ]; then \
+		echo "npm is required under CI=true (cosmosdb-server backs the Cosmos DB tests)" >&2; exit 1; \
+	else \
+		echo "WARNING: npm not found: Cosmos DB tests against cosmosdb-server will be SKIPPED" >&2; \
 	fi
 
 test: $(VENV)/.dev-installed emulators

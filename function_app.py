@@ -7,6 +7,8 @@ made lazily by `shared.bootstrap` on first use.
 import azure.functions as func
 
 from ingest import bp as ingest_bp
+from process import bp as process_bp
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(ingest_bp)
+app.register_functions(process_bp)

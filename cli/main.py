@@ -7,6 +7,7 @@ import os
 
 import click
 
+from cli.dlq import dlq
 from shared.settings import SettingsError
 
 __all__ = ["main"]
@@ -33,6 +34,8 @@ def run(host: str, port: int, log_level: str) -> None:
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
 
+
+main.add_command(dlq)
 
 if __name__ == "__main__":
     main()

@@ -69,7 +69,11 @@ async def health(req: func.HttpRequest) -> func.HttpResponse:
                 "checks": {"settings": {"status": "unhealthy", "error": "invalid or missing settings; see the log"}},
             },
         )
-    probes = {"queue": container.publisher.check(), "rateLimitStore": container.rate_limit_store.check()}
+    probes = {
+        "queue": container.publisher.check(),
+        "rateLimitStore": container.rate_limit_store.check(),
+        "eventStore": container.event_store.check(),
+    }
     results = await asyncio.gather(
         *(asyncio.wait_for(probe, HEALTH_CHECK_TIMEOUT_SECONDS) for probe in probes.values()), return_exceptions=True
     )

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import azure.functions as func
-import orjson
 
 from ingest.client_ip import client_ip
 from ingest.errors import IngestError
 from ingest.service import IngestOutcome, IngestRequest, rate_limit_headers
+from shared.http import json_response
 from shared.settings import Settings
 
 __all__ = ["accepted_response", "error_response", "ingest_request", "json_response"]
@@ -27,12 +24,6 @@ def ingest_request(req: func.HttpRequest, settings: Settings) -> IngestRequest:
         client_ip=client_ip(headers.get("x-forwarded-for"), settings.trusted_proxies),
         user_agent=headers.get("user-agent"),
         trace_headers={name: value for name in TRACE_HEADERS if (value := headers.get(name))},
-    )
-
-
-def json_response(status: int, body: Any, headers: Mapping[str, str] | None = None) -> func.HttpResponse:
-    return func.HttpResponse(
-        orjson.dumps(body), status_code=status, headers=dict(headers or {}), mimetype="application/json"
     )
 
 

@@ -16,7 +16,7 @@ import azure.functions as func
 
 from local_host.routing import RouteTemplate
 
-__all__ = ["FunctionIndex", "HttpFunction", "index_functions"]
+__all__ = ["FunctionIndex", "HttpFunction", "ServiceBusFunction", "index_functions"]
 
 ALL_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
@@ -39,8 +39,26 @@ class HttpFunction:
 
 
 @dataclass(frozen=True, slots=True)
+class ServiceBusFunction:
+    name: str
+    queue_name: str
+    """As registered: may be an app-setting expression such as `%CLOUDSCALE_EVENTS_QUEUE%`."""
+    connection: str
+    handler: Callable[..., Any]
+    argument: str
+
+    async def invoke(self, message: func.ServiceBusMessage) -> None:
+        """Call the function with one message, as the Python worker does for cardinality one."""
+        if inspect.iscoroutinefunction(self.handler):
+            await self.handler(**{self.argument: message})
+        else:
+            await asyncio.to_thread(self.handler, **{self.argument: message})
+
+
+@dataclass(frozen=True, slots=True)
 class FunctionIndex:
     http: list[HttpFunction] = field(default_factory=list)
+    service_bus: list[ServiceBusFunction] = field(default_factory=list)
     other: dict[str, str] = field(default_factory=dict)
     """Functions whose trigger the host does not drive: name -> trigger type."""
 
@@ -72,6 +90,20 @@ def index_functions(app: func.FunctionApp) -> FunctionIndex:
                     argument=spec["name"],
                 )
             )
+        elif trigger.get_binding_name() == "serviceBusTrigger":
+            spec = trigger.get_dict_repr()
+            if spec.get("queueName") and str(spec.get("cardinality") or "one").lower() == "one":
+                index.service_bus.append(
+                    ServiceBusFunction(
+                        name=name,
+                        queue_name=str(spec["queueName"]),
+                        connection=str(spec.get("connection") or ""),
+                        handler=function.get_user_function(),
+                        argument=spec["name"],
+                    )
+                )
+            else:
+                index.other[name] = "serviceBusTrigger (topics and cardinality many are not served locally)"
         else:
             index.other[name] = trigger.get_binding_name()
     _indexes[id(app)] = (app, index)

@@ -17,7 +17,8 @@ import signal
 import socket
 import sys
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import azure.functions as func
 import uvicorn
@@ -28,12 +29,14 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-from local_host.functions import FunctionIndex, index_functions
+from local_host.functions import FunctionIndex, HttpFunction, ServiceBusFunction, index_functions
 from local_host.gateway import Gateway, PlainResponse
+from local_host.host_config import HostConfig, load_host_config
+from local_host.servicebus_trigger import ServiceBusTrigger
 from shared.bootstrap import Container, close_container, set_container
-from shared.settings import Settings, load_settings
+from shared.settings import Settings, SettingsError, load_settings
 
-__all__ = ["HostOptions", "serve"]
+__all__ = ["HostOptions", "is_disabled", "resolve_app_setting", "serve"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,16 +47,22 @@ class HostOptions:
     port: int = 7071
     app_module: str = "function_app"
     log_level: str = "warning"
+    host_json: Path = field(default_factory=lambda: Path("host.json"))
+    shutdown_grace_seconds: float = 10.0
 
 
 def serve(options: HostOptions, environ: Mapping[str, str]) -> None:
     """Serve the app until interrupted. Raises `SettingsError` before binding on bad settings."""
     settings = load_settings(environ)
+    host_config = load_host_config(options.host_json)
     _install_telemetry()
     app = _load_app(options.app_module)
     index = index_functions(app)
     container = Container(settings)
     set_container(container)
+    servable, unservable = _servable_queue_functions(index, settings, environ)
+    http_functions = [function for function in index.http if not is_disabled(function.name, environ)]
+    triggers: list[ServiceBusTrigger] = []
 
     async def metrics_endpoint() -> PlainResponse:
         return PlainResponse(200, generate_latest(REGISTRY), CONTENT_TYPE_LATEST)
@@ -63,12 +72,20 @@ def serve(options: HostOptions, environ: Mapping[str, str]) -> None:
         # and /metrics reports the queue depth from the start.
         container.publisher  # noqa: B018
         container.rate_limit_store  # noqa: B018
+        if servable:
+            container.event_store  # noqa: B018
+        for function in servable:
+            trigger = ServiceBusTrigger(function, container.embedded_queue, host_config)
+            trigger.start()
+            triggers.append(trigger)
 
     async def shutdown() -> None:
+        # Consumers first (letting invocations in flight finish), then the stores they use.
+        await asyncio.gather(*(trigger.stop(options.shutdown_grace_seconds) for trigger in triggers))
         await close_container()
 
     gateway = Gateway(
-        index.http, host_endpoints={"/metrics": metrics_endpoint}, on_startup=startup, on_shutdown=shutdown
+        http_functions, host_endpoints={"/metrics": metrics_endpoint}, on_startup=startup, on_shutdown=shutdown
     )
     config = uvicorn.Config(
         gateway,
@@ -83,16 +100,67 @@ def serve(options: HostOptions, environ: Mapping[str, str]) -> None:
         server_header=False,
         timeout_graceful_shutdown=10,
     )
-    asyncio.run(_Server(config, settings, index).serve())
+    banner = _Banner(settings, index, http_functions, host_config, servable, unservable)
+    asyncio.run(_Server(config, banner).serve())
+
+
+def _servable_queue_functions(
+    index: FunctionIndex, settings: Settings, environ: Mapping[str, str]
+) -> tuple[list[ServiceBusFunction], dict[str, str]]:
+    """The Service Bus functions the embedded queue can feed, and why the others cannot be fed."""
+    servable: list[ServiceBusFunction] = []
+    unservable: dict[str, str] = {}
+    for function in index.service_bus:
+        queue = resolve_app_setting(function.queue_name, environ)
+        if is_disabled(function.name, environ):
+            unservable[function.name] = f"disabled by AzureWebJobs.{function.name}.Disabled"
+        elif settings.backend != "embedded":
+            unservable[function.name] = "Service Bus trigger: the azure backend's queue is consumed on Azure"
+        elif queue != settings.events_queue:
+            unservable[function.name] = f"Service Bus trigger on {queue!r}: only {settings.events_queue!r} is embedded"
+        else:
+            servable.append(function)
+    return servable, unservable
+
+
+def is_disabled(function_name: str, environ: Mapping[str, str]) -> bool:
+    """`AzureWebJobs.<name>.Disabled` set to true turns a function off, as on Azure."""
+    return environ.get(f"AzureWebJobs.{function_name}.Disabled", "").strip().lower() in ("true", "1")
+
+
+def resolve_app_setting(expression: str, environ: Mapping[str, str]) -> str:
+    """Resolve a `%NAME%` binding expression the way the Functions host does, from app settings.
+
+    A setting the environment leaves unset takes the app's own default for it, so the local
+    host needs no extra configuration.
+    """
+    if not (expression.startswith("%") and expression.endswith("%") and len(expression) > 2):
+        return expression
+    name = expression[1:-1]
+    if environ.get(name):
+        return environ[name]
+    for model_field in Settings.model_fields.values():
+        if model_field.alias == name and isinstance(model_field.default, str):
+            return model_field.default
+    raise SettingsError(f"{name} is not set (a function binding refers to %{name}%)")
+
+
+@dataclass(frozen=True, slots=True)
+class _Banner:
+    settings: Settings
+    index: FunctionIndex
+    http: list[HttpFunction]
+    host_config: HostConfig
+    servable: list[ServiceBusFunction]
+    unservable: dict[str, str]
 
 
 class _Server(uvicorn.Server):
     """uvicorn's server, printing where it listens once the socket is bound (port 0 included)."""
 
-    def __init__(self, config: uvicorn.Config, settings: Settings, index: FunctionIndex) -> None:
+    def __init__(self, config: uvicorn.Config, banner: _Banner) -> None:
         super().__init__(config)
-        self._settings = settings
-        self._index = index
+        self._banner = banner
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -113,22 +181,33 @@ class _Server(uvicorn.Server):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         if self.started:
-            _print_banner(self.servers[0].sockets[0].getsockname(), self._settings, self._index)
+            _print_banner(self.servers[0].sockets[0].getsockname(), self._banner)
 
 
-def _print_banner(address: tuple[str, int], settings: Settings, index: FunctionIndex) -> None:
+def _print_banner(address: tuple[str, int], banner: _Banner) -> None:
     host, port = address[:2]
     base = f"http://{host}:{port}"
+    settings = banner.settings
     lines = [
         "CloudScale local host",
         f"  listening on {base}",
         f"  data in {settings.data_dir.resolve()} ({settings.backend} backend)",
         "  functions:",
     ]
-    for function in index.http:
+    for function in banner.http:
         lines.append(f"    {function.name:<16} {','.join(function.methods):<6} {base}/api/{function.route.template}")
+    options = banner.host_config.service_bus
+    concurrency = (
+        f"dynamic concurrency up to {options.max_concurrent_calls}"
+        if banner.host_config.dynamic_concurrency
+        else f"queue-depth tiers 32/16/4, at most {options.max_concurrent_calls}"
+    )
+    for queue_function in banner.servable:
+        lines.append(f"    {queue_function.name:<16} queue  {settings.events_queue} ({concurrency})")
     lines.append(f"  metrics: {base}/metrics")
-    for name, trigger in index.other.items():
+    for name, reason in banner.unservable.items():
+        lines.append(f"  not served locally: {name} ({reason})")
+    for name, trigger in banner.index.other.items():
         lines.append(f"  not served locally: {name} ({trigger})")
     lines.append("  press Ctrl-C to stop")
     print("\n".join(lines), flush=True)

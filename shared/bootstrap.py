@@ -16,7 +16,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from shared.ports import EventPublisher, RateLimitStore
+from shared.ports import DeadLetterSink, EventPublisher, EventStore, RateLimitStore
 from shared.settings import Settings, load_settings
 from shared.telemetry import configure_azure_monitor, observe_queue_depth
 
@@ -81,6 +81,36 @@ class Container:
             store = EmbeddedRateLimitStore(self.data_dir / "ratelimit.sqlite3")
         self.on_close(store.close)
         return store
+
+    @cached_property
+    def event_store(self) -> EventStore:
+        """Stored events: Cosmos DB on Azure, SQLite with a change feed embedded."""
+        store: EventStore
+        if self.settings.backend == "azure":
+            from shared.adapters.cosmos_event_store import create_cosmos_event_store
+
+            store = create_cosmos_event_store(self.settings)
+        else:
+            from shared.adapters.embedded_event_store import EmbeddedEventStore
+
+            store = EmbeddedEventStore(self.data_dir / "events.sqlite3")
+        self.on_close(store.close)
+        return store
+
+    @cached_property
+    def dead_letter_sink(self) -> DeadLetterSink:
+        """Where poison messages are parked: the poison queue on Azure, the embedded dead-letter queue."""
+        sink: DeadLetterSink
+        if self.settings.backend == "azure":
+            from shared.adapters.servicebus_dead_letters import create_service_bus_dead_letter_sink
+
+            sink = create_service_bus_dead_letter_sink(self.settings)
+        else:
+            from shared.adapters.embedded_queue import EmbeddedDeadLetterSink
+
+            sink = EmbeddedDeadLetterSink(self.embedded_queue)
+        self.on_close(sink.close)
+        return sink
 
     def singleton(self, factory: Callable[[Container], T]) -> T:
         """`factory(self)`, built on first call and reused: how each stage keeps its services."""

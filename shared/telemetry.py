@@ -18,7 +18,14 @@ from opentelemetry.metrics import CallbackOptions, Observation
 
 from shared.settings import Settings
 
-__all__ = ["IngestMetrics", "configure_azure_monitor", "ingest_metrics", "observe_queue_depth"]
+__all__ = [
+    "IngestMetrics",
+    "ProcessMetrics",
+    "configure_azure_monitor",
+    "ingest_metrics",
+    "observe_queue_depth",
+    "process_metrics",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +56,38 @@ class IngestMetrics:
 def ingest_metrics() -> IngestMetrics:
     """The process-wide ingest instruments (created once)."""
     return IngestMetrics(metrics.get_meter(METER_NAME))
+
+
+class ProcessMetrics:
+    """The process stage's instruments."""
+
+    def __init__(self, meter: metrics.Meter) -> None:
+        self.processing_duration = meter.create_histogram(
+            "cloudscale_processing_duration_seconds",
+            unit="s",
+            description="Time to process one queue message (decode, score, store), by outcome",
+            explicit_bucket_boundaries_advisory=list(LATENCY_BUCKETS_SECONDS),
+        )
+        self.events_processed = meter.create_counter(
+            "cloudscale_events_processed_total",
+            unit="1",
+            description="Queue messages processed, by outcome (stored, duplicate)",
+        )
+        self.processing_retries = meter.create_counter(
+            "cloudscale_processing_retries_total", unit="1", description="Event-store calls retried after a failure"
+        )
+        self.events_dead_lettered = meter.create_counter(
+            "cloudscale_events_dead_lettered_total", unit="1", description="Messages dead-lettered, by reason"
+        )
+        self.fraud_detected = meter.create_counter(
+            "cloudscale_fraud_detected_total", unit="1", description="Fraud rules fired on stored events, by rule"
+        )
+
+
+@cache
+def process_metrics() -> ProcessMetrics:
+    """The process-wide process-stage instruments (created once)."""
+    return ProcessMetrics(metrics.get_meter(METER_NAME))
 
 
 def observe_queue_depth(read_depth: Callable[[], int]) -> None:

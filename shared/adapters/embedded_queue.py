@@ -17,6 +17,7 @@ What the local host needs from a broker, and no more:
 from __future__ import annotations
 
 import contextlib
+import logging
 import sqlite3
 import time
 import uuid
@@ -33,14 +34,18 @@ from shared.ports import PortError, PublishError
 
 __all__ = [
     "DeadLetteredMessage",
+    "EmbeddedDeadLetterSink",
     "EmbeddedPublisher",
     "EmbeddedQueue",
     "MessageLockLostError",
+    "MessageStillQueuedError",
     "ReceivedMessage",
     "MAX_DELIVERY_COUNT_EXCEEDED",
 ]
 
 MAX_DELIVERY_COUNT_EXCEEDED = "MaxDeliveryCountExceeded"
+
+logger = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -74,6 +79,10 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 """
 
 _COLUMNS = "seq, message_id, body, content_type, subject, correlation_id, properties, enqueued_at, delivery_count"
+
+
+class MessageStillQueuedError(PortError):
+    """A dead letter cannot be replayed while a message with its id is still in the queue."""
 
 
 class MessageLockLostError(PortError):
@@ -119,6 +128,12 @@ class EmbeddedQueue:
         self.max_delivery_count = max_delivery_count
         self._clock = clock
         self._worker = SqliteWorker(path, lambda c: c.executescript(_SCHEMA), name="embedded-queue")
+        self._arrival_listeners: list[Callable[[], None]] = []
+
+    def on_arrival(self, listener: Callable[[], None]) -> None:
+        """Call `listener` (in the sender's event loop) after each send committed: a consumer in
+        this process wakes at once instead of polling. Sends from other processes are not seen."""
+        self._arrival_listeners.append(listener)
 
     async def send(self, messages: Sequence[QueueMessage]) -> None:
         """Commit `messages` durably; return only once they are on disk."""
@@ -145,6 +160,8 @@ class EmbeddedQueue:
             )
 
         await self._worker.run(insert)
+        for listener in self._arrival_listeners:
+            listener()
 
     async def receive(self, max_messages: int = 1) -> list[ReceivedMessage]:
         """Lock and return up to `max_messages` visible messages, oldest first."""
@@ -225,6 +242,84 @@ class EmbeddedQueue:
             lock_token, lambda connection, seq, now: _move_to_dead_letters(connection, seq, now, reason, description)
         )
 
+    async def park(self, message: QueueMessage, reason: str, description: str | None = None) -> None:
+        """Copy a message into the dead-letter queue while it stays locked for its consumer.
+
+        The process stage parks a poison message, then its host completes the original.
+        The copy keeps the queued message's sequence number, so parking the same delivery
+        again (after a crash before the completion) replaces the copy instead of doubling it.
+        A message no longer in the queue is parked under a fresh sequence number.
+        """
+        now = self._clock()
+        properties = orjson.dumps(message.application_properties)
+
+        def copy(connection: sqlite3.Connection) -> None:
+            row = connection.execute("SELECT seq FROM messages WHERE message_id = ?", (message.message_id,)).fetchone()
+            if row is not None:
+                _copy_to_dead_letters(connection, row[0], now, reason, description)
+                return
+            # Allocate a sequence number the queue will never reuse, then move the row.
+            cursor = connection.execute(
+                "INSERT INTO messages (message_id, body, content_type, subject, correlation_id, properties,"
+                " enqueued_at, delivery_count) VALUES (?, ?, ?, ?, ?, ?, ?, 1)",
+                (
+                    message.message_id,
+                    message.body,
+                    message.content_type,
+                    message.subject,
+                    message.correlation_id,
+                    properties,
+                    now,
+                ),
+            )
+            _move_to_dead_letters(connection, int(cursor.lastrowid or 0), now, reason, description)
+
+        await self._worker.run(copy)
+
+    async def dead_letter_by_sequence(self, sequence_number: int) -> DeadLetteredMessage | None:
+        """One dead-lettered message, or None."""
+        rows = await self._worker.run(
+            lambda c: c.execute(
+                f"SELECT {_COLUMNS}, dead_lettered_at, reason, description FROM dead_letters WHERE seq = ?",
+                (sequence_number,),
+            ).fetchall()
+        )
+        return _dead_lettered(rows[0]) if rows else None
+
+    async def resubmit(self, sequence_number: int) -> bool:
+        """Move a dead-lettered message back onto the queue, delivery count reset.
+
+        Returns False if there is no such dead letter. Raises `MessageStillQueuedError`, and
+        keeps the dead letter, while a message with its id is still in the queue: that may be
+        the very delivery that parked it, about to be completed, and replaying into it would
+        drop the copy.
+        """
+        now = self._clock()
+
+        def move(connection: sqlite3.Connection) -> bool:
+            row = connection.execute("SELECT message_id FROM dead_letters WHERE seq = ?", (sequence_number,)).fetchone()
+            if row is None:
+                return False
+            if connection.execute("SELECT 1 FROM messages WHERE message_id = ?", (row[0],)).fetchone():
+                raise MessageStillQueuedError(
+                    f"message {row[0]!r} is still in the queue (being processed or waiting); "
+                    "replay its dead letter once it has left the queue"
+                )
+            connection.execute(
+                "INSERT INTO messages"
+                " (message_id, body, content_type, subject, correlation_id, properties, enqueued_at)"
+                " SELECT message_id, body, content_type, subject, correlation_id, properties, ?"
+                " FROM dead_letters WHERE seq = ?",
+                (now, sequence_number),
+            )
+            connection.execute("DELETE FROM dead_letters WHERE seq = ?", (sequence_number,))
+            return True
+
+        resubmitted = await self._worker.run(move)
+        for listener in self._arrival_listeners:
+            listener()
+        return resubmitted
+
     async def depth(self) -> int:
         """Messages waiting or in flight (not dead-lettered)."""
         return await self._worker.run(lambda c: int(c.execute("SELECT count(*) FROM messages").fetchone()[0]))
@@ -245,18 +340,7 @@ class EmbeddedQueue:
                 f"SELECT {_COLUMNS}, dead_lettered_at, reason, description FROM dead_letters ORDER BY seq LIMIT ?",
                 (limit,),
             ).fetchall()
-            return [
-                DeadLetteredMessage(
-                    message=_message(row),
-                    sequence_number=row[0],
-                    enqueued_at=row[7],
-                    delivery_count=row[8],
-                    dead_lettered_at=row[9],
-                    reason=row[10],
-                    description=row[11],
-                )
-                for row in rows
-            ]
+            return [_dead_lettered(row) for row in rows]
 
         return await self._worker.run(read)
 
@@ -284,12 +368,30 @@ class EmbeddedQueue:
 def _move_to_dead_letters(
     connection: sqlite3.Connection, seq: int, now: float, reason: str, description: str | None
 ) -> None:
+    _copy_to_dead_letters(connection, seq, now, reason, description)
+    connection.execute("DELETE FROM messages WHERE seq = ?", (seq,))
+
+
+def _copy_to_dead_letters(
+    connection: sqlite3.Connection, seq: int, now: float, reason: str, description: str | None
+) -> None:
     connection.execute(
-        f"INSERT INTO dead_letters ({_COLUMNS}, dead_lettered_at, reason, description)"
+        f"INSERT OR REPLACE INTO dead_letters ({_COLUMNS}, dead_lettered_at, reason, description)"
         f" SELECT {_COLUMNS}, ?, ?, ? FROM messages WHERE seq = ?",
         (now, reason, description, seq),
     )
-    connection.execute("DELETE FROM messages WHERE seq = ?", (seq,))
+
+
+def _dead_lettered(row: tuple[Any, ...]) -> DeadLetteredMessage:
+    return DeadLetteredMessage(
+        message=_message(row),
+        sequence_number=row[0],
+        enqueued_at=row[7],
+        delivery_count=row[8],
+        dead_lettered_at=row[9],
+        reason=row[10],
+        description=row[11],
+    )
 
 
 def _message(row: tuple[Any, ...]) -> QueueMessage:
@@ -323,3 +425,19 @@ class EmbeddedPublisher:
 
     async def close(self) -> None:
         self.queue.close()
+
+
+class EmbeddedDeadLetterSink:
+    """`DeadLetterSink` over the embedded queue's own dead-letter queue."""
+
+    def __init__(self, queue: EmbeddedQueue) -> None:
+        self.queue = queue
+
+    async def dead_letter(self, message: QueueMessage, reason: str, description: str) -> None:
+        try:
+            await self.queue.park(message, reason, description)
+        except (sqlite3.Error, OSError) as exc:
+            raise PortError(f"the embedded dead-letter queue could not store the message: {exc}") from exc
+
+    async def close(self) -> None:
+        """The queue is closed by its owner (the container)."""

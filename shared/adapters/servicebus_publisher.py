@@ -235,8 +235,10 @@ def _try_add(batch: ServiceBusMessageBatch, message: ServiceBusMessage) -> bool:
     return True
 
 
-def service_bus_sender_factory(settings: Settings, *, try_timeout: float = 5.0, retry_total: int = 3) -> SenderFactory:
-    """Return a factory building the real client and queue sender from `settings`.
+def service_bus_sender_factory(
+    settings: Settings, *, queue_name: str | None = None, try_timeout: float = 5.0, retry_total: int = 3
+) -> SenderFactory:
+    """Return a factory building the real client and a sender for `queue_name` (default: the events queue).
 
     The identity-based namespace (`DefaultAzureCredential`: the managed identity in Azure) is
     preferred over a connection string. `try_timeout` bounds each SDK attempt, including the
@@ -266,11 +268,12 @@ def service_bus_sender_factory(settings: Settings, *, try_timeout: float = 5.0, 
                 connection_string, retry_total=retry_total, try_timeout=try_timeout
             )
         resources.push_async_callback(client.close)
-        return client.get_queue_sender(settings.events_queue)
+        return client.get_queue_sender(queue_name or settings.events_queue)
 
     return build
 
 
-def create_service_bus_publisher(settings: Settings) -> ServiceBusPublisher:
-    """Build the publisher for `settings.events_queue`; connects lazily, on first use."""
-    return ServiceBusPublisher(service_bus_sender_factory(settings), queue_name=settings.events_queue)
+def create_service_bus_publisher(settings: Settings, *, queue_name: str | None = None) -> ServiceBusPublisher:
+    """Build the publisher for `queue_name` (default `settings.events_queue`); connects lazily, on first use."""
+    queue = queue_name or settings.events_queue
+    return ServiceBusPublisher(service_bus_sender_factory(settings, queue_name=queue), queue_name=queue)

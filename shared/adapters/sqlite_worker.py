@@ -92,8 +92,13 @@ class SqliteWorker:
     ) -> None:
         try:
             connection = open_connection(self.path)
-            setup(connection)
         except BaseException as exc:  # handed to the constructor, which re-raises it
+            ready.put(exc)
+            return
+        try:
+            setup(connection)
+        except BaseException as exc:
+            connection.close()
             ready.put(exc)
             return
         ready.put(None)

@@ -13,6 +13,8 @@ from typing import Any, Final, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from shared.domain.envelope import Envelope
+
 __all__ = [
     "DOCUMENT_SCHEMA_VERSION",
     "Enrichment",
@@ -20,17 +22,17 @@ __all__ = [
     "FraudResult",
     "ParsedUserAgent",
     "StoredEvent",
+    "build_stored_event",
 ]
 
 DOCUMENT_SCHEMA_VERSION: Final = 1
-
-_MODEL_CONFIG = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
 
 class ParsedUserAgent(BaseModel):
     """The user agent as a maintained parser reads it."""
 
-    model_config = _MODEL_CONFIG
+    # Written inline in each class: the pydantic mypy plugin reads only a literal config.
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
     browser: str | None = None
     browser_version: str | None = Field(None, alias="browserVersion")
@@ -43,7 +45,7 @@ class ParsedUserAgent(BaseModel):
 class Enrichment(BaseModel):
     """What the process stage adds to every event."""
 
-    model_config = _MODEL_CONFIG
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
     client_network: str = Field(
         alias="clientNetwork",
@@ -62,7 +64,7 @@ class Enrichment(BaseModel):
 class FraudReason(BaseModel):
     """One rule that fired."""
 
-    model_config = _MODEL_CONFIG
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
     rule: str = Field(description="The rule's id, e.g. ip-velocity.")
     code: str = Field(description="The rule's reason code, e.g. VELOCITY_IP_MINUTE.")
@@ -73,7 +75,7 @@ class FraudReason(BaseModel):
 class FraudResult(BaseModel):
     """The fraud verdict that travels with the event."""
 
-    model_config = _MODEL_CONFIG
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
     score: float = Field(ge=0, le=1)
     suspicious: bool
@@ -83,7 +85,7 @@ class FraudResult(BaseModel):
 class StoredEvent(BaseModel):
     """One stored event document (JSON names are the aliases)."""
 
-    model_config = _MODEL_CONFIG
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
     id: str = Field(description="= eventId: the document id and the idempotency key.")
     event_id: str = Field(alias="eventId")
@@ -108,3 +110,30 @@ class StoredEvent(BaseModel):
     def from_document(cls, document: dict[str, Any]) -> StoredEvent:
         """Read a stored document back, ignoring the store's own fields (`_rid`, `_etag`, `_ts`, ...)."""
         return cls.model_validate({key: value for key, value in document.items() if not key.startswith("_")})
+
+
+def build_stored_event(envelope: Envelope, enrichment: Enrichment, fraud: FraudResult) -> StoredEvent:
+    """The document for one queued event: the event as sent, plus what the pipeline learned.
+
+    The event must carry its id (ingest always sets one); a timestamp the producer left out
+    is the receive time, as the contract says.
+    """
+    event = envelope.event
+    if event.event_id is None:
+        raise ValueError("the queued event has no eventId")
+    event_id = str(event.event_id)
+    return StoredEvent(
+        id=event_id,
+        event_id=event_id,
+        tenant_id=event.tenant_id,
+        event_type=event.event_type,
+        timestamp=event.timestamp or envelope.received_at,
+        correlation_id=event.correlation_id,
+        user_id=event.user_id,
+        session_id=event.session_id,
+        url=event.url,
+        properties=event.properties,
+        enrichment=enrichment,
+        fraud=fraud,
+        trace_context=envelope.trace_context,
+    )

@@ -18,6 +18,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 STARTUP_SECONDS = 30
 
+INGEST_ONLY = {"AzureWebJobs.process_event.Disabled": "true"}
+"""Settings that turn the process stage off (as on Azure), so tests can inspect what ingest queued."""
+
 
 @dataclass
 class LocalHost:
@@ -96,8 +99,10 @@ def host_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[
 
 @pytest.fixture(scope="module")
 def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHost]:
-    """One host for a module's tests. Loopback is a trusted proxy, so each test can speak
-    for its own client IP through X-Forwarded-For and not share a token bucket."""
-    running = start_host(tmp_path_factory.mktemp("data"), CLOUDSCALE_TRUSTED_PROXIES="127.0.0.1/32,::1/128")
+    """One ingest-only host for a module's tests. Loopback is a trusted proxy, so each test can
+    speak for its own client IP through X-Forwarded-For and not share a token bucket."""
+    running = start_host(
+        tmp_path_factory.mktemp("data"), CLOUDSCALE_TRUSTED_PROXIES="127.0.0.1/32,::1/128", **INGEST_ONLY
+    )
     yield running
     running.stop()

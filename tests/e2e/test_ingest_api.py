@@ -18,7 +18,7 @@ from openapi_spec_validator import validate
 
 from shared.adapters.embedded_queue import EmbeddedQueue
 from shared.domain.envelope import QueueMessage
-from tests.e2e.conftest import LocalHost
+from tests.e2e.conftest import INGEST_ONLY, LocalHost
 
 pytestmark = pytest.mark.e2e
 
@@ -220,7 +220,11 @@ def test_health_reports_each_dependency(host: LocalHost) -> None:
     assert response.status_code == 200
     assert response.json() == {
         "status": "healthy",
-        "checks": {"queue": {"status": "healthy"}, "rateLimitStore": {"status": "healthy"}},
+        "checks": {
+            "queue": {"status": "healthy"},
+            "rateLimitStore": {"status": "healthy"},
+            "eventStore": {"status": "healthy"},
+        },
     }
 
 
@@ -270,7 +274,7 @@ def test_the_openapi_document_describes_real_responses(host: LocalHost) -> None:
 def test_a_queue_that_cannot_take_events_gives_503_and_accepts_nothing(
     host_factory: Callable[..., LocalHost],
 ) -> None:
-    host = host_factory()
+    host = host_factory(**INGEST_ONLY)
     # GIVEN another process holding the queue's write lock past the busy timeout
     blocker = sqlite3.connect(host.data_dir / "queue.sqlite3", isolation_level=None)
     blocker.execute("BEGIN EXCLUSIVE")

@@ -13,7 +13,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.e2e.conftest import REPO, LocalHost
+from tests.e2e.conftest import INGEST_ONLY, REPO, LocalHost
 from tests.e2e.test_ingest_api import SEED_EXAMPLE, assert_error, post, queued
 
 pytestmark = pytest.mark.e2e
@@ -21,7 +21,9 @@ pytestmark = pytest.mark.e2e
 
 def test_without_a_trusted_proxy_forwarded_addresses_are_ignored(host_factory: Callable[..., LocalHost]) -> None:
     # GIVEN a host that trusts no proxy and a bucket of 5 that barely refills
-    host = host_factory(CLOUDSCALE_RATE_LIMIT_IP_CAPACITY="5", CLOUDSCALE_RATE_LIMIT_IP_REFILL_PER_SECOND="0.01")
+    host = host_factory(
+        CLOUDSCALE_RATE_LIMIT_IP_CAPACITY="5", CLOUDSCALE_RATE_LIMIT_IP_REFILL_PER_SECOND="0.01", **INGEST_ONLY
+    )
 
     # WHEN a client claims a new address on every request
     with host.client() as client:
@@ -98,7 +100,7 @@ def test_stopping_under_load_loses_no_acknowledged_event(
     host_factory: Callable[..., LocalHost], stop_signal: int
 ) -> None:
     # GIVEN a host taking a steady stream of batches from many clients
-    host = host_factory(CLOUDSCALE_TRUSTED_PROXIES="127.0.0.1")
+    host = host_factory(CLOUDSCALE_TRUSTED_PROXIES="127.0.0.1", **INGEST_ONLY)
 
     async def load() -> tuple[set[str], int]:
         acknowledged: set[str] = set()

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.integration.azurite import AzuriteMissingError, find_azurite_table, run_azurite_table
+from tests.integration.cosmosdb_server import CosmosDBServerMissingError, find_cosmosdb_server, run_cosmosdb_server
 
 
 @pytest.fixture(scope="session")
@@ -25,4 +26,23 @@ def azurite_table_connection_string(tmp_path_factory: pytest.TempPathFactory) ->
             pytest.fail(reason)
         pytest.skip(reason)
     with run_azurite_table(launcher, tmp_path_factory.mktemp("azurite")) as conn_str:
+        yield conn_str
+
+
+@pytest.fixture(scope="session")
+def cosmosdb_connection_string(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A connection string to a cosmosdb-server (Cosmos DB emulator) started for this test session.
+
+    HTTPS with a self-signed certificate: clients must turn TLS verification off
+    (`CLOUDSCALE_COSMOS_VERIFY_TLS=false`). Skips when Node.js or the package is not installed,
+    but fails on CI (`CI=true`), like the Azurite fixture.
+    """
+    try:
+        cli = find_cosmosdb_server()
+    except CosmosDBServerMissingError as exc:
+        reason = f"!!! COSMOSDB-SERVER NOT AVAILABLE, Cosmos DB tests NOT RUN: {exc}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    with run_cosmosdb_server(cli, tmp_path_factory.mktemp("cosmosdb-server")) as conn_str:
         yield conn_str

@@ -18,6 +18,7 @@ from shared.adapters.embedded_queue import (
     EmbeddedPublisher,
     EmbeddedQueue,
     MessageLockLostError,
+    MessageStillQueuedError,
 )
 from shared.domain.envelope import QueueMessage
 from shared.ports import PublishError
@@ -253,3 +254,59 @@ async def test_the_publisher_reports_a_closed_queue_as_a_publish_error(
         await publisher.publish([message(1)])
     with pytest.raises(PublishError):
         await publisher.check()
+
+
+async def test_a_parked_copy_keeps_the_sequence_number_and_parking_twice_does_not_double_it(
+    make_queue: Callable[..., EmbeddedQueue],
+) -> None:
+    queue = make_queue()
+    await queue.send([message(1)])
+    [received] = await queue.receive(1)
+
+    # The process stage parks the poison delivery twice (a crash before the completion).
+    await queue.park(received.message, "SchemaInvalid", "event.tenantId: Field required")
+    await queue.park(received.message, "SchemaInvalid", "event.tenantId: Field required")
+    await queue.complete(received.lock_token)
+
+    [parked] = await queue.dead_letters()
+    assert parked.sequence_number == received.sequence_number
+    assert (parked.reason, parked.description) == ("SchemaInvalid", "event.tenantId: Field required")
+    assert parked.message == message(1)
+    assert await queue.depth() == 0
+
+
+async def test_a_message_not_in_the_queue_is_parked_under_a_fresh_sequence_number(
+    make_queue: Callable[..., EmbeddedQueue],
+) -> None:
+    queue = make_queue()
+    await queue.send([message(1)])
+    await queue.park(message(2), "UndecodableMessage", "not JSON")
+
+    parked = await queue.dead_letters()
+    assert [p.message.message_id for p in parked] == ["id-2"]
+    [waiting] = await queue.peek()
+    assert parked[0].sequence_number != (await queue.receive(1))[0].sequence_number
+    assert waiting.message_id == "id-1"
+
+
+async def test_a_dead_letter_is_not_replayed_into_its_own_delivery(make_queue: Callable[..., EmbeddedQueue]) -> None:
+    # GIVEN a poison delivery parked but not yet completed by its host
+    queue = make_queue()
+    await queue.send([message(1)])
+    [received] = await queue.receive(1)
+    await queue.park(received.message, "SchemaInvalid", "bad")
+    [parked] = await queue.dead_letters()
+
+    # WHEN someone replays it in that moment THEN the replay is refused and the dead letter kept
+    with pytest.raises(MessageStillQueuedError, match="still in the queue"):
+        await queue.resubmit(parked.sequence_number)
+    await queue.complete(received.lock_token)
+    assert len(await queue.dead_letters()) == 1
+
+    # AND once the delivery is completed the replay goes through, with a fresh delivery count
+    assert await queue.resubmit(parked.sequence_number) is True
+    assert await queue.dead_letters() == []
+    [again] = await queue.receive(1)
+    assert again.message == message(1)
+    assert again.delivery_count == 1
+    assert await queue.resubmit(parked.sequence_number) is False

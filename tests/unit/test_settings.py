@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from shared.settings import SETTING_NAMES, Settings, SettingsError, load_settings
@@ -18,6 +19,7 @@ from shared.settings import SETTING_NAMES, Settings, SettingsError, load_setting
 SECRET = "c2VjcmV0LWtleS1kby1ub3QtbG9nLWl0LWFueXdoZXJlIQ="
 """Shaped like a real 44-character SharedAccessKey / AccountKey."""
 SERVICE_BUS_CONNECTION = f"Endpoint=sb://cs.servicebus.windows.net/;SharedAccessKeyName=send;SharedAccessKey={SECRET}"
+COSMOS_CONNECTION = f"AccountEndpoint=https://cs.documents.azure.com:443/;AccountKey={SECRET};"
 STORAGE_CONNECTION = (
     f"DefaultEndpointsProtocol=https;AccountName=cs;AccountKey={SECRET};EndpointSuffix=core.windows.net"
 )
@@ -107,9 +109,11 @@ def test_the_azure_backend_with_identity_based_connections(load: Load) -> None:
         CLOUDSCALE_BACKEND="azure",
         ServiceBusConnection__fullyQualifiedNamespace="cs.servicebus.windows.net",
         AzureWebJobsStorage__tableServiceUri="https://cs.table.core.windows.net",
+        CosmosDBConnection__accountEndpoint="https://cs.documents.azure.com:443/",
     )
 
     assert settings.backend == "azure"
+    assert settings.cosmos_endpoint == "https://cs.documents.azure.com:443/"
     assert settings.service_bus_namespace == "cs.servicebus.windows.net"
     assert settings.rate_limit_table_endpoint == "https://cs.table.core.windows.net"
 
@@ -125,7 +129,10 @@ def test_the_dedicated_table_endpoint_wins_over_the_webjobs_one(load: Load) -> N
 
 def test_the_azure_backend_with_connection_strings(load: Load) -> None:
     settings = load(
-        CLOUDSCALE_BACKEND="azure", ServiceBusConnection=SERVICE_BUS_CONNECTION, AzureWebJobsStorage=STORAGE_CONNECTION
+        CLOUDSCALE_BACKEND="azure",
+        ServiceBusConnection=SERVICE_BUS_CONNECTION,
+        AzureWebJobsStorage=STORAGE_CONNECTION,
+        CosmosDBConnection=COSMOS_CONNECTION,
     )
 
     assert settings.service_bus_connection_string == SERVICE_BUS_CONNECTION
@@ -191,8 +198,12 @@ def test_trusted_proxies_are_a_comma_list_of_addresses_and_cidr_blocks(load: Loa
         ({"AzureWebJobsStorage": STORAGE_CONNECTION}, "ServiceBusConnection__fullyQualifiedNamespace"),
         ({"ServiceBusConnection": SERVICE_BUS_CONNECTION}, "CLOUDSCALE_RATE_LIMIT_TABLE_ENDPOINT"),
         ({"ServiceBusConnection__fullyQualifiedNamespace": "cs.servicebus.windows.net"}, "AzureWebJobsStorage"),
+        (
+            {"ServiceBusConnection": SERVICE_BUS_CONNECTION, "AzureWebJobsStorage": STORAGE_CONNECTION},
+            "CosmosDBConnection__accountEndpoint",
+        ),
     ],
-    ids=["nothing", "no-service-bus", "no-table", "no-table-identity"],
+    ids=["nothing", "no-service-bus", "no-table", "no-table-identity", "no-cosmos"],
 )
 def test_the_azure_backend_without_its_connections_names_the_missing_setting(
     environ: dict[str, str], missing: str
@@ -212,13 +223,14 @@ def test_the_embedded_backend_needs_no_connections(load: Load) -> None:
     [
         {"CLOUDSCALE_BACKEND": "azure", "ServiceBusConnection": SERVICE_BUS_CONNECTION},
         {"CLOUDSCALE_BACKEND": "azure", "AzureWebJobsStorage": STORAGE_CONNECTION},
+        {"CLOUDSCALE_BACKEND": "azure", "CosmosDBConnection": COSMOS_CONNECTION, "ServiceBusConnection": "x"},
         {
             "ServiceBusConnection": SERVICE_BUS_CONNECTION,
             "AzureWebJobsStorage": STORAGE_CONNECTION,
             "CLOUDSCALE_RATE_LIMIT_IP_CAPACITY": "zero",
         },
     ],
-    ids=["azure-no-table", "azure-no-service-bus", "other-invalid-setting"],
+    ids=["azure-no-table", "azure-no-service-bus", "azure-no-table-with-cosmos", "other-invalid-setting"],
 )
 def test_connection_strings_are_never_echoed_in_the_error_message(environ: dict[str, str]) -> None:
     error = load_error(environ)
@@ -262,6 +274,14 @@ def test_every_setting_can_be_set_by_its_variable() -> None:
         "CLOUDSCALE_RATE_LIMIT_TABLE_ENDPOINT": "https://a.table.core.windows.net",
         "AzureWebJobsStorage__tableServiceUri": "https://b.table.core.windows.net",
         "AzureWebJobsStorage": STORAGE_CONNECTION,
+        "CLOUDSCALE_POISON_QUEUE": "poison",
+        "CosmosDBConnection__accountEndpoint": "https://cs.documents.azure.com:443/",
+        "CosmosDBConnection": COSMOS_CONNECTION,
+        "CLOUDSCALE_COSMOS_DATABASE": "db",
+        "CLOUDSCALE_COSMOS_CONTAINER": "docs",
+        "CLOUDSCALE_COSMOS_VERIFY_TLS": "false",
+        "CLOUDSCALE_PROCESS_RETRY_SECONDS": "30",
+        "CLOUDSCALE_FRAUD_RULES_FILE": "/etc/rules.json",
         "APPLICATIONINSIGHTS_CONNECTION_STRING": "InstrumentationKey=x",
     }
     assert set(values) == set(SETTING_NAMES), "a setting was added: add it here too"
@@ -271,3 +291,10 @@ def test_every_setting_can_be_set_by_its_variable() -> None:
     defaults = load_settings({})
     changed = {name for name in Settings.model_fields if getattr(settings, name) != getattr(defaults, name)}
     assert changed == set(Settings.model_fields)
+
+
+def test_the_sample_local_settings_list_every_setting() -> None:
+    sample = Path(__file__).resolve().parents[2] / "local.settings.sample.json"
+    values = orjson.loads(sample.read_bytes())["Values"]
+
+    assert set(SETTING_NAMES) <= set(values), "add the new setting to local.settings.sample.json"

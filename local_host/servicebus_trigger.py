@@ -1,0 +1,216 @@
+"""Drives a Service Bus-triggered function from the embedded queue, with the host's semantics.
+
+What the Functions host does for a Service Bus trigger with cardinality one, on one machine:
+
+- receive in peek-lock, only as many messages as there are free invocation slots (so a
+  message is never locked while it waits for a slot: `prefetchCount` 0);
+- invoke the function with each message; renew its lock while the function runs, every
+  half lock duration, up to `maxAutoLockRenewalDuration`;
+- the function returned: complete the message (`autoCompleteMessages`); it raised: abandon
+  it, so it is delivered again; the queue dead-letters it once `maxDeliveryCount`
+  deliveries are used up;
+- the number of concurrent invocations follows host.json (see `local_host.concurrency`).
+
+Stopping lets invocations in flight finish for a grace period; any still running after it
+keep their messages locked until the lock expires, so they are delivered again after a
+restart: nothing is lost, and the idempotent store makes the second delivery harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from azure.functions.servicebus import ServiceBusMessage as FunctionsServiceBusMessage
+
+from local_host.concurrency import DynamicConcurrency, tiered_concurrency
+from local_host.functions import ServiceBusFunction
+from local_host.host_config import HostConfig
+from shared.adapters.embedded_queue import EmbeddedQueue, MessageLockLostError, ReceivedMessage
+
+__all__ = ["ServiceBusTrigger", "TriggerStats", "to_function_message"]
+
+logger = logging.getLogger(__name__)
+
+IDLE_POLL_SECONDS = 1.0
+"""How often an idle loop looks for messages it was not told about (other processes, expired locks)."""
+ADJUST_SECONDS = 0.5
+"""How often the concurrency limit is recomputed (queue depth, or dynamic adjustment)."""
+
+
+@dataclass(slots=True)
+class TriggerStats:
+    invocations: int = 0
+    failures: int = 0
+    completed: int = 0
+    abandoned: int = 0
+    limit: int = 1
+
+
+class ServiceBusTrigger:
+    """One trigger loop: one function fed from one embedded queue."""
+
+    def __init__(self, function: ServiceBusFunction, queue: EmbeddedQueue, config: HostConfig) -> None:
+        self.function = function
+        self.stats = TriggerStats()
+        self._queue = queue
+        self._options = config.service_bus
+        self._dynamic = (
+            DynamicConcurrency(cap=self._options.max_concurrent_calls) if config.dynamic_concurrency else None
+        )
+        self.stats.limit = (
+            self._dynamic.limit if self._dynamic else tiered_concurrency(0, self._options.max_concurrent_calls)
+        )
+        self._wakeup = asyncio.Event()
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        self._saturated = False
+        self._failures_since_adjust = 0
+        queue.on_arrival(self._wakeup.set)
+
+    def start(self) -> None:
+        """Start receiving (call from the event loop the host runs in)."""
+        self._task = asyncio.create_task(self._run(), name=f"servicebus-trigger-{self.function.name}")
+
+    async def stop(self, grace_seconds: float = 10.0) -> None:
+        """Stop receiving, give invocations in flight `grace_seconds` to finish, then cancel them."""
+        self._stopping = True
+        self._wakeup.set()
+        if self._task is not None:
+            await self._task
+        if self._in_flight:
+            _, pending = await asyncio.wait(set(self._in_flight), timeout=grace_seconds)
+            for task in pending:
+                task.cancel()
+            if pending:
+                logger.warning(
+                    "%d invocation(s) cut short at shutdown; their messages will be redelivered", len(pending)
+                )
+                await asyncio.wait(pending)
+
+    async def _run(self) -> None:
+        next_adjust = 0.0
+        while not self._stopping:
+            now = time.monotonic()
+            if now >= next_adjust:
+                await self._adjust()
+                next_adjust = now + ADJUST_SECONDS
+            free = self.stats.limit - len(self._in_flight)
+            if free <= 0:
+                self._saturated = True
+                await self._sleep(ADJUST_SECONDS)
+                continue
+            self._wakeup.clear()
+            try:
+                received = await self._queue.receive(free)
+            except (sqlite3.Error, OSError):
+                logger.exception("receiving from the embedded queue failed; retrying in %s s", IDLE_POLL_SECONDS)
+                await self._sleep(IDLE_POLL_SECONDS)
+                continue
+            if len(received) == free:
+                self._saturated = True
+            if not received:
+                await self._sleep(IDLE_POLL_SECONDS)
+            for message in received:
+                task = asyncio.create_task(self._invoke(message))
+                self._in_flight.add(task)
+                task.add_done_callback(self._finished)
+
+    async def _adjust(self) -> None:
+        if self._dynamic is not None:
+            self.stats.limit = self._dynamic.adjust(saturated=self._saturated, failures=self._failures_since_adjust)
+        else:
+            try:
+                depth = await self._queue.depth()
+            except (sqlite3.Error, OSError):
+                return
+            self.stats.limit = tiered_concurrency(depth, self._options.max_concurrent_calls)
+        self._saturated = False
+        self._failures_since_adjust = 0
+
+    async def _invoke(self, received: ReceivedMessage) -> None:
+        self.stats.invocations += 1
+        renewal = asyncio.create_task(self._renew_lock(received))
+        succeeded = False
+        try:
+            await self.function.invoke(to_function_message(received))
+            succeeded = True
+        except Exception:
+            self.stats.failures += 1
+            self._failures_since_adjust += 1
+            logger.exception(
+                "function %s failed on message %s (delivery %d); abandoning it",
+                self.function.name,
+                received.message.message_id,
+                received.delivery_count,
+            )
+        finally:
+            renewal.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewal
+        await self._settle(received, succeeded)
+
+    async def _settle(self, received: ReceivedMessage, succeeded: bool) -> None:
+        try:
+            if succeeded and self._options.auto_complete_messages:
+                await self._queue.complete(received.lock_token)
+                self.stats.completed += 1
+            elif not succeeded:
+                await self._queue.abandon(received.lock_token)
+                self.stats.abandoned += 1
+        except MessageLockLostError:
+            logger.warning(
+                "the lock on message %s was lost before it was settled; it will be delivered again",
+                received.message.message_id,
+            )
+        except (sqlite3.Error, OSError):
+            logger.exception("settling message %s failed; it will be delivered again", received.message.message_id)
+
+    async def _renew_lock(self, received: ReceivedMessage) -> None:
+        deadline = time.monotonic() + self._options.max_auto_lock_renewal_seconds
+        interval = self._queue.lock_seconds / 2
+        while time.monotonic() + interval < deadline:
+            await asyncio.sleep(interval)
+            try:
+                await self._queue.renew_lock(received.lock_token)
+            except MessageLockLostError:
+                logger.warning("lost the lock on message %s while it was processed", received.message.message_id)
+                return
+            except (sqlite3.Error, OSError):
+                logger.warning("renewing the lock on message %s failed; trying again", received.message.message_id)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        self._wakeup.set()
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait(), timeout=seconds)
+
+
+def to_function_message(received: ReceivedMessage) -> FunctionsServiceBusMessage:
+    """The `func.ServiceBusMessage` the Python worker would build for this delivery."""
+    message = received.message
+    properties: dict[str, object] = dict(message.application_properties)
+    return FunctionsServiceBusMessage(
+        body=message.body,
+        message_id=message.message_id,
+        content_type=message.content_type,
+        correlation_id=message.correlation_id,
+        subject=message.subject,
+        label=message.subject,
+        delivery_count=received.delivery_count,
+        enqueued_time_utc=datetime.fromtimestamp(received.enqueued_at, UTC),
+        enqueued_sequence_number=received.sequence_number,
+        sequence_number=received.sequence_number,
+        lock_token=received.lock_token,
+        locked_until=datetime.fromtimestamp(received.locked_until, UTC),
+        application_properties=dict(properties),
+        user_properties=properties,
+    )

@@ -1,0 +1,81 @@
+"""The process stage's functions: the Service Bus trigger, and reading a stored event back.
+
+`process_event` takes one message per invocation (cardinality one), so the host's concurrency
+control, not the function, decides how many run at once (host.json). It returns normally
+when the message is done, which lets the host complete it, and raises only when the store
+stayed down for the whole retry budget, so the host abandons it for a later delivery.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+
+import azure.functions as func
+
+from process.service import DeliveredMessage
+from process.wiring import process_services
+from shared.http import error_response, json_response
+from shared.ports import PortError
+from shared.settings import SettingsError
+
+__all__ = ["bp"]
+
+logger = logging.getLogger(__name__)
+
+bp = func.Blueprint()  # type: ignore[no-untyped-call]  # the library leaves __init__ unannotated
+
+_TENANT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+@bp.function_name("process_event")
+@bp.service_bus_queue_trigger(
+    arg_name="message", queue_name="%CLOUDSCALE_EVENTS_QUEUE%", connection="ServiceBusConnection"
+)
+async def process_event(message: func.ServiceBusMessage) -> None:
+    """Score, enrich and store one queued event (idempotent: a redelivery changes nothing)."""
+    await process_services().service.handle(delivered_message(message))
+
+
+def delivered_message(message: func.ServiceBusMessage) -> DeliveredMessage:
+    """The trigger's message as the broker-neutral type the use case takes."""
+    properties = {
+        str(key): value for key, value in (message.application_properties or {}).items() if isinstance(value, str | int)
+    }
+    return DeliveredMessage(
+        body=message.get_body(),
+        message_id=message.message_id,
+        enqueued_at=message.enqueued_time_utc,
+        delivery_count=message.delivery_count or 1,
+        content_type=message.content_type,
+        subject=message.subject or message.label,
+        correlation_id=message.correlation_id,
+        application_properties=properties,
+    )
+
+
+@bp.function_name("get_event")
+@bp.route(route="events/{tenantId}/{eventId}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+async def get_event(req: func.HttpRequest) -> func.HttpResponse:
+    """The stored, enriched event with its fraud result; 404 until the process stage stored it."""
+    tenant_id = req.route_params.get("tenantId", "")
+    event_id = req.route_params.get("eventId", "")
+    if not _TENANT_ID.match(tenant_id):
+        return error_response(400, "invalid_tenant_id", "tenantId must be 1-64 letters, digits, '_', '.' or '-'")
+    try:
+        event_id = str(uuid.UUID(event_id))
+    except ValueError:
+        return error_response(400, "invalid_event_id", "eventId must be a UUID")
+    try:
+        store = process_services().store
+        stored = await store.get(tenant_id, event_id)
+    except SettingsError:
+        logger.exception("the process stage is misconfigured")
+        return error_response(503, "misconfigured", "the service is misconfigured; see its log", retry_after=60)
+    except PortError as exc:
+        logger.warning("reading event %s failed: %s", event_id, exc)
+        return error_response(503, "store_unavailable", "the event store is unavailable; retry later", retry_after=5)
+    if stored is None:
+        return error_response(404, "not_found", f"event {event_id} of tenant {tenant_id} is not stored (yet)")
+    return json_response(200, stored.to_document())

@@ -1,0 +1,82 @@
+"""Turning a queue message body back into an `Envelope`, or saying why it never can be.
+
+A message that fails here fails the same way on every delivery (its bytes do not change),
+so it is *poison*: retrying cannot help, and it goes to the dead-letter queue with one of
+the reasons below and a description naming what is wrong.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import orjson
+from pydantic import ValidationError
+
+from shared.domain.envelope import SCHEMA_VERSION, Envelope
+
+__all__ = [
+    "POISON_REASONS",
+    "PoisonMessageError",
+    "SCHEMA_INVALID",
+    "UNDECODABLE",
+    "UNKNOWN_SCHEMA_VERSION",
+    "decode_envelope",
+]
+
+UNDECODABLE: Final = "UndecodableMessage"
+UNKNOWN_SCHEMA_VERSION: Final = "UnknownSchemaVersion"
+SCHEMA_INVALID: Final = "SchemaInvalid"
+POISON_REASONS: Final = (UNDECODABLE, UNKNOWN_SCHEMA_VERSION, SCHEMA_INVALID)
+
+# Dead-letter descriptions are shown by `cloudscale dlq` and kept by Service Bus (which caps
+# them at 4 KiB); the field paths and messages fit well within this.
+MAX_DESCRIPTION_CHARS = 1024
+MAX_LISTED_ERRORS = 10
+
+
+class PoisonMessageError(Exception):
+    """The message can never be processed; `reason` is the dead-letter reason code."""
+
+    def __init__(self, reason: str, description: str) -> None:
+        super().__init__(f"{reason}: {description}")
+        self.reason = reason
+        self.description = description[:MAX_DESCRIPTION_CHARS]
+
+
+def decode_envelope(body: bytes) -> Envelope:
+    """Parse and validate a queue message body; raise `PoisonMessageError` if it is not a v1 envelope.
+
+    No clock-skew check here: the timestamp was checked when ingest accepted the event, and
+    a message replayed from the dead-letter queue days later is still the same event.
+    """
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise PoisonMessageError(UNDECODABLE, f"the body is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise PoisonMessageError(UNDECODABLE, f"the body is a JSON {type(data).__name__}, not an object")
+    version = data.get("schemaVersion")
+    if version != SCHEMA_VERSION:
+        raise PoisonMessageError(
+            UNKNOWN_SCHEMA_VERSION,
+            f"schemaVersion {version!r} is not one this version of the process stage reads ({SCHEMA_VERSION})",
+        )
+    try:
+        envelope = Envelope.model_validate(data)
+    except ValidationError as exc:
+        raise PoisonMessageError(SCHEMA_INVALID, _describe(exc)) from None
+    if envelope.event.event_id is None:
+        raise PoisonMessageError(SCHEMA_INVALID, "event.eventId: required on the queue (ingest always sets it)")
+    return envelope
+
+
+def _describe(error: ValidationError) -> str:
+    # Field paths and messages only: the inputs may hold personal data and must not reach
+    # the dead-letter description or the log.
+    problems = [
+        f"{'.'.join(str(part) for part in item['loc']) or 'body'}: {item['msg']}"
+        for item in error.errors(include_input=False, include_url=False)
+    ]
+    more = len(problems) - MAX_LISTED_ERRORS
+    listed = "; ".join(problems[:MAX_LISTED_ERRORS])
+    return listed + (f"; and {more} more" if more > 0 else "")

@@ -1,0 +1,117 @@
+"""Writes to the event store, retried with exponential backoff behind a circuit breaker.
+
+Why both: the retry keeps one message alive through a passing outage (a 30 s store restart
+must not push good events to the dead-letter queue), and the breaker keeps dozens of
+concurrent invocations from hammering a store that is down. While the circuit is open,
+calls fail at once (no request leaves the process) and each invocation waits out its own
+backoff; after `open_seconds` one probe goes through, and its success closes the circuit
+for everyone.
+
+Timeline of a 30 s outage, one message::
+
+    t=0    save -> EventStoreError         (failure 1 of `failure_threshold`)
+    t=0.5  save -> EventStoreError ... circuit opens after the threshold
+    t=..   attempts fail fast with the circuit open; backoff doubles up to `max_wait`
+    t=30   the store is back; the next probe succeeds, the circuit closes, the backlog drains
+
+An invocation gives up after `budget_seconds` and raises `StoreUnavailableError`: the host
+hands the message back to the queue (one delivery counted) rather than holding its lock
+forever. The budget sits below the function timeout and the lock-renewal limit.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from purgatory import AsyncCircuitBreakerFactory
+from purgatory.domain.model import OpenedState
+from purgatory.service._async.circuitbreaker import AsyncCircuitBreaker
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_before_delay, wait_exponential_jitter
+
+from shared.ports import EventStoreError
+
+__all__ = ["StoreGuard", "StoreUnavailableError"]
+
+T = TypeVar("T")
+
+CIRCUIT_NAME = "event-store"
+
+logger = logging.getLogger(__name__)
+
+
+class StoreUnavailableError(Exception):
+    """The store stayed unavailable for the whole retry budget; the message goes back to the queue."""
+
+
+class StoreGuard:
+    """Runs store calls with backoff and a shared circuit breaker (one per process)."""
+
+    def __init__(
+        self,
+        *,
+        budget_seconds: float,
+        first_wait: float = 0.2,
+        max_wait: float = 5.0,
+        failure_threshold: int = 5,
+        open_seconds: float = 2.0,
+        on_retry: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        self._budget_seconds = budget_seconds
+        self._backoff = wait_exponential_jitter(multiplier=first_wait, max=max_wait, jitter=first_wait)
+        self._max_wait = max_wait
+        # Purgatory's breaker counts consecutive failures: `failure_threshold` in a row open
+        # it, it stays open `open_seconds`, then lets calls through half-open.
+        self._breakers = AsyncCircuitBreakerFactory(default_threshold=failure_threshold, default_ttl=open_seconds)
+        self._on_retry = on_retry
+
+        self._breakers.add_listener(_log_circuit_change)
+        self._breaker: AsyncCircuitBreaker | None = None
+
+    @property
+    def circuit_state(self) -> str:
+        """ "closed", "opened" or "half-opened" (for logs and tests)."""
+        return "closed" if self._breaker is None else str(self._breaker.context.state)
+
+    async def run(self, call: Callable[[], Awaitable[T]]) -> T:
+        """`await call()`, retried on `EventStoreError` until it succeeds or the budget is spent."""
+        if self._breaker is None:
+            self._breaker = await self._breakers.get_breaker(CIRCUIT_NAME)
+        breaker = self._breaker
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type((EventStoreError, OpenedState)),
+            wait=self._wait,
+            stop=stop_before_delay(self._budget_seconds),
+            before_sleep=self._before_sleep,
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    async with breaker:
+                        return await call()
+        except (EventStoreError, OpenedState) as exc:
+            raise StoreUnavailableError(
+                f"the event store stayed unavailable for {self._budget_seconds:g} s: {exc}"
+            ) from exc
+        raise AssertionError("unreachable: tenacity either returns or re-raises")  # pragma: no cover
+
+    def _wait(self, state: RetryCallState) -> float:
+        backoff = self._backoff(state)
+        # Cosmos DB says how long to wait when it throttles (429); never retry sooner.
+        error = state.outcome.exception() if state.outcome is not None else None
+        hint = error.retry_after if isinstance(error, EventStoreError) and error.retry_after else 0.0
+        return max(backoff, min(hint, self._max_wait * 2))
+
+    def _before_sleep(self, state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome is not None else None
+        if self._on_retry is not None and error is not None:
+            self._on_retry(error)
+
+
+def _log_circuit_change(name: str, event_type: str, event: Any) -> None:
+    if event_type == "state_changed":
+        state = getattr(event, "state", "?")
+        log = logger.info if state == "closed" else logger.warning
+        log("circuit %s is now %s", name, state)

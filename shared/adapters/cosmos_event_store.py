@@ -1,0 +1,208 @@
+"""`EventStore` on Azure Cosmos DB for NoSQL (also runs against a Cosmos DB emulator).
+
+One document per event in the container described by `EVENTS_CONTAINER`: id = `eventId`,
+partition key = `tenantId`. `save` is `create_item`, which Cosmos DB refuses with 409 Conflict
+when (tenant, id) already exists, so a redelivered message changes nothing and the change
+feed sees each event once (an upsert would write it again and feed it again).
+
+Error mapping (the process stage retries `EventStoreError` with backoff, never dead-letters
+for it):
+
+- 409 on save: already stored, `save` returns False. 404 on get: not stored, None.
+- 429: throttled, `EventStoreError` with `retry_after` from `x-ms-retry-after-ms`.
+- everything else, including 404 for a missing database or container (a configuration
+  problem, not the message's fault), 408, 449, 5xx, connection errors and timeouts:
+  `EventStoreError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
+from typing import Any, Final
+
+from azure.core.credentials_async import AsyncTokenCredential
+from azure.core.exceptions import AzureError
+from azure.cosmos.aio import ContainerProxy, CosmosClient
+from azure.cosmos.exceptions import CosmosHttpResponseError, CosmosResourceExistsError, CosmosResourceNotFoundError
+
+from shared.domain.stored_event import StoredEvent
+from shared.ports import EventStoreError
+from shared.settings import Settings
+
+__all__ = ["CLIENT_OPTIONS", "CosmosEventStore", "create_cosmos_event_store"]
+
+CLIENT_OPTIONS: Final[dict[str, Any]] = {
+    # The SDK's defaults retry a throttled (429) request up to 9 times over up to 30 s before
+    # raising. We want a throttled or failing store to reach our own backoff and circuit
+    # breaker quickly, so they see a sustained outage as one and stop hammering the account:
+    # `retry_total` caps the SDK's retries of a 429 (and of connection errors) at 3, and
+    # `retry_backoff_max` stops its 429 retries once they have waited 5 s in all (it is also
+    # the longest pause between connection retries).
+    "retry_total": 3,
+    "retry_backoff_max": 5,
+}
+"""Keyword arguments every `CosmosClient` of the event store is built with."""
+
+_THROTTLED = 429
+_RETRY_AFTER_MS_HEADER = "x-ms-retry-after-ms"
+
+
+class CosmosEventStore:
+    """Stored events in one Cosmos DB container; see the module docstring for the semantics."""
+
+    def __init__(
+        self,
+        connect: Callable[[], CosmosClient],
+        *,
+        database: str,
+        container: str,
+        credential: AsyncTokenCredential | None = None,
+    ) -> None:
+        """Nothing connects here.
+
+        `connect` builds the process's one `CosmosClient`; it is called on first use (inside
+        the event loop that uses it), and again only if connecting failed.
+        `credential`: closed together with the client, if given.
+        """
+        self.database = database
+        self.container = container
+        self._connect = connect
+        self._credential = credential
+        self._client: CosmosClient | None = None
+        self._container: ContainerProxy | None = None
+        self._connecting = asyncio.Lock()
+        self._closed = False
+
+    async def save(self, event: StoredEvent) -> bool:
+        """`create_item`: True if it created the document, False if (tenant, id) was already there."""
+        async with self._guard("store an event") as container:
+            try:
+                await container.create_item(event.to_document())
+            except CosmosResourceExistsError:
+                return False
+            return True
+
+    async def get(self, tenant_id: str, event_id: str) -> StoredEvent | None:
+        """Point read in the tenant's partition; the store's own fields (`_etag`, `_ts`, ...) are dropped."""
+        async with self._guard("read an event") as container:
+            try:
+                document = await container.read_item(event_id, partition_key=tenant_id)
+            except CosmosResourceNotFoundError:
+                return None
+        return StoredEvent.from_document(dict(document))
+
+    async def check(self) -> None:
+        """Read the container's properties: proves the account answers and the container exists."""
+        async with self._guard("check the container") as container:
+            await container.read()
+
+    async def close(self) -> None:
+        """Close the client and the credential, if owned. Later calls raise `EventStoreError`."""
+        if self._closed:
+            return
+        self._closed = True
+        client, self._client, self._container = self._client, None, None
+        try:
+            if client is not None:
+                await client.close()
+        finally:
+            if self._credential is not None:
+                await self._credential.close()
+
+    @asynccontextmanager
+    async def _guard(self, action: str) -> AsyncIterator[ContainerProxy]:
+        """Connect on first use and turn every SDK and transport error into `EventStoreError`."""
+        try:
+            yield await self._connected()
+        except AzureError as exc:
+            raise _store_error(exc, f"could not {action} in {self.database}/{self.container}") from exc
+
+    async def _connected(self) -> ContainerProxy:
+        if self._container is not None:
+            return self._container
+        async with self._connecting:
+            if self._closed:
+                raise EventStoreError("the Cosmos DB event store is closed")
+            if self._container is None:
+                self._client, self._container = await self._open()
+            return self._container
+
+    async def _open(self) -> tuple[CosmosClient, ContainerProxy]:
+        try:
+            client = self._connect()
+        except Exception as exc:  # a malformed setting: the store is unusable, not the message
+            # The cause is chained; its text is left out of ours because it may quote the key.
+            raise EventStoreError(
+                f"the Cosmos DB client could not be built ({type(exc).__name__}): check CosmosDBConnection"
+                " or CosmosDBConnection__accountEndpoint"
+            ) from exc
+        try:
+            # What `async with CosmosClient(...)` does on entry: open the HTTP pipeline and
+            # read the account's regions.
+            await client.__aenter__()
+            container = client.get_database_client(self.database).get_container_client(self.container)
+            # Fails here, clearly, if the container is missing (rather than as a 404 that `get`
+            # would mistake for "not stored"); the SDK caches the properties for later calls.
+            await container.read()
+        except BaseException:
+            await client.close()
+            raise
+        return client, container
+
+
+def create_cosmos_event_store(settings: Settings) -> CosmosEventStore:
+    """Build the store from settings: the identity-based endpoint if set, else the connection string."""
+    options = {**CLIENT_OPTIONS, "connection_verify": settings.cosmos_verify_tls}
+    database, container = settings.cosmos_database, settings.cosmos_container
+    endpoint = settings.cosmos_endpoint
+    if endpoint:
+        # Imported here: azure.identity is only needed for identity-based access.
+        from azure.identity.aio import DefaultAzureCredential
+
+        credential = DefaultAzureCredential()
+        return CosmosEventStore(
+            lambda: CosmosClient(endpoint, credential, **options),
+            database=database,
+            container=container,
+            credential=credential,
+        )
+    connection_string = settings.cosmos_connection_string
+    if not connection_string:
+        raise ValueError("Set CosmosDBConnection__accountEndpoint or CosmosDBConnection")
+    return CosmosEventStore(
+        lambda: CosmosClient.from_connection_string(connection_string, **options),
+        database=database,
+        container=container,
+    )
+
+
+def _store_error(exc: AzureError, problem: str) -> EventStoreError:
+    if isinstance(exc, CosmosHttpResponseError):
+        status = f"{exc.status_code}" + (f".{exc.sub_status}" if exc.sub_status else "")
+        retry_after = _retry_after_seconds(exc) if exc.status_code == _THROTTLED else None
+        detail = _service_message(exc.http_error_message or exc.message)
+        return EventStoreError(f"Cosmos DB {problem} (status {status}){detail}", retry_after=retry_after)
+    return EventStoreError(f"Cosmos DB {problem}: {type(exc).__name__}: {exc.message}")
+
+
+def _service_message(text: object) -> str:
+    """The first line of the service's message (its body is JSON with a `message`, often multi-line)."""
+    message = str(text or "")
+    with suppress(ValueError):
+        body = json.loads(message)
+        if isinstance(body, dict) and body.get("message"):
+            message = str(body["message"])
+    first_line = message.strip().split("\n", 1)[0][:200]
+    return f": {first_line}" if first_line else ""
+
+
+def _retry_after_seconds(exc: CosmosHttpResponseError) -> float | None:
+    value = (exc.headers or {}).get(_RETRY_AFTER_MS_HEADER)
+    try:
+        milliseconds = float(str(value))
+    except (TypeError, ValueError):
+        return None
+    return max(milliseconds, 0.0) / 1000.0

@@ -1,0 +1,190 @@
+"""The process use case with in-memory fakes of its ports: outcomes, metrics, alerts."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+from uuid import uuid4
+
+import orjson
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+from process.service import DeliveredMessage, ProcessOutcome, ProcessService
+from process.store_guard import StoreGuard, StoreUnavailableError
+from shared.domain.envelope import QueueMessage
+from shared.domain.fraud import FraudRuleSet
+from shared.domain.stored_event import StoredEvent
+from shared.ports import EventStoreError, PortError
+from shared.telemetry import ProcessMetrics
+
+NOW = datetime(2026, 11, 24, 12, 0, 5, tzinfo=UTC)
+CLIENT_IP = "203.0.113.77"
+CHROME = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"
+
+
+class InMemoryStore:
+    """An `EventStore` fake with the real contract: insert-if-absent, per tenant."""
+
+    def __init__(self) -> None:
+        self.events: dict[tuple[str, str], StoredEvent] = {}
+        self.down = False
+
+    async def save(self, event: StoredEvent) -> bool:
+        if self.down:
+            raise EventStoreError("store down")
+        key = (event.tenant_id, event.event_id)
+        if key in self.events:
+            return False
+        self.events[key] = event
+        return True
+
+    async def get(self, tenant_id: str, event_id: str) -> StoredEvent | None:
+        return self.events.get((tenant_id, event_id))
+
+    async def check(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class InMemoryDeadLetters:
+    def __init__(self) -> None:
+        self.parked: list[tuple[QueueMessage, str, str]] = []
+        self.broken = False
+
+    async def dead_letter(self, message: QueueMessage, reason: str, description: str) -> None:
+        if self.broken:
+            raise PortError("poison queue unavailable")
+        self.parked.append((message, reason, description))
+
+    async def close(self) -> None: ...
+
+
+class Harness:
+    def __init__(self) -> None:
+        self.store = InMemoryStore()
+        self.dead_letters = InMemoryDeadLetters()
+        self.reader = InMemoryMetricReader()
+        meter = MeterProvider(metric_readers=[self.reader]).get_meter("test")
+        rules = FraudRuleSet.default()
+        self.service = ProcessService(
+            self.store,
+            self.dead_letters,
+            StoreGuard(budget_seconds=0.2, first_wait=0.01, max_wait=0.02),
+            rules,
+            rules.distinct_users_tracker(),
+            ProcessMetrics(meter),
+            clock=lambda: NOW,
+        )
+
+    def counter(self, name: str) -> dict[tuple[tuple[str, Any], ...], float]:
+        data = self.reader.get_metrics_data()
+        found: dict[tuple[tuple[str, Any], ...], float] = {}
+        for resource in data.resource_metrics if data else []:
+            for scope in resource.scope_metrics:
+                for metric in scope.metrics:
+                    if metric.name == name:
+                        for point in metric.data.data_points:
+                            found[tuple(sorted((point.attributes or {}).items()))] = point.value  # type: ignore[union-attr]
+        return found
+
+
+def message(requests_last_minute: int = 1, **event: Any) -> DeliveredMessage:
+    event_id = str(uuid4())
+    body = {
+        "schemaVersion": 1,
+        "event": {"eventType": "page_view", "tenantId": "acme", "eventId": event_id, **event},
+        "receivedAt": "2026-11-24T12:00:00Z",
+        "clientIp": CLIENT_IP,
+        "userAgent": CHROME,
+        "ipRequestsLastMinute": requests_last_minute,
+    }
+    return DeliveredMessage(body=orjson.dumps(body), message_id=event_id, enqueued_at=NOW, delivery_count=1)
+
+
+@pytest.fixture
+def harness() -> Harness:
+    return Harness()
+
+
+async def test_an_event_is_stored_enriched_and_scored(harness: Harness) -> None:
+    delivered = message(url="/home")
+    assert await harness.service.handle(delivered) is ProcessOutcome.STORED
+
+    stored = harness.store.events[("acme", delivered.message_id or "")]
+    assert stored.url == "/home"
+    assert stored.enrichment.client_network == "203.0.113.0/24"
+    assert stored.enrichment.processed_at == NOW
+    assert stored.enrichment.queue_latency_ms == 5000
+    assert stored.enrichment.agent is not None
+    assert stored.enrichment.agent.browser == "Chrome"
+    assert stored.fraud.suspicious is False
+    assert harness.counter("cloudscale_events_processed_total") == {(("outcome", "stored"),): 1}
+
+
+async def test_a_redelivery_is_a_duplicate_and_counts_no_fraud_twice(harness: Harness) -> None:
+    delivered = message(requests_last_minute=11)
+    assert await harness.service.handle(delivered) is ProcessOutcome.STORED
+    assert await harness.service.handle(delivered) is ProcessOutcome.DUPLICATE
+
+    assert len(harness.store.events) == 1
+    assert harness.counter("cloudscale_fraud_detected_total") == {(("rule", "ip-velocity"),): 1}
+    assert harness.counter("cloudscale_events_processed_total") == {
+        (("outcome", "stored"),): 1,
+        (("outcome", "duplicate"),): 1,
+    }
+
+
+async def test_a_suspicious_event_is_stored_and_alerted_without_personal_data(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    delivered = message(requests_last_minute=12, userId="alice@example.com", url="/account/alice")
+    with caplog.at_level(logging.WARNING, logger="cloudscale.security"):
+        assert await harness.service.handle(delivered) is ProcessOutcome.STORED
+
+    stored = harness.store.events[("acme", delivered.message_id or "")]
+    assert stored.fraud.suspicious is True
+    [alert] = [record for record in caplog.records if record.name == "cloudscale.security"]
+    assert alert.levelno == logging.WARNING
+    assert alert.getMessage().startswith(f"suspicious event {delivered.message_id}")
+    assert alert.__dict__["reasonCodes"] == "VELOCITY_IP_MINUTE"
+    text = alert.getMessage() + repr(alert.__dict__)
+    for personal in (CLIENT_IP, "203.0.113", "alice", "/account"):
+        assert personal not in text
+
+
+async def test_a_poison_message_is_parked_with_its_reason_and_not_stored(harness: Harness) -> None:
+    delivered = DeliveredMessage(body=b"{not json", message_id="m-1", subject="page_view")
+    assert await harness.service.handle(delivered) is ProcessOutcome.DEAD_LETTERED
+
+    [(parked, reason, description)] = harness.dead_letters.parked
+    assert parked.message_id == "m-1"
+    assert parked.body == b"{not json"
+    assert parked.subject == "page_view"
+    assert reason == "UndecodableMessage"
+    assert description
+    assert harness.store.events == {}
+    assert harness.counter("cloudscale_events_dead_lettered_total") == {(("reason", "UndecodableMessage"),): 1}
+
+
+async def test_when_parking_fails_the_message_is_not_let_go(harness: Harness) -> None:
+    harness.dead_letters.broken = True
+    with pytest.raises(PortError):
+        await harness.service.handle(DeliveredMessage(body=b"[]", message_id="m-2"))
+
+
+async def test_a_store_down_for_the_whole_budget_hands_the_message_back(harness: Harness) -> None:
+    harness.store.down = True
+    with pytest.raises(StoreUnavailableError):
+        await harness.service.handle(message())
+    assert harness.dead_letters.parked == []
+
+
+async def test_many_users_from_one_ip_are_flagged(harness: Harness) -> None:
+    outcomes = [await harness.service.handle(message(userId=f"user-{n}")) for n in range(12)]
+    assert outcomes == [ProcessOutcome.STORED] * 12
+    verdicts = sorted(event.fraud.suspicious for event in harness.store.events.values())
+    # More than 10 distinct users from one IP: the 11th and 12th are flagged.
+    assert verdicts == [False] * 10 + [True] * 2

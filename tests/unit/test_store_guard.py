@@ -1,0 +1,102 @@
+"""Store calls retried with backoff behind a circuit breaker."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from process.store_guard import StoreGuard, StoreUnavailableError
+from shared.ports import EventStoreError
+
+
+class FlakyStore:
+    """Fails every call until `healthy_at` (monotonic seconds), then succeeds."""
+
+    def __init__(self, down_for: float) -> None:
+        self.healthy_at = time.monotonic() + down_for
+        self.calls = 0
+        self.failures = 0
+
+    async def save(self) -> bool:
+        self.calls += 1
+        if time.monotonic() < self.healthy_at:
+            self.failures += 1
+            raise EventStoreError("store down")
+        return True
+
+
+def fast_guard(budget: float, retries: list[BaseException] | None = None) -> StoreGuard:
+    return StoreGuard(
+        budget_seconds=budget,
+        first_wait=0.01,
+        max_wait=0.05,
+        failure_threshold=3,
+        open_seconds=0.1,
+        on_retry=None if retries is None else retries.append,
+    )
+
+
+async def test_a_call_that_succeeds_runs_once() -> None:
+    store = FlakyStore(down_for=0)
+    assert await fast_guard(1).run(store.save) is True
+    assert store.calls == 1
+
+
+async def test_an_outage_shorter_than_the_budget_is_ridden_out() -> None:
+    # GIVEN a store down for 0.5 s and a 5 s budget
+    store = FlakyStore(down_for=0.5)
+    retries: list[BaseException] = []
+    guard = fast_guard(5, retries)
+    # WHEN a save is attempted
+    assert await guard.run(store.save) is True
+    # THEN it succeeded after retries, each reported
+    assert store.failures >= 1
+    assert retries
+    assert guard.circuit_state == "closed"
+
+
+async def test_the_open_circuit_spares_the_store() -> None:
+    # GIVEN a store down for 0.6 s and 20 concurrent callers
+    store = FlakyStore(down_for=0.6)
+    guard = fast_guard(5)
+    results = await asyncio.gather(*(guard.run(store.save) for _ in range(20)))
+    assert all(results)
+    # THEN with the circuit open most attempts never reached the store: without it, 20
+    # callers retrying every <= 50 ms for 0.6 s would make well over 200 calls.
+    assert store.calls < 120
+
+
+async def test_an_outage_longer_than_the_budget_hands_the_message_back() -> None:
+    store = FlakyStore(down_for=60)
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailableError, match="stayed unavailable"):
+        await fast_guard(0.3).run(store.save)
+    assert time.monotonic() - started < 2
+
+
+async def test_a_throttle_hint_is_respected() -> None:
+    calls: list[float] = []
+
+    async def throttled_once() -> str:
+        calls.append(time.monotonic())
+        if len(calls) == 1:
+            raise EventStoreError("429", retry_after=0.08)
+        return "ok"
+
+    assert await fast_guard(5).run(throttled_once) == "ok"
+    assert calls[1] - calls[0] >= 0.08
+
+
+async def test_other_errors_are_not_retried() -> None:
+    calls = 0
+
+    async def broken() -> None:
+        nonlocal calls
+        calls += 1
+        raise ValueError("a bug, not an outage")
+
+    with pytest.raises(ValueError, match="a bug"):
+        await fast_guard(5).run(broken)
+    assert calls == 1
