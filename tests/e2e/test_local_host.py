@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 
 import httpx
@@ -95,20 +98,17 @@ def test_azure_backend_without_connections_names_what_is_missing() -> None:
     assert "ServiceBusConnection__fullyQualifiedNamespace" in result.stderr
 
 
-@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_stopping_under_load_loses_no_acknowledged_event(
-    host_factory: Callable[..., LocalHost], stop_signal: int
-) -> None:
-    # GIVEN a host taking a steady stream of batches from many clients
-    host = host_factory(CLOUDSCALE_TRUSTED_PROXIES="127.0.0.1", **INGEST_ONLY)
+def produce_until_stopped(host: LocalHost, stop: Callable[[], None], enough: int = 300) -> set[str]:
+    """8 producers post batches from many clients; `stop()` is called once `enough` were acknowledged.
 
-    async def load() -> tuple[set[str], int]:
+    Returns the acknowledged event ids (202 answers only).
+    """
+
+    async def load() -> set[str]:
         acknowledged: set[str] = set()
-        failures = 0
-        enough = asyncio.Event()
+        reached = asyncio.Event()
 
         async def producer(n: int, client: httpx.AsyncClient) -> None:
-            nonlocal failures
             for round_ in range(200):
                 try:
                     response = await client.post(
@@ -117,22 +117,30 @@ def test_stopping_under_load_loses_no_acknowledged_event(
                         headers={"Content-Type": "application/json", "X-Forwarded-For": f"10.0.{n}.{round_ % 250}"},
                     )
                 except httpx.TransportError:
-                    failures += 1
                     return  # the host went away: this producer is done
                 if response.status_code == 202:
                     acknowledged.update(r["eventId"] for r in response.json()["results"])
-                    if len(acknowledged) >= 300:
-                        enough.set()
+                    if len(acknowledged) >= enough:
+                        reached.set()
 
         async with httpx.AsyncClient(base_url=host.url, timeout=10) as client:
             producers = [asyncio.create_task(producer(n, client)) for n in range(8)]
-            # WHEN the host is told to stop in the middle of it
-            await asyncio.wait_for(enough.wait(), timeout=60)
-            host.process.send_signal(stop_signal)
+            await asyncio.wait_for(reached.wait(), timeout=60)
+            stop()
             await asyncio.gather(*producers)
-        return acknowledged, failures
+        return acknowledged
 
-    acknowledged, _ = asyncio.run(load())
+    return asyncio.run(load())
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_stopping_under_load_loses_no_acknowledged_event(
+    host_factory: Callable[..., LocalHost], stop_signal: int
+) -> None:
+    # GIVEN a host taking a steady stream of batches from many clients
+    host = host_factory(CLOUDSCALE_TRUSTED_PROXIES="127.0.0.1", **INGEST_ONLY)
+    # WHEN the host is told to stop in the middle of it
+    acknowledged = produce_until_stopped(host, lambda: host.process.send_signal(stop_signal))
     exit_code = host.stop()
 
     # THEN it exits cleanly and every event it acknowledged is in the queue
@@ -140,3 +148,26 @@ def test_stopping_under_load_loses_no_acknowledged_event(
     assert "Traceback" not in "".join(host.output)
     assert len(acknowledged) >= 300
     assert acknowledged <= set(queued(host))
+
+
+def test_a_crash_under_load_loses_nothing_and_stores_each_event_once(host_factory: Callable[..., LocalHost]) -> None:
+    # GIVEN the whole pipeline under load
+    settings = {"CLOUDSCALE_TRUSTED_PROXIES": "127.0.0.1", "CLOUDSCALE_QUEUE_LOCK_SECONDS": "2"}
+    host = host_factory(**settings)
+    # WHEN it is killed outright (no graceful anything) mid-load, then started again
+    acknowledged = produce_until_stopped(host, lambda: host.process.send_signal(signal.SIGKILL))
+    assert host.stop() == -signal.SIGKILL
+    restarted = host_factory(host.data_dir, **settings)
+
+    # THEN every acknowledged event ends up stored (once: the store is keyed by eventId) and
+    # nothing is dead-lettered
+    deadline = time.monotonic() + 60
+    while queued(restarted) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert queued(restarted) == {}, "the backlog did not drain after the restart"
+    with contextlib.closing(sqlite3.connect(host.data_dir / "events.sqlite3")) as store:
+        stored = [row[0] for row in store.execute("SELECT event_id FROM events")]
+    assert len(acknowledged) >= 300
+    assert acknowledged <= set(stored)
+    with contextlib.closing(sqlite3.connect(host.data_dir / "queue.sqlite3")) as queue:
+        assert queue.execute("SELECT count(*) FROM dead_letters").fetchone()[0] == 0

@@ -1,0 +1,175 @@
+"""The local host's Service Bus trigger loop over a real embedded queue file."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import azure.functions as func
+import pytest
+
+from local_host.functions import ServiceBusFunction
+from local_host.host_config import HostConfig, ServiceBusOptions
+from local_host.servicebus_trigger import ServiceBusTrigger
+from shared.adapters.embedded_queue import MAX_DELIVERY_COUNT_EXCEEDED, EmbeddedQueue
+from shared.domain.envelope import QueueMessage
+
+Handler = Callable[[func.ServiceBusMessage], Awaitable[None]]
+
+
+def messages(count: int) -> list[QueueMessage]:
+    return [QueueMessage(message_id=f"m-{n}", body=f'{{"n": {n}}}'.encode(), subject="page_view") for n in range(count)]
+
+
+@pytest.fixture
+async def queue(tmp_path: Path) -> AsyncIterator[EmbeddedQueue]:
+    opened = EmbeddedQueue(tmp_path / "queue.sqlite3", lock_seconds=0.4, max_delivery_count=3)
+    yield opened
+    opened.close()
+
+
+def trigger_for(
+    queue: EmbeddedQueue, handler: Handler, *, max_calls: int = 4, dynamic: bool = False
+) -> ServiceBusTrigger:
+    function = ServiceBusFunction(
+        name="process_event", queue_name="events", connection="ServiceBusConnection", handler=handler, argument="msg"
+    )
+    config = HostConfig(
+        service_bus=ServiceBusOptions(max_concurrent_calls=max_calls, max_auto_lock_renewal_seconds=10),
+        dynamic_concurrency=dynamic,
+    )
+    return ServiceBusTrigger(function, queue, config)
+
+
+async def wait_until(condition: Callable[[], Awaitable[bool]], within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while not await condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+async def drained(queue: EmbeddedQueue) -> bool:
+    return await queue.depth() == 0
+
+
+async def test_each_message_reaches_the_function_once_and_is_completed(queue: EmbeddedQueue) -> None:
+    seen: list[func.ServiceBusMessage] = []
+
+    async def handler(msg: func.ServiceBusMessage) -> None:
+        seen.append(msg)
+
+    trigger = trigger_for(queue, handler)
+    trigger.start()
+    await queue.send(messages(5))
+    await wait_until(lambda: drained(queue))
+    await trigger.stop()
+
+    assert sorted(m.message_id for m in seen) == [f"m-{n}" for n in range(5)]
+    first = next(m for m in seen if m.message_id == "m-0")
+    assert first.get_body() == b'{"n": 0}'
+    assert first.delivery_count == 1
+    assert first.subject == "page_view"
+    assert first.enqueued_time_utc is not None
+    assert trigger.stats.completed == 5
+
+
+async def test_the_lock_is_renewed_while_the_function_runs(queue: EmbeddedQueue) -> None:
+    # GIVEN a 0.4 s lock and a function that takes three times as long
+    deliveries: list[int] = []
+
+    async def slow(msg: func.ServiceBusMessage) -> None:
+        deliveries.append(msg.delivery_count or 0)
+        await asyncio.sleep(1.2)
+
+    trigger = trigger_for(queue, slow)
+    trigger.start()
+    await queue.send(messages(1))
+    await wait_until(lambda: drained(queue))
+    await trigger.stop()
+
+    # THEN it was never delivered a second time behind the first invocation's back
+    assert deliveries == [1]
+    assert trigger.stats.completed == 1
+
+
+async def test_a_failing_function_is_retried_then_dead_lettered(queue: EmbeddedQueue) -> None:
+    calls: list[int] = []
+
+    async def failing(msg: func.ServiceBusMessage) -> None:
+        calls.append(msg.delivery_count or 0)
+        raise RuntimeError("the store is down")
+
+    trigger = trigger_for(queue, failing)
+    trigger.start()
+    await queue.send(messages(1))
+    await wait_until(lambda: drained(queue))
+    await trigger.stop()
+
+    assert calls == [1, 2, 3]
+    [dead] = await queue.dead_letters()
+    assert dead.reason == MAX_DELIVERY_COUNT_EXCEEDED
+    assert trigger.stats.abandoned == 3
+
+
+async def test_concurrency_stays_within_max_concurrent_calls(queue: EmbeddedQueue) -> None:
+    running = peak = 0
+
+    async def handler(msg: func.ServiceBusMessage) -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.05)
+        running -= 1
+
+    trigger = trigger_for(queue, handler, max_calls=3)
+    await queue.send(messages(30))
+    trigger.start()
+    await wait_until(lambda: drained(queue))
+    await trigger.stop()
+
+    assert peak == 3
+    assert trigger.stats.completed == 30
+
+
+async def test_dynamic_concurrency_starts_at_one_and_grows_under_load(queue: EmbeddedQueue) -> None:
+    running = peak = 0
+
+    async def handler(msg: func.ServiceBusMessage) -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.05)
+        running -= 1
+
+    trigger = trigger_for(queue, handler, max_calls=8, dynamic=True)
+    assert trigger.stats.limit == 1
+    await queue.send(messages(80))
+    trigger.start()
+    await wait_until(lambda: drained(queue), within=20)
+    await trigger.stop()
+
+    assert trigger.stats.limit > 1
+    assert 1 < peak <= 8
+
+
+async def test_an_invocation_cut_short_at_shutdown_leaves_its_message_for_the_next_start(queue: EmbeddedQueue) -> None:
+    started = asyncio.Event()
+
+    async def stuck(msg: func.ServiceBusMessage) -> None:
+        started.set()
+        await asyncio.sleep(60)
+
+    trigger = trigger_for(queue, stuck)
+    trigger.start()
+    await queue.send(messages(1))
+    await asyncio.wait_for(started.wait(), 5)
+    await trigger.stop(grace_seconds=0.1)
+
+    # The message is still there (locked), and is delivered again once the lock expires.
+    assert await queue.depth() == 1
+    await asyncio.sleep(0.5)
+    [again] = await queue.receive(1)
+    assert again.message.message_id == "m-0"
+    assert again.delivery_count == 2
