@@ -10,7 +10,8 @@ Error tree::
     ├── PublishError           the queue did not take the messages (nothing was acknowledged)
     ├── RateLimitStoreError    limiter state could not be read or written
     │   └── ContentionError    optimistic concurrency kept losing; retry later
-    └── EventStoreError        the event store could not be read or written (down, throttled)
+    ├── EventStoreError        the event store could not be read or written (down, throttled)
+    └── AnalyticsSinkError     the analytics store did not take the rows
 """
 
 from __future__ import annotations
@@ -18,11 +19,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar
 
+from shared.domain.analytics import AnalyticsRow
 from shared.domain.envelope import QueueMessage
 from shared.domain.ratelimit import ClientState, PeerWindow, SlotWindow
 from shared.domain.stored_event import StoredEvent
 
 __all__ = [
+    "AnalyticsSink",
+    "AnalyticsSinkError",
     "ContentionError",
     "DeadLetterSink",
     "EventPublisher",
@@ -62,6 +66,10 @@ class EventStoreError(PortError):
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class AnalyticsSinkError(PortError):
+    """The analytics store did not take the rows: retry the batch."""
 
 
 class EventPublisher(Protocol):
@@ -137,6 +145,25 @@ class DeadLetterSink(Protocol):
 
     async def dead_letter(self, message: QueueMessage, reason: str, description: str) -> None:
         """Durably park `message`; return only once it is stored. Raises `PortError` on failure."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class AnalyticsSink(Protocol):
+    """Where stored events go for analysis, one row per event."""
+
+    async def write(self, rows: Sequence[AnalyticsRow]) -> None:
+        """Hand `rows` to the analytics store; return once it has them durably.
+
+        At least once: a batch retried after a failure may deliver rows twice, and the store
+        keeps one row per `EventId` (the embedded store refuses the second; Data Explorer's
+        materialized view deduplicates). Raises `AnalyticsSinkError`.
+        """
+        ...
+
+    async def check(self) -> None:
+        """Raise `PortError` if the analytics store cannot be reached."""
         ...
 
     async def close(self) -> None: ...

@@ -81,6 +81,12 @@ class Settings(BaseModel):
     fraud_rules_file: Path | None = Field(None, alias="CLOUDSCALE_FRAUD_RULES_FILE")
     """A JSON file of fraud rules replacing the built-in ones (same shape as `shared/domain/fraud_rules.json`)."""
 
+    kusto_cluster_uri: str | None = Field(None, alias="CLOUDSCALE_KUSTO_CLUSTER_URI")
+    """Data Explorer query endpoint, e.g. https://<cluster>.<region>.kusto.windows.net."""
+    kusto_ingest_uri: str | None = Field(None, alias="CLOUDSCALE_KUSTO_INGEST_URI")
+    """Data Explorer ingestion endpoint; derived from the cluster URI (`ingest-` prefix) when unset."""
+    kusto_database: str = Field("cloudscale", min_length=1, alias="CLOUDSCALE_KUSTO_DATABASE")
+
     applicationinsights_connection_string: str | None = Field(None, alias="APPLICATIONINSIGHTS_CONNECTION_STRING")
 
     @model_validator(mode="after")

@@ -282,6 +282,9 @@ def test_every_setting_can_be_set_by_its_variable() -> None:
         "CLOUDSCALE_COSMOS_VERIFY_TLS": "false",
         "CLOUDSCALE_PROCESS_RETRY_SECONDS": "30",
         "CLOUDSCALE_FRAUD_RULES_FILE": "/etc/rules.json",
+        "CLOUDSCALE_KUSTO_CLUSTER_URI": "https://c.westeurope.kusto.windows.net",
+        "CLOUDSCALE_KUSTO_INGEST_URI": "https://ingest-c.westeurope.kusto.windows.net",
+        "CLOUDSCALE_KUSTO_DATABASE": "analytics",
         "APPLICATIONINSIGHTS_CONNECTION_STRING": "InstrumentationKey=x",
     }
     assert set(values) == set(SETTING_NAMES), "a setting was added: add it here too"
