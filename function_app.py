@@ -6,9 +6,11 @@ made lazily by `shared.bootstrap` on first use.
 
 import azure.functions as func
 
+from changefeed import bp as changefeed_bp
 from ingest import bp as ingest_bp
 from process import bp as process_bp
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(ingest_bp)
 app.register_functions(process_bp)
+app.register_functions(changefeed_bp)

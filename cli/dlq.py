@@ -3,8 +3,10 @@
 Reads the same settings as `cloudscale run`: the embedded queue under `CLOUDSCALE_DATA_DIR`,
 or with `CLOUDSCALE_BACKEND=azure` the Service Bus poison queue and the events queue's
 dead-letter sub-queue. Listing and showing never lock or count a delivery. A replay puts each
-message back on the events queue under its original message id, so replaying twice is
-harmless. Machine-readable output (`--json`) goes to stdout; the progress bar to stderr.
+message back on the events queue (embedded: under its own message id; Service Bus: under an id
+derived from the dead letter, which duplicate detection has not seen), and the event store
+keeps one document per eventId, so replaying twice is harmless. Machine-readable output
+(`--json`) goes to stdout; the progress bar to stderr.
 """
 
 from __future__ import annotations
@@ -98,7 +100,7 @@ def show(dead_letter_id: str, as_json: bool) -> None:
 @click.option("--all", "replay_all", is_flag=True, help="Replay every dead letter there is now.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before replaying --all.")
 def replay(dead_letter_ids: tuple[str, ...], replay_all: bool, yes: bool) -> None:
-    """Put dead letters back on the events queue, with their original message ids.
+    """Put dead letters back on the events queue, to be processed again.
 
     Each one leaves the dead-letter queue only once the events queue has it. Replaying one
     that was already replayed changes nothing (it is no longer there: exit status 1).

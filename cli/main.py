@@ -7,7 +7,10 @@ import os
 
 import click
 
+from cli.analytics import query, report
 from cli.dlq import dlq
+from cli.kusto import kusto_setup
+from cli.reconcile import reconcile
 from shared.settings import SettingsError
 
 __all__ = ["main"]
@@ -36,6 +39,10 @@ def run(host: str, port: int, log_level: str) -> None:
 
 
 main.add_command(dlq)
+main.add_command(kusto_setup)
+main.add_command(query)
+main.add_command(report)
+main.add_command(reconcile)
 
 if __name__ == "__main__":
     main()

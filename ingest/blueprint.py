@@ -27,6 +27,8 @@ logger = logging.getLogger(__name__)
 bp = func.Blueprint()  # type: ignore[no-untyped-call]  # the library leaves __init__ unannotated
 
 HEALTH_CHECK_TIMEOUT_SECONDS = 3.0
+INGEST_DEPENDENCIES = frozenset({"queue", "rateLimitStore"})
+"""The checks whose failure makes ingest fail (503); the others only degrade the pipeline."""
 
 
 @bp.function_name("ingest_events")
@@ -57,7 +59,12 @@ async def ingest_events(req: func.HttpRequest) -> func.HttpResponse:
 @bp.function_name("health")
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 async def health(req: func.HttpRequest) -> func.HttpResponse:
-    """Liveness plus a real round trip to each dependency; 503 when one is down."""
+    """Liveness plus a real round trip to each dependency.
+
+    503 when a dependency ingest needs (the queue, the rate-limit store) is down. The event
+    store is behind the queue: while it is down ingest still accepts (the queue absorbs the
+    outage), so it reports `degraded` with 200, and a load balancer keeps sending traffic.
+    """
     try:
         container = get_container()
     except SettingsError:
@@ -84,9 +91,10 @@ async def health(req: func.HttpRequest) -> func.HttpResponse:
             checks[name] = {"status": "unhealthy", "error": _describe(result)}
         else:
             checks[name] = {"status": "healthy"}
-    healthy = all(check["status"] == "healthy" for check in checks.values())
-    body = {"status": "healthy" if healthy else "unhealthy", "checks": checks}
-    return json_response(200 if healthy else 503, body, {"Cache-Control": "no-store"})
+    failed = {name for name, check in checks.items() if check["status"] != "healthy"}
+    status = "unhealthy" if failed & INGEST_DEPENDENCIES else "degraded" if failed else "healthy"
+    body = {"status": status, "checks": checks}
+    return json_response(503 if status == "unhealthy" else 200, body, {"Cache-Control": "no-store"})
 
 
 @bp.function_name("openapi")

@@ -14,9 +14,17 @@ from typing import Any
 
 import azure.functions as func
 
+from local_host.host_config import parse_timespan
 from local_host.routing import RouteTemplate
 
-__all__ = ["FunctionIndex", "HttpFunction", "ServiceBusFunction", "index_functions"]
+__all__ = [
+    "ChangeFeedFunction",
+    "FunctionIndex",
+    "HttpFunction",
+    "RetryPolicy",
+    "ServiceBusFunction",
+    "index_functions",
+]
 
 ALL_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
@@ -56,9 +64,47 @@ class ServiceBusFunction:
 
 
 @dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """A function's `@retry` policy (exponential backoff or fixed delay), in seconds."""
+
+    strategy: str
+    max_retry_count: int
+    """-1: retry indefinitely."""
+    minimum_interval: float = 1.0
+    maximum_interval: float = 60.0
+    delay_interval: float = 1.0
+
+    def delay(self, retry: int) -> float:
+        """How long to wait before retry number `retry` (1 for the first)."""
+        if self.strategy == "fixed_delay":
+            return self.delay_interval
+        return float(min(self.maximum_interval, self.minimum_interval * 2 ** (retry - 1)))
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeFeedFunction:
+    name: str
+    database: str
+    container: str
+    """As registered: may be an app-setting expression such as `%CLOUDSCALE_COSMOS_CONTAINER%`."""
+    max_items: int
+    retry: RetryPolicy | None
+    handler: Callable[..., Any]
+    argument: str
+
+    async def invoke(self, documents: func.DocumentList) -> None:
+        """Call the function with one batch of documents."""
+        if inspect.iscoroutinefunction(self.handler):
+            await self.handler(**{self.argument: documents})
+        else:
+            await asyncio.to_thread(self.handler, **{self.argument: documents})
+
+
+@dataclass(frozen=True, slots=True)
 class FunctionIndex:
     http: list[HttpFunction] = field(default_factory=list)
     service_bus: list[ServiceBusFunction] = field(default_factory=list)
+    change_feed: list[ChangeFeedFunction] = field(default_factory=list)
     other: dict[str, str] = field(default_factory=dict)
     """Functions whose trigger the host does not drive: name -> trigger type."""
 
@@ -90,6 +136,19 @@ def index_functions(app: func.FunctionApp) -> FunctionIndex:
                     argument=spec["name"],
                 )
             )
+        elif trigger.get_binding_name() == "cosmosDBTrigger":
+            spec = trigger.get_dict_repr()
+            index.change_feed.append(
+                ChangeFeedFunction(
+                    name=name,
+                    database=str(spec["databaseName"]),
+                    container=str(spec["containerName"]),
+                    max_items=int(spec.get("maxItemsPerInvocation") or 100),
+                    retry=_retry_policy(function.get_settings_dict("retry_policy")),
+                    handler=function.get_user_function(),
+                    argument=spec["name"],
+                )
+            )
         elif trigger.get_binding_name() == "serviceBusTrigger":
             spec = trigger.get_dict_repr()
             if spec.get("queueName") and str(spec.get("cardinality") or "one").lower() == "one":
@@ -108,3 +167,21 @@ def index_functions(app: func.FunctionApp) -> FunctionIndex:
             index.other[name] = trigger.get_binding_name()
     _indexes[id(app)] = (app, index)
     return index
+
+
+def _retry_policy(setting: dict[str, Any] | None) -> RetryPolicy | None:
+    if not setting:
+        return None
+    return RetryPolicy(
+        strategy=str(setting.get("strategy", "exponential_backoff")),
+        max_retry_count=int(setting.get("max_retry_count", 0)),
+        minimum_interval=_seconds(setting.get("minimum_interval"), 1.0),
+        maximum_interval=_seconds(setting.get("maximum_interval"), 60.0),
+        delay_interval=_seconds(setting.get("delay_interval"), 1.0),
+    )
+
+
+def _seconds(timespan: object, default: float) -> float:
+    if not timespan:
+        return default
+    return parse_timespan(str(timespan))

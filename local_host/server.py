@@ -16,7 +16,7 @@ import logging
 import signal
 import socket
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,9 +29,11 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-from local_host.functions import FunctionIndex, HttpFunction, ServiceBusFunction, index_functions
+from local_host.changefeed_trigger import ChangeFeedTrigger
+from local_host.functions import ChangeFeedFunction, FunctionIndex, HttpFunction, ServiceBusFunction, index_functions
 from local_host.gateway import Gateway, PlainResponse
 from local_host.host_config import HostConfig, load_host_config
+from local_host.leases import LeaseStore
 from local_host.servicebus_trigger import ServiceBusTrigger
 from shared.bootstrap import Container, close_container, set_container
 from shared.settings import Settings, SettingsError, load_settings
@@ -61,8 +63,11 @@ def serve(options: HostOptions, environ: Mapping[str, str]) -> None:
     container = Container(settings)
     set_container(container)
     servable, unservable = _servable_queue_functions(index, settings, environ)
+    feeds, unfed = _servable_feed_functions(index, settings, environ)
+    unservable.update(unfed)
     http_functions = [function for function in index.http if not is_disabled(function.name, environ)]
     triggers: list[ServiceBusTrigger] = []
+    feed_triggers: list[ChangeFeedTrigger] = []
 
     async def metrics_endpoint() -> PlainResponse:
         return PlainResponse(200, generate_latest(REGISTRY), CONTENT_TYPE_LATEST)
@@ -78,10 +83,23 @@ def serve(options: HostOptions, environ: Mapping[str, str]) -> None:
             trigger = ServiceBusTrigger(function, container.embedded_queue, host_config)
             trigger.start()
             triggers.append(trigger)
+        if feeds:
+            from shared.adapters.embedded_event_store import EmbeddedEventStore
+
+            store = container.event_store
+            assert isinstance(store, EmbeddedEventStore)  # the embedded backend's store
+            leases = LeaseStore(container.data_dir / "leases.sqlite3")
+            container.on_close(_closer(leases))
+            container.analytics_sink  # noqa: B018
+            for feed in feeds:
+                feed_trigger = ChangeFeedTrigger(feed, store, leases)
+                feed_trigger.start()
+                feed_triggers.append(feed_trigger)
 
     async def shutdown() -> None:
         # Consumers first (letting invocations in flight finish), then the stores they use.
         await asyncio.gather(*(trigger.stop(options.shutdown_grace_seconds) for trigger in triggers))
+        await asyncio.gather(*(feed.stop(options.shutdown_grace_seconds) for feed in feed_triggers))
         await close_container()
 
     gateway = Gateway(
@@ -100,7 +118,7 @@ def serve(options: HostOptions, environ: Mapping[str, str]) -> None:
         server_header=False,
         timeout_graceful_shutdown=10,
     )
-    banner = _Banner(settings, index, http_functions, host_config, servable, unservable)
+    banner = _Banner(settings, index, http_functions, host_config, servable, feeds, unservable)
     asyncio.run(_Server(config, banner).serve())
 
 
@@ -121,6 +139,34 @@ def _servable_queue_functions(
         else:
             servable.append(function)
     return servable, unservable
+
+
+def _servable_feed_functions(
+    index: FunctionIndex, settings: Settings, environ: Mapping[str, str]
+) -> tuple[list[ChangeFeedFunction], dict[str, str]]:
+    """The change-feed functions the embedded event store can feed, and why the others cannot be fed."""
+    servable: list[ChangeFeedFunction] = []
+    unservable: dict[str, str] = {}
+    for function in index.change_feed:
+        container = resolve_app_setting(function.container, environ)
+        if is_disabled(function.name, environ):
+            unservable[function.name] = f"disabled by AzureWebJobs.{function.name}.Disabled"
+        elif settings.backend != "embedded":
+            unservable[function.name] = "Cosmos DB trigger: the azure backend's change feed is consumed on Azure"
+        elif container != settings.cosmos_container:
+            unservable[function.name] = (
+                f"Cosmos DB trigger on {container!r}: only {settings.cosmos_container!r} is embedded"
+            )
+        else:
+            servable.append(function)
+    return servable, unservable
+
+
+def _closer(leases: LeaseStore) -> Callable[[], Awaitable[None]]:
+    async def close() -> None:
+        leases.close()
+
+    return close
 
 
 def is_disabled(function_name: str, environ: Mapping[str, str]) -> bool:
@@ -152,6 +198,7 @@ class _Banner:
     http: list[HttpFunction]
     host_config: HostConfig
     servable: list[ServiceBusFunction]
+    feeds: list[ChangeFeedFunction]
     unservable: dict[str, str]
 
 
@@ -195,7 +242,7 @@ def _print_banner(address: tuple[str, int], banner: _Banner) -> None:
         "  functions:",
     ]
     for function in banner.http:
-        lines.append(f"    {function.name:<16} {','.join(function.methods):<6} {base}/api/{function.route.template}")
+        lines.append(f"    {function.name:<20} {','.join(function.methods):<6} {base}/api/{function.route.template}")
     options = banner.host_config.service_bus
     concurrency = (
         f"dynamic concurrency up to {options.max_concurrent_calls}"
@@ -203,7 +250,11 @@ def _print_banner(address: tuple[str, int], banner: _Banner) -> None:
         else f"queue-depth tiers 32/16/4, at most {options.max_concurrent_calls}"
     )
     for queue_function in banner.servable:
-        lines.append(f"    {queue_function.name:<16} queue  {settings.events_queue} ({concurrency})")
+        lines.append(f"    {queue_function.name:<20} queue  {settings.events_queue} ({concurrency})")
+    for feed in banner.feeds:
+        lines.append(
+            f"    {feed.name:<20} feed   {settings.cosmos_container} change feed (batches of {feed.max_items})"
+        )
     lines.append(f"  metrics: {base}/metrics")
     for name, reason in banner.unservable.items():
         lines.append(f"  not served locally: {name} ({reason})")

@@ -45,6 +45,8 @@ ADJUST_SECONDS = 0.5
 
 @dataclass(slots=True)
 class TriggerStats:
+    passes: int = 0
+    """Turns of the receive loop (each either receives, or waits)."""
     invocations: int = 0
     failures: int = 0
     completed: int = 0
@@ -56,6 +58,7 @@ class ServiceBusTrigger:
     """One trigger loop: one function fed from one embedded queue."""
 
     def __init__(self, function: ServiceBusFunction, queue: EmbeddedQueue, config: HostConfig) -> None:
+        """Nothing runs until `start`."""
         self.function = function
         self.stats = TriggerStats()
         self._queue = queue
@@ -97,6 +100,7 @@ class ServiceBusTrigger:
     async def _run(self) -> None:
         next_adjust = 0.0
         while not self._stopping:
+            self.stats.passes += 1
             now = time.monotonic()
             if now >= next_adjust:
                 await self._adjust()
@@ -104,6 +108,9 @@ class ServiceBusTrigger:
             free = self.stats.limit - len(self._in_flight)
             if free <= 0:
                 self._saturated = True
+                # Clear first, so an arrival that set the event earlier does not turn this
+                # wait into a busy loop; a slot freed from here on sets it again.
+                self._wakeup.clear()
                 await self._sleep(ADJUST_SECONDS)
                 continue
             self._wakeup.clear()

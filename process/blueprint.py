@@ -8,9 +8,11 @@ stayed down for the whole retry budget, so the host abandons it for a later deli
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import uuid
+from datetime import UTC
 
 import azure.functions as func
 
@@ -26,6 +28,9 @@ logger = logging.getLogger(__name__)
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]  # the library leaves __init__ unannotated
 
+MISCONFIGURED_HOLD_SECONDS = 240.0
+"""As long as the default store retry budget: a misconfiguration is treated like an outage."""
+
 _TENANT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -35,7 +40,15 @@ _TENANT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 )
 async def process_event(message: func.ServiceBusMessage) -> None:
     """Score, enrich and store one queued event (idempotent: a redelivery changes nothing)."""
-    await process_services().service.handle(delivered_message(message))
+    try:
+        services = process_services()
+    except SettingsError:
+        # Not the message's fault: failing at once would spend its deliveries in seconds and
+        # dead-letter good events. Hold it as long as a store outage would, then hand it back.
+        logger.critical("the process stage is misconfigured; holding message %s", message.message_id, exc_info=True)
+        await asyncio.sleep(MISCONFIGURED_HOLD_SECONDS)
+        raise
+    await services.service.handle(delivered_message(message))
 
 
 def delivered_message(message: func.ServiceBusMessage) -> DeliveredMessage:
@@ -43,10 +56,15 @@ def delivered_message(message: func.ServiceBusMessage) -> DeliveredMessage:
     properties = {
         str(key): value for key, value in (message.application_properties or {}).items() if isinstance(value, str | int)
     }
+    enqueued_at = message.enqueued_time_utc
+    if enqueued_at is not None and enqueued_at.tzinfo is None:
+        # The host sends EnqueuedTimeUtc without an offset (and the library then parses it
+        # naive); it is UTC by name and by definition.
+        enqueued_at = enqueued_at.replace(tzinfo=UTC)
     return DeliveredMessage(
         body=message.get_body(),
         message_id=message.message_id,
-        enqueued_at=message.enqueued_time_utc,
+        enqueued_at=enqueued_at,
         delivery_count=message.delivery_count or 1,
         content_type=message.content_type,
         subject=message.subject or message.label,

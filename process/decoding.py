@@ -59,7 +59,7 @@ def decode_envelope(body: bytes) -> Envelope:
     if version != SCHEMA_VERSION:
         raise PoisonMessageError(
             UNKNOWN_SCHEMA_VERSION,
-            f"schemaVersion {version!r} is not one this version of the process stage reads ({SCHEMA_VERSION})",
+            f"schemaVersion {repr(version)[:32]} is not one this version of the process stage reads ({SCHEMA_VERSION})",
         )
     try:
         envelope = Envelope.model_validate(data)

@@ -120,7 +120,11 @@ class ProcessService:
         now = self._clock()
         enrichment = enrich(envelope, processed_at=now, enqueued_at=message.enqueued_at)
         distinct_users = (
-            self._users.observe(client_key(envelope.client_ip), envelope.event.user_id, now.timestamp())
+            # Receive time, not processing time: a backlog drained after an outage, or a
+            # replay, must not crowd hours of traffic into one window.
+            self._users.observe(
+                client_key(envelope.client_ip), envelope.event.user_id, envelope.received_at.timestamp()
+            )
             if self._users is not None
             else 0
         )
@@ -130,16 +134,16 @@ class ProcessService:
     async def _process(self, envelope: Envelope, message: DeliveredMessage) -> ProcessOutcome:
         document = self.score(envelope, message)
         stored = await self._guard.run(lambda: self._store.save(document))
-        if not stored:
-            self._metrics.events_processed.add(1, {"outcome": ProcessOutcome.DUPLICATE.value})
-            return ProcessOutcome.DUPLICATE
-        self._metrics.events_processed.add(1, {"outcome": ProcessOutcome.STORED.value})
-        if document.fraud.reasons:
-            for reason in document.fraud.reasons:
-                self._metrics.fraud_detected.add(1, {"rule": reason.rule})
+        outcome = ProcessOutcome.STORED if stored else ProcessOutcome.DUPLICATE
+        self._metrics.events_processed.add(1, {"outcome": outcome.value})
         if document.fraud.suspicious:
-            _alert(document, client_key(envelope.client_ip))
-        return ProcessOutcome.STORED
+            if stored:
+                for reason in document.fraud.reasons:
+                    self._metrics.fraud_detected.add(1, {"rule": reason.rule})
+            # Alerted on a duplicate too: the first delivery may have stored the event and
+            # died before its alert (at least once; the alert says which it was).
+            _alert(document, client_key(envelope.client_ip), redelivered=not stored)
+        return outcome
 
     async def _park(self, message: DeliveredMessage, poison: PoisonMessageError) -> None:
         # Parked before the host completes the message: if parking fails, this raises, the
@@ -155,18 +159,20 @@ class ProcessService:
         self._metrics.events_dead_lettered.add(1, {"reason": poison.reason})
 
 
-def _alert(document: StoredEvent, client: str) -> None:
+def _alert(document: StoredEvent, client: str, *, redelivered: bool) -> None:
     """A structured security alert. No raw IP, user id or URL: the hashed client key stands in."""
     fraud: FraudResult = document.fraud
     codes = ",".join(reason.code for reason in fraud.reasons)
     security_log.warning(
-        "suspicious event %s tenant=%s score=%.2f reasons=%s client=%s",
+        "suspicious event %s tenant=%s score=%.2f reasons=%s client=%s%s",
         document.event_id,
         document.tenant_id,
         fraud.score,
         codes,
         client,
+        " (redelivered)" if redelivered else "",
         extra={
+            "redelivered": redelivered,
             "alert": "SuspiciousEvent",
             "eventId": document.event_id,
             "tenantId": document.tenant_id,

@@ -4,8 +4,9 @@ Why both: the retry keeps one message alive through a passing outage (a 30 s sto
 must not push good events to the dead-letter queue), and the breaker keeps dozens of
 concurrent invocations from hammering a store that is down. While the circuit is open,
 calls fail at once (no request leaves the process) and each invocation waits out its own
-backoff; after `open_seconds` one probe goes through, and its success closes the circuit
-for everyone.
+backoff; after `open_seconds` the circuit is half-open: the calls that arrive then go
+through (purgatory does not single out one probe; the jittered backoff spreads them), the
+first success closes it for everyone and a failure opens it again.
 
 Timeline of a 30 s outage, one message::
 
@@ -21,7 +22,9 @@ forever. The budget sits below the function timeout and the lock-renewal limit.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -40,6 +43,8 @@ CIRCUIT_NAME = "event-store"
 
 logger = logging.getLogger(__name__)
 
+MIN_ATTEMPT_SECONDS = 5.0
+
 
 class StoreUnavailableError(Exception):
     """The store stayed unavailable for the whole retry budget; the message goes back to the queue."""
@@ -56,6 +61,7 @@ class StoreGuard:
         max_wait: float = 5.0,
         failure_threshold: int = 5,
         open_seconds: float = 2.0,
+        min_attempt_seconds: float = MIN_ATTEMPT_SECONDS,
         on_retry: Callable[[BaseException], None] | None = None,
     ) -> None:
         self._budget_seconds = budget_seconds
@@ -65,6 +71,7 @@ class StoreGuard:
         # it, it stays open `open_seconds`, then lets calls through half-open.
         self._breakers = AsyncCircuitBreakerFactory(default_threshold=failure_threshold, default_ttl=open_seconds)
         self._on_retry = on_retry
+        self._min_attempt_seconds = min_attempt_seconds
 
         self._breakers.add_listener(_log_circuit_change)
         self._breaker: AsyncCircuitBreaker | None = None
@@ -86,16 +93,27 @@ class StoreGuard:
             before_sleep=self._before_sleep,
             reraise=True,
         )
+        deadline = time.monotonic() + self._budget_seconds
         try:
             async for attempt in retrying:
                 with attempt:
                     async with breaker:
-                        return await call()
+                        return await self._attempt(call, deadline)
         except (EventStoreError, OpenedState) as exc:
             raise StoreUnavailableError(
                 f"the event store stayed unavailable for {self._budget_seconds:g} s: {exc}"
             ) from exc
         raise AssertionError("unreachable: tenacity either returns or re-raises")  # pragma: no cover
+
+    async def _attempt(self, call: Callable[[], Awaitable[T]], deadline: float) -> T:
+        # A hung request must not outlive the budget (and with it the function timeout): each
+        # attempt gets what is left of the budget, at least `min_attempt_seconds`.
+        seconds = max(self._min_attempt_seconds, deadline - time.monotonic())
+        try:
+            async with asyncio.timeout(seconds):
+                return await call()
+        except TimeoutError:
+            raise EventStoreError(f"the event store did not answer within {seconds:.1f} s") from None
 
     def _wait(self, state: RetryCallState) -> float:
         backoff = self._backoff(state)

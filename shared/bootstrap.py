@@ -14,9 +14,17 @@ import os
 from collections.abc import Awaitable, Callable, Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from shared.ports import DeadLetterSink, EventPublisher, EventStore, RateLimitStore
+from shared.ports import (
+    AnalyticsHistory,
+    AnalyticsSink,
+    DeadLetterSink,
+    EventPublisher,
+    EventStore,
+    RateLimitStore,
+    StoredEventHistory,
+)
 from shared.settings import Settings, load_settings
 from shared.telemetry import configure_azure_monitor, observe_queue_depth
 
@@ -51,7 +59,7 @@ class Container:
             lock_seconds=self.settings.queue_lock_seconds,
             max_delivery_count=self.settings.queue_max_delivery_count,
         )
-        observe_queue_depth(queue.read_depth)
+        observe_queue_depth(queue.read_depth, queue.read_dead_letter_depth)
         return queue
 
     @cached_property
@@ -96,6 +104,37 @@ class Container:
             store = EmbeddedEventStore(self.data_dir / "events.sqlite3")
         self.on_close(store.close)
         return store
+
+    @cached_property
+    def analytics_sink(self) -> AnalyticsSink:
+        """Analytics: Data Explorer on Azure, a SQLite table embedded."""
+        sink: AnalyticsSink
+        if self.settings.backend == "azure":
+            from shared.adapters.kusto_sink import create_kusto_sink
+
+            sink = create_kusto_sink(self.settings)
+        else:
+            from shared.adapters.embedded_analytics import EmbeddedAnalyticsStore
+
+            sink = EmbeddedAnalyticsStore(self.data_dir / "analytics.sqlite3")
+        self.on_close(sink.close)
+        return sink
+
+    @property
+    def event_history(self) -> StoredEventHistory:
+        """The event store read by commit time (both adapters implement it; see the contract tests)."""
+        return cast(StoredEventHistory, self.event_store)
+
+    @cached_property
+    def analytics_history(self) -> AnalyticsHistory:
+        """Analytics read by commit time: Data Explorer queries on Azure, the embedded table locally."""
+        if self.settings.backend == "azure":
+            from shared.adapters.kusto_history import create_kusto_history
+
+            history = create_kusto_history(self.settings)
+            self.on_close(history.close)
+            return history
+        return cast(AnalyticsHistory, self.analytics_sink)
 
     @cached_property
     def dead_letter_sink(self) -> DeadLetterSink:

@@ -16,7 +16,8 @@ Error tree::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Protocol, TypeVar
 
 from shared.domain.analytics import AnalyticsRow
@@ -25,6 +26,7 @@ from shared.domain.ratelimit import ClientState, PeerWindow, SlotWindow
 from shared.domain.stored_event import StoredEvent
 
 __all__ = [
+    "AnalyticsHistory",
     "AnalyticsSink",
     "AnalyticsSinkError",
     "ContentionError",
@@ -32,6 +34,7 @@ __all__ = [
     "EventPublisher",
     "EventStore",
     "EventStoreError",
+    "StoredEventHistory",
     "PortError",
     "PublishError",
     "RateLimitStore",
@@ -167,3 +170,27 @@ class AnalyticsSink(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class StoredEventHistory(Protocol):
+    """The event store read by commit time, for reconciliation."""
+
+    async def hourly_counts(self, start: datetime, end: datetime) -> Mapping[datetime, int]:
+        """Events stored per hour (keyed by the hour's start, UTC) in [start, end)."""
+        ...
+
+    async def stored_between(self, start: datetime, end: datetime) -> Sequence[tuple[StoredEvent, datetime]]:
+        """Every event stored in [start, end), with its commit time."""
+        ...
+
+
+class AnalyticsHistory(Protocol):
+    """The analytics store read by the events' commit time (`StoredAt`), for reconciliation."""
+
+    async def hourly_counts(self, start: datetime, end: datetime) -> Mapping[datetime, int]:
+        """Distinct events per hour of `StoredAt` (keyed by the hour's start, UTC) in [start, end)."""
+        ...
+
+    async def event_ids(self, start: datetime, end: datetime) -> set[str]:
+        """The ids of the events with `StoredAt` in [start, end)."""
+        ...

@@ -109,6 +109,19 @@ class Settings(BaseModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _fraud_rules_file_is_valid(self) -> Settings:
+        # Read at startup so a broken rules file stops the app before the first message, not
+        # at every message (where it would burn deliveries).
+        if self.fraud_rules_file is not None:
+            from shared.domain.fraud import FraudRulesError, FraudRuleSet
+
+            try:
+                FraudRuleSet.from_path(self.fraud_rules_file)
+            except FraudRulesError as exc:
+                raise ValueError(f"CLOUDSCALE_FRAUD_RULES_FILE: {exc}") from None
+        return self
+
     @property
     def rate_limit_table_endpoint(self) -> str | None:
         """The identity-based Table endpoint, if one is set."""

@@ -19,8 +19,10 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from shared.settings import Settings
 
 __all__ = [
+    "AnalyticsMetrics",
     "IngestMetrics",
     "ProcessMetrics",
+    "analytics_metrics",
     "configure_azure_monitor",
     "ingest_metrics",
     "observe_queue_depth",
@@ -32,6 +34,8 @@ logger = logging.getLogger(__name__)
 METER_NAME = "cloudscale"
 # Latency buckets in seconds around the 200 ms ingest SLO.
 LATENCY_BUCKETS_SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Freshness buckets: seconds locally, up to the minutes a queued Data Explorer ingestion takes.
+LAG_BUCKETS_SECONDS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 
 
 class IngestMetrics:
@@ -90,19 +94,58 @@ def process_metrics() -> ProcessMetrics:
     return ProcessMetrics(metrics.get_meter(METER_NAME))
 
 
-def observe_queue_depth(read_depth: Callable[[], int]) -> None:
-    """Report `cloudscale_queue_depth` by calling `read_depth` at each collection."""
+class AnalyticsMetrics:
+    """The change-feed stage's instruments."""
 
+    def __init__(self, meter: metrics.Meter) -> None:
+        self.analytics_lag = meter.create_histogram(
+            "cloudscale_analytics_lag_seconds",
+            unit="s",
+            description="Time from an event being stored (since=stored) or received (since=received) to analytics",
+            explicit_bucket_boundaries_advisory=list(LAG_BUCKETS_SECONDS),
+        )
+        self.rows_written = meter.create_counter(
+            "cloudscale_analytics_rows_total", unit="1", description="Rows handed to the analytics store"
+        )
+        self.documents_skipped = meter.create_counter(
+            "cloudscale_analytics_skipped_total",
+            unit="1",
+            description="Change-feed documents that are not stored events (left out of analytics)",
+        )
+
+
+@cache
+def analytics_metrics() -> AnalyticsMetrics:
+    """The process-wide change-feed instruments (created once)."""
+    return AnalyticsMetrics(metrics.get_meter(METER_NAME))
+
+
+def observe_queue_depth(read_depth: Callable[[], int], read_dead_letter_depth: Callable[[], int]) -> None:
+    """Report `cloudscale_queue_depth` and `cloudscale_dead_letter_depth` at each collection."""
+    meter = metrics.get_meter(METER_NAME)
+    meter.create_observable_gauge(
+        "cloudscale_queue_depth",
+        callbacks=[_observer(read_depth)],
+        unit="1",
+        description="Messages waiting or in flight",
+    )
+    meter.create_observable_gauge(
+        "cloudscale_dead_letter_depth",
+        callbacks=[_observer(read_dead_letter_depth)],
+        unit="1",
+        description="Messages in the dead-letter queue, waiting to be inspected or replayed",
+    )
+
+
+def _observer(read: Callable[[], int]) -> Callable[[CallbackOptions], list[Observation]]:
     def observe(_options: CallbackOptions) -> list[Observation]:
         try:
-            return [Observation(read_depth())]
+            return [Observation(read())]
         except Exception:  # a failed read must not break the whole scrape
-            logger.warning("could not read the queue depth", exc_info=True)
+            logger.warning("could not read a queue depth", exc_info=True)
             return []
 
-    metrics.get_meter(METER_NAME).create_observable_gauge(
-        "cloudscale_queue_depth", callbacks=[observe], unit="1", description="Messages waiting or in flight"
-    )
+    return observe
 
 
 def configure_azure_monitor(settings: Settings) -> bool:

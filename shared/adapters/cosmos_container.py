@@ -1,8 +1,9 @@
 """The Cosmos DB container that holds stored events: its definition as data, and local setup.
 
-On Azure the infrastructure creates the database and the container (a data-plane identity,
-which is all the app has, may not create them); `EVENTS_CONTAINER` is the one definition both
-the infrastructure code and `ensure_events_container` (emulators, local setup) use.
+On Azure the database and the container must exist before the app runs: a data-plane
+identity, which is all the app has, may not create them. `EVENTS_CONTAINER` is the one
+definition for whatever creates them: `ensure_events_container` (emulators, or a one-off
+run with a key), and the deployment templates, which must match it.
 
 - Partition key `/tenantId`: every read and write names its tenant, so each is a single-
   partition point operation, and one tenant's load stays on its own partitions.

@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from azure.core.credentials_async import AsyncTokenCredential
@@ -93,6 +95,45 @@ class CosmosEventStore:
             except CosmosResourceNotFoundError:
                 return None
         return StoredEvent.from_document(dict(document))
+
+    async def hourly_counts(self, start: datetime, end: datetime) -> dict[datetime, int]:
+        """Events stored per hour of `_ts` (the commit time, whole seconds) in [start, end).
+
+        One cross-partition `COUNT` per hour: each is answered from the index, and a window
+        is a day or two of hours at most.
+        """
+        counts: dict[datetime, int] = {}
+        async with self._guard("count stored events") as container:
+            for hour_start, hour_end in _hours(start, end):
+                query = container.query_items(
+                    "SELECT VALUE COUNT(1) FROM c WHERE c._ts >= @start AND c._ts < @end",
+                    parameters=[
+                        {"name": "@start", "value": math.ceil(hour_start.timestamp())},
+                        {"name": "@end", "value": math.ceil(hour_end.timestamp())},
+                    ],
+                )
+                # `SELECT VALUE COUNT(1)` yields bare numbers (one per partition range), not documents.
+                values: list[Any] = [value async for value in query]
+                number = sum(int(value) for value in values)
+                if number:
+                    counts[hour_start.replace(minute=0, second=0, microsecond=0)] = number
+        return counts
+
+    async def stored_between(self, start: datetime, end: datetime) -> list[tuple[StoredEvent, datetime]]:
+        """Every event with `_ts` in [start, end), with its commit time (cross-partition query)."""
+        async with self._guard("read stored events") as container:
+            query = container.query_items(
+                "SELECT * FROM c WHERE c._ts >= @start AND c._ts < @end",
+                parameters=[
+                    {"name": "@start", "value": math.ceil(start.timestamp())},
+                    {"name": "@end", "value": math.ceil(end.timestamp())},
+                ],
+            )
+            documents = [dict(document) async for document in query]
+        return [
+            (StoredEvent.from_document(document), datetime.fromtimestamp(int(document["_ts"]), UTC))
+            for document in documents
+        ]
 
     async def check(self) -> None:
         """Read the container's properties: proves the account answers and the container exists."""
@@ -206,3 +247,15 @@ def _retry_after_seconds(exc: CosmosHttpResponseError) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(milliseconds, 0.0) / 1000.0
+
+
+def _hours(start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
+    """[start, end) cut at whole hours (UTC)."""
+    pieces: list[tuple[datetime, datetime]] = []
+    cursor = start.astimezone(UTC)
+    end = end.astimezone(UTC)
+    while cursor < end:
+        next_hour = cursor.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+        pieces.append((cursor, min(next_hour, end)))
+        cursor = next_hour
+    return pieces

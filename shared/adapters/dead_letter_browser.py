@@ -13,7 +13,8 @@ dead-letter sub-queue; see `shared.adapters.servicebus_dead_letters`). The embed
 keeps both in its one `dead_letters` table, so every embedded dead letter has source
 `dead-letter` and its reason tells the kinds apart.
 
-Replaying puts a message back on the events queue with its original message id, so a replay
+Replaying puts a message back on the events queue (embedded: under its own message id;
+Service Bus: under an id derived from the dead letter, see `replay_message`), so a replay
 repeated (or one that ran twice after a crash) is dropped by duplicate detection or stored
 once by the idempotent event store.
 

@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -67,6 +68,12 @@ class EmbeddedEventStore:
         self._worker: SqliteWorker | None = None
         self._open_lock = threading.Lock()  # Not an asyncio.Lock: opening runs in a thread.
         self._closed = False
+        self._change_listeners: list[Callable[[], None]] = []
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Call `listener` (in the writer's event loop) after a save stored a new event, so a
+        change-feed reader in this process wakes at once instead of polling."""
+        self._change_listeners.append(listener)
 
     async def save(self, event: StoredEvent) -> bool:
         """Store `event` unless (tenant, id) is already stored; True if this call stored it."""
@@ -78,7 +85,11 @@ class EmbeddedEventStore:
             )
             return cursor.rowcount == 1
 
-        return await self._run("store an event", insert)
+        stored = await self._run("store an event", insert)
+        if stored:
+            for listener in self._change_listeners:
+                listener()
+        return stored
 
     async def get(self, tenant_id: str, event_id: str) -> StoredEvent | None:
         def read(connection: sqlite3.Connection) -> bytes | None:
@@ -102,6 +113,34 @@ class EmbeddedEventStore:
         return [
             StoredChange(sequence=seq, stored_at=stored_at, event=StoredEvent.from_document(orjson.loads(document)))
             for seq, stored_at, document in rows
+        ]
+
+    async def hourly_counts(self, start: datetime, end: datetime) -> dict[datetime, int]:
+        """Stored events per hour of their commit time in [start, end)."""
+
+        def count(connection: sqlite3.Connection) -> list[tuple[int, int]]:
+            return connection.execute(
+                "SELECT CAST(stored_at / 3600 AS INTEGER), count(*) FROM events"
+                " WHERE stored_at >= ? AND stored_at < ? GROUP BY 1",
+                (start.timestamp(), end.timestamp()),
+            ).fetchall()
+
+        rows = await self._run("count stored events", count)
+        return {datetime.fromtimestamp(hour * 3600, UTC): number for hour, number in rows}
+
+    async def stored_between(self, start: datetime, end: datetime) -> list[tuple[StoredEvent, datetime]]:
+        """Every event committed in [start, end), in commit order, with its commit time."""
+
+        def read(connection: sqlite3.Connection) -> list[tuple[float, bytes]]:
+            return connection.execute(
+                "SELECT stored_at, document FROM events WHERE stored_at >= ? AND stored_at < ? ORDER BY seq",
+                (start.timestamp(), end.timestamp()),
+            ).fetchall()
+
+        rows = await self._run("read stored events", read)
+        return [
+            (StoredEvent.from_document(orjson.loads(document)), datetime.fromtimestamp(stored_at, UTC))
+            for stored_at, document in rows
         ]
 
     async def last_sequence(self) -> int:

@@ -180,6 +180,12 @@ class EmbeddedQueue:
                 for row in rows:
                     if row[8] >= self.max_delivery_count:
                         _move_to_dead_letters(connection, row[0], now, MAX_DELIVERY_COUNT_EXCEEDED, None)
+                        logger.warning(
+                            "message %s was delivered %d times without success; moved to the dead-letter queue (%s)",
+                            row[1],
+                            row[8],
+                            MAX_DELIVERY_COUNT_EXCEEDED,
+                        )
                         continue
                     token = str(uuid.uuid4())
                     connection.execute(
@@ -326,8 +332,15 @@ class EmbeddedQueue:
 
     def read_depth(self) -> int:
         """`depth()` for synchronous callers (metric callbacks), on a short-lived read connection."""
+        return self._read_count("messages")
+
+    def read_dead_letter_depth(self) -> int:
+        """`dead_letter_depth()` for synchronous callers (metric callbacks)."""
+        return self._read_count("dead_letters")
+
+    def _read_count(self, table: str) -> int:
         with contextlib.closing(sqlite3.connect(self.path, timeout=5.0)) as connection:
-            return int(connection.execute("SELECT count(*) FROM messages").fetchone()[0])
+            return int(connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
 
     async def dead_letter_depth(self) -> int:
         return await self._worker.run(lambda c: int(c.execute("SELECT count(*) FROM dead_letters").fetchone()[0]))

@@ -150,7 +150,9 @@ def test_stopping_under_load_loses_no_acknowledged_event(
     assert acknowledged <= set(queued(host))
 
 
-def test_a_crash_under_load_loses_nothing_and_stores_each_event_once(host_factory: Callable[..., LocalHost]) -> None:
+def test_a_crash_under_load_loses_nothing_and_stores_and_analyses_each_event_once(
+    host_factory: Callable[..., LocalHost],
+) -> None:
     # GIVEN the whole pipeline under load
     settings = {"CLOUDSCALE_TRUSTED_PROXIES": "127.0.0.1", "CLOUDSCALE_QUEUE_LOCK_SECONDS": "2"}
     host = host_factory(**settings)
@@ -171,3 +173,12 @@ def test_a_crash_under_load_loses_nothing_and_stores_each_event_once(host_factor
     assert acknowledged <= set(stored)
     with contextlib.closing(sqlite3.connect(host.data_dir / "queue.sqlite3")) as queue:
         assert queue.execute("SELECT count(*) FROM dead_letters").fetchone()[0] == 0
+    # AND every stored event reaches analytics, once (the feed resumes from its checkpoint)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with contextlib.closing(sqlite3.connect(host.data_dir / "analytics.sqlite3")) as analytics:
+            in_analytics = [row[0] for row in analytics.execute("SELECT EventId FROM events")]
+        if len(in_analytics) >= len(stored):
+            break
+        time.sleep(0.2)
+    assert sorted(in_analytics) == sorted(stored)

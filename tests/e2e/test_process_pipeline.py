@@ -149,7 +149,11 @@ def test_a_redelivered_message_changes_nothing(pipeline: LocalHost) -> None:
         while with_queue(pipeline, lambda queue: queue.depth()) and time.monotonic() < deadline:
             time.sleep(0.05)
         second = wait_for_stored(client, "acme", event_id)
-    # THEN the stored document is the first one, untouched
+        metrics = client.get("/metrics").text
+    # THEN the redelivery was processed (the queue drained, counted as a duplicate)...
+    assert with_queue(pipeline, lambda queue: queue.depth()) == 0
+    assert 'outcome="duplicate"' in metrics
+    # ...and the stored document is the first one, untouched
     assert second == first
     assert dead_letters(pipeline) == [] or all(d.message.message_id != event_id for d in dead_letters(pipeline))
 
@@ -196,6 +200,12 @@ def test_a_thirty_second_store_outage_loses_and_dead_letters_nothing(host_factor
             event_ids: list[str] = []
             for n in range(40):
                 event_ids += accepted_ids(post(client, [SEED_EXAMPLE] * 5, f"203.0.113.{n + 1}"))
+            # (the event store being down degrades the pipeline but not ingest: health stays 200)
+            health = client.get("/api/health")
+            assert health.status_code == 200, health.text
+            assert health.json()["status"] == "degraded"
+            assert health.json()["checks"]["eventStore"]["status"] == "unhealthy"
+            assert health.json()["checks"]["queue"] == {"status": "healthy"}
             time.sleep(30)
         finally:
             blocker.execute("ROLLBACK")

@@ -13,8 +13,9 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pytest
@@ -25,7 +26,7 @@ from shared.adapters.cosmos_container import EVENTS_CONTAINER, ensure_events_con
 from shared.adapters.cosmos_event_store import CLIENT_OPTIONS, CosmosEventStore, create_cosmos_event_store
 from shared.adapters.embedded_event_store import EmbeddedEventStore
 from shared.domain.stored_event import StoredEvent
-from shared.ports import EventStore, EventStoreError
+from shared.ports import EventStore, EventStoreError, StoredEventHistory
 from shared.settings import load_settings
 from tests.integration.azurite import free_port
 from tests.integration.cosmosdb_server import connection_string
@@ -414,3 +415,34 @@ async def test_an_unavailable_service_is_a_store_error_without_a_hint(scripted_s
 
     assert "503" in str(error.value)
     assert error.value.retry_after is None
+
+
+# --- history by commit time (reconciliation) ----------------------------------------------------
+
+
+def commit_time(raw: dict[str, Any]) -> datetime:
+    """The store's own commit time of a raw record: `stored_at` (embedded) or `_ts` (Cosmos DB)."""
+    return datetime.fromtimestamp(float(raw["stored_at"] if "stored_at" in raw else raw["_ts"]), UTC)
+
+
+async def test_history_counts_and_lists_events_by_commit_time(backend: Backend) -> None:
+    # GIVEN three events in two tenants
+    events = [stored_event(1), stored_event(2), stored_event(3, tenant="globex")]
+    for event in events:
+        assert await backend.store.save(event) is True
+    times = [commit_time(await backend.raw(event.tenant_id, event.id)) for event in events]
+    history = cast(StoredEventHistory, backend.store)
+    start, end = min(times) - timedelta(hours=2), max(times) + timedelta(hours=2)
+
+    # WHEN the history of a window around them is read
+    counts = await history.hourly_counts(start, end)
+    listed = await history.stored_between(start, end)
+
+    # THEN every event is counted once, in whole-hour buckets, and listed with its commit time
+    assert sum(counts.values()) == 3
+    assert all((hour.minute, hour.second, hour.microsecond) == (0, 0, 0) for hour in counts)
+    assert sorted(event.id for event, _ in listed) == sorted(event.id for event in events)
+    assert {event.id: at for event, at in listed} == {event.id: at for event, at in zip(events, times, strict=True)}
+    # AND a window that ends before the first commit sees none of them
+    assert await history.hourly_counts(start, min(times)) == {}
+    assert await history.stored_between(start, min(times)) == []

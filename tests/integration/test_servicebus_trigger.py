@@ -173,3 +173,24 @@ async def test_an_invocation_cut_short_at_shutdown_leaves_its_message_for_the_ne
     [again] = await queue.receive(1)
     assert again.message.message_id == "m-0"
     assert again.delivery_count == 2
+
+
+async def test_a_saturated_loop_waits_instead_of_spinning(queue: EmbeddedQueue) -> None:
+    # GIVEN one slot, taken by a long invocation, and more messages arriving
+    release = asyncio.Event()
+
+    async def blocking(msg: func.ServiceBusMessage) -> None:
+        await release.wait()
+
+    trigger = trigger_for(queue, blocking, max_calls=1)
+    trigger.start()
+    await queue.send(messages(1))
+    await wait_until(lambda: asyncio.sleep(0, result=trigger.stats.invocations == 1))
+    passes_before = trigger.stats.passes
+    await queue.send([QueueMessage(message_id="late", body=b"{}")])
+    await asyncio.sleep(0.5)
+    # THEN the loop woke a handful of times (arrival, periodic adjustment), not thousands
+    assert trigger.stats.passes - passes_before < 20
+    release.set()
+    await wait_until(lambda: drained(queue))
+    await trigger.stop()

@@ -188,3 +188,21 @@ async def test_many_users_from_one_ip_are_flagged(harness: Harness) -> None:
     verdicts = sorted(event.fraud.suspicious for event in harness.store.events.values())
     # More than 10 distinct users from one IP: the 11th and 12th are flagged.
     assert verdicts == [False] * 10 + [True] * 2
+
+
+def test_a_trigger_message_without_an_offset_on_its_enqueue_time_is_read_as_utc() -> None:
+    # The Functions host sends EnqueuedTimeUtc without "Z"; the library parses it naive.
+    from azure.functions.servicebus import ServiceBusMessage as TriggerMessage
+
+    from process.blueprint import delivered_message
+
+    naive = datetime(2026, 11, 24, 12, 0, 1)  # naive on purpose
+    trigger_message = TriggerMessage(
+        body=message().body,
+        message_id="m-1",
+        enqueued_time_utc=naive,
+        application_properties={},
+        user_properties={},
+    )
+    delivered = delivered_message(trigger_message)
+    assert delivered.enqueued_at == naive.replace(tzinfo=UTC)

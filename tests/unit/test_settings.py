@@ -19,6 +19,7 @@ from shared.settings import SETTING_NAMES, Settings, SettingsError, load_setting
 SECRET = "c2VjcmV0LWtleS1kby1ub3QtbG9nLWl0LWFueXdoZXJlIQ="
 """Shaped like a real 44-character SharedAccessKey / AccountKey."""
 SERVICE_BUS_CONNECTION = f"Endpoint=sb://cs.servicebus.windows.net/;SharedAccessKeyName=send;SharedAccessKey={SECRET}"
+REPO = Path(__file__).resolve().parents[2]
 COSMOS_CONNECTION = f"AccountEndpoint=https://cs.documents.azure.com:443/;AccountKey={SECRET};"
 STORAGE_CONNECTION = (
     f"DefaultEndpointsProtocol=https;AccountName=cs;AccountKey={SECRET};EndpointSuffix=core.windows.net"
@@ -256,7 +257,9 @@ def test_setting_names_cover_every_field() -> None:
     assert len(set(SETTING_NAMES)) == len(SETTING_NAMES)
 
 
-def test_every_setting_can_be_set_by_its_variable() -> None:
+def test_every_setting_can_be_set_by_its_variable(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.json"
+    rules.write_bytes((REPO / "shared" / "domain" / "fraud_rules.json").read_bytes())
     values = {
         "CLOUDSCALE_BACKEND": "azure",
         "CLOUDSCALE_DATA_DIR": "/data",
@@ -281,7 +284,7 @@ def test_every_setting_can_be_set_by_its_variable() -> None:
         "CLOUDSCALE_COSMOS_CONTAINER": "docs",
         "CLOUDSCALE_COSMOS_VERIFY_TLS": "false",
         "CLOUDSCALE_PROCESS_RETRY_SECONDS": "30",
-        "CLOUDSCALE_FRAUD_RULES_FILE": "/etc/rules.json",
+        "CLOUDSCALE_FRAUD_RULES_FILE": str(rules),
         "CLOUDSCALE_KUSTO_CLUSTER_URI": "https://c.westeurope.kusto.windows.net",
         "CLOUDSCALE_KUSTO_INGEST_URI": "https://ingest-c.westeurope.kusto.windows.net",
         "CLOUDSCALE_KUSTO_DATABASE": "analytics",
@@ -297,7 +300,29 @@ def test_every_setting_can_be_set_by_its_variable() -> None:
 
 
 def test_the_sample_local_settings_list_every_setting() -> None:
-    sample = Path(__file__).resolve().parents[2] / "local.settings.sample.json"
+    sample = REPO / "local.settings.sample.json"
     values = orjson.loads(sample.read_bytes())["Values"]
 
     assert set(SETTING_NAMES) <= set(values), "add the new setting to local.settings.sample.json"
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (None, "cannot read"),
+        (b"{", "not valid JSON"),
+        (b'{"suspiciousThreshold": 0.5, "rules": [{"id": "x"}]}', "rules"),
+    ],
+    ids=["missing", "not-json", "bad-rule"],
+)
+def test_a_broken_fraud_rules_file_stops_the_app_at_startup(
+    tmp_path: Path, content: bytes | None, problem: str
+) -> None:
+    path = tmp_path / "rules.json"
+    if content is not None:
+        path.write_bytes(content)
+
+    error = load_error({"CLOUDSCALE_FRAUD_RULES_FILE": str(path)})
+
+    assert "CLOUDSCALE_FRAUD_RULES_FILE" in str(error)
+    assert problem in str(error)

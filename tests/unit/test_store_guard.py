@@ -100,3 +100,16 @@ async def test_other_errors_are_not_retried() -> None:
     with pytest.raises(ValueError, match="a bug"):
         await fast_guard(5).run(broken)
     assert calls == 1
+
+
+async def test_a_hung_call_is_cut_off_at_the_budget() -> None:
+    # GIVEN a store call that never answers
+    async def hangs() -> None:
+        await asyncio.sleep(3600)
+
+    guard = StoreGuard(budget_seconds=0.3, first_wait=0.01, max_wait=0.02, min_attempt_seconds=0.05)
+    started = time.monotonic()
+    # THEN the invocation gives up near its budget instead of outliving the function timeout
+    with pytest.raises(StoreUnavailableError, match="did not answer"):
+        await guard.run(hangs)
+    assert time.monotonic() - started < 1.5

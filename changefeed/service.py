@@ -1,0 +1,92 @@
+"""The change-feed stage's use case: a batch of stored documents in, analytics rows out.
+
+Called with each batch the Cosmos DB change feed (or, locally, the embedded store's feed)
+delivers, in order. Returning means the batch is in analytics and the feed may move on;
+raising `AnalyticsSinkError` means it is not, and the host retries the batch (see
+`changefeed.blueprint` for the retry policy, docs/tradeoffs.md for what is left to
+reconciliation).
+
+A document that is not a stored event (another writer's document in the container, a
+future document version) is skipped and counted, not retried: retrying cannot change it,
+and it must not hold back the events behind it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from shared.domain.analytics import AnalyticsRow, to_analytics_row
+from shared.domain.stored_event import StoredEvent
+from shared.ports import AnalyticsSink
+from shared.telemetry import AnalyticsMetrics
+
+__all__ = ["AnalyticsFeedService", "FeedOutcome", "analytics_row"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class FeedOutcome:
+    written: int
+    skipped: int
+
+
+class AnalyticsFeedService:
+    """Maps change-feed documents to analytics rows and writes them, one batch at a time."""
+
+    def __init__(
+        self,
+        sink: AnalyticsSink,
+        metrics: AnalyticsMetrics,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._sink = sink
+        self._metrics = metrics
+        self._clock = clock
+
+    async def handle(self, documents: Sequence[Mapping[str, Any]]) -> FeedOutcome:
+        rows: list[AnalyticsRow] = []
+        skipped = 0
+        for document in documents:
+            row = analytics_row(document)
+            if row is None:
+                skipped += 1
+            else:
+                rows.append(row)
+        await self._sink.write(rows)
+        # Counted once the batch landed, so a retried batch is not counted twice.
+        if skipped:
+            self._metrics.documents_skipped.add(skipped)
+        self._metrics.rows_written.add(len(rows))
+        now = self._clock()
+        for row in rows:
+            self._metrics.analytics_lag.record(max(0.0, (now - row.stored_at).total_seconds()), {"since": "stored"})
+            self._metrics.analytics_lag.record(max(0.0, (now - row.received_at).total_seconds()), {"since": "received"})
+        return FeedOutcome(written=len(rows), skipped=skipped)
+
+
+def analytics_row(document: Mapping[str, Any]) -> AnalyticsRow | None:
+    """The row for one change-feed document, or None (logged) if it is not a stored event.
+
+    `_ts` is the store's commit time in seconds since the epoch: Cosmos DB's system property
+    (whole seconds), which the local host's feed sets too (with its fraction).
+    """
+    try:
+        event = StoredEvent.from_document(dict(document))
+        stored_at = datetime.fromtimestamp(float(document["_ts"]), UTC)
+    except (ValidationError, KeyError, TypeError, ValueError, OverflowError, OSError) as exc:
+        # OSError: a `_ts` beyond what the C library's time functions take.
+        logger.warning(
+            "change-feed document %r is not a stored event; left out of analytics: %s",
+            document.get("id"),
+            type(exc).__name__,
+        )
+        return None
+    return to_analytics_row(event, stored_at)

@@ -1,0 +1,150 @@
+"""Drives a Cosmos DB-triggered function from the embedded event store's change feed.
+
+What the Functions host does with a change-feed lease, on one machine:
+
+- read the changes after the lease's checkpoint, in commit order, at most
+  `maxItemsPerInvocation` at a time, and hand them to the function as a `func.DocumentList`
+  of the stored documents (with `_ts`, the commit time, and `_lsn`, the sequence number, as
+  Cosmos DB adds its system properties);
+- the function returned: advance the durable checkpoint past the batch, then go on;
+- it raised: wait as the function's `@retry` policy says and run the same batch again.
+
+One difference from Azure, on purpose: when the retry policy is used up, the Functions
+host checkpoints anyway and the batch is skipped (reconciliation refills it). Here the
+checkpoint never moves past a batch that did not succeed: the loop keeps retrying at the
+policy's longest interval, so a machine whose analytics store comes back loses nothing.
+
+Stopping lets the batch in flight finish for a grace period; one cut short is delivered
+again after a restart (the analytics store is idempotent on `EventId`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+from dataclasses import dataclass
+
+import azure.functions as func
+
+from local_host.functions import ChangeFeedFunction, RetryPolicy
+from local_host.leases import LeaseStore
+from shared.adapters.embedded_event_store import EmbeddedEventStore, StoredChange
+from shared.ports import PortError
+
+__all__ = ["ChangeFeedTrigger", "FeedStats", "to_documents"]
+
+logger = logging.getLogger(__name__)
+
+IDLE_POLL_SECONDS = 1.0
+"""How often an idle loop looks for changes it was not told about (writes from other processes)."""
+DEFAULT_RETRY = RetryPolicy(strategy="exponential_backoff", max_retry_count=-1, minimum_interval=1, maximum_interval=60)
+
+
+@dataclass(slots=True)
+class FeedStats:
+    batches: int = 0
+    failures: int = 0
+    checkpoint: int = 0
+
+
+class ChangeFeedTrigger:
+    """One change-feed loop: one function, one lease, batches in order."""
+
+    def __init__(self, function: ChangeFeedFunction, store: EmbeddedEventStore, leases: LeaseStore) -> None:
+        self.function = function
+        self.stats = FeedStats()
+        self._store = store
+        self._leases = leases
+        self._retry = function.retry or DEFAULT_RETRY
+        self._wakeup = asyncio.Event()
+        self._stop_requested = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        self._lease_read = False
+        store.on_change(self._wakeup.set)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"changefeed-trigger-{self.function.name}")
+
+    async def stop(self, grace_seconds: float = 10.0) -> None:
+        """Stop after the batch in flight (or cut it short after `grace_seconds`)."""
+        self._stopping = True
+        self._stop_requested.set()
+        self._wakeup.set()
+        if self._task is None:
+            return
+        _, pending = await asyncio.wait({self._task}, timeout=grace_seconds)
+        if pending:
+            logger.warning("a change-feed batch was cut short at shutdown; it will be delivered again")
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            self._wakeup.clear()
+            try:
+                if not await self._next_batch():
+                    await self._sleep(IDLE_POLL_SECONDS)
+            except (PortError, sqlite3.Error, OSError):
+                # The feed or the lease file failed: nothing was checkpointed, so the batch
+                # comes again on the next pass.
+                logger.exception(
+                    "the change-feed loop of %s failed; trying again in %s s", self.function.name, IDLE_POLL_SECONDS
+                )
+                await self._sleep(IDLE_POLL_SECONDS)
+
+    async def _next_batch(self) -> bool:
+        """Deliver the next batch and checkpoint it; False when there was nothing to deliver."""
+        if self._lease_read is False:
+            self.stats.checkpoint = await self._leases.checkpoint(self.function.name)
+            self._lease_read = True
+        changes = await self._store.changes(after=self.stats.checkpoint, limit=self.function.max_items)
+        if not changes:
+            return False
+        if await self._deliver(changes):
+            await self._leases.advance(self.function.name, changes[-1].sequence)
+            self.stats.checkpoint = changes[-1].sequence
+        return True
+
+    async def _deliver(self, changes: list[StoredChange]) -> bool:
+        """Run the function on one batch until it succeeds; False only if stopping first."""
+        retry = 0
+        while True:
+            self.stats.batches += 1
+            try:
+                await self.function.invoke(to_documents(changes))
+                return True
+            except Exception:
+                self.stats.failures += 1
+                retry += 1
+                delay = self._retry.delay(retry)
+                logger.exception(
+                    "function %s failed on changes %d-%d (retry %d in %.1f s)",
+                    self.function.name,
+                    changes[0].sequence,
+                    changes[-1].sequence,
+                    retry,
+                    delay,
+                )
+            if self._stopping:
+                return False
+            # New changes do not cut a retry wait short; only a stop request does.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop_requested.wait(), timeout=delay)
+            if self._stopping:
+                return False
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait(), timeout=seconds)
+
+
+def to_documents(changes: list[StoredChange]) -> func.DocumentList:
+    """The batch as the Python worker hands it over: stored documents with their system properties."""
+    return func.DocumentList(
+        func.Document.from_dict({**change.event.to_document(), "_ts": change.stored_at, "_lsn": change.sequence})
+        for change in changes
+    )

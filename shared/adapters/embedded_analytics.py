@@ -1,0 +1,146 @@
+"""`AnalyticsSink` in a SQLite file: the embedded stand-in for Data Explorer.
+
+One row per event in table `events`, with Data Explorer's column names (so a query reads
+the same in both places, SQLite being case-insensitive about names) plus `AnalyticsAt`,
+when the row arrived here (Data Explorer's `ingestion_time()`). `EventId` is the primary
+key and `write` is an `INSERT OR IGNORE`: a batch delivered twice leaves one row per event,
+which is what the materialized view does on Data Explorer.
+
+Writes go through a `SqliteWorker` (group commit, WAL), so `cloudscale query` can read the
+file from another process while the host writes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+
+from shared.adapters.sqlite_worker import SqliteWorker
+from shared.domain.analytics import ANALYTICS_COLUMNS, AnalyticsRow
+from shared.ports import AnalyticsSinkError
+
+__all__ = ["ANALYTICS_TABLE", "EmbeddedAnalyticsStore"]
+
+T = TypeVar("T")
+
+ANALYTICS_TABLE = "events"
+
+_SQLITE_TYPES = {"string": "TEXT", "datetime": "TEXT", "bool": "INTEGER", "real": "REAL", "dynamic": "TEXT"}
+_COLUMN_NAMES = [name for name, _ in ANALYTICS_COLUMNS]
+
+# Datetimes are stored as RFC 3339 UTC text with a fixed shape ("...Z"), so they sort and
+# compare as text, and SQLite's date functions read them.
+_SCHEMA = (
+    f"CREATE TABLE IF NOT EXISTS {ANALYTICS_TABLE} (\n"
+    + ",\n".join(
+        f"    {name} {_SQLITE_TYPES[kind]}{' PRIMARY KEY' if name == 'EventId' else ''}"
+        for name, kind in ANALYTICS_COLUMNS
+    )
+    + ",\n    AnalyticsAt TEXT NOT NULL\n);\n"
+    f"CREATE INDEX IF NOT EXISTS {ANALYTICS_TABLE}_stored ON {ANALYTICS_TABLE} (StoredAt);\n"
+    f"CREATE INDEX IF NOT EXISTS {ANALYTICS_TABLE}_received ON {ANALYTICS_TABLE} (ReceivedAt);\n"
+)
+
+_INSERT = (
+    f"INSERT OR IGNORE INTO {ANALYTICS_TABLE} ({', '.join(_COLUMN_NAMES)}, AnalyticsAt)"
+    f" VALUES ({', '.join('?' * (len(_COLUMN_NAMES) + 1))})"
+)
+
+
+class EmbeddedAnalyticsStore:
+    """The analytics table in one SQLite file; idempotent on `EventId`."""
+
+    def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
+        self.path = path
+        self._clock = clock
+        self._worker: SqliteWorker | None = None
+        self._closed = False
+        self._opening = asyncio.Lock()
+
+    async def write(self, rows: Sequence[AnalyticsRow]) -> None:
+        if not rows:
+            return
+        arrived = _iso(datetime.fromtimestamp(self._clock(), UTC))
+        values = [_values(row, arrived) for row in rows]
+        await self._run("write to", lambda connection: connection.executemany(_INSERT, values))
+
+    async def hourly_counts(self, start: datetime, end: datetime) -> dict[datetime, int]:
+        """Rows per hour of `StoredAt` in [start, end): what reconciliation compares."""
+
+        def count(connection: sqlite3.Connection) -> list[tuple[str, int]]:
+            return connection.execute(
+                f"SELECT substr(StoredAt, 1, 13), count(*) FROM {ANALYTICS_TABLE}"
+                " WHERE StoredAt >= ? AND StoredAt < ? GROUP BY 1",
+                (_iso(start), _iso(end)),
+            ).fetchall()
+
+        rows = await self._run("count rows in", count)
+        return {datetime.fromisoformat(f"{hour}:00:00+00:00"): number for hour, number in rows}
+
+    async def event_ids(self, start: datetime, end: datetime) -> set[str]:
+        """The event ids with `StoredAt` in [start, end)."""
+        rows = await self._run(
+            "read ids from",
+            lambda connection: connection.execute(
+                f"SELECT EventId FROM {ANALYTICS_TABLE} WHERE StoredAt >= ? AND StoredAt < ?",
+                (_iso(start), _iso(end)),
+            ).fetchall(),
+        )
+        return {str(row[0]) for row in rows}
+
+    async def check(self) -> None:
+        await self._run("read", lambda connection: connection.execute("SELECT 1").fetchone())
+
+    async def close(self) -> None:
+        """Finish pending writes and close the file. Later calls raise `AnalyticsSinkError`."""
+        self._closed = True
+        if self._worker is not None:
+            worker, self._worker = self._worker, None
+            # Joining the writer thread may wait for a transaction; keep the event loop free.
+            await asyncio.to_thread(worker.close)
+
+    async def _run(self, action: str, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._closed:
+            raise AnalyticsSinkError(f"the embedded analytics store {self.path} is closed")
+        try:
+            return await (await self._opened()).run(fn)
+        except (sqlite3.Error, OSError) as exc:
+            raise AnalyticsSinkError(f"could not {action} the embedded analytics store {self.path}: {exc}") from exc
+
+    async def _opened(self) -> SqliteWorker:
+        async with self._opening:
+            if self._worker is None:
+                # Opening creates the file and its schema: off the event loop.
+                self._worker = await asyncio.to_thread(
+                    SqliteWorker, self.path, lambda c: c.executescript(_SCHEMA), name="embedded-analytics"
+                )
+            return self._worker
+
+
+def _values(row: AnalyticsRow, arrived: str) -> tuple[Any, ...]:
+    record = row.to_json_dict()
+    values: list[Any] = []
+    for name, kind in ANALYTICS_COLUMNS:
+        value = record[name]
+        if kind == "dynamic":
+            value = None if value is None else orjson.dumps(value).decode()
+        elif kind == "bool":
+            value = int(bool(value))
+        elif kind == "datetime":
+            value = _iso(datetime.fromisoformat(value))
+        values.append(value)
+    values.append(arrived)
+    return tuple(values)
+
+
+def _iso(value: datetime) -> str:
+    # Microsecond precision always, so every stored value has the same length and text order
+    # is time order.
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
