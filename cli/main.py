@@ -27,13 +27,18 @@ def main() -> None:
 @click.option(
     "--log-level", default="warning", show_default=True, type=click.Choice(["debug", "info", "warning", "error"])
 )
-def run(host: str, port: int, log_level: str) -> None:
+@click.option(
+    "--bare-endpoint",
+    is_flag=True,
+    help="Also serve POST /_bench/bare, which answers 202 and does nothing (the benchmark's ceiling).",
+)
+def run(host: str, port: int, log_level: str, bare_endpoint: bool) -> None:
     """Run the whole pipeline on this machine (embedded backends, data in CLOUDSCALE_DATA_DIR)."""
     from local_host import HostOptions, serve
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        serve(HostOptions(host=host, port=port, log_level=log_level), os.environ)
+        serve(HostOptions(host=host, port=port, log_level=log_level, bare_endpoint=bare_endpoint), os.environ)
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
 

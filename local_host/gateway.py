@@ -82,6 +82,8 @@ class Gateway:
         method: str = scope["method"].upper()
         endpoint = self.host_endpoints.get(path)
         if endpoint is not None:
+            # Drained like a function's body, so a host endpoint costs what the server does.
+            await _read_body(receive)
             plain = await endpoint()
             await _send(send, plain.status, [(b"content-type", plain.content_type.encode())], plain.body)
             return

@@ -38,7 +38,9 @@ from local_host.servicebus_trigger import ServiceBusTrigger
 from shared.bootstrap import Container, close_container, set_container
 from shared.settings import Settings, SettingsError, load_settings
 
-__all__ = ["HostOptions", "is_disabled", "resolve_app_setting", "serve"]
+__all__ = ["BARE_ENDPOINT_PATH", "HostOptions", "is_disabled", "resolve_app_setting", "serve"]
+
+BARE_ENDPOINT_PATH = "/_bench/bare"
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +52,8 @@ class HostOptions:
     app_module: str = "function_app"
     log_level: str = "warning"
     host_json: Path = field(default_factory=lambda: Path("host.json"))
+    bare_endpoint: bool = False
+    """Also serve `BARE_ENDPOINT_PATH`, which answers 202 and does nothing: the benchmark's ceiling."""
     shutdown_grace_seconds: float = 10.0
 
 
@@ -71,6 +75,13 @@ def serve(options: HostOptions, environ: Mapping[str, str]) -> None:
 
     async def metrics_endpoint() -> PlainResponse:
         return PlainResponse(200, generate_latest(REGISTRY), CONTENT_TYPE_LATEST)
+
+    async def bare_endpoint() -> PlainResponse:
+        return PlainResponse(202, b"{}", "application/json")
+
+    host_endpoints = {"/metrics": metrics_endpoint}
+    if options.bare_endpoint:
+        host_endpoints[BARE_ENDPOINT_PATH] = bare_endpoint
 
     async def startup() -> None:
         # Open the stores before the first request, so it is not the one that pays for it
@@ -102,9 +113,7 @@ def serve(options: HostOptions, environ: Mapping[str, str]) -> None:
         await asyncio.gather(*(feed.stop(options.shutdown_grace_seconds) for feed in feed_triggers))
         await close_container()
 
-    gateway = Gateway(
-        http_functions, host_endpoints={"/metrics": metrics_endpoint}, on_startup=startup, on_shutdown=shutdown
-    )
+    gateway = Gateway(http_functions, host_endpoints=host_endpoints, on_startup=startup, on_shutdown=shutdown)
     config = uvicorn.Config(
         gateway,
         host=options.host,
@@ -118,7 +127,7 @@ def serve(options: HostOptions, environ: Mapping[str, str]) -> None:
         server_header=False,
         timeout_graceful_shutdown=10,
     )
-    banner = _Banner(settings, index, http_functions, host_config, servable, feeds, unservable)
+    banner = _Banner(settings, index, http_functions, host_config, servable, feeds, unservable, options.bare_endpoint)
     asyncio.run(_Server(config, banner).serve())
 
 
@@ -200,6 +209,7 @@ class _Banner:
     servable: list[ServiceBusFunction]
     feeds: list[ChangeFeedFunction]
     unservable: dict[str, str]
+    bare_endpoint: bool
 
 
 class _Server(uvicorn.Server):
@@ -256,6 +266,8 @@ def _print_banner(address: tuple[str, int], banner: _Banner) -> None:
             f"    {feed.name:<20} feed   {settings.cosmos_container} change feed (batches of {feed.max_items})"
         )
     lines.append(f"  metrics: {base}/metrics")
+    if banner.bare_endpoint:
+        lines.append(f"  benchmark ceiling: POST {base}{BARE_ENDPOINT_PATH} (answers 202, does nothing)")
     for name, reason in banner.unservable.items():
         lines.append(f"  not served locally: {name} ({reason})")
     for name, trigger in banner.index.other.items():

@@ -43,7 +43,8 @@ class LocalHost:
         return code
 
 
-def start_host(data_dir: Path, **settings: str) -> LocalHost:
+def start_host(data_dir: Path, *args: str, **settings: str) -> LocalHost:
+    """Start `cloudscale run` with `args` after `run --port 0`, and `settings` in its environment."""
     env = {
         **os.environ,
         "CLOUDSCALE_DATA_DIR": str(data_dir),
@@ -52,7 +53,7 @@ def start_host(data_dir: Path, **settings: str) -> LocalHost:
         **settings,
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "run", "--port", "0"],
+        [sys.executable, "-m", "cli.main", "run", "--port", "0", *args],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,

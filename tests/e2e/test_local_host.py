@@ -182,3 +182,21 @@ def test_a_crash_under_load_loses_nothing_and_stores_and_analyses_each_event_onc
             break
         time.sleep(0.2)
     assert sorted(in_analytics) == sorted(stored)
+
+
+def test_the_bare_endpoint_is_served_only_when_asked(tmp_path_factory: pytest.TempPathFactory) -> None:
+    from tests.e2e.conftest import start_host
+
+    plain = start_host(tmp_path_factory.mktemp("data"))
+    bench = start_host(tmp_path_factory.mktemp("data"), "--bare-endpoint")
+    try:
+        with plain.client() as client:
+            assert client.post("/_bench/bare", content=b"{}").status_code == 404
+        with bench.client() as client:
+            response = client.post("/_bench/bare", content=orjson.dumps([SEED_EXAMPLE] * 10))
+            assert response.status_code == 202
+            assert response.content == b"{}"
+        assert "benchmark ceiling" in "".join(bench.output)
+    finally:
+        plain.stop()
+        bench.stop()
