@@ -8,13 +8,14 @@ AZURITE := $(EMULATORS)/node_modules/.bin/azurite-table
 COSMOSDB_SERVER_VERSION := 1.0.1
 COSMOSDB_SERVER := $(EMULATORS)/node_modules/@vercel/cosmosdb-server/lib/cli.js
 
-.PHONY: run test lint format check emulators clean help
+.PHONY: run test bench lint format check emulators clean help
 
 help:
 	@echo "make run    - run the whole pipeline locally on http://127.0.0.1:7071"
 	@echo "make test   - install everything needed (emulators included) and run the test suite"
 	@echo "make lint   - ruff and mypy"
 	@echo "make check  - lint and test (what CI runs)"
+	@echo "make bench  - throughput and latency of each stage beside a bare endpoint (writes docs/benchmarks.md)"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +60,10 @@ emulators:
 
 test: $(VENV)/.dev-installed emulators
 	$(PY) -m pytest
+
+# BENCH_ARGS, e.g. BENCH_ARGS="--duration 20 --only bare ingest"
+bench: $(VENV)/.local-installed
+	$(PY) -m bench $(BENCH_ARGS)
 
 lint: $(VENV)/.dev-installed
 	$(VENV)/bin/ruff check .

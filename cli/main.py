@@ -10,6 +10,7 @@ import click
 from cli.analytics import query, report
 from cli.dlq import dlq
 from cli.kusto import kusto_setup
+from cli.loadtest import loadtest
 from cli.reconcile import reconcile
 from shared.settings import SettingsError
 
@@ -48,6 +49,7 @@ main.add_command(kusto_setup)
 main.add_command(query)
 main.add_command(report)
 main.add_command(reconcile)
+main.add_command(loadtest)
 
 if __name__ == "__main__":
     main()

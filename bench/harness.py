@@ -1,0 +1,128 @@
+"""Runs the benchmark: each scenario against its own fresh local host, one after another.
+
+Every scenario starts `cloudscale run` on a free loopback port with a fresh data folder and
+the benchmark settings, lets it warm up, offers the scenario's load with `cloudscale
+loadtest`'s open-loop generator for `duration` seconds, reads the queue depth at the end,
+and stops the host. The same HTTP server stack serves every scenario, the bare endpoint
+included, so the ratios compare like with like.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.scenarios import BENCH_SETTINGS, Scenario
+from loadtest import LoadConfig, LoadReport, run_load
+
+__all__ = ["ScenarioResult", "run_scenario"]
+
+STARTUP_SECONDS = 60
+WARMUP_SECONDS = 3
+
+
+@dataclass(frozen=True)
+class ScenarioResult:
+    scenario: Scenario
+    report: LoadReport
+    queue_depth_at_end: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"scenario": self.scenario.key, "queueDepthAtEnd": self.queue_depth_at_end, **self.report.to_dict()}
+
+
+def run_scenario(scenario: Scenario, *, duration: float, workers: int) -> ScenarioResult:
+    """Start a host for `scenario`, load it, and return what was measured."""
+    data_dir = Path(tempfile.mkdtemp(prefix=f"cloudscale-bench-{scenario.key}-"))
+    try:
+        with _host(data_dir, scenario) as url:
+            warm = LoadConfig(
+                url=url,
+                duration=WARMUP_SECONDS,
+                target_rps=min(200.0, scenario.target_rps),
+                path=scenario.path,
+                batch_size=scenario.batch_size,
+                workers=1,
+                data_dir=None,
+            )
+            run_load(warm)
+            config = LoadConfig(
+                url=url,
+                duration=duration,
+                target_rps=scenario.target_rps,
+                path=scenario.path,
+                batch_size=scenario.batch_size,
+                ips=scenario.ips,
+                workers=workers,
+                data_dir=data_dir if scenario.end_to_end else None,
+            )
+            report = run_load(config, on_progress=None)
+            depth = _queue_depth(url)
+        return ScenarioResult(scenario, report, depth)
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@contextmanager
+def _host(data_dir: Path, scenario: Scenario) -> Iterator[str]:
+    environment = {**os.environ, **BENCH_SETTINGS, **scenario.settings, "CLOUDSCALE_DATA_DIR": str(data_dir)}
+    command = [sys.executable, "-m", "cli.main", "run", "--port", "0"]
+    if scenario.bare_endpoint:
+        command.append("--bare-endpoint")
+    process = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    found: list[str] = []
+    ready = threading.Event()
+    output: list[str] = []
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            output.append(line)
+            match = re.search(r"listening on (http://\S+)", line)
+            if match and not found:
+                found.append(match.group(1))
+                ready.set()
+        ready.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    try:
+        if not ready.wait(STARTUP_SECONDS) or not found:
+            raise RuntimeError("the local host did not start:\n" + "".join(output[-40:]))
+        yield found[0]
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _queue_depth(url: str) -> float | None:
+    """`cloudscale_queue_depth` from the host's /metrics, or None if it is not there."""
+    try:
+        with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:  # loopback only
+            text = response.read().decode()
+    except OSError:
+        return None
+    match = re.search(r"^cloudscale_queue_depth\{[^}]*\} ([0-9.e+]+)$", text, re.MULTILINE)
+    return float(match.group(1)) if match else None
+
+
+def wait_for_idle(seconds: float) -> None:
+    """A pause between scenarios, so one host's shutdown does not overlap the next one's load."""
+    time.sleep(seconds)
