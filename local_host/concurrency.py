@@ -12,8 +12,8 @@ Two policies, chosen by host.json's `concurrency.dynamicConcurrencyEnabled`:
   each capped by `maxConcurrentCalls`. (The original left 1,000-5,000 unspecified; it takes
   the middle tier, erring towards less pressure on a struggling store.)
 - on: like the Functions host's dynamic concurrency, start at 1 and adjust from what the
-  invocations show: one more while every slot was busy and the last interval had no failed
-  invocation, half as many after a failure (additive increase, multiplicative decrease),
+  invocations show: while every slot was busy and nothing failed, double (slow start) up
+  to a threshold and then add one; after a failure, halve and lower the threshold there;
   never above `maxConcurrentCalls`.
 """
 
@@ -40,15 +40,28 @@ def tiered_concurrency(depth: int, cap: int) -> int:
 
 @dataclass(slots=True)
 class DynamicConcurrency:
-    """AIMD concurrency limit, updated once per interval by `adjust`."""
+    """Slow start, then AIMD: the concurrency limit, updated once per interval by `adjust`.
+
+    While every slot stays busy and nothing fails, the limit doubles (up to `threshold`, the
+    cap at first) and then grows by one; a failed invocation halves it and sets the
+    threshold there, so the next climb past it is careful. A burst reaches 32 in five
+    intervals instead of thirty-one.
+    """
 
     cap: int
     limit: int = 1
+    threshold: int = 0
+
+    def __post_init__(self) -> None:
+        if self.threshold <= 0:
+            self.threshold = self.cap
 
     def adjust(self, *, saturated: bool, failures: int) -> int:
         """Update and return the limit from the last interval's observations."""
         if failures:
             self.limit = max(1, self.limit // 2)
+            self.threshold = self.limit
         elif saturated:
-            self.limit = min(self.cap, self.limit + 1)
+            grown = self.limit * 2 if self.limit < self.threshold else self.limit + 1
+            self.limit = min(self.cap, grown)
         return self.limit

@@ -64,17 +64,18 @@ def test_tiers_never_exceed_max_concurrent_calls() -> None:
     assert tiered_concurrency(50_000, cap=2) == 2
 
 
-def test_dynamic_concurrency_grows_while_saturated_and_halves_on_failure() -> None:
-    policy = DynamicConcurrency(cap=10)
+def test_dynamic_concurrency_doubles_while_saturated_then_halves_on_failure_and_climbs_carefully() -> None:
+    policy = DynamicConcurrency(cap=40)
     assert policy.limit == 1
-    for _ in range(20):
-        policy.adjust(saturated=True, failures=0)
-    assert policy.limit == 10
-    assert policy.adjust(saturated=False, failures=0) == 10
-    assert policy.adjust(saturated=True, failures=2) == 5
-    assert policy.adjust(saturated=True, failures=1) == 2
-    assert policy.adjust(saturated=False, failures=1) == 1
-    assert policy.adjust(saturated=False, failures=1) == 1
+    assert [policy.adjust(saturated=True, failures=0) for _ in range(6)] == [2, 4, 8, 16, 32, 40]
+    assert policy.adjust(saturated=False, failures=0) == 40
+    assert policy.adjust(saturated=True, failures=2) == 20
+    # Past a failure the threshold is where it halved: one at a time from there.
+    assert [policy.adjust(saturated=True, failures=0) for _ in range(3)] == [21, 22, 23]
+    assert policy.adjust(saturated=False, failures=1) == 11
+    for _ in range(10):
+        policy.adjust(saturated=False, failures=1)
+    assert policy.limit == 1
 
 
 def test_app_setting_expressions_resolve_from_the_environment_then_the_app_defaults() -> None:
