@@ -33,7 +33,6 @@ from dataclasses import replace
 from typing import Final, Protocol, TypeVar
 
 from azure.core.exceptions import AzureError
-from azure.identity.aio import DefaultAzureCredential
 from azure.servicebus import (
     ServiceBusReceivedMessage,
     ServiceBusReceiveMode,
@@ -49,7 +48,7 @@ from shared.adapters.dead_letter_browser import (
     ReplayProgress,
     ReplayResult,
 )
-from shared.adapters.servicebus_publisher import create_service_bus_publisher
+from shared.adapters.servicebus_publisher import create_service_bus_publisher, service_bus_client
 from shared.domain.envelope import QueueMessage
 from shared.ports import EventPublisher, PortError
 from shared.settings import Settings, SettingsError
@@ -497,23 +496,9 @@ class _ClientReceivers:
         )
 
     def _build_client(self, resources: AsyncExitStack) -> ServiceBusClient:
-        namespace = self._settings.service_bus_namespace
-        if namespace:
-            credential = DefaultAzureCredential()
-            resources.push_async_callback(credential.close)
-            client = ServiceBusClient(
-                fully_qualified_namespace=namespace,
-                credential=credential,
-                retry_total=self._retry_total,
-                try_timeout=self._try_timeout,
-            )
-        else:
-            connection_string = self._settings.service_bus_connection_string
-            assert connection_string is not None  # checked by service_bus_receiver_factory
-            client = ServiceBusClient.from_connection_string(
-                connection_string, retry_total=self._retry_total, try_timeout=self._try_timeout
-            )
-        resources.push_async_callback(client.close)
+        client = service_bus_client(
+            self._settings, resources, retry_total=self._retry_total, try_timeout=self._try_timeout
+        )
         self._client = client
         return client
 

@@ -38,6 +38,7 @@ __all__ = [
     "ServiceBusPublisher",
     "ServiceBusSenderLike",
     "create_service_bus_publisher",
+    "service_bus_client",
     "service_bus_sender_factory",
 ]
 
@@ -244,33 +245,44 @@ def service_bus_sender_factory(
     preferred over a connection string. `try_timeout` bounds each SDK attempt, including the
     link open, which the SDK otherwise leaves unbounded.
     """
-    namespace = settings.service_bus_namespace
-    connection_string = settings.service_bus_connection_string
-    if not (namespace or connection_string):
+    if not (settings.service_bus_namespace or settings.service_bus_connection_string):
+        # Checked now, not on first use: a misconfigured app should fail at startup.
         raise SettingsError(
             "ServiceBusConnection__fullyQualifiedNamespace (or ServiceBusConnection) is required "
             "for the Service Bus publisher"
         )
 
     def build(resources: AsyncExitStack) -> ServiceBusSenderLike:
-        if namespace:
-            credential = DefaultAzureCredential()
-            resources.push_async_callback(credential.close)
-            client = ServiceBusClient(
-                fully_qualified_namespace=namespace,
-                credential=credential,
-                retry_total=retry_total,
-                try_timeout=try_timeout,
-            )
-        else:
-            assert connection_string is not None  # checked above; narrows the type for mypy
-            client = ServiceBusClient.from_connection_string(
-                connection_string, retry_total=retry_total, try_timeout=try_timeout
-            )
-        resources.push_async_callback(client.close)
+        client = service_bus_client(settings, resources, retry_total=retry_total, try_timeout=try_timeout)
         return client.get_queue_sender(queue_name or settings.events_queue)
 
     return build
+
+
+def service_bus_client(
+    settings: Settings, resources: AsyncExitStack, *, retry_total: int, try_timeout: float
+) -> ServiceBusClient:
+    """A client for `settings`' namespace (`DefaultAzureCredential`, preferred) or connection
+    string; it and its credential are closed with `resources`."""
+    if settings.service_bus_namespace:
+        credential = DefaultAzureCredential()
+        resources.push_async_callback(credential.close)
+        client = ServiceBusClient(
+            fully_qualified_namespace=settings.service_bus_namespace,
+            credential=credential,
+            retry_total=retry_total,
+            try_timeout=try_timeout,
+        )
+    elif settings.service_bus_connection_string:
+        client = ServiceBusClient.from_connection_string(
+            settings.service_bus_connection_string, retry_total=retry_total, try_timeout=try_timeout
+        )
+    else:
+        raise SettingsError(
+            "ServiceBusConnection__fullyQualifiedNamespace (or ServiceBusConnection) is required for Service Bus"
+        )
+    resources.push_async_callback(client.close)
+    return client
 
 
 def create_service_bus_publisher(settings: Settings, *, queue_name: str | None = None) -> ServiceBusPublisher:

@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import pytest
 
 from tests.integration.azurite import AzuriteMissingError, find_azurite_table, run_azurite_table
 from tests.integration.cosmosdb_server import CosmosDBServerMissingError, find_cosmosdb_server, run_cosmosdb_server
+
+T = TypeVar("T")
+
+
+def _installed(find: Callable[[], T], missing: type[Exception], emulator: str, suite: str) -> T:
+    """`find()`, or skip the test saying what is missing; on CI (`CI=true`) fail it instead,
+    since a silently skipped suite there would look like a passing one."""
+    try:
+        return find()
+    except missing as exc:
+        reason = f"!!! {emulator} NOT AVAILABLE, {suite} tests NOT RUN: {exc}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")
@@ -18,13 +33,7 @@ def azurite_table_connection_string(tmp_path_factory: pytest.TempPathFactory) ->
     Skips the test when Node.js or Azurite is not installed, but fails it on CI (`CI=true`),
     where a silently skipped storage suite would look like a passing one.
     """
-    try:
-        launcher = find_azurite_table()
-    except AzuriteMissingError as exc:
-        reason = f"!!! AZURITE NOT AVAILABLE, Table Storage tests NOT RUN: {exc}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+    launcher = _installed(find_azurite_table, AzuriteMissingError, "AZURITE", "Table Storage")
     with run_azurite_table(launcher, tmp_path_factory.mktemp("azurite")) as conn_str:
         yield conn_str
 
@@ -37,12 +46,6 @@ def cosmosdb_connection_string(tmp_path_factory: pytest.TempPathFactory) -> Iter
     (`CLOUDSCALE_COSMOS_VERIFY_TLS=false`). Skips when Node.js or the package is not installed,
     but fails on CI (`CI=true`), like the Azurite fixture.
     """
-    try:
-        cli = find_cosmosdb_server()
-    except CosmosDBServerMissingError as exc:
-        reason = f"!!! COSMOSDB-SERVER NOT AVAILABLE, Cosmos DB tests NOT RUN: {exc}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+    cli = _installed(find_cosmosdb_server, CosmosDBServerMissingError, "COSMOSDB-SERVER", "Cosmos DB")
     with run_cosmosdb_server(cli, tmp_path_factory.mktemp("cosmosdb-server")) as conn_str:
         yield conn_str

@@ -75,13 +75,15 @@ async def test_each_message_reaches_the_function_once_and_is_completed(queue: Em
     assert trigger.stats.completed == 5
 
 
-async def test_the_lock_is_renewed_while_the_function_runs(queue: EmbeddedQueue) -> None:
-    # GIVEN a 0.4 s lock and a function that takes three times as long
+async def test_the_lock_is_renewed_while_the_function_runs(tmp_path: Path) -> None:
+    # GIVEN a 1 s lock (renewed every 0.5 s: slack for a loaded CI machine) and a function
+    # that takes two and a half times as long
+    queue = EmbeddedQueue(tmp_path / "renewal.sqlite3", lock_seconds=1.0, max_delivery_count=3)
     deliveries: list[int] = []
 
     async def slow(msg: func.ServiceBusMessage) -> None:
         deliveries.append(msg.delivery_count or 0)
-        await asyncio.sleep(1.2)
+        await asyncio.sleep(2.5)
 
     trigger = trigger_for(queue, slow)
     trigger.start()
@@ -89,6 +91,7 @@ async def test_the_lock_is_renewed_while_the_function_runs(queue: EmbeddedQueue)
     await wait_until(lambda: drained(queue))
     await trigger.stop()
 
+    queue.close()
     # THEN it was never delivered a second time behind the first invocation's back
     assert deliveries == [1]
     assert trigger.stats.completed == 1
@@ -113,37 +116,34 @@ async def test_a_failing_function_is_retried_then_dead_lettered(queue: EmbeddedQ
     assert trigger.stats.abandoned == 3
 
 
-async def test_concurrency_stays_within_max_concurrent_calls(queue: EmbeddedQueue) -> None:
-    running = peak = 0
+class PeakCounter:
+    """A handler that takes 50 ms and remembers how many ran at once."""
 
-    async def handler(msg: func.ServiceBusMessage) -> None:
-        nonlocal running, peak
-        running += 1
-        peak = max(peak, running)
+    def __init__(self) -> None:
+        self.running = self.peak = 0
+
+    async def handle(self, msg: func.ServiceBusMessage) -> None:
+        self.running += 1
+        self.peak = max(self.peak, self.running)
         await asyncio.sleep(0.05)
-        running -= 1
+        self.running -= 1
 
-    trigger = trigger_for(queue, handler, max_calls=3)
+
+async def test_concurrency_stays_within_max_concurrent_calls(queue: EmbeddedQueue) -> None:
+    handler = PeakCounter()
+    trigger = trigger_for(queue, handler.handle, max_calls=3)
     await queue.send(messages(30))
     trigger.start()
     await wait_until(lambda: drained(queue))
     await trigger.stop()
 
-    assert peak == 3
+    assert handler.peak == 3
     assert trigger.stats.completed == 30
 
 
 async def test_dynamic_concurrency_starts_at_one_and_grows_under_load(queue: EmbeddedQueue) -> None:
-    running = peak = 0
-
-    async def handler(msg: func.ServiceBusMessage) -> None:
-        nonlocal running, peak
-        running += 1
-        peak = max(peak, running)
-        await asyncio.sleep(0.05)
-        running -= 1
-
-    trigger = trigger_for(queue, handler, max_calls=8, dynamic=True)
+    handler = PeakCounter()
+    trigger = trigger_for(queue, handler.handle, max_calls=8, dynamic=True)
     assert trigger.stats.limit == 1
     await queue.send(messages(80))
     trigger.start()
@@ -151,7 +151,7 @@ async def test_dynamic_concurrency_starts_at_one_and_grows_under_load(queue: Emb
     await trigger.stop()
 
     assert trigger.stats.limit > 1
-    assert 1 < peak <= 8
+    assert 1 < handler.peak <= 8
 
 
 async def test_an_invocation_cut_short_at_shutdown_leaves_its_message_for_the_next_start(queue: EmbeddedQueue) -> None:
