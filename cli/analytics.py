@@ -22,11 +22,11 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
+from shared.adapters.embedded_analytics import ANALYTICS_FILE, time_text
 from shared.settings import Settings, SettingsError, load_settings
 
 __all__ = ["query", "report"]
 
-ANALYTICS_FILE = "analytics.sqlite3"
 LAG_PERCENTILES = (50, 90, 99)
 
 
@@ -53,7 +53,7 @@ def query(sql: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 def report(minutes: int, as_json: bool) -> None:
     """Events per type per minute, suspicious events by rule, top tenants, and freshness."""
-    since = _iso(datetime.now(UTC) - timedelta(minutes=minutes))
+    since = time_text(datetime.now(UTC) - timedelta(minutes=minutes))
     with _analytics() as connection:
         sections: dict[str, list[dict[str, Any]] | dict[str, Any]] = {
             "eventsPerTypePerMinute": _rows(
@@ -175,7 +175,3 @@ def _print_table(title: str | None, columns: Sequence[str], rows: Sequence[Seque
     console.print(table)
     if not rows:
         console.print("(no rows)")
-
-
-def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -17,10 +17,10 @@ from pathlib import Path
 
 from loadtest.latency import summarize
 from loadtest.report import EndToEnd
+from shared.adapters.embedded_analytics import ANALYTICS_FILE
 
-__all__ = ["ANALYTICS_FILE", "measure_end_to_end"]
+__all__ = ["measure_end_to_end"]
 
-ANALYTICS_FILE = "analytics.sqlite3"
 FILE_WAIT_SECONDS = 5.0
 """How long to wait for the analytics file to appear (a fresh host creates it on its first write)."""
 POLL_SECONDS = 0.2

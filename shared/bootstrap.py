@@ -52,10 +52,10 @@ class Container:
     @cached_property
     def embedded_queue(self) -> EmbeddedQueue:
         """The embedded broker (embedded backend only)."""
-        from shared.adapters.embedded_queue import EmbeddedQueue
+        from shared.adapters.embedded_queue import EMBEDDED_QUEUE_FILE, EmbeddedQueue
 
         queue = EmbeddedQueue(
-            self.data_dir / "queue.sqlite3",
+            self.data_dir / EMBEDDED_QUEUE_FILE,
             lock_seconds=self.settings.queue_lock_seconds,
             max_delivery_count=self.settings.queue_max_delivery_count,
         )
@@ -99,9 +99,9 @@ class Container:
 
             store = create_cosmos_event_store(self.settings)
         else:
-            from shared.adapters.embedded_event_store import EmbeddedEventStore
+            from shared.adapters.embedded_event_store import EVENTS_FILE, EmbeddedEventStore
 
-            store = EmbeddedEventStore(self.data_dir / "events.sqlite3")
+            store = EmbeddedEventStore(self.data_dir / EVENTS_FILE)
         self.on_close(store.close)
         return store
 
@@ -114,9 +114,9 @@ class Container:
 
             sink = create_kusto_sink(self.settings)
         else:
-            from shared.adapters.embedded_analytics import EmbeddedAnalyticsStore
+            from shared.adapters.embedded_analytics import ANALYTICS_FILE, EmbeddedAnalyticsStore
 
-            sink = EmbeddedAnalyticsStore(self.data_dir / "analytics.sqlite3")
+            sink = EmbeddedAnalyticsStore(self.data_dir / ANALYTICS_FILE)
         self.on_close(sink.close)
         return sink
 

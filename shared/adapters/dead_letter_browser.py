@@ -32,13 +32,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, Protocol
 
-from shared.adapters.embedded_queue import DeadLetteredMessage, EmbeddedQueue
+from shared.adapters.embedded_queue import EMBEDDED_QUEUE_FILE, DeadLetteredMessage, EmbeddedQueue
 from shared.domain.envelope import QueueMessage
 from shared.ports import PortError
 from shared.settings import Settings
 
 __all__ = [
-    "EMBEDDED_QUEUE_FILE",
     "DeadLetter",
     "DeadLetterBrowser",
     "DeadLetterSource",
@@ -53,9 +52,6 @@ __all__ = [
 DeadLetterSource = Literal["dead-letter", "poison"]
 """`poison`: parked by the process stage (Service Bus poison queue). `dead-letter`: a
 dead-letter queue proper (Service Bus: the events queue's sub-queue; embedded: every one)."""
-
-EMBEDDED_QUEUE_FILE = "queue.sqlite3"
-"""The embedded queue's file under the data folder (the name `shared.bootstrap` opens)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,11 +26,13 @@ from shared.adapters.sqlite_worker import SqliteWorker
 from shared.domain.analytics import ANALYTICS_COLUMNS, AnalyticsRow
 from shared.ports import AnalyticsSinkError
 
-__all__ = ["ANALYTICS_TABLE", "EmbeddedAnalyticsStore"]
+__all__ = ["ANALYTICS_FILE", "ANALYTICS_TABLE", "EmbeddedAnalyticsStore", "time_text"]
 
 T = TypeVar("T")
 
 ANALYTICS_TABLE = "events"
+ANALYTICS_FILE = "analytics.sqlite3"
+"""The file's name in the data folder (`CLOUDSCALE_DATA_DIR`)."""
 
 _SQLITE_TYPES = {"string": "TEXT", "datetime": "TEXT", "bool": "INTEGER", "real": "REAL", "dynamic": "TEXT"}
 _COLUMN_NAMES = [name for name, _ in ANALYTICS_COLUMNS]
@@ -67,7 +69,7 @@ class EmbeddedAnalyticsStore:
     async def write(self, rows: Sequence[AnalyticsRow]) -> None:
         if not rows:
             return
-        arrived = _iso(datetime.fromtimestamp(self._clock(), UTC))
+        arrived = time_text(datetime.fromtimestamp(self._clock(), UTC))
         values = [_values(row, arrived) for row in rows]
         await self._run("write to", lambda connection: connection.executemany(_INSERT, values))
 
@@ -78,7 +80,7 @@ class EmbeddedAnalyticsStore:
             return connection.execute(
                 f"SELECT substr(StoredAt, 1, 13), count(*) FROM {ANALYTICS_TABLE}"
                 " WHERE StoredAt >= ? AND StoredAt < ? GROUP BY 1",
-                (_iso(start), _iso(end)),
+                (time_text(start), time_text(end)),
             ).fetchall()
 
         rows = await self._run("count rows in", count)
@@ -90,7 +92,7 @@ class EmbeddedAnalyticsStore:
             "read ids from",
             lambda connection: connection.execute(
                 f"SELECT EventId FROM {ANALYTICS_TABLE} WHERE StoredAt >= ? AND StoredAt < ?",
-                (_iso(start), _iso(end)),
+                (time_text(start), time_text(end)),
             ).fetchall(),
         )
         return {str(row[0]) for row in rows}
@@ -134,13 +136,13 @@ def _values(row: AnalyticsRow, arrived: str) -> tuple[Any, ...]:
         elif kind == "bool":
             value = int(bool(value))
         elif kind == "datetime":
-            value = _iso(datetime.fromisoformat(value))
+            value = time_text(datetime.fromisoformat(value))
         values.append(value)
     values.append(arrived)
     return tuple(values)
 
 
-def _iso(value: datetime) -> str:
-    # Microsecond precision always, so every stored value has the same length and text order
-    # is time order.
+def time_text(value: datetime) -> str:
+    """A time as the table stores it. Microsecond precision always, so every stored value has
+    the same length and text order is time order: compare with this, never another format."""
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -33,7 +33,10 @@ from shared.adapters.sqlite_worker import SqliteWorker
 from shared.domain.stored_event import StoredEvent
 from shared.ports import EventStoreError
 
-__all__ = ["EmbeddedEventStore", "StoredChange"]
+__all__ = ["EVENTS_FILE", "EmbeddedEventStore", "StoredChange"]
+
+EVENTS_FILE = "events.sqlite3"
+"""The store file's name in the data folder (`CLOUDSCALE_DATA_DIR`)."""
 
 T = TypeVar("T")
 

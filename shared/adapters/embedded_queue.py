@@ -34,6 +34,7 @@ from shared.ports import PortError, PublishError
 
 __all__ = [
     "DeadLetteredMessage",
+    "EMBEDDED_QUEUE_FILE",
     "EmbeddedDeadLetterSink",
     "EmbeddedPublisher",
     "EmbeddedQueue",
@@ -44,6 +45,8 @@ __all__ = [
 ]
 
 MAX_DELIVERY_COUNT_EXCEEDED = "MaxDeliveryCountExceeded"
+EMBEDDED_QUEUE_FILE = "queue.sqlite3"
+"""The queue file's name in the data folder (`CLOUDSCALE_DATA_DIR`)."""
 
 logger = logging.getLogger(__name__)
 
