@@ -23,10 +23,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.scenarios import BENCH_SETTINGS, Scenario
 from loadtest import LoadConfig, LoadReport, run_load
+
+if TYPE_CHECKING:
+    from bench.capacity import Capacity
 
 __all__ = ["ScenarioResult", "run_scenario"]
 
@@ -39,20 +42,44 @@ class ScenarioResult:
     scenario: Scenario
     report: LoadReport
     queue_depth_at_end: float | None
+    capacity: Capacity | None = None
+    """The capacity search's outcome, when one was run before the measured run."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"scenario": self.scenario.key, "queueDepthAtEnd": self.queue_depth_at_end, **self.report.to_dict()}
+        capacity = None
+        if self.capacity is not None:
+            capacity = {
+                "requestsPerSecond": self.capacity.rate,
+                "eventsPerSecond": self.capacity.events_per_second,
+                "atLeast": self.capacity.at_least,
+                "probes": [
+                    {"requestsPerSecond": p.rate, "passed": p.passed, "reason": p.reason} for p in self.capacity.probes
+                ],
+            }
+        return {
+            "scenario": self.scenario.key,
+            "queueDepthAtEnd": self.queue_depth_at_end,
+            "capacity": capacity,
+            **self.report.to_dict(),
+        }
 
 
-def run_scenario(scenario: Scenario, *, duration: float, workers: int) -> ScenarioResult:
-    """Start a host for `scenario`, load it, and return what was measured."""
+def run_scenario(
+    scenario: Scenario, *, duration: float, workers: int, rate: float | None = None, probe: bool = False
+) -> ScenarioResult:
+    """Start a host for `scenario`, load it, and return what was measured.
+
+    `rate` replaces the scenario's offered rate. A `probe` skips the end-to-end latencies
+    (they wait for the queue to drain); the queue depth at the end is still read.
+    """
+    target_rps = scenario.target_rps if rate is None else rate
     data_dir = Path(tempfile.mkdtemp(prefix=f"cloudscale-bench-{scenario.key}-"))
     try:
         with _host(data_dir, scenario) as url:
             warm = LoadConfig(
                 url=url,
                 duration=WARMUP_SECONDS,
-                target_rps=min(200.0, scenario.target_rps),
+                target_rps=min(200.0, target_rps),
                 path=scenario.path,
                 batch_size=scenario.batch_size,
                 workers=1,
@@ -62,12 +89,12 @@ def run_scenario(scenario: Scenario, *, duration: float, workers: int) -> Scenar
             config = LoadConfig(
                 url=url,
                 duration=duration,
-                target_rps=scenario.target_rps,
+                target_rps=target_rps,
                 path=scenario.path,
                 batch_size=scenario.batch_size,
                 ips=scenario.ips,
                 workers=workers,
-                data_dir=data_dir if scenario.end_to_end else None,
+                data_dir=data_dir if scenario.end_to_end and not probe else None,
             )
             report = run_load(config, on_progress=None)
             depth = _queue_depth(url)

@@ -30,6 +30,7 @@ def answered_per_second(result: ScenarioResult) -> float:
 def table_rows(results: Sequence[ScenarioResult]) -> tuple[list[str], list[list[str]]]:
     header = [
         "scenario",
+        "capacity events/s",
         "offered",
         "sustained events/s",
         "202 answers/s",
@@ -55,6 +56,7 @@ def table_rows(results: Sequence[ScenarioResult]) -> tuple[list[str], list[list[
         rows.append(
             [
                 result.scenario.title,
+                capacity_text(result),
                 f"{report.target_rps:g} req/s x {report.batch_size}",
                 f"{report.sustained_events_per_second:,.0f}",
                 f"{answered_per_second(result):,.0f}",
@@ -68,6 +70,32 @@ def table_rows(results: Sequence[ScenarioResult]) -> tuple[list[str], list[list[
             ]
         )
     return header, rows
+
+
+def capacity_text(result: ScenarioResult) -> str:
+    """The highest rate the scenario kept up with, in events/s ("-" when not searched)."""
+    capacity = result.capacity
+    if capacity is None:
+        return "-"
+    if capacity.rate is None:
+        lowest = min(probe.rate for probe in capacity.probes) * result.scenario.batch_size
+        return f"< {lowest:,.0f}"
+    events = capacity.rate * result.scenario.batch_size
+    return f"{'>= ' if capacity.at_least else ''}{events:,.0f}"
+
+
+def probe_lines(results: Sequence[ScenarioResult]) -> list[str]:
+    """Every capacity probe, as markdown list items."""
+    lines: list[str] = []
+    for result in results:
+        if result.capacity is None:
+            continue
+        steps = "; ".join(
+            f"{probe.rate * result.scenario.batch_size:,.0f} events/s {'kept up' if probe.passed else probe.reason}"
+            for probe in result.capacity.probes
+        )
+        lines.append(f"- {result.scenario.title}: {steps}")
+    return lines
 
 
 def judge(results: Sequence[ScenarioResult]) -> list[Verdict]:
@@ -131,6 +159,12 @@ def markdown_report(
         "|" + "---|" * len(header),
         *("| " + " | ".join(row) + " |" for row in rows),
         "",
+        "Capacity is the highest offered rate at which the host kept up in a short probe on a fresh host (every "
+        "request answered with 202, ingest p99 at most 200 ms, answers keeping pace, and for the pipeline "
+        "scenarios a queue that did not grow); see `bench/capacity.py`. The other columns are the long run at the "
+        "target rate, which may be far above capacity: then they measure an overloaded server.",
+        "",
+        *(["Probes:", "", *probe_lines(results), ""] if probe_lines(results) else []),
         "## Targets",
         "",
         "| target | met | measured |",

@@ -63,6 +63,7 @@ class ChangeFeedTrigger:
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._lease_read = False
+        self._ahead: asyncio.Task[list[StoredChange]] | None = None
         store.on_change(self._wakeup.set)
 
     def start(self) -> None:
@@ -83,31 +84,56 @@ class ChangeFeedTrigger:
                 await self._task
 
     async def _run(self) -> None:
-        while not self._stopping:
-            self._wakeup.clear()
-            try:
-                if not await self._next_batch():
+        try:
+            while not self._stopping:
+                self._wakeup.clear()
+                try:
+                    if not await self._next_batch():
+                        await self._sleep(IDLE_POLL_SECONDS)
+                except (PortError, sqlite3.Error, OSError):
+                    # The feed or the lease file failed: nothing was checkpointed, so the batch
+                    # comes again on the next pass (read afresh from the checkpoint).
+                    await self._drop_read_ahead()
+                    logger.exception(
+                        "the change-feed loop of %s failed; trying again in %s s", self.function.name, IDLE_POLL_SECONDS
+                    )
                     await self._sleep(IDLE_POLL_SECONDS)
-            except (PortError, sqlite3.Error, OSError):
-                # The feed or the lease file failed: nothing was checkpointed, so the batch
-                # comes again on the next pass.
-                logger.exception(
-                    "the change-feed loop of %s failed; trying again in %s s", self.function.name, IDLE_POLL_SECONDS
-                )
-                await self._sleep(IDLE_POLL_SECONDS)
+        finally:
+            await self._drop_read_ahead()
 
     async def _next_batch(self) -> bool:
         """Deliver the next batch and checkpoint it; False when there was nothing to deliver."""
         if self._lease_read is False:
             self.stats.checkpoint = await self._leases.checkpoint(self.function.name)
             self._lease_read = True
-        changes = await self._store.changes(after=self.stats.checkpoint, limit=self.function.max_items)
+        ahead, self._ahead = self._ahead, None
+        changes = await ahead if ahead is not None else []
+        if not changes:
+            # Read afresh: an empty read-ahead may predate a save whose wake-up this pass cleared.
+            changes = await self._read(self.stats.checkpoint)
         if not changes:
             return False
+        # Read the next batch while the function works on this one (reading is the store's
+        # thread, the function is this loop's): under a backlog the feed then waits on
+        # neither. The read-ahead starts after this batch, so it is used only once this
+        # batch is checkpointed, and dropped otherwise.
+        self._ahead = asyncio.create_task(self._read(changes[-1].sequence))
         if await self._deliver(changes):
             await self._leases.advance(self.function.name, changes[-1].sequence)
             self.stats.checkpoint = changes[-1].sequence
+        else:
+            await self._drop_read_ahead()
         return True
+
+    async def _read(self, after: int) -> list[StoredChange]:
+        return await self._store.changes(after=after, limit=self.function.max_items)
+
+    async def _drop_read_ahead(self) -> None:
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            ahead.cancel()
+            with contextlib.suppress(asyncio.CancelledError, PortError, sqlite3.Error, OSError):
+                await ahead
 
     async def _deliver(self, changes: list[StoredChange]) -> bool:
         """Run the function on one batch until it succeeds; False only if stopping first."""

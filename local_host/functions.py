@@ -54,13 +54,18 @@ class ServiceBusFunction:
     connection: str
     handler: Callable[..., Any]
     argument: str
+    many: bool = False
+    """Cardinality many: the function takes a list of messages."""
 
-    async def invoke(self, message: func.ServiceBusMessage) -> None:
-        """Call the function with one message, as the Python worker does for cardinality one."""
+    async def invoke(self, messages: list[func.ServiceBusMessage]) -> None:
+        """Call the function as the Python worker does: with the list (cardinality many) or its one message."""
+        if not self.many and len(messages) != 1:
+            raise ValueError(f"{self.name} takes one message per invocation, not {len(messages)}")
+        argument: object = messages if self.many else messages[0]
         if inspect.iscoroutinefunction(self.handler):
-            await self.handler(**{self.argument: message})
+            await self.handler(**{self.argument: argument})
         else:
-            await asyncio.to_thread(self.handler, **{self.argument: message})
+            await asyncio.to_thread(self.handler, **{self.argument: argument})
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +156,7 @@ def index_functions(app: func.FunctionApp) -> FunctionIndex:
             )
         elif trigger.get_binding_name() == "serviceBusTrigger":
             spec = trigger.get_dict_repr()
-            if spec.get("queueName") and str(spec.get("cardinality") or "one").lower() == "one":
+            if spec.get("queueName"):
                 index.service_bus.append(
                     ServiceBusFunction(
                         name=name,
@@ -159,10 +164,12 @@ def index_functions(app: func.FunctionApp) -> FunctionIndex:
                         connection=str(spec.get("connection") or ""),
                         handler=function.get_user_function(),
                         argument=spec["name"],
+                        many=str(getattr(spec.get("cardinality"), "value", spec.get("cardinality")) or "one").lower()
+                        == "many",
                     )
                 )
             else:
-                index.other[name] = "serviceBusTrigger (topics and cardinality many are not served locally)"
+                index.other[name] = "serviceBusTrigger (topic subscriptions are not served locally)"
         else:
             index.other[name] = trigger.get_binding_name()
     _indexes[id(app)] = (app, index)

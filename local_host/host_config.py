@@ -1,7 +1,7 @@
 """The parts of `host.json` the local host honours, read the way the Functions host reads them.
 
-Only what changes how triggers are driven: the Service Bus extension's concurrency, prefetch,
-auto-complete and lock renewal, and whether dynamic concurrency is on. Lock duration and
+Only what changes how triggers are driven: the Service Bus extension's concurrency, batch size,
+prefetch, auto-complete and lock renewal, and whether dynamic concurrency is on. Lock duration and
 `maxDeliveryCount` are properties of the queue itself on Service Bus, so they come from the
 settings (`CLOUDSCALE_QUEUE_LOCK_SECONDS`, `CLOUDSCALE_QUEUE_MAX_DELIVERY_COUNT`), not from here.
 """
@@ -33,6 +33,8 @@ class ServiceBusOptions:
     prefetch_count: int = 0
     auto_complete_messages: bool = True
     max_auto_lock_renewal_seconds: float = 300.0
+    max_message_batch_size: int = 1000
+    """Most messages handed to one invocation of a function with cardinality many."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,11 +71,14 @@ def load_host_config(path: Path) -> HostConfig:
             max_auto_lock_renewal_seconds=parse_timespan(str(service_bus["maxAutoLockRenewalDuration"]))
             if "maxAutoLockRenewalDuration" in service_bus
             else defaults.max_auto_lock_renewal_seconds,
+            max_message_batch_size=int(service_bus.get("maxMessageBatchSize", defaults.max_message_batch_size)),
         )
     except (TypeError, ValueError) as exc:
         raise HostConfigError(f"{path}: extensions.serviceBus: {exc}") from None
     if options.max_concurrent_calls < 1:
         raise HostConfigError(f"{path}: extensions.serviceBus.maxConcurrentCalls must be at least 1")
+    if options.max_message_batch_size < 1:
+        raise HostConfigError(f"{path}: extensions.serviceBus.maxMessageBatchSize must be at least 1")
     return HostConfig(service_bus=options, dynamic_concurrency=bool(concurrency.get("dynamicConcurrencyEnabled")))
 
 

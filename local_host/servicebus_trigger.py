@@ -1,14 +1,15 @@
 """Drives a Service Bus-triggered function from the embedded queue, with the host's semantics.
 
-What the Functions host does for a Service Bus trigger with cardinality one, on one machine:
+What the Functions host does for a Service Bus trigger, on one machine:
 
-- receive in peek-lock, only as many messages as there are free invocation slots (so a
-  message is never locked while it waits for a slot: `prefetchCount` 0);
-- invoke the function with each message; renew its lock while the function runs, every
-  half lock duration, up to `maxAutoLockRenewalDuration`;
-- the function returned: complete the message (`autoCompleteMessages`); it raised: abandon
-  it, so it is delivered again; the queue dead-letters it once `maxDeliveryCount`
-  deliveries are used up;
+- receive in peek-lock, only as many messages as the free invocation slots take (so a
+  message is never locked while it waits for a slot: `prefetchCount` 0): one message per
+  invocation with cardinality one, up to `maxMessageBatchSize` with cardinality many;
+- invoke the function with its message or batch; renew the locks while the function runs,
+  every half lock duration, up to `maxAutoLockRenewalDuration`;
+- the function returned: complete its messages (`autoCompleteMessages`); it raised: abandon
+  them, so they are delivered again; the queue dead-letters a message once
+  `maxDeliveryCount` deliveries are used up;
 - the number of concurrent invocations follows host.json (see `local_host.concurrency`).
 
 Stopping lets invocations in flight finish for a grace period; any still running after it
@@ -31,7 +32,7 @@ from azure.functions.servicebus import ServiceBusMessage as FunctionsServiceBusM
 from local_host.concurrency import DynamicConcurrency, tiered_concurrency
 from local_host.functions import ServiceBusFunction
 from local_host.host_config import HostConfig
-from shared.adapters.embedded_queue import EmbeddedQueue, MessageLockLostError, ReceivedMessage
+from shared.adapters.embedded_queue import EmbeddedQueue, ReceivedMessage
 
 __all__ = ["ServiceBusTrigger", "TriggerStats", "to_function_message"]
 
@@ -114,18 +115,19 @@ class ServiceBusTrigger:
                 await self._sleep(ADJUST_SECONDS)
                 continue
             self._wakeup.clear()
+            per_invocation = self._options.max_message_batch_size if self.function.many else 1
             try:
-                received = await self._queue.receive(free)
+                received = await self._queue.receive(free * per_invocation)
             except (sqlite3.Error, OSError):
                 logger.exception("receiving from the embedded queue failed; retrying in %s s", IDLE_POLL_SECONDS)
                 await self._sleep(IDLE_POLL_SECONDS)
                 continue
-            if len(received) == free:
+            if len(received) == free * per_invocation:
                 self._saturated = True
             if not received:
                 await self._sleep(IDLE_POLL_SECONDS)
-            for message in received:
-                task = asyncio.create_task(self._invoke(message))
+            for start in range(0, len(received), per_invocation):
+                task = asyncio.create_task(self._invoke(received[start : start + per_invocation]))
                 self._in_flight.add(task)
                 task.add_done_callback(self._finished)
 
@@ -141,56 +143,64 @@ class ServiceBusTrigger:
         self._saturated = False
         self._failures_since_adjust = 0
 
-    async def _invoke(self, received: ReceivedMessage) -> None:
+    async def _invoke(self, batch: list[ReceivedMessage]) -> None:
         self.stats.invocations += 1
-        renewal = asyncio.create_task(self._renew_lock(received))
+        renewal = asyncio.create_task(self._renew_locks(batch))
         succeeded = False
         try:
-            await self.function.invoke(to_function_message(received))
+            await self.function.invoke([to_function_message(received) for received in batch])
             succeeded = True
         except Exception:
             self.stats.failures += 1
             self._failures_since_adjust += 1
             logger.exception(
-                "function %s failed on message %s (delivery %d); abandoning it",
+                "function %s failed on %s; abandoning %s",
                 self.function.name,
-                received.message.message_id,
-                received.delivery_count,
+                _describe(batch),
+                "it" if len(batch) == 1 else "them",
             )
         finally:
             renewal.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewal
-        await self._settle(received, succeeded)
+        await self._settle(batch, succeeded)
 
-    async def _settle(self, received: ReceivedMessage, succeeded: bool) -> None:
+    async def _settle(self, batch: list[ReceivedMessage], succeeded: bool) -> None:
+        tokens = [received.lock_token for received in batch]
         try:
             if succeeded and self._options.auto_complete_messages:
-                await self._queue.complete(received.lock_token)
-                self.stats.completed += 1
+                lost = await self._queue.complete_many(tokens)
+                self.stats.completed += len(batch) - len(lost)
             elif not succeeded:
-                await self._queue.abandon(received.lock_token)
-                self.stats.abandoned += 1
-        except MessageLockLostError:
-            logger.warning(
-                "the lock on message %s was lost before it was settled; it will be delivered again",
-                received.message.message_id,
-            )
+                lost = await self._queue.abandon_many(tokens)
+                self.stats.abandoned += len(batch) - len(lost)
+            else:
+                return
         except (sqlite3.Error, OSError):
-            logger.exception("settling message %s failed; it will be delivered again", received.message.message_id)
+            logger.exception("settling %s failed; delivered again after the lock expires", _describe(batch))
+            return
+        if lost:
+            lost_tokens = set(lost)
+            logger.warning(
+                "the lock on %d message(s) (%s) was lost before they were settled; they will be delivered again",
+                len(lost),
+                _describe([received for received in batch if received.lock_token in lost_tokens]),
+            )
 
-    async def _renew_lock(self, received: ReceivedMessage) -> None:
+    async def _renew_locks(self, batch: list[ReceivedMessage]) -> None:
         deadline = time.monotonic() + self._options.max_auto_lock_renewal_seconds
         interval = self._queue.lock_seconds / 2
-        while time.monotonic() + interval < deadline:
+        held = [received.lock_token for received in batch]
+        while held and time.monotonic() + interval < deadline:
             await asyncio.sleep(interval)
             try:
-                await self._queue.renew_lock(received.lock_token)
-            except MessageLockLostError:
-                logger.warning("lost the lock on message %s while it was processed", received.message.message_id)
-                return
+                lost = set(await self._queue.renew_locks(held))
             except (sqlite3.Error, OSError):
-                logger.warning("renewing the lock on message %s failed; trying again", received.message.message_id)
+                logger.warning("renewing the locks of %s failed; trying again", _describe(batch))
+                continue
+            if lost:
+                logger.warning("lost the lock on %d message(s) while they were processed", len(lost))
+                held = [token for token in held if token not in lost]
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)
@@ -199,6 +209,13 @@ class ServiceBusTrigger:
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wakeup.wait(), timeout=seconds)
+
+
+def _describe(batch: list[ReceivedMessage]) -> str:
+    first = batch[0]
+    if len(batch) == 1:
+        return f"message {first.message.message_id} (delivery {first.delivery_count})"
+    return f"a batch of {len(batch)} messages from {first.message.message_id}"
 
 
 def to_function_message(received: ReceivedMessage) -> FunctionsServiceBusMessage:

@@ -1,9 +1,11 @@
 """The process stage's functions: the Service Bus trigger, and reading a stored event back.
 
-`process_event` takes one message per invocation (cardinality one), so the host's concurrency
-control, not the function, decides how many run at once (host.json). It returns normally
-when the message is done, which lets the host complete it, and raises only when the store
-stayed down for the whole retry budget, so the host abandons it for a later delivery.
+`process_event` takes a batch of messages per invocation (cardinality many, at most
+`maxMessageBatchSize` from host.json): one store round trip and one settlement for the whole
+batch is what lets one instance keep up with ingest. The host's concurrency control decides
+how many batches run at once. The function returns normally when every message is done,
+which lets the host complete them, and raises only when the store stayed down for the whole
+retry budget, so the host abandons the batch for a later delivery.
 """
 
 from __future__ import annotations
@@ -36,19 +38,22 @@ _TENANT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 @bp.function_name("process_event")
 @bp.service_bus_queue_trigger(
-    arg_name="message", queue_name="%CLOUDSCALE_EVENTS_QUEUE%", connection="ServiceBusConnection"
+    arg_name="messages",
+    queue_name="%CLOUDSCALE_EVENTS_QUEUE%",
+    connection="ServiceBusConnection",
+    cardinality=func.Cardinality.MANY,
 )
-async def process_event(message: func.ServiceBusMessage) -> None:
-    """Score, enrich and store one queued event (idempotent: a redelivery changes nothing)."""
+async def process_event(messages: list[func.ServiceBusMessage]) -> None:
+    """Score, enrich and store a batch of queued events (idempotent: a redelivery changes nothing)."""
     try:
         services = process_services()
     except SettingsError:
-        # Not the message's fault: failing at once would spend its deliveries in seconds and
-        # dead-letter good events. Hold it as long as a store outage would, then hand it back.
-        logger.critical("the process stage is misconfigured; holding message %s", message.message_id, exc_info=True)
+        # Not the messages' fault: failing at once would spend their deliveries in seconds and
+        # dead-letter good events. Hold them as long as a store outage would, then hand them back.
+        logger.critical("the process stage is misconfigured; holding %d message(s)", len(messages), exc_info=True)
         await asyncio.sleep(MISCONFIGURED_HOLD_SECONDS)
         raise
-    await services.service.handle(delivered_message(message))
+    await services.service.handle_batch([delivered_message(message) for message in messages])
 
 
 def delivered_message(message: func.ServiceBusMessage) -> DeliveredMessage:

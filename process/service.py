@@ -1,12 +1,13 @@
-"""The process stage's use case: one queue message in, one stored, enriched, scored event out.
+"""The process stage's use case: queue messages in, stored, enriched, scored events out.
 
-`ProcessService.handle` is what the Service Bus trigger calls for each message, on Azure and
-under the local host alike. Its contract with the host:
+`ProcessService.handle_batch` is what the Service Bus trigger calls for each batch of
+messages, on Azure and under the local host alike (`handle` is the same for one message).
+Its contract with the host:
 
-- returns normally: the message is done (stored now, already stored, or parked as poison),
-  and the host completes it;
+- returns normally: every message is done (stored now, already stored, or parked as
+  poison), and the host completes them;
 - raises `StoreUnavailableError`: the store stayed down for the whole retry budget; the
-  host abandons the message and it is delivered again later (counted against
+  host abandons the batch and it is delivered again later (counted against
   `maxDeliveryCount`, so only a store down for many budgets in a row dead-letters it).
 
 Permanently bad messages (see `process.decoding`) are parked in the dead-letter sink with
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
@@ -97,23 +98,41 @@ class ProcessService:
 
     async def handle(self, message: DeliveredMessage) -> ProcessOutcome:
         """Process one delivery; see the module docstring for what returning and raising mean."""
+        return (await self.handle_batch([message]))[0]
+
+    async def handle_batch(self, messages: Sequence[DeliveredMessage]) -> list[ProcessOutcome]:
+        """Process a batch of deliveries; return each one's outcome, in order.
+
+        A poison message is parked on its own and never fails its neighbours. The good ones
+        are stored together (one `save_many`), so a store that stays down for the whole
+        budget raises `StoreUnavailableError` for the batch: the host abandons all of it,
+        and on redelivery the events this attempt did store report DUPLICATE.
+        """
         started = time.perf_counter()
-        outcome = "failed"
+        outcomes: list[ProcessOutcome | None] = [None] * len(messages)
+        pending: list[_Pending] = []
         try:
-            try:
-                envelope = decode_envelope(message.body)
-            except PoisonMessageError as poison:
-                await self._park(message, poison)
-                outcome = ProcessOutcome.DEAD_LETTERED.value
-                return ProcessOutcome.DEAD_LETTERED
-            with tracer.start_as_current_span(
-                "process event", context=propagate.extract(envelope.trace_context), kind=trace.SpanKind.CONSUMER
-            ):
-                result = await self._process(envelope, message)
-            outcome = result.value
-            return result
+            for position, message in enumerate(messages):
+                try:
+                    envelope = decode_envelope(message.body)
+                except PoisonMessageError as poison:
+                    await self._park(message, poison)
+                    outcomes[position] = ProcessOutcome.DEAD_LETTERED
+                    continue
+                span = tracer.start_span(
+                    "process event", context=propagate.extract(envelope.trace_context), kind=trace.SpanKind.CONSUMER
+                )
+                pending.append(_Pending(position, envelope, self.score(envelope, message), span))
+            for item, stored in zip(pending, await self._store_all(pending), strict=True):
+                outcomes[item.position] = stored
+            return [outcome for outcome in outcomes if outcome is not None]
         finally:
-            self._metrics.processing_duration.record(time.perf_counter() - started, {"outcome": outcome})
+            elapsed = time.perf_counter() - started
+            for item in pending:
+                item.span.end()
+            for done in outcomes:
+                # Each event was in the invocation for its whole duration: that is its processing time.
+                self._metrics.processing_duration.record(elapsed, {"outcome": done.value if done else "failed"})
 
     def score(self, envelope: Envelope, message: DeliveredMessage) -> StoredEvent:
         """Enrich and score `envelope` into the document to store (pure but for the clocks and the tracker)."""
@@ -131,19 +150,42 @@ class ProcessService:
         signals = FraudSignals.from_envelope(envelope, agent=enrichment.agent, distinct_users_from_ip=distinct_users)
         return build_stored_event(envelope, enrichment, self._rules.evaluate(signals))
 
-    async def _process(self, envelope: Envelope, message: DeliveredMessage) -> ProcessOutcome:
-        document = self.score(envelope, message)
-        stored = await self._guard.run(lambda: self._store.save(document))
-        outcome = ProcessOutcome.STORED if stored else ProcessOutcome.DUPLICATE
-        self._metrics.events_processed.add(1, {"outcome": outcome.value})
-        if document.fraud.suspicious:
-            if stored:
-                for reason in document.fraud.reasons:
-                    self._metrics.fraud_detected.add(1, {"rule": reason.rule})
-            # Alerted on a duplicate too: the first delivery may have stored the event and
-            # died before its alert (at least once; the alert says which it was).
-            _alert(document, client_key(envelope.client_ip), redelivered=not stored)
-        return outcome
+    async def _store_all(self, pending: Sequence[_Pending]) -> list[ProcessOutcome]:
+        if not pending:
+            return []
+        # The same event twice in one batch (sent twice under different message ids): the
+        # first copy is saved, the others are duplicates as they would be a batch later.
+        first_of: dict[tuple[str, str], int] = {}
+        for index, item in enumerate(pending):
+            first_of.setdefault((item.document.tenant_id, item.document.event_id), index)
+        unique = sorted(set(first_of.values()))
+        # One span for the batch's write, linked to each event's span (each continues its
+        # producer's trace), so the store's own spans hang under it.
+        links = [trace.Link(item.span.get_span_context()) for item in pending]
+        try:
+            with tracer.start_as_current_span("store events", links=links):
+                saved = await self._guard.run(lambda: self._store.save_many([pending[i].document for i in unique]))
+        except BaseException as exc:
+            for item in pending:
+                item.span.record_exception(exc)
+                item.span.set_status(trace.StatusCode.ERROR, "the event store stayed unavailable")
+            raise
+        stored_now = dict(zip(unique, saved, strict=True))
+        outcomes: list[ProcessOutcome] = []
+        for index, item in enumerate(pending):
+            stored = stored_now.get(index, False)
+            outcome = ProcessOutcome.STORED if stored else ProcessOutcome.DUPLICATE
+            self._metrics.events_processed.add(1, {"outcome": outcome.value})
+            document = item.document
+            if document.fraud.suspicious:
+                if stored:
+                    for reason in document.fraud.reasons:
+                        self._metrics.fraud_detected.add(1, {"rule": reason.rule})
+                # Alerted on a duplicate too: the first delivery may have stored the event and
+                # died before its alert (at least once; the alert says which it was).
+                _alert(document, client_key(item.envelope.client_ip), redelivered=not stored)
+            outcomes.append(outcome)
+        return outcomes
 
     async def _park(self, message: DeliveredMessage, poison: PoisonMessageError) -> None:
         # Parked before the host completes the message: if parking fails, this raises, the
@@ -157,6 +199,16 @@ class ProcessService:
         )
         await self._dead_letters.dead_letter(message.to_queue_message(), poison.reason, poison.description)
         self._metrics.events_dead_lettered.add(1, {"reason": poison.reason})
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A decoded, scored event of a batch, waiting to be stored."""
+
+    position: int
+    envelope: Envelope
+    document: StoredEvent
+    span: trace.Span
 
 
 def _alert(document: StoredEvent, client: str, *, redelivered: bool) -> None:

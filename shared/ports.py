@@ -132,6 +132,15 @@ class EventStore(Protocol):
         """
         ...
 
+    async def save_many(self, events: Sequence[StoredEvent]) -> list[bool]:
+        """`save` for each of `events` (distinct ids), in as few round trips as the store allows.
+
+        Returns, in order, whether each was stored by this call. Raises `EventStoreError` if
+        any could not be saved; some of the others may have been stored, and saving them
+        again is harmless (they then report False), so the caller retries the whole batch.
+        """
+        ...
+
     async def get(self, tenant_id: str, event_id: str) -> StoredEvent | None:
         """The stored event, or None if it is not (yet) stored."""
         ...

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -47,6 +47,10 @@ CLIENT_OPTIONS: Final[dict[str, Any]] = {
     "retry_backoff_max": 5,
 }
 """Keyword arguments every `CosmosClient` of the event store is built with."""
+
+SAVE_CONCURRENCY: Final = 32
+"""Concurrent `create_item` requests of one `save_many`: enough to hide the round trip,
+few enough that a batch does not burst past the account's provisioned throughput."""
 
 _THROTTLED = 429
 _RETRY_AFTER_MS_HEADER = "x-ms-retry-after-ms"
@@ -86,6 +90,33 @@ class CosmosEventStore:
             except CosmosResourceExistsError:
                 return False
             return True
+
+    async def save_many(self, events: Sequence[StoredEvent]) -> list[bool]:
+        """`save` for each event, at most `SAVE_CONCURRENCY` requests at a time.
+
+        Cosmos DB has no multi-document insert across partitions (a transactional batch
+        holds one partition key), so each event is its own `create_item`; they run
+        concurrently. Every one is awaited before an error is raised, so none is left
+        running behind the caller's retry.
+        """
+        limit = asyncio.Semaphore(SAVE_CONCURRENCY)
+
+        async def save_one(event: StoredEvent) -> bool:
+            async with limit:
+                return await self.save(event)
+
+        outcomes = await asyncio.gather(*(save_one(event) for event in events), return_exceptions=True)
+        failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+        if failures:
+            throttled = [f.retry_after for f in failures if isinstance(f, EventStoreError) and f.retry_after]
+            first = failures[0]
+            if not isinstance(first, EventStoreError):
+                raise first
+            raise EventStoreError(
+                f"{len(failures)} of {len(events)} events could not be stored: {first}",
+                retry_after=max(throttled) if throttled else None,
+            ) from first
+        return [bool(outcome) for outcome in outcomes]
 
     async def get(self, tenant_id: str, event_id: str) -> StoredEvent | None:
         """Point read in the tenant's partition; the store's own fields (`_etag`, `_ts`, ...) are dropped."""

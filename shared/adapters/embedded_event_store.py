@@ -21,7 +21,7 @@ import asyncio
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -80,16 +80,24 @@ class EmbeddedEventStore:
 
     async def save(self, event: StoredEvent) -> bool:
         """Store `event` unless (tenant, id) is already stored; True if this call stored it."""
-        row = (event.tenant_id, event.id, orjson.dumps(event.to_document()), self._clock())
+        return (await self.save_many([event]))[0]
 
-        def insert(connection: sqlite3.Connection) -> bool:
-            cursor = connection.execute(
-                "INSERT OR IGNORE INTO events (tenant_id, event_id, document, stored_at) VALUES (?, ?, ?, ?)", row
-            )
-            return cursor.rowcount == 1
+    async def save_many(self, events: Sequence[StoredEvent]) -> list[bool]:
+        """`save` for each event, in one transaction (all or none are written)."""
+        now = self._clock()
+        rows = [(event.tenant_id, event.id, orjson.dumps(event.to_document()), now) for event in events]
 
-        stored = await self._run("store an event", insert)
-        if stored:
+        def insert(connection: sqlite3.Connection) -> list[bool]:
+            return [
+                connection.execute(
+                    "INSERT OR IGNORE INTO events (tenant_id, event_id, document, stored_at) VALUES (?, ?, ?, ?)", row
+                ).rowcount
+                == 1
+                for row in rows
+            ]
+
+        stored = await self._run("store events", insert)
+        if any(stored):
             for listener in self._change_listeners:
                 listener()
         return stored

@@ -190,7 +190,7 @@ class EmbeddedQueue:
                             MAX_DELIVERY_COUNT_EXCEEDED,
                         )
                         continue
-                    token = str(uuid.uuid4())
+                    token = _lock_token(row[0])
                     connection.execute(
                         "UPDATE messages SET lock_token = ?, locked_until = ?, delivery_count = delivery_count + 1"
                         " WHERE seq = ?",
@@ -221,33 +221,33 @@ class EmbeddedQueue:
 
     async def complete(self, lock_token: str) -> None:
         """Remove a message that was processed."""
-        await self._settle(
-            lock_token, lambda connection, seq, now: connection.execute("DELETE FROM messages WHERE seq = ?", (seq,))
-        )
+        await self._settle_one(lock_token, _delete)
+
+    async def complete_many(self, lock_tokens: Sequence[str]) -> list[str]:
+        """Remove processed messages in one transaction; return the tokens whose lock was lost."""
+        return await self._settle(lock_tokens, _delete)
 
     async def abandon(self, lock_token: str) -> None:
         """Release the lock now so the message is delivered again."""
-        await self._settle(
-            lock_token,
-            lambda connection, seq, now: connection.execute(
-                "UPDATE messages SET lock_token = NULL, locked_until = 0 WHERE seq = ?", (seq,)
-            ),
-        )
+        await self._settle_one(lock_token, _unlock)
+
+    async def abandon_many(self, lock_tokens: Sequence[str]) -> list[str]:
+        """`abandon` for a batch, in one transaction; return the tokens whose lock was lost."""
+        return await self._settle(lock_tokens, _unlock)
 
     async def renew_lock(self, lock_token: str) -> float:
         """Extend the lock by `lock_seconds` from now; return the new expiry."""
         until = self._clock() + self.lock_seconds
-        await self._settle(
-            lock_token,
-            lambda connection, seq, now: connection.execute(
-                "UPDATE messages SET locked_until = ? WHERE seq = ?", (until, seq)
-            ),
-        )
+        await self._settle_one(lock_token, _lock_until(until))
         return until
+
+    async def renew_locks(self, lock_tokens: Sequence[str]) -> list[str]:
+        """`renew_lock` for a batch, in one transaction; return the tokens whose lock was lost."""
+        return await self._settle(lock_tokens, _lock_until(self._clock() + self.lock_seconds))
 
     async def dead_letter(self, lock_token: str, reason: str, description: str | None = None) -> None:
         """Move a message that can never succeed to the dead-letter queue."""
-        await self._settle(
+        await self._settle_one(
             lock_token, lambda connection, seq, now: _move_to_dead_letters(connection, seq, now, reason, description)
         )
 
@@ -367,18 +367,62 @@ class EmbeddedQueue:
         """Finish pending writes and close the file."""
         self._worker.close()
 
-    async def _settle(self, lock_token: str, action: Callable[[sqlite3.Connection, int, float], object]) -> None:
+    async def _settle_one(self, lock_token: str, action: _SettleAction) -> None:
+        if await self._settle([lock_token], action):
+            raise MessageLockLostError("the message's lock expired or the lock token is unknown")
+
+    async def _settle(self, lock_tokens: Sequence[str], action: _SettleAction) -> list[str]:
+        """Apply `action` to each message still locked by its token; return the tokens that were not."""
         now = self._clock()
 
-        def settle(connection: sqlite3.Connection) -> None:
-            row = connection.execute(
-                "SELECT seq FROM messages WHERE lock_token = ? AND locked_until > ?", (lock_token, now)
-            ).fetchone()
-            if row is None:
-                raise MessageLockLostError("the message's lock expired or the lock token is unknown")
-            action(connection, row[0], now)
+        def settle(connection: sqlite3.Connection) -> list[str]:
+            lost: list[str] = []
+            for token in lock_tokens:
+                seq = _locked_seq(token)
+                held = (
+                    seq is not None
+                    and connection.execute(
+                        "SELECT 1 FROM messages WHERE seq = ? AND lock_token = ? AND locked_until > ?",
+                        (seq, token, now),
+                    ).fetchone()
+                )
+                if seq is None or not held:
+                    lost.append(token)
+                else:
+                    action(connection, seq, now)
+            return lost
 
-        await self._worker.run(settle)
+        return await self._worker.run(settle)
+
+
+def _lock_token(seq: int) -> str:
+    # The sequence number leads the token so settling finds the row by primary key (a
+    # search by token would scan a deep queue); the random part makes it unguessable and
+    # different for every delivery.
+    return f"{seq}.{uuid.uuid4().hex}"
+
+
+def _locked_seq(lock_token: str) -> int | None:
+    seq, dot, _ = lock_token.partition(".")
+    return int(seq) if dot and seq.isdigit() else None
+
+
+_SettleAction = Callable[[sqlite3.Connection, int, float], object]
+
+
+def _delete(connection: sqlite3.Connection, seq: int, now: float) -> object:
+    return connection.execute("DELETE FROM messages WHERE seq = ?", (seq,))
+
+
+def _unlock(connection: sqlite3.Connection, seq: int, now: float) -> object:
+    return connection.execute("UPDATE messages SET lock_token = NULL, locked_until = 0 WHERE seq = ?", (seq,))
+
+
+def _lock_until(until: float) -> _SettleAction:
+    def extend(connection: sqlite3.Connection, seq: int, now: float) -> object:
+        return connection.execute("UPDATE messages SET locked_until = ? WHERE seq = ?", (until, seq))
+
+    return extend
 
 
 def _move_to_dead_letters(

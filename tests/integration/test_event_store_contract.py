@@ -231,6 +231,22 @@ async def test_concurrent_saves_of_one_id_store_it_once(backend: Backend) -> Non
     assert sorted(results) == [False] * 7 + [True]
 
 
+async def test_save_many_stores_the_new_and_reports_the_already_stored(backend: Backend) -> None:
+    # GIVEN one event already stored
+    old = stored_event(1)
+    assert await backend.store.save(old) is True
+
+    # WHEN a batch holds it again among new events of two tenants
+    new = [stored_event(2), stored_event(3, tenant="globex")]
+    saved = await backend.store.save_many([new[0], stored_event(1, correlationId="again"), new[1]])
+
+    # THEN the result says which this call stored, in order, and every event reads back once
+    assert saved == [True, False, True]
+    assert await backend.store.get("acme", old.id) == old
+    assert await backend.store.get("acme", new[0].id) == new[0]
+    assert await backend.store.get("globex", new[1].id) == new[1]
+
+
 async def test_an_unreachable_store_raises_the_port_error(unreachable_store: EventStore) -> None:
     with pytest.raises(EventStoreError) as save_error:
         await unreachable_store.save(stored_event(1))
@@ -238,8 +254,10 @@ async def test_an_unreachable_store_raises_the_port_error(unreachable_store: Eve
         await unreachable_store.get("acme", str(uuid.UUID(int=1)))
     with pytest.raises(EventStoreError) as check_error:
         await unreachable_store.check()
+    with pytest.raises(EventStoreError) as batch_error:
+        await unreachable_store.save_many([stored_event(2), stored_event(3)])
 
-    for error in (save_error.value, get_error.value, check_error.value):
+    for error in (save_error.value, get_error.value, check_error.value, batch_error.value):
         assert type(error) is EventStoreError
         assert error.__cause__ is not None  # the SDK or sqlite3 error is chained, not leaked
         assert error.retry_after is None
@@ -407,6 +425,18 @@ async def test_throttling_surfaces_quickly_with_the_retry_after_hint(
     assert "429" in str(error.value)
     # The SDK retried a few times (CLIENT_OPTIONS), then left the rest to our own backoff.
     assert len(scripted_cosmos.writes) == 1 + CLIENT_OPTIONS["retry_total"]
+
+
+async def test_a_throttled_batch_is_one_store_error_with_the_retry_after_hint(
+    scripted_store: CosmosEventStore, scripted_cosmos: ScriptedCosmos
+) -> None:
+    with pytest.raises(EventStoreError) as error:
+        await scripted_store.save_many([stored_event(n) for n in range(3)])
+
+    assert error.value.retry_after == pytest.approx(0.020)
+    assert str(error.value).startswith("3 of 3 events could not be stored")
+    # Every event was tried (none left running behind the error)
+    assert len(scripted_cosmos.writes) == 3 * (1 + CLIENT_OPTIONS["retry_total"])
 
 
 async def test_an_unavailable_service_is_a_store_error_without_a_hint(scripted_store: CosmosEventStore) -> None:

@@ -17,6 +17,7 @@ from shared.adapters.embedded_queue import MAX_DELIVERY_COUNT_EXCEEDED, Embedded
 from shared.domain.envelope import QueueMessage
 
 Handler = Callable[[func.ServiceBusMessage], Awaitable[None]]
+BatchHandler = Callable[[list[func.ServiceBusMessage]], Awaitable[None]]
 
 
 def messages(count: int) -> list[QueueMessage]:
@@ -31,13 +32,26 @@ async def queue(tmp_path: Path) -> AsyncIterator[EmbeddedQueue]:
 
 
 def trigger_for(
-    queue: EmbeddedQueue, handler: Handler, *, max_calls: int = 4, dynamic: bool = False
+    queue: EmbeddedQueue,
+    handler: Handler | BatchHandler,
+    *,
+    max_calls: int = 4,
+    dynamic: bool = False,
+    batch_size: int | None = None,
 ) -> ServiceBusTrigger:
+    """A trigger for `handler`; with `batch_size`, cardinality many and that maxMessageBatchSize."""
     function = ServiceBusFunction(
-        name="process_event", queue_name="events", connection="ServiceBusConnection", handler=handler, argument="msg"
+        name="process_event",
+        queue_name="events",
+        connection="ServiceBusConnection",
+        handler=handler,
+        argument="msg",
+        many=batch_size is not None,
     )
     config = HostConfig(
-        service_bus=ServiceBusOptions(max_concurrent_calls=max_calls, max_auto_lock_renewal_seconds=10),
+        service_bus=ServiceBusOptions(
+            max_concurrent_calls=max_calls, max_auto_lock_renewal_seconds=10, max_message_batch_size=batch_size or 1000
+        ),
         dynamic_concurrency=dynamic,
     )
     return ServiceBusTrigger(function, queue, config)
@@ -194,3 +208,65 @@ async def test_a_saturated_loop_waits_instead_of_spinning(queue: EmbeddedQueue) 
     release.set()
     await wait_until(lambda: drained(queue))
     await trigger.stop()
+
+
+async def test_cardinality_many_hands_over_batches_of_at_most_max_message_batch_size(queue: EmbeddedQueue) -> None:
+    # GIVEN 25 queued messages and a batch function taking at most 10 at a time
+    batches: list[list[str]] = []
+
+    async def handler(msg: list[func.ServiceBusMessage]) -> None:
+        batches.append([m.message_id or "" for m in msg])
+
+    await queue.send(messages(25))
+    trigger = trigger_for(queue, handler, max_calls=2, batch_size=10)
+    trigger.start()
+    await wait_until(lambda: drained(queue))
+    await trigger.stop()
+
+    # THEN each message arrived once, in batches no larger than 10, and all were completed
+    assert sorted(m for batch in batches for m in batch) == sorted(f"m-{n}" for n in range(25))
+    assert max(len(batch) for batch in batches) == 10
+    assert trigger.stats.invocations == len(batches) < 25
+    assert trigger.stats.completed == 25
+
+
+async def test_a_failing_batch_is_abandoned_whole_and_delivered_again(queue: EmbeddedQueue) -> None:
+    # GIVEN a batch function that fails the first time it sees a batch
+    deliveries: list[list[tuple[str, int]]] = []
+
+    async def fails_once(msg: list[func.ServiceBusMessage]) -> None:
+        deliveries.append([(m.message_id or "", m.delivery_count or 0) for m in msg])
+        if len(deliveries) == 1:
+            raise RuntimeError("the store is down")
+
+    await queue.send(messages(3))
+    trigger = trigger_for(queue, fails_once, max_calls=1, batch_size=10)
+    trigger.start()
+    await wait_until(lambda: drained(queue))
+    await trigger.stop()
+
+    # THEN the whole batch came back on its second delivery, and nothing was dead-lettered
+    assert deliveries == [[(f"m-{n}", 1) for n in range(3)], [(f"m-{n}", 2) for n in range(3)]]
+    assert trigger.stats.abandoned == 3
+    assert trigger.stats.completed == 3
+    assert await queue.dead_letter_depth() == 0
+
+
+async def test_the_locks_of_a_running_batch_are_renewed(tmp_path: Path) -> None:
+    # GIVEN a 1 s lock and a batch function that takes two and a half times as long
+    queue = EmbeddedQueue(tmp_path / "queue.sqlite3", lock_seconds=1.0, max_delivery_count=3)
+    counts: list[list[int]] = []
+
+    async def slow(msg: list[func.ServiceBusMessage]) -> None:
+        counts.append([m.delivery_count or 0 for m in msg])
+        await asyncio.sleep(2.5)
+
+    await queue.send(messages(3))
+    trigger = trigger_for(queue, slow, max_calls=2, batch_size=10)
+    trigger.start()
+    await wait_until(lambda: drained(queue), within=15)
+    await trigger.stop()
+    queue.close()
+
+    # THEN no message's lock ran out: one delivery each, in one invocation
+    assert counts == [[1, 1, 1]]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
@@ -31,6 +32,8 @@ class InMemoryStore:
     def __init__(self) -> None:
         self.events: dict[tuple[str, str], StoredEvent] = {}
         self.down = False
+        self.batches: list[int] = []
+        self.fail_after: int | None = None
 
     async def save(self, event: StoredEvent) -> bool:
         if self.down:
@@ -40,6 +43,15 @@ class InMemoryStore:
             return False
         self.events[key] = event
         return True
+
+    async def save_many(self, events: Sequence[StoredEvent]) -> list[bool]:
+        self.batches.append(len(events))
+        if self.fail_after is not None:
+            # Stores the first `fail_after` events, then fails: a partly written batch.
+            stored = [await self.save(event) for event in events[: self.fail_after]]
+            self.fail_after = None
+            raise EventStoreError(f"failed after {len(stored)} events")
+        return [await self.save(event) for event in events]
 
     async def get(self, tenant_id: str, event_id: str) -> StoredEvent | None:
         return self.events.get((tenant_id, event_id))
@@ -206,3 +218,50 @@ def test_a_trigger_message_without_an_offset_on_its_enqueue_time_is_read_as_utc(
     )
     delivered = delivered_message(trigger_message)
     assert delivered.enqueued_at == naive.replace(tzinfo=UTC)
+
+
+async def test_a_batch_is_stored_in_one_write_and_a_poison_message_fails_no_neighbour(harness: Harness) -> None:
+    # GIVEN a batch of two good events around an undecodable message
+    first, second = message(url="/a"), message(url="/b")
+    poison = DeliveredMessage(body=b"{not json", message_id="m-poison")
+
+    outcomes = await harness.service.handle_batch([first, poison, second])
+
+    # THEN the poison is parked, the good ones are stored in one write, outcomes keep their order
+    assert outcomes == [ProcessOutcome.STORED, ProcessOutcome.DEAD_LETTERED, ProcessOutcome.STORED]
+    assert harness.store.batches == [2]
+    assert {key[1] for key in harness.store.events} == {first.message_id, second.message_id}
+    assert [parked.message_id for parked, _, _ in harness.dead_letters.parked] == ["m-poison"]
+
+
+async def test_the_same_event_twice_in_a_batch_is_stored_once(harness: Harness) -> None:
+    delivered = message()
+    again = DeliveredMessage(body=delivered.body, message_id="another-message-id", enqueued_at=NOW)
+
+    outcomes = await harness.service.handle_batch([delivered, again])
+
+    assert outcomes == [ProcessOutcome.STORED, ProcessOutcome.DUPLICATE]
+    assert harness.store.batches == [1]
+    assert len(harness.store.events) == 1
+
+
+async def test_a_batch_partly_written_before_a_failure_is_retried_whole(harness: Harness) -> None:
+    # GIVEN a store that writes one event of the batch and then fails, once
+    batch = [message(), message(), message()]
+    harness.store.fail_after = 1
+
+    outcomes = await harness.service.handle_batch(batch)
+
+    # THEN the guard retried the batch: the event written before the failure reads as a
+    # duplicate, the others are stored, and every event is in the store once
+    assert outcomes == [ProcessOutcome.DUPLICATE, ProcessOutcome.STORED, ProcessOutcome.STORED]
+    assert harness.store.batches == [3, 3]
+    assert len(harness.store.events) == 3
+
+
+async def test_a_batch_whose_store_stays_down_is_handed_back_with_nothing_parked(harness: Harness) -> None:
+    harness.store.down = True
+    with pytest.raises(StoreUnavailableError):
+        await harness.service.handle_batch([message(), message()])
+    assert harness.dead_letters.parked == []
+    assert harness.store.events == {}
