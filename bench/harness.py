@@ -44,6 +44,16 @@ class ScenarioResult:
     queue_depth_at_end: float | None
     capacity: Capacity | None = None
     """The capacity search's outcome, when one was run before the measured run."""
+    host_cpu_seconds: float | None = None
+    """CPU the host process used during the measured run (its drain included)."""
+
+    @property
+    def host_cpu_ms_per_event(self) -> float | None:
+        """Host CPU per accepted event: what one event costs the host, all stages it ran."""
+        accepted = self.report.events_accepted
+        if not self.host_cpu_seconds or not accepted:
+            return None
+        return self.host_cpu_seconds * 1000 / accepted
 
     def to_dict(self) -> dict[str, Any]:
         capacity = None
@@ -60,6 +70,7 @@ class ScenarioResult:
             "scenario": self.scenario.key,
             "queueDepthAtEnd": self.queue_depth_at_end,
             "capacity": capacity,
+            "hostCpuSeconds": self.host_cpu_seconds,
             **self.report.to_dict(),
         }
 
@@ -75,7 +86,7 @@ def run_scenario(
     target_rps = scenario.target_rps if rate is None else rate
     data_dir = Path(tempfile.mkdtemp(prefix=f"cloudscale-bench-{scenario.key}-"))
     try:
-        with _host(data_dir, scenario) as url:
+        with _host(data_dir, scenario) as (url, pid):
             warm = LoadConfig(
                 url=url,
                 duration=WARMUP_SECONDS,
@@ -96,15 +107,17 @@ def run_scenario(
                 workers=workers,
                 data_dir=data_dir if scenario.end_to_end and not probe else None,
             )
+            cpu_before = _cpu_seconds(pid)
             report = run_load(config, on_progress=None)
             depth = _queue_depth(url)
-        return ScenarioResult(scenario, report, depth)
+            cpu_used = _cpu_seconds(pid) - cpu_before
+        return ScenarioResult(scenario, report, depth, host_cpu_seconds=cpu_used)
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @contextmanager
-def _host(data_dir: Path, scenario: Scenario) -> Iterator[str]:
+def _host(data_dir: Path, scenario: Scenario) -> Iterator[tuple[str, int]]:
     environment = {**os.environ, **BENCH_SETTINGS, **scenario.settings, "CLOUDSCALE_DATA_DIR": str(data_dir)}
     command = [sys.executable, "-m", "cli.main", "run", "--port", "0"]
     if scenario.bare_endpoint:
@@ -128,7 +141,7 @@ def _host(data_dir: Path, scenario: Scenario) -> Iterator[str]:
     try:
         if not ready.wait(STARTUP_SECONDS) or not found:
             raise RuntimeError("the local host did not start:\n" + "".join(output[-40:]))
-        yield found[0]
+        yield found[0], process.pid
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -137,6 +150,16 @@ def _host(data_dir: Path, scenario: Scenario) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User plus system CPU the process used so far (Linux /proc; 0 where it is missing)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    # After the command name: state is field 3, utime and stime are fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _queue_depth(url: str) -> float | None:

@@ -39,6 +39,7 @@ def table_rows(results: Sequence[ScenarioResult]) -> tuple[list[str], list[list[
         "reached analytics",
         "queue depth at end",
         "vs bare",
+        "host CPU ms/event",
         "generator CPU",
         "generator kept up",
     ]
@@ -65,6 +66,7 @@ def table_rows(results: Sequence[ScenarioResult]) -> tuple[list[str], list[list[
                 f"{e2e.arrived:,} of {e2e.tracked:,}" if e2e.measured else "-",
                 "-" if result.queue_depth_at_end is None else f"{result.queue_depth_at_end:,.0f}",
                 ratio,
+                _ms(result.host_cpu_ms_per_event, digits=3),
                 f"{report.generator_cpu_percent:.0f}% of a core",
                 "yes" if report.kept_up else "NO",
             ]
@@ -177,5 +179,5 @@ def markdown_report(
     return "\n".join(lines)
 
 
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:,.1f}"
+def _ms(value: float | None, *, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
