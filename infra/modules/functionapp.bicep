@@ -1,0 +1,150 @@
+// The Function App on the Flex Consumption plan: Python 3.11, a system-assigned identity, the
+// app package read from a blob container with that identity, and app settings that name
+// endpoints only. Every connection is identity-based: no setting holds a key or connection
+// string (the App Insights connection string identifies the component and grants no access).
+//
+// On Flex the language and its version are functionAppConfig.runtime, and scale is
+// functionAppConfig.scaleAndConcurrency: the app settings and site properties other plans use
+// for them (FUNCTIONS_WORKER_RUNTIME, FUNCTIONS_EXTENSION_VERSION, WEBSITE_RUN_FROM_PACKAGE,
+// WEBSITE_CONTENTSHARE, linuxFxVersion, alwaysOn, ...) are not supported and appear nowhere.
+
+param location string
+param tags object
+param planName string
+param name string
+param appInsightsName string
+param storageAccountName string
+param deploymentContainerUrl string
+param tableEndpoint string
+param rateLimitTableName string
+param serviceBusNamespace string
+param eventsQueueName string
+param poisonQueueName string
+param queueLockSeconds int
+param queueMaxDeliveryCount int
+param cosmosEndpoint string
+param cosmosDatabaseName string
+param cosmosContainerName string
+param kustoClusterUri string
+param kustoIngestUri string
+param kustoDatabaseName string
+param trustedProxies string
+param maximumInstanceCount int
+param instanceMemoryMB int
+param httpPerInstanceConcurrency int
+param alwaysReadyHttpInstances int
+
+resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
+  name: appInsightsName
+}
+
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  name: planName
+  location: location
+  tags: tags
+  kind: 'functionapp'
+  sku: {
+    name: 'FC1'
+    tier: 'FlexConsumption'
+  }
+  properties: {
+    // Linux: the only operating system of the Flex Consumption plan.
+    reserved: true
+  }
+}
+
+// Every setting the app reads (shared.settings.SETTING_NAMES), except the three that would hold
+// a connection string: ServiceBusConnection, CosmosDBConnection and AzureWebJobsStorage.
+var appSettings = {
+  // Host storage (locks, timer state, keys) through the identity; the rate limiter reads the
+  // Table endpoint from the same connection prefix.
+  AzureWebJobsStorage__accountName: storageAccountName
+  AzureWebJobsStorage__tableServiceUri: tableEndpoint
+  ServiceBusConnection__fullyQualifiedNamespace: serviceBusNamespace
+  CosmosDBConnection__accountEndpoint: cosmosEndpoint
+  APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString
+  CLOUDSCALE_BACKEND: 'azure'
+  // Only the embedded backend keeps files; /tmp is the one writable place if anything looks.
+  CLOUDSCALE_DATA_DIR: '/tmp/cloudscale'
+  CLOUDSCALE_RATE_LIMIT_IP_CAPACITY: '100'
+  CLOUDSCALE_RATE_LIMIT_IP_REFILL_PER_SECOND: '10'
+  CLOUDSCALE_RATE_LIMIT_GLOBAL_PER_MINUTE: '10000'
+  CLOUDSCALE_RATE_LIMIT_GLOBAL_SYNC_SECONDS: '1'
+  CLOUDSCALE_TRUSTED_PROXIES: trustedProxies
+  CLOUDSCALE_RATE_LIMIT_TABLE: rateLimitTableName
+  CLOUDSCALE_RATE_LIMIT_TABLE_ENDPOINT: tableEndpoint
+  // The triggers' bindings read the queue, database and container names from these settings.
+  CLOUDSCALE_EVENTS_QUEUE: eventsQueueName
+  CLOUDSCALE_POISON_QUEUE: poisonQueueName
+  // Read only by the embedded queue; set to the Service Bus queue's values so the two agree.
+  CLOUDSCALE_QUEUE_LOCK_SECONDS: string(queueLockSeconds)
+  CLOUDSCALE_QUEUE_MAX_DELIVERY_COUNT: string(queueMaxDeliveryCount)
+  CLOUDSCALE_COSMOS_DATABASE: cosmosDatabaseName
+  CLOUDSCALE_COSMOS_CONTAINER: cosmosContainerName
+  CLOUDSCALE_COSMOS_VERIFY_TLS: 'true'
+  // Below host.json's functionTimeout (5 minutes): an invocation gives its message back
+  // before the host kills it.
+  CLOUDSCALE_PROCESS_RETRY_SECONDS: '240'
+  // Empty: the built-in rules (shared/domain/fraud_rules.json).
+  CLOUDSCALE_FRAUD_RULES_FILE: ''
+  CLOUDSCALE_KUSTO_CLUSTER_URI: kustoClusterUri
+  CLOUDSCALE_KUSTO_INGEST_URI: kustoIngestUri
+  CLOUDSCALE_KUSTO_DATABASE: kustoDatabaseName
+}
+
+resource site 'Microsoft.Web/sites@2024-04-01' = {
+  name: name
+  location: location
+  tags: tags
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'SystemAssigned'
+  }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    siteConfig: {
+      minTlsVersion: '1.2'
+      appSettings: [for setting in items(appSettings): {
+        name: setting.key
+        value: setting.value
+      }]
+    }
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: deploymentContainerUrl
+          authentication: {
+            type: 'SystemAssignedIdentity'
+          }
+        }
+      }
+      scaleAndConcurrency: {
+        maximumInstanceCount: maximumInstanceCount
+        instanceMemoryMB: instanceMemoryMB
+        // `http` is the group of every HTTP-triggered function: warm instances spare ingest
+        // the cold start its latency target cannot absorb.
+        alwaysReady: alwaysReadyHttpInstances > 0 ? [
+          {
+            name: 'http'
+            instanceCount: alwaysReadyHttpInstances
+          }
+        ] : []
+        triggers: {
+          http: {
+            perInstanceConcurrency: httpPerInstanceConcurrency
+          }
+        }
+      }
+      runtime: {
+        name: 'python'
+        version: '3.11'
+      }
+    }
+  }
+}
+
+output name string = site.name
+output principalId string = site.identity.principalId
+output defaultHostName string = site.properties.defaultHostName
