@@ -39,6 +39,9 @@ __all__ = ["DeliveredMessage", "ProcessOutcome", "ProcessService"]
 
 logger = logging.getLogger(__name__)
 security_log = logging.getLogger("cloudscale.security")
+
+PROCESSING_FAILED = "ProcessingFailed"
+"""Dead-letter reason for a message that decoded but could not be scored (a defect to fix, then replay)."""
 tracer = trace.get_tracer("cloudscale.process")
 
 
@@ -115,14 +118,23 @@ class ProcessService:
             for position, message in enumerate(messages):
                 try:
                     envelope = decode_envelope(message.body)
+                    document = self.score(envelope, message)
                 except PoisonMessageError as poison:
                     await self._park(message, poison)
+                    outcomes[position] = ProcessOutcome.DEAD_LETTERED
+                    continue
+                except Exception as exc:
+                    # A message that breaks scoring would fail its whole batch on every
+                    # delivery and spend its neighbours' deliveries with its own: park it
+                    # alone (replayable once fixed) and let the batch go on.
+                    logger.exception("processing message %s failed; parking it", message.message_id)
+                    await self._park(message, PoisonMessageError(PROCESSING_FAILED, f"{type(exc).__name__}: {exc}"))
                     outcomes[position] = ProcessOutcome.DEAD_LETTERED
                     continue
                 span = tracer.start_span(
                     "process event", context=propagate.extract(envelope.trace_context), kind=trace.SpanKind.CONSUMER
                 )
-                pending.append(_Pending(position, envelope, self.score(envelope, message), span))
+                pending.append(_Pending(position, envelope, document, span))
             for item, stored in zip(pending, await self._store_all(pending), strict=True):
                 outcomes[item.position] = stored
             return [outcome for outcome in outcomes if outcome is not None]
@@ -165,7 +177,7 @@ class ProcessService:
         try:
             with tracer.start_as_current_span("store events", links=links):
                 saved = await self._guard.run(lambda: self._store.save_many([pending[i].document for i in unique]))
-        except BaseException as exc:
+        except Exception as exc:
             for item in pending:
                 item.span.record_exception(exc)
                 item.span.set_status(trace.StatusCode.ERROR, "the event store stayed unavailable")

@@ -265,3 +265,25 @@ async def test_a_batch_whose_store_stays_down_is_handed_back_with_nothing_parked
         await harness.service.handle_batch([message(), message()])
     assert harness.dead_letters.parked == []
     assert harness.store.events == {}
+
+
+async def test_a_message_that_breaks_scoring_is_parked_alone_and_its_neighbours_are_stored(harness: Harness) -> None:
+    # GIVEN a batch where scoring one event raises (a defect, not bad input)
+    good, broken = message(url="/a"), message(url="/boom")
+    score = harness.service.score
+
+    def failing_score(envelope: Any, delivered: DeliveredMessage) -> StoredEvent:
+        if delivered.message_id == broken.message_id:
+            raise RuntimeError("rule engine defect")
+        return score(envelope, delivered)
+
+    harness.service.score = failing_score  # type: ignore[method-assign,assignment]
+
+    outcomes = await harness.service.handle_batch([broken, good])
+
+    # THEN the broken one is parked with its reason and the good one is stored
+    assert outcomes == [ProcessOutcome.DEAD_LETTERED, ProcessOutcome.STORED]
+    [(parked, reason, description)] = harness.dead_letters.parked
+    assert (parked.message_id, reason) == (broken.message_id, "ProcessingFailed")
+    assert description == "RuntimeError: rule engine defect"
+    assert set(harness.store.events) == {("acme", good.message_id or "")}
