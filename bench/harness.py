@@ -110,7 +110,8 @@ def run_scenario(
             cpu_before = _cpu_seconds(pid)
             report = run_load(config, on_progress=None)
             depth = _queue_depth(url)
-            cpu_used = _cpu_seconds(pid) - cpu_before
+            cpu_after = _cpu_seconds(pid)
+            cpu_used = cpu_after - cpu_before if cpu_before is not None and cpu_after is not None else None
         return ScenarioResult(scenario, report, depth, host_cpu_seconds=cpu_used)
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
@@ -152,12 +153,12 @@ def _host(data_dir: Path, scenario: Scenario) -> Iterator[tuple[str, int]]:
             process.wait()
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User plus system CPU the process used so far (Linux /proc; 0 where it is missing)."""
+def _cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU the process used so far (Linux /proc; None where it cannot be read)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
-        return 0.0
+        return None
     # After the command name: state is field 3, utime and stime are fields 14 and 15.
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 

@@ -108,10 +108,12 @@ class CosmosEventStore:
         outcomes = await asyncio.gather(*(save_one(event) for event in events), return_exceptions=True)
         failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
         if failures:
+            unexpected = next((f for f in failures if not isinstance(f, EventStoreError)), None)
+            if unexpected is not None:
+                # Not a store failure (a defect, a cancellation): never retried as if transient.
+                raise unexpected
             throttled = [f.retry_after for f in failures if isinstance(f, EventStoreError) and f.retry_after]
             first = failures[0]
-            if not isinstance(first, EventStoreError):
-                raise first
             raise EventStoreError(
                 f"{len(failures)} of {len(events)} events could not be stored: {first}",
                 retry_after=max(throttled) if throttled else None,

@@ -404,7 +404,7 @@ def _lock_token(seq: int) -> str:
 
 def _locked_seq(lock_token: str) -> int | None:
     seq, dot, _ = lock_token.partition(".")
-    return int(seq) if dot and seq.isdigit() else None
+    return int(seq) if dot and seq.isascii() and seq.isdecimal() else None
 
 
 _SettleAction = Callable[[sqlite3.Connection, int, float], object]
