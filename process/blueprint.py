@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import typing
 import uuid
 from datetime import UTC
 
@@ -43,7 +44,9 @@ _TENANT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     connection="ServiceBusConnection",
     cardinality=func.Cardinality.MANY,
 )
-async def process_event(messages: list[func.ServiceBusMessage]) -> None:
+# typing.List, not list[...]: the Python worker refuses builtin generics in binding annotations
+# ("invalid non-type annotation"), and one refused function leaves the whole app serving nothing.
+async def process_event(messages: typing.List[func.ServiceBusMessage]) -> None:  # noqa: UP006
     """Score, enrich and store a batch of queued events (idempotent: a redelivery changes nothing)."""
     try:
         services = process_services()
