@@ -166,6 +166,11 @@ def markdown_report(
         "scenarios a queue that did not grow); see `bench/capacity.py`. The other columns are the long run at the "
         "target rate, which may be far above capacity: then they measure an overloaded server.",
         "",
+        "The local host runs the triggers as one Azure Functions instance would: the process stage (cardinality "
+        "many) one batch of up to `maxMessageBatchSize` at a time with no lock renewal, the change feed one batch "
+        "at a time per lease. On Azure, more throughput comes from more instances (target-based scaling), which "
+        "one machine does not model: these are one instance's numbers.",
+        "",
         *(["Probes:", "", *probe_lines(results), ""] if probe_lines(results) else []),
         "## Targets",
         "",

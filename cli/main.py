@@ -12,6 +12,8 @@ from cli.dlq import dlq
 from cli.kusto import kusto_setup
 from cli.loadtest import loadtest
 from cli.reconcile import reconcile
+from local_host.host_config import HostConfigError
+from local_host.worker_rules import FunctionLoadError
 from shared.settings import SettingsError
 
 __all__ = ["main"]
@@ -40,7 +42,7 @@ def run(host: str, port: int, log_level: str, bare_endpoint: bool) -> None:
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         serve(HostOptions(host=host, port=port, log_level=log_level, bare_endpoint=bare_endpoint), os.environ)
-    except SettingsError as exc:
+    except (SettingsError, FunctionLoadError, HostConfigError) as exc:
         raise click.ClickException(str(exc)) from None
 
 

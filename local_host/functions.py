@@ -16,6 +16,7 @@ import azure.functions as func
 
 from local_host.host_config import parse_timespan
 from local_host.routing import RouteTemplate
+from local_host.worker_rules import check_function
 
 __all__ = [
     "ChangeFeedFunction",
@@ -118,12 +119,19 @@ _indexes: dict[int, tuple[func.FunctionApp, FunctionIndex]] = {}
 
 
 def index_functions(app: func.FunctionApp) -> FunctionIndex:
-    """Sort `app`'s functions by trigger type (cached per app)."""
+    """Sort `app`'s functions by trigger type (cached per app).
+
+    Raises `FunctionLoadError` (`local_host.worker_rules`) when the Python worker would refuse
+    any function: the Functions host then serves none of them, so neither does the local host.
+    """
     cached = _indexes.get(id(app))
     if cached is not None and cached[0] is app:
         return cached[1]
     index = FunctionIndex()
-    for function in app.get_functions():
+    functions = app.get_functions()
+    for function in functions:
+        check_function(function)
+    for function in functions:
         trigger = function.get_trigger()
         name = function.get_function_name() or function.get_user_function().__name__
         if trigger is None:

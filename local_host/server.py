@@ -253,13 +253,8 @@ def _print_banner(address: tuple[str, int], banner: _Banner) -> None:
     ]
     for function in banner.http:
         lines.append(f"    {function.name:<20} {','.join(function.methods):<6} {base}/api/{function.route.template}")
-    options = banner.host_config.service_bus
-    concurrency = (
-        f"dynamic concurrency up to {options.max_concurrent_calls}"
-        if banner.host_config.dynamic_concurrency
-        else f"queue-depth tiers 32/16/4, at most {options.max_concurrent_calls}"
-    )
     for queue_function in banner.servable:
+        concurrency = _describe_concurrency(queue_function, banner.host_config)
         lines.append(f"    {queue_function.name:<20} queue  {settings.events_queue} ({concurrency})")
     for feed in banner.feeds:
         lines.append(
@@ -274,6 +269,14 @@ def _print_banner(address: tuple[str, int], banner: _Banner) -> None:
         lines.append(f"  not served locally: {name} ({trigger})")
     lines.append("  press Ctrl-C to stop")
     print("\n".join(lines), flush=True)
+
+
+def _describe_concurrency(function: ServiceBusFunction, config: HostConfig) -> str:
+    if function.many:
+        return f"one batch of up to {config.service_bus.max_message_batch_size} at a time, locks not renewed"
+    if config.dynamic_concurrency:
+        return f"dynamic concurrency from 1, at most {config.concurrency.maximum_function_concurrency}"
+    return f"at most {config.service_bus.max_concurrent_calls} at once"
 
 
 def _install_telemetry() -> None:

@@ -1,20 +1,28 @@
 """Drives a Service Bus-triggered function from the embedded queue, with the host's semantics.
 
-What the Functions host does for a Service Bus trigger, on one machine:
+What the Functions host's Service Bus extension does, on one machine (sources in
+`docs/architecture.md`, "The Service Bus trigger"):
 
-- receive in peek-lock, only as many messages as the free invocation slots take (so a
-  message is never locked while it waits for a slot: `prefetchCount` 0): one message per
-  invocation with cardinality one, up to `maxMessageBatchSize` with cardinality many;
-- invoke the function with its message or batch; renew the locks while the function runs,
-  every half lock duration, up to `maxAutoLockRenewalDuration`;
-- the function returned: complete its messages (`autoCompleteMessages`); it raised: abandon
-  them, so they are delivered again; the queue dead-letters a message once
-  `maxDeliveryCount` deliveries are used up;
-- the number of concurrent invocations follows host.json (see `local_host.concurrency`).
+- **cardinality many** (a batch per invocation): one receive loop per function per
+  instance, one batch at a time: receive up to `maxMessageBatchSize` in peek-lock, invoke,
+  settle, receive again. Dynamic concurrency and `maxConcurrentCalls` do not apply, and the
+  locks are **not renewed** (`maxAutoLockRenewalDuration` belongs to the single-dispatch
+  processor): an invocation must settle within the queue's lock duration.
+- **cardinality one** (single dispatch): up to `maxConcurrentCalls` invocations at once, or
+  the host's dynamic concurrency level when `concurrency.dynamicConcurrencyEnabled` is on
+  (see `local_host.concurrency`); each message's lock is renewed while its invocation runs,
+  every half lock duration, up to `maxAutoLockRenewalDuration`. Only as many messages are
+  received as free slots take (`prefetchCount` 0), so none waits locked for a slot.
+- either way: the function returned, its messages are completed (`autoCompleteMessages`);
+  it raised or ran past `functionTimeout`, they are abandoned whatever `autoCompleteMessages`
+  says, so they are delivered again; the queue dead-letters a message once
+  `maxDeliveryCount` deliveries are used up.
 
-Stopping lets invocations in flight finish for a grace period; any still running after it
-keep their messages locked until the lock expires, so they are delivered again after a
-restart: nothing is lost, and the idempotent store makes the second delivery harmless.
+Stopping lets invocations in flight finish for a grace period; those still running after it
+are cancelled and their messages abandoned, as the extension abandons the messages of a
+failed invocation. Messages of a host that was killed stay locked until their lock expires,
+then are delivered again: nothing is lost, and the idempotent store makes the second
+delivery harmless.
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ from datetime import UTC, datetime
 
 from azure.functions.servicebus import ServiceBusMessage as FunctionsServiceBusMessage
 
-from local_host.concurrency import DynamicConcurrency, tiered_concurrency
+from local_host.concurrency import CpuThrottle, HostConcurrency
 from local_host.functions import ServiceBusFunction
 from local_host.host_config import HostConfig
 from shared.adapters.embedded_queue import EmbeddedQueue, ReceivedMessage
@@ -41,7 +49,7 @@ logger = logging.getLogger(__name__)
 IDLE_POLL_SECONDS = 1.0
 """How often an idle loop looks for messages it was not told about (other processes, expired locks)."""
 ADJUST_SECONDS = 0.5
-"""How often the concurrency limit is recomputed (queue depth, or dynamic adjustment)."""
+"""How often a saturated single-dispatch loop looks at its concurrency level again."""
 
 
 @dataclass(slots=True)
@@ -53,6 +61,9 @@ class TriggerStats:
     completed: int = 0
     abandoned: int = 0
     limit: int = 1
+    """Invocations allowed at once (always 1 for cardinality many)."""
+    peak: int = 0
+    """Most invocations seen running at once."""
 
 
 class ServiceBusTrigger:
@@ -64,106 +75,140 @@ class ServiceBusTrigger:
         self.stats = TriggerStats()
         self._queue = queue
         self._options = config.service_bus
-        self._dynamic = (
-            DynamicConcurrency(cap=self._options.max_concurrent_calls) if config.dynamic_concurrency else None
-        )
-        self.stats.limit = (
-            self._dynamic.limit if self._dynamic else tiered_concurrency(0, self._options.max_concurrent_calls)
-        )
+        self._timeout = config.function_timeout_seconds
+        self._dynamic: HostConcurrency | None = None
+        self._throttle: CpuThrottle | None = None
+        if function.many:
+            self.stats.limit = 1
+        elif config.dynamic_concurrency:
+            self._dynamic = HostConcurrency(maximum=config.concurrency.maximum_function_concurrency)
+            self._throttle = CpuThrottle(threshold=config.concurrency.cpu_threshold)
+            self.stats.limit = self._dynamic.current
+        else:
+            self.stats.limit = self._options.max_concurrent_calls
         self._wakeup = asyncio.Event()
         self._in_flight: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
-        self._saturated = False
-        self._failures_since_adjust = 0
         queue.on_arrival(self._wakeup.set)
 
     def start(self) -> None:
         """Start receiving (call from the event loop the host runs in)."""
-        self._task = asyncio.create_task(self._run(), name=f"servicebus-trigger-{self.function.name}")
+        loop = self._run_batches() if self.function.many else self._run_single()
+        self._task = asyncio.create_task(loop, name=f"servicebus-trigger-{self.function.name}")
 
     async def stop(self, grace_seconds: float = 10.0) -> None:
         """Stop receiving, give invocations in flight `grace_seconds` to finish, then cancel them."""
         self._stopping = True
         self._wakeup.set()
-        if self._task is not None:
-            await self._task
         if self._in_flight:
             _, pending = await asyncio.wait(set(self._in_flight), timeout=grace_seconds)
             for task in pending:
                 task.cancel()
             if pending:
-                logger.warning(
-                    "%d invocation(s) cut short at shutdown; their messages will be redelivered", len(pending)
-                )
+                logger.warning("%d invocation(s) cut short at shutdown; their messages are abandoned", len(pending))
                 await asyncio.wait(pending)
+        if self._task is not None:
+            await self._task
 
-    async def _run(self) -> None:
+    async def _run_batches(self) -> None:
+        """Cardinality many: one batch at a time, as the extension's batch receive loop does."""
+        batch_size = self._options.max_message_batch_size
+        while not self._stopping:
+            self.stats.passes += 1
+            self._wakeup.clear()
+            received = await self._receive(batch_size)
+            if not received:
+                await self._sleep(IDLE_POLL_SECONDS)
+                continue
+            task = self._spawn(received, renew=False)
+            # Shielded: `stop` decides when an invocation is cut short, not this loop.
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(task)
+
+    async def _run_single(self) -> None:
+        """Cardinality one: as many invocations at once as the concurrency level allows."""
         next_adjust = 0.0
         while not self._stopping:
             self.stats.passes += 1
             now = time.monotonic()
             if now >= next_adjust:
-                await self._adjust()
+                self._adjust()
                 next_adjust = now + ADJUST_SECONDS
             free = self.stats.limit - len(self._in_flight)
             if free <= 0:
-                self._saturated = True
                 # Clear first, so an arrival that set the event earlier does not turn this
                 # wait into a busy loop; a slot freed from here on sets it again.
                 self._wakeup.clear()
                 await self._sleep(ADJUST_SECONDS)
                 continue
             self._wakeup.clear()
-            per_invocation = self._options.max_message_batch_size if self.function.many else 1
-            try:
-                received = await self._queue.receive(free * per_invocation)
-            except (sqlite3.Error, OSError):
-                logger.exception("receiving from the embedded queue failed; retrying in %s s", IDLE_POLL_SECONDS)
-                await self._sleep(IDLE_POLL_SECONDS)
-                continue
-            if len(received) == free * per_invocation:
-                self._saturated = True
+            received = await self._receive(free)
             if not received:
                 await self._sleep(IDLE_POLL_SECONDS)
-            for start in range(0, len(received), per_invocation):
-                task = asyncio.create_task(self._invoke(received[start : start + per_invocation]))
-                self._in_flight.add(task)
-                task.add_done_callback(self._finished)
+            for message in received:
+                self._spawn([message], renew=True)
 
-    async def _adjust(self) -> None:
-        if self._dynamic is not None:
-            self.stats.limit = self._dynamic.adjust(saturated=self._saturated, failures=self._failures_since_adjust)
-        else:
-            try:
-                depth = await self._queue.depth()
-            except (sqlite3.Error, OSError):
-                return
-            self.stats.limit = tiered_concurrency(depth, self._options.max_concurrent_calls)
-        self._saturated = False
-        self._failures_since_adjust = 0
+    def _adjust(self) -> None:
+        if self._dynamic is None or self._throttle is None:
+            return
+        throttled = self._throttle.check()
+        self.stats.limit = self._dynamic.update(throttled, self._throttle.consecutive)
 
-    async def _invoke(self, batch: list[ReceivedMessage]) -> None:
-        self.stats.invocations += 1
-        renewal = asyncio.create_task(self._renew_locks(batch))
-        succeeded = False
+    async def _receive(self, max_messages: int) -> list[ReceivedMessage]:
         try:
-            await self.function.invoke([to_function_message(received) for received in batch])
+            return await self._queue.receive(max_messages)
+        except (sqlite3.Error, OSError):
+            logger.exception("receiving from the embedded queue failed; retrying in %s s", IDLE_POLL_SECONDS)
+            await self._sleep(IDLE_POLL_SECONDS)
+            return []
+
+    def _spawn(self, batch: list[ReceivedMessage], *, renew: bool) -> asyncio.Task[None]:
+        task = asyncio.create_task(self._invoke(batch, renew=renew))
+        self._in_flight.add(task)
+        self.stats.peak = max(self.stats.peak, len(self._in_flight))
+        task.add_done_callback(self._finished)
+        return task
+
+    async def _invoke(self, batch: list[ReceivedMessage], *, renew: bool) -> None:
+        self.stats.invocations += 1
+        if self._dynamic is not None:
+            self._dynamic.started()
+        started = time.monotonic()
+        renewal = asyncio.create_task(self._renew_locks(batch)) if renew else None
+        succeeded = False
+        cancelled = False
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self.function.invoke([to_function_message(received) for received in batch])
             succeeded = True
+        except asyncio.CancelledError:
+            cancelled = True
+        except TimeoutError:
+            self._failed(batch, f"ran past functionTimeout ({self._timeout:g} s)")
         except Exception:
-            self.stats.failures += 1
-            self._failures_since_adjust += 1
-            logger.exception(
-                "function %s failed on %s; abandoning %s",
-                self.function.name,
-                _describe(batch),
-                "it" if len(batch) == 1 else "them",
-            )
+            self._failed(batch, "failed")
         finally:
-            renewal.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewal
+            if renewal is not None:
+                renewal.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await renewal
+            if self._dynamic is not None:
+                self._dynamic.completed(time.monotonic() - started)
         await self._settle(batch, succeeded)
+        if cancelled:
+            raise asyncio.CancelledError
+
+    def _failed(self, batch: list[ReceivedMessage], what: str) -> None:
+        self.stats.failures += 1
+        logger.error(
+            "function %s %s on %s; abandoning %s",
+            self.function.name,
+            what,
+            _describe(batch),
+            "it" if len(batch) == 1 else "them",
+            exc_info=True,
+        )
 
     async def _settle(self, batch: list[ReceivedMessage], succeeded: bool) -> None:
         tokens = [received.lock_token for received in batch]

@@ -14,6 +14,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from shared.domain.delivery import MAX_LOCK_SECONDS, check_retry_fits_lock
+
 __all__ = ["Settings", "SettingsError", "load_settings", "SETTING_NAMES"]
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -51,10 +53,10 @@ class Settings(BaseModel):
     )
 
     events_queue: str = Field("events", min_length=1, alias="CLOUDSCALE_EVENTS_QUEUE")
-    queue_lock_seconds: float = Field(30.0, gt=0, le=300, alias="CLOUDSCALE_QUEUE_LOCK_SECONDS")
-    """Embedded queue only: peek-lock duration (Service Bus: the queue's lockDuration)."""
+    queue_lock_seconds: float = Field(300.0, gt=0, le=MAX_LOCK_SECONDS, alias="CLOUDSCALE_QUEUE_LOCK_SECONDS")
+    """Peek-lock duration: the embedded queue's, and on Azure the events queue's lockDuration (set by infra/)."""
     queue_max_delivery_count: int = Field(10, ge=1, le=2000, alias="CLOUDSCALE_QUEUE_MAX_DELIVERY_COUNT")
-    """Embedded queue only: deliveries before dead-lettering (Service Bus: maxDeliveryCount)."""
+    """Deliveries before dead-lettering: the embedded queue's, and on Azure the queue's maxDeliveryCount."""
 
     service_bus_namespace: str | None = Field(None, alias="ServiceBusConnection__fullyQualifiedNamespace")
     service_bus_connection_string: str | None = Field(None, alias="ServiceBusConnection")
@@ -107,6 +109,14 @@ class Settings(BaseModel):
             raise ValueError(
                 "CosmosDBConnection__accountEndpoint (or CosmosDBConnection) is required when CLOUDSCALE_BACKEND=azure"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _retry_budget_fits_the_lock(self) -> Settings:
+        try:
+            check_retry_fits_lock(self.process_retry_seconds, self.queue_lock_seconds)
+        except ValueError as exc:
+            raise ValueError(f"CLOUDSCALE_PROCESS_RETRY_SECONDS and CLOUDSCALE_QUEUE_LOCK_SECONDS: {exc}") from None
         return self
 
     @model_validator(mode="after")

@@ -19,14 +19,16 @@ var poisonQueueName = 'events-poison'
 
 // Deliveries before the broker dead-letters a message: the app's
 // CLOUDSCALE_QUEUE_MAX_DELIVERY_COUNT default. Each delivery retries a failing store for up to
-// 4 minutes inside the invocation, so ten ride out an outage of about 40 minutes.
+// 4 minutes inside the invocation, so an outage shorter than 10 x 4 = 40 minutes dead-letters
+// nothing (shared/domain/delivery.py).
 var eventsMaxDeliveryCount = 10
 
-// The peek-lock: the app's CLOUDSCALE_QUEUE_LOCK_SECONDS default. The Functions host renews
-// the lock while an invocation runs (host.json maxAutoLockRenewalDuration: 5 minutes, above
-// the 4-minute retry budget), so a short lock never cuts a slow invocation short; it only
-// bounds how long a message held by a crashed instance waits for another one.
-var eventsLockSeconds = 30
+// The peek-lock: the app's CLOUDSCALE_QUEUE_LOCK_SECONDS default, Service Bus's longest. The
+// process stage takes batches, and the Functions host does not renew a batch's locks
+// (maxAutoLockRenewalDuration is for single dispatch only), so an invocation must settle within
+// this lock: the 4-minute store retry budget leaves it a fifth of the 5 minutes. The price: a
+// batch held by an instance that crashed waits up to 5 minutes before another instance gets it.
+var eventsLockSeconds = 300
 
 resource namespace 'Microsoft.ServiceBus/namespaces@2024-01-01' = {
   name: name

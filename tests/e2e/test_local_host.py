@@ -154,7 +154,12 @@ def test_a_crash_under_load_loses_nothing_and_stores_and_analyses_each_event_onc
     host_factory: Callable[..., LocalHost],
 ) -> None:
     # GIVEN the whole pipeline under load
-    settings = {"CLOUDSCALE_TRUSTED_PROXIES": "127.0.0.1", "CLOUDSCALE_QUEUE_LOCK_SECONDS": "2"}
+    # (a 2 s lock, so the messages the killed host held come back soon; the retry budget fits it)
+    settings = {
+        "CLOUDSCALE_TRUSTED_PROXIES": "127.0.0.1",
+        "CLOUDSCALE_QUEUE_LOCK_SECONDS": "2",
+        "CLOUDSCALE_PROCESS_RETRY_SECONDS": "1.6",
+    }
     host = host_factory(**settings)
     # WHEN it is killed outright (no graceful anything) mid-load, then started again
     acknowledged = produce_until_stopped(host, lambda: host.process.send_signal(signal.SIGKILL))

@@ -17,6 +17,7 @@ import orjson
 import pytest
 
 from shared.adapters.embedded_queue import DeadLetteredMessage, EmbeddedQueue
+from shared.domain.delivery import outage_bound_seconds
 from shared.domain.envelope import QueueMessage
 from tests.e2e.conftest import REPO, LocalHost
 from tests.e2e.test_ingest_api import SEED_EXAMPLE, new_ip, post
@@ -241,29 +242,67 @@ def cloudscale(host: LocalHost, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_an_event_the_broker_gave_up_on_replays_after_the_fix(host_factory: Callable[..., LocalHost]) -> None:
-    # GIVEN a host that retries a failing store for 1 s per delivery, twice at most
-    host = host_factory(
-        CLOUDSCALE_PROCESS_RETRY_SECONDS="1", CLOUDSCALE_QUEUE_MAX_DELIVERY_COUNT="2", **TRUSTED_LOOPBACK
-    )
+# The outage arithmetic of the README, scaled down: 2 s of store retries per delivery, three
+# deliveries, a 3 s lock (the budget stays within four fifths of it).
+SCALED_RETRY_SECONDS = 2.0
+SCALED_MAX_DELIVERIES = 3
+SCALED_OUTAGE_SETTINGS = {
+    "CLOUDSCALE_PROCESS_RETRY_SECONDS": str(SCALED_RETRY_SECONDS),
+    "CLOUDSCALE_QUEUE_MAX_DELIVERY_COUNT": str(SCALED_MAX_DELIVERIES),
+    "CLOUDSCALE_QUEUE_LOCK_SECONDS": "3",
+    **TRUSTED_LOOPBACK,
+}
+SCALED_BOUND = outage_bound_seconds(SCALED_RETRY_SECONDS, SCALED_MAX_DELIVERIES)
+
+
+def test_an_outage_shorter_than_the_stated_bound_dead_letters_nothing(host_factory: Callable[..., LocalHost]) -> None:
+    # GIVEN a host whose bound is 3 deliveries x 2 s = 6 s
+    host = host_factory(**SCALED_OUTAGE_SETTINGS)
     with host.client() as client:
         wait_for_stored(client, "acme", accepted_ids(post(client, SEED_EXAMPLE, new_ip()))[0])
 
-        # WHEN the store stays locked for longer than every delivery's retries
+        # WHEN the store is down for 60% of the bound while events arrive
         blocker = sqlite3.connect(host.data_dir / "events.sqlite3", isolation_level=None, timeout=10)
         blocker.execute("BEGIN EXCLUSIVE")
         try:
-            [event_id] = accepted_ids(post(client, SEED_EXAMPLE, new_ip()))
-            deadline = time.monotonic() + 60
-            while not (parked := [d for d in dead_letters(host) if d.message.message_id == event_id]):
-                assert time.monotonic() < deadline, "the broker never gave up on the message"
-                time.sleep(0.2)
+            event_ids = accepted_ids(post(client, [SEED_EXAMPLE] * 20, new_ip()))
+            time.sleep(0.6 * SCALED_BOUND)
         finally:
             blocker.execute("ROLLBACK")
             blocker.close()
 
-        # THEN it is dead-lettered by the queue, with the reason, and listed by the tool
+        # THEN every event is stored and nothing was dead-lettered
+        for event_id in event_ids:
+            wait_for_stored(client, "acme", event_id, timeout=15)
+    assert dead_letters(host) == []
+
+
+def test_an_outage_past_the_stated_bound_dead_letters_no_sooner_and_replays_after_the_fix(
+    host_factory: Callable[..., LocalHost],
+) -> None:
+    # GIVEN a host whose bound is 3 deliveries x 2 s = 6 s
+    host = host_factory(**SCALED_OUTAGE_SETTINGS)
+    with host.client() as client:
+        wait_for_stored(client, "acme", accepted_ids(post(client, SEED_EXAMPLE, new_ip()))[0])
+
+        # WHEN the store stays down for longer than the bound
+        blocker = sqlite3.connect(host.data_dir / "events.sqlite3", isolation_level=None, timeout=10)
+        blocker.execute("BEGIN EXCLUSIVE")
+        try:
+            [event_id] = accepted_ids(post(client, SEED_EXAMPLE, new_ip()))
+            accepted_at = time.monotonic()
+            deadline = accepted_at + 10 * SCALED_BOUND
+            while not (parked := [d for d in dead_letters(host) if d.message.message_id == event_id]):
+                assert time.monotonic() < deadline, "the broker never gave up on the message"
+                time.sleep(0.1)
+            parked_after = time.monotonic() - accepted_at
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+
+        # THEN it is dead-lettered by the queue, with the reason, and not before the bound ran out
         assert parked[0].reason == "MaxDeliveryCountExceeded"
+        assert parked_after >= SCALED_BOUND
         listed = cloudscale(host, "dlq", "list", "--json")
         assert listed.returncode == 0, listed.stderr
         [entry] = [item for item in orjson.loads(listed.stdout) if item["messageId"] == event_id]

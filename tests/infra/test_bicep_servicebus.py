@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
+import function_app
+from local_host.functions import index_functions
+from local_host.host_config import load_host_config
+from process import blueprint as process_blueprint
+from shared.domain.delivery import MAX_LOCK_SECONDS, check_retry_fits_lock, outage_bound_seconds
 from shared.settings import Settings
 from tests.infra.bicep import at, infra_file, literal, text
 
 SERVICE_BUS = "modules/servicebus.bicep"
+REPO = Path(__file__).resolve().parents[2]
 
 
 def queue_properties(symbol: str) -> dict[str, Any]:
@@ -64,11 +71,33 @@ def test_events_are_delivered_as_often_as_the_code_expects() -> None:
     assert variable("eventsMaxDeliveryCount") == Settings.model_fields["queue_max_delivery_count"].default
 
 
-def test_the_lock_matches_the_code_and_the_host_renews_it() -> None:
+def test_the_lock_matches_the_code() -> None:
     assert text(queue_properties("eventsQueue")["lockDuration"]) == "'PT${eventsLockSeconds}S'"
     lock_seconds = variable("eventsLockSeconds")
     assert lock_seconds == Settings.model_fields["queue_lock_seconds"].default
-    assert lock_seconds <= 300, "Service Bus locks for at most 5 minutes"
+    assert lock_seconds <= MAX_LOCK_SECONDS, "Service Bus locks for at most 5 minutes"
+
+
+def test_the_outage_arithmetic_holds_across_host_json_settings_and_the_queue() -> None:
+    """One invariant, three files: a batch settles within its lock, which nothing renews."""
+    host = load_host_config(REPO / "host.json")
+    [process_event] = [f for f in index_functions(function_app.app).service_bus if f.name == "process_event"]
+    lock_seconds = variable("eventsLockSeconds")
+    max_deliveries = variable("eventsMaxDeliveryCount")
+    retry_seconds = Settings.model_fields["process_retry_seconds"].default
+    hold_seconds = process_blueprint.MISCONFIGURED_HOLD_SECONDS
+
+    # the process stage takes batches, so the host renews no lock and runs one batch at a time
+    assert process_event.many
+    # the retry budget (and the hold of a misconfigured stage) leave a fifth of the lock
+    check_retry_fits_lock(retry_seconds, lock_seconds)
+    check_retry_fits_lock(hold_seconds, lock_seconds)
+    # the host does not time an invocation out before its lock would run out anyway
+    assert host.function_timeout_seconds is None or host.function_timeout_seconds >= lock_seconds
+    # and the bound the README states is what these numbers give
+    bound_minutes = outage_bound_seconds(retry_seconds, max_deliveries) / 60
+    assert bound_minutes == 40
+    assert "shorter than 40 minutes dead-letters nothing" in (REPO / "README.md").read_text()
 
 
 def test_expired_events_are_dead_lettered() -> None:

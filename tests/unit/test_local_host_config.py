@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from local_host.concurrency import DynamicConcurrency, tiered_concurrency
+from local_host.concurrency import CpuThrottle, HostConcurrency
 from local_host.host_config import HostConfigError, load_host_config, parse_timespan
 from local_host.server import resolve_app_setting
 from shared.settings import SettingsError
@@ -16,11 +16,12 @@ REPO_HOST_JSON = Path(__file__).resolve().parents[2] / "host.json"
 
 def test_the_repository_host_json_is_read() -> None:
     config = load_host_config(REPO_HOST_JSON)
-    assert config.dynamic_concurrency is True
-    assert config.service_bus.max_concurrent_calls == 32
+    # the app has no single-dispatch trigger, so no concurrency setting is there to apply
+    assert config.dynamic_concurrency is False
     assert config.service_bus.prefetch_count == 0
     assert config.service_bus.auto_complete_messages is True
-    assert config.service_bus.max_auto_lock_renewal_seconds == 300
+    assert config.service_bus.max_message_batch_size == 100
+    assert config.function_timeout_seconds == 300
 
 
 def test_a_missing_host_json_means_the_defaults(tmp_path: Path) -> None:
@@ -52,30 +53,100 @@ def test_timespans(text: str, seconds: float) -> None:
     assert parse_timespan(text) == seconds
 
 
+def test_keys_and_enum_values_are_read_ignoring_case_as_the_host_binds_them(tmp_path: Path) -> None:
+    path = tmp_path / "host.json"
+    path.write_text(
+        '{"Concurrency": {"DynamicConcurrencyEnabled": true, "MaximumFunctionConcurrency": 7},'
+        ' "Extensions": {"ServiceBus": {"MaxConcurrentCalls": 3, "MaxMessageBatchSize": 20,'
+        ' "ClientRetryOptions": {"Mode": "EXPONENTIAL"}}}, "FunctionTimeout": "00:02:00"}'
+    )
+    config = load_host_config(path)
+    assert config.dynamic_concurrency is True
+    assert config.concurrency.maximum_function_concurrency == 7
+    assert config.service_bus.max_concurrent_calls == 3
+    assert config.service_bus.max_message_batch_size == 20
+    assert config.function_timeout_seconds == 120
+
+
 @pytest.mark.parametrize(
-    ("depth", "expected"), [(0, 32), (999, 32), (1_000, 16), (5_000, 16), (10_000, 16), (10_001, 4), (10**6, 4)]
+    ("text", "problem"),
+    [
+        ('{"extensions": {"serviceBus": {"clientRetryOptions": {"mode": "linear"}}}}', "fixed, exponential"),
+        ('{"functionTimeout": "forever"}', "timespan"),
+        ('{"concurrency": {"cpuThreshold": 1.5}}', "cpuThreshold"),
+        ('{"concurrency": {"dynamicConcurrencyEnabled": "yes"}}', "boolean"),
+    ],
 )
-def test_queue_depth_tiers(depth: int, expected: int) -> None:
-    assert tiered_concurrency(depth, cap=100) == expected
+def test_values_the_host_would_not_bind_are_refused(tmp_path: Path, text: str, problem: str) -> None:
+    path = tmp_path / "host.json"
+    path.write_text(text)
+    with pytest.raises(HostConfigError, match=problem):
+        load_host_config(path)
 
 
-def test_tiers_never_exceed_max_concurrent_calls() -> None:
-    assert tiered_concurrency(0, cap=8) == 8
-    assert tiered_concurrency(50_000, cap=2) == 2
+def test_function_timeout_defaults_to_the_flex_consumption_default_and_minus_one_is_unbounded(tmp_path: Path) -> None:
+    path = tmp_path / "host.json"
+    path.write_text("{}")
+    assert load_host_config(path).function_timeout_seconds == 30 * 60
+    path.write_text('{"functionTimeout": "-1"}')
+    assert load_host_config(path).function_timeout_seconds is None
 
 
-def test_dynamic_concurrency_doubles_while_saturated_then_halves_on_failure_and_climbs_carefully() -> None:
-    policy = DynamicConcurrency(cap=40)
-    assert policy.limit == 1
-    assert [policy.adjust(saturated=True, failures=0) for _ in range(6)] == [2, 4, 8, 16, 32, 40]
-    assert policy.adjust(saturated=False, failures=0) == 40
-    assert policy.adjust(saturated=True, failures=2) == 20
-    # Past a failure the threshold is where it halved: one at a time from there.
-    assert [policy.adjust(saturated=True, failures=0) for _ in range(3)] == [21, 22, 23]
-    assert policy.adjust(saturated=False, failures=1) == 11
-    for _ in range(10):
-        policy.adjust(saturated=False, failures=1)
-    assert policy.limit == 1
+def test_dynamic_concurrency_starts_at_one_and_waits_for_five_healthy_checks() -> None:
+    level = HostConcurrency(maximum=50, _last_adjustment=0.0)
+    level.started()
+    assert level.available == 0
+    # Healthy for fewer than five checks in a row: no move yet.
+    assert level.update(False, consecutive=4, now=10.0) == 1
+    assert level.update(False, consecutive=5, now=10.0) == 2
+
+
+def test_dynamic_concurrency_increases_only_while_every_slot_is_used() -> None:
+    level = HostConcurrency(maximum=50, _last_adjustment=0.0)
+    assert level.update(False, consecutive=9, now=10.0) == 1  # idle: nothing used the one slot
+
+
+def test_dynamic_concurrency_speeds_up_in_runs_of_the_same_direction_up_to_six_a_step() -> None:
+    level = HostConcurrency(maximum=500, _last_adjustment=0.0)
+    levels = []
+    now = 0.0
+    for _ in range(8):
+        for _ in range(level.current):
+            level.started()
+        now += 5.1  # past the default adjustment interval, within the 10 s run window
+        levels.append(level.update(False, consecutive=10, now=now))
+        for _ in range(level.outstanding):
+            level.completed(0.0)
+    assert levels == [2, 4, 7, 11, 16, 22, 28, 34]
+
+
+def test_dynamic_concurrency_decreases_after_three_throttled_checks_then_holds_off_increases() -> None:
+    level = HostConcurrency(maximum=500, current=10, _last_adjustment=0.0)
+    assert level.update(True, consecutive=2, now=6.0) == 10
+    assert level.update(True, consecutive=3, now=6.0) == 9
+    for _ in range(level.current):
+        level.started()
+    # Healthy again, fully used, but within 30 s of a decrease: no increase.
+    assert level.update(False, consecutive=10, now=12.0) == 9
+    assert level.update(False, consecutive=10, now=40.0) == 10
+
+
+def test_dynamic_concurrency_never_exceeds_its_maximum_nor_drops_below_one() -> None:
+    level = HostConcurrency(maximum=3, current=3, _last_adjustment=0.0)
+    for _ in range(3):
+        level.started()
+    assert level.update(False, consecutive=10, now=6.0) == 3
+    low = HostConcurrency(maximum=3, _last_adjustment=0.0)
+    assert low.update(True, consecutive=10, now=6.0) == 1
+
+
+def test_the_cpu_throttle_counts_consecutive_checks_in_the_same_state() -> None:
+    throttle = CpuThrottle()
+    for _ in range(3):
+        throttle.record(True)
+    assert throttle.consecutive == 3
+    throttle.record(False)
+    assert throttle.consecutive == 1
 
 
 def test_app_setting_expressions_resolve_from_the_environment_then_the_app_defaults() -> None:

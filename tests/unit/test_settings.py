@@ -55,7 +55,7 @@ def test_defaults_with_an_empty_environment(load: Load) -> None:
     assert settings.rate_limit_global_sync_seconds == 1.0
     assert settings.trusted_proxies == ()
     assert settings.events_queue == "events"
-    assert settings.queue_lock_seconds == 30.0
+    assert settings.queue_lock_seconds == 300.0
     assert settings.queue_max_delivery_count == 10
     assert settings.rate_limit_table == "ratelimits"
     assert settings.service_bus_namespace is None
@@ -326,3 +326,23 @@ def test_a_broken_fraud_rules_file_stops_the_app_at_startup(
 
     assert "CLOUDSCALE_FRAUD_RULES_FILE" in str(error)
     assert problem in str(error)
+
+
+@pytest.mark.parametrize(
+    ("lock", "retry"),
+    [("30", None), ("2", None), ("100", "81"), ("300", "241")],
+)
+def test_a_retry_budget_over_four_fifths_of_the_lock_stops_startup(lock: str, retry: str | None) -> None:
+    # Batch locks are not renewed: an invocation that retries past its lock loses it.
+    environ = {"CLOUDSCALE_QUEUE_LOCK_SECONDS": lock}
+    if retry is not None:
+        environ["CLOUDSCALE_PROCESS_RETRY_SECONDS"] = retry
+    error = load_error(environ)
+    assert "CLOUDSCALE_PROCESS_RETRY_SECONDS" in str(error)
+    assert "CLOUDSCALE_QUEUE_LOCK_SECONDS" in str(error)
+
+
+@pytest.mark.parametrize(("lock", "retry"), [("300", "240"), ("3", "2.4"), ("100", "80")])
+def test_a_retry_budget_within_four_fifths_of_the_lock_is_accepted(lock: str, retry: str) -> None:
+    settings = load_settings({"CLOUDSCALE_QUEUE_LOCK_SECONDS": lock, "CLOUDSCALE_PROCESS_RETRY_SECONDS": retry})
+    assert settings.process_retry_seconds <= 0.8 * settings.queue_lock_seconds

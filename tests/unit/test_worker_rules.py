@@ -1,0 +1,88 @@
+"""The local host refuses, at indexing, the functions the Python worker refuses to load."""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Callable
+from typing import Any
+
+import azure.functions as func
+import pytest
+
+from local_host.functions import index_functions
+from local_host.worker_rules import FunctionLoadError
+
+
+def app_with_queue_function(handler: Callable[..., Any], *, many: bool = True) -> func.FunctionApp:
+    app = func.FunctionApp()
+    app.function_name("process_event")(
+        app.service_bus_queue_trigger(
+            arg_name="messages",
+            queue_name="events",
+            connection="ServiceBusConnection",
+            cardinality=func.Cardinality.MANY if many else func.Cardinality.ONE,
+        )(handler)
+    )
+    return app
+
+
+async def builtin_generic(messages: list[func.ServiceBusMessage]) -> None:
+    """The annotation the worker refuses ("invalid non-type annotation")."""
+
+
+async def typing_generic(messages: typing.List[func.ServiceBusMessage]) -> None:  # noqa: UP006
+    """The annotation the worker accepts."""
+
+
+async def optional_message(messages: func.ServiceBusMessage | None) -> None:
+    """A union is no type either."""
+
+
+async def unbound_parameter(messages: func.ServiceBusMessage, extra: str) -> None:
+    """`extra` is no binding."""
+
+
+async def misannotated_context(messages: func.ServiceBusMessage, context: str) -> None:
+    """`context` must be azure.functions.Context."""
+
+
+async def with_context(messages: func.ServiceBusMessage, context: func.Context) -> None:
+    """An unbound `context` parameter is the invocation context."""
+
+
+def test_a_builtin_generic_annotation_stops_the_whole_app_as_the_worker_does() -> None:
+    app = app_with_queue_function(builtin_generic)
+    with pytest.raises(FunctionLoadError, match=r"binding messages has invalid non-type annotation list\["):
+        index_functions(app)
+
+
+def test_a_typing_generic_annotation_loads() -> None:
+    index = index_functions(app_with_queue_function(typing_generic))
+    assert [function.name for function in index.service_bus] == ["process_event"]
+    assert index.service_bus[0].many
+
+
+@pytest.mark.parametrize(
+    ("handler", "problem"),
+    [
+        (optional_message, "invalid non-type annotation"),
+        (unbound_parameter, r"declared in Python but not as bindings: \['extra'\]"),
+        (misannotated_context, "expected to be of type azure.functions.Context"),
+    ],
+)
+def test_other_functions_the_worker_refuses(handler: Callable[..., Any], problem: str) -> None:
+    with pytest.raises(FunctionLoadError, match=problem):
+        index_functions(app_with_queue_function(handler, many=False))
+
+
+def test_a_context_parameter_is_not_a_binding() -> None:
+    index = index_functions(app_with_queue_function(with_context, many=False))
+    assert [function.name for function in index.service_bus] == ["process_event"]
+
+
+def test_the_app_itself_loads() -> None:
+    import function_app
+
+    index = index_functions(function_app.app)
+    assert {function.name for function in index.http} >= {"ingest_events", "health", "openapi", "get_event"}
+    assert [function.name for function in index.service_bus] == ["process_event"]
