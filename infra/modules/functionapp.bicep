@@ -1,4 +1,4 @@
-// The Function App on the Flex Consumption plan: Python 3.11, a system-assigned identity, the
+// The Function App on the Flex Consumption plan: Python 3.13, a system-assigned identity, the
 // app package read from a blob container with that identity, and app settings that name
 // endpoints only. Every connection is identity-based: no setting holds a key or connection
 // string (the App Insights connection string identifies the component and grants no access).
@@ -139,7 +139,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
       }
       runtime: {
         name: 'python'
-        version: '3.11'
+        version: '3.13'
       }
     }
   }

@@ -1,4 +1,4 @@
-"""The Function App: Flex Consumption, Python 3.11, a system identity, and app settings that
+"""The Function App: Flex Consumption, Python 3.13, a system identity, and app settings that
 cover everything the app reads without a single connection string."""
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def test_the_plan_is_flex_consumption_on_linux() -> None:
 def test_the_app_runs_python_3_11_on_linux() -> None:
     assert literal(functionapp_property("properties", "functionAppConfig", "runtime")) == {
         "name": "python",
-        "version": "3.11",
+        "version": "3.13",
     }
     assert literal(functionapp_property("kind")) == "functionapp,linux"
 

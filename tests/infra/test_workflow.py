@@ -202,7 +202,8 @@ def test_the_test_job_runs_lint_and_tests_under_ci(workflow: dict[str, Any]) -> 
     ci = {**workflow.get("env", {}), **job.get("env", {}), **step.get("env", {})}.get("CI")
     assert str(ci).lower() == "true", "the test step must run with CI=true"
     uses = {s["uses"].split("@")[0]: s.get("with", {}) for s in _steps(job) if "uses" in s}
-    assert str(uses["actions/setup-python"]["python-version"]) == "3.11"
+    # 3.13 (the deploy Python, for the worker-conformance tier) and 3.11, last, as the default
+    assert str(uses["actions/setup-python"]["python-version"]).split() == ["3.13", "3.11"]
     assert str(uses["actions/setup-node"]["node-version"]) == "20"
 
 
