@@ -3,11 +3,16 @@
 Every setting the app reads is a field here; its environment variable name is the field's
 alias. `load_settings` takes a mapping (normally `os.environ`) so tests pass their own, and
 fails with `SettingsError` naming the offending variable.
+
+A value that still holds a placeholder of the sample settings and docs (angle-bracketed text
+such as `<namespace>.servicebus.windows.net`) is refused at startup: otherwise it would pass as
+a host name and fail only at the first request, as a name lookup error far from its cause.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
@@ -23,6 +28,15 @@ IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 class SettingsError(ValueError):
     """A setting is missing or invalid; the message names the environment variable."""
+
+
+_PLACEHOLDER = re.compile(r"<[^<>]+>")
+"""Angle-bracketed text, as the sample settings and the docs write what you must fill in."""
+
+
+def _is_secret(name: str) -> bool:
+    """Whether the variable may hold a key (a connection string): its value is never echoed."""
+    return any(word in name.lower() for word in ("connection", "storage", "key", "secret"))
 
 
 def _split_networks(value: object) -> object:
@@ -144,9 +158,25 @@ SETTING_NAMES: tuple[str, ...] = tuple(
 """Every environment variable the app reads."""
 
 
+def _placeholder_problems(values: Mapping[str, str]) -> list[str]:
+    """One problem per variable whose value still holds `<...>` placeholder text."""
+    problems = []
+    for name, value in values.items():
+        found = _PLACEHOLDER.search(value)
+        if found is None:
+            continue
+        # A connection string's placeholder sits beside its key: name the variable only.
+        shown = "" if _is_secret(name) else f" {found.group()}"
+        problems.append(f"{name}: still holds the placeholder{shown} of the sample settings; set the real value")
+    return problems
+
+
 def load_settings(environ: Mapping[str, str]) -> Settings:
     """Build `Settings` from `environ`; raise `SettingsError` naming the bad variable."""
     values = {name: environ[name] for name in SETTING_NAMES if environ.get(name, "") != ""}
+    placeholders = _placeholder_problems(values)
+    if placeholders:
+        raise SettingsError("Invalid settings: " + "; ".join(placeholders))
     try:
         return Settings.model_validate(values)
     except ValidationError as exc:
@@ -154,8 +184,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         for error in exc.errors():
             name = ".".join(str(part) for part in error["loc"]) or "settings"
             # Never echo connection strings back: they may hold keys.
-            secret = any(word in name.lower() for word in ("connection", "storage", "key", "secret"))
-            given = f" (got {error['input']!r})" if error["loc"] and not secret else ""
+            given = f" (got {error['input']!r})" if error["loc"] and not _is_secret(name) else ""
             problems.append(f"{name}: {error['msg']}{given}")
         # `from None`: the ValidationError's text repeats every input value, keys included.
         raise SettingsError("Invalid settings: " + "; ".join(problems)) from None

@@ -1,8 +1,12 @@
 // Data-plane access of the Function App's identity, each role on the narrowest scope the app
 // works with:
 //
-// - events queue: Azure Service Bus Data Sender (ingest publishes) and Data Receiver (the
-//   process trigger receives, completes and abandons).
+// - events queue: Azure Service Bus Data Owner, on this queue only. Ingest sends and the process
+//   trigger receives, completes and abandons (Sender and Receiver would do for that), but the
+//   scale controller counts the queue's messages with the trigger's identity, and that read
+//   needs Manage rights: with Receiver alone the app falls back to incremental scaling (one
+//   instance at a time). Data Owner is the only built-in role with Manage; scoped to the
+//   queue, it manages nothing else. See docs/tradeoffs.md, "Roles, narrowest scope".
 // - events-poison queue: Data Sender only; the process stage parks messages there and never
 //   reads them back. Reading and replaying is a person's job (`cloudscale dlq`, run with their
 //   own login), granted to `deadLetterOperatorPrincipalId` when one is given.
@@ -33,6 +37,7 @@ param kustoDatabaseName string
 param deadLetterOperatorPrincipalId string = ''
 
 // Built-in role definitions: the same ids in every tenant.
+var serviceBusDataOwner = '090c5cfd-751d-490a-894a-3ce6f1109419'
 var serviceBusDataSender = '69a216fc-b8fb-44d8-bc22-1f3c2cd27a39'
 var serviceBusDataReceiver = '4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0'
 var storageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
@@ -73,21 +78,13 @@ resource kustoDatabase 'Microsoft.Kusto/clusters/databases@2024-04-13' existing 
   name: kustoDatabaseName
 }
 
-resource eventsSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(eventsQueue.id, principalId, serviceBusDataSender)
+// Send, receive and Manage on the events queue: Manage lets the scale controller read the
+// queue's length for target-based scaling.
+resource eventsOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(eventsQueue.id, principalId, serviceBusDataOwner)
   scope: eventsQueue
   properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', serviceBusDataSender)
-    principalId: principalId
-    principalType: 'ServicePrincipal'
-  }
-}
-
-resource eventsReceiver 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(eventsQueue.id, principalId, serviceBusDataReceiver)
-  scope: eventsQueue
-  properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', serviceBusDataReceiver)
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', serviceBusDataOwner)
     principalId: principalId
     principalType: 'ServicePrincipal'
   }

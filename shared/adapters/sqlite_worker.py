@@ -22,8 +22,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import queue
+import random
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,12 +150,52 @@ def open_connection(path: Path) -> sqlite3.Connection:
 
     WAL lets readers in other processes (the CLI, a second host worker) work during
     writes; synchronous=FULL makes each COMMIT survive a power cut, not only a crash;
-    autocommit mode (isolation_level=None) leaves transactions to us.
+    autocommit mode (isolation_level=None) leaves transactions to us. Every embedded store
+    opens its file here, so this is the one place that switches a file to WAL.
+
+    Raises `sqlite3.OperationalError` ("database is locked") when the file stays locked for
+    longer than about `BUSY_TIMEOUT_SECONDS` (at most twice that).
     """
+    # `timeout` installs the busy timeout at connect, before any statement: every lock wait
+    # below goes through it.
     connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_SECONDS)
-    connection.execute("PRAGMA journal_mode=WAL")
-    connection.execute("PRAGMA synchronous=FULL")
+    try:
+        _switch_to_wal(connection, path)
+        connection.execute("PRAGMA synchronous=FULL")
+    except BaseException:
+        connection.close()
+        raise
     return connection
+
+
+def _switch_to_wal(connection: sqlite3.Connection, path: Path) -> None:
+    """`PRAGMA journal_mode=WAL`, tried again while another connection holds the lock it needs.
+
+    On a new file the switch writes the header, so it needs the write lock. When several
+    processes open the same new file at once, one can hold a read lock while another holds
+    the write lock and waits for the readers to leave: SQLite then answers "database is
+    locked" at once to the reader instead of calling its busy handler, because both waiting
+    would deadlock (https://www.sqlite.org/c3ref/busy_handler.html: "If SQLite determines
+    that invoking the busy handler could result in a deadlock, it will go ahead and return
+    SQLITE_BUSY"). The reader drops its lock with the failed statement, so
+    trying again a few milliseconds later succeeds; the pauses are jittered so that
+    contenders do not meet again, and the whole switch is bounded by the busy timeout.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
+    pause = 0.002
+    while True:
+        try:
+            mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
+                raise
+        else:
+            if str(mode).lower() == "wal":
+                return
+            if time.monotonic() >= deadline:
+                raise sqlite3.OperationalError(f"{path} stayed in journal mode {mode!r}: WAL was refused")
+        time.sleep(min(random.uniform(pause / 2, pause), max(0.0, deadline - time.monotonic())))
+        pause = min(pause * 2, 0.1)
 
 
 def _run_in_savepoint(connection: sqlite3.Connection, fn: Callable[[sqlite3.Connection], Any]) -> tuple[bool, Any]:

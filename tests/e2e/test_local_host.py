@@ -65,6 +65,9 @@ def test_the_global_window_refuses_past_its_limit_across_clients(host_factory: C
         ("CLOUDSCALE_RATE_LIMIT_GLOBAL_PER_MINUTE", "0"),
         ("CLOUDSCALE_TRUSTED_PROXIES", "not-an-address"),
         ("CLOUDSCALE_BACKEND", "cloud"),
+        # Copied from local.settings.sample.json and never filled in.
+        ("ServiceBusConnection__fullyQualifiedNamespace", "<namespace>.servicebus.windows.net"),
+        ("CLOUDSCALE_KUSTO_CLUSTER_URI", "https://<cluster>.<region>.kusto.windows.net"),
     ],
 )
 def test_bad_settings_stop_the_host_before_it_listens_naming_the_setting(name: str, value: str) -> None:
@@ -80,6 +83,24 @@ def test_bad_settings_stop_the_host_before_it_listens_naming_the_setting(name: s
     assert result.returncode != 0
     assert name in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+    assert "listening" not in result.stdout
+
+
+def test_a_placeholder_in_a_connection_string_stops_the_host_without_printing_the_key() -> None:
+    key = "c2VjcmV0LWtleS1kby1ub3QtbG9nLWl0LWFueXdoZXJlIQ="
+    value = f"Endpoint=sb://<namespace>.servicebus.windows.net/;SharedAccessKeyName=send;SharedAccessKey={key}"
+    result = subprocess.run(
+        [sys.executable, "-m", "cli.main", "run", "--port", "0"],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO), "CLOUDSCALE_BACKEND": "azure", "ServiceBusConnection": value},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode != 0
+    assert "ServiceBusConnection: still holds the placeholder" in result.stderr
+    assert key not in result.stderr + result.stdout
     assert "listening" not in result.stdout
 
 

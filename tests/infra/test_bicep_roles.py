@@ -9,6 +9,7 @@ from tests.infra.bicep import Resource, at, infra_file, literal, text
 ROLES = "modules/roles.bicep"
 # Azure built-in role definition ids (the same in every tenant).
 BUILT_IN_ROLES = {
+    "serviceBusDataOwner": "090c5cfd-751d-490a-894a-3ce6f1109419",
     "serviceBusDataSender": "69a216fc-b8fb-44d8-bc22-1f3c2cd27a39",
     "serviceBusDataReceiver": "4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0",
     "storageBlobDataOwner": "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
@@ -55,8 +56,7 @@ def test_role_variables_hold_the_built_in_ids() -> None:
 @pytest.mark.parametrize(
     ("scope", "role"),
     [
-        ("eventsQueue", "serviceBusDataSender"),
-        ("eventsQueue", "serviceBusDataReceiver"),
+        ("eventsQueue", "serviceBusDataOwner"),
         ("poisonQueue", "serviceBusDataSender"),
         ("storageAccount", "storageBlobDataOwner"),
         ("storageAccount", "storageTableDataContributor"),
@@ -67,8 +67,31 @@ def test_the_app_holds(scope: str, role: str) -> None:
 
 
 def test_the_app_holds_nothing_more() -> None:
-    assert len(app_grants()) == 5
+    assert len(app_grants()) == 4
     assert ("poisonQueue", "serviceBusDataReceiver") not in app_grants(), "the app never reads parked messages"
+
+
+def test_the_events_queue_grants_manage_for_target_based_scaling() -> None:
+    """The scale controller reads the events queue's length with the trigger's identity.
+
+    That read needs Manage rights; with Listen (Data Receiver) the Service Bus trigger falls
+    back to incremental scaling. Data Owner is the built-in role that carries Manage, and it
+    already includes send and receive, so it is the events queue's only grant.
+    """
+    events_roles = {role for scope, role in app_grants() if scope == "eventsQueue"}
+    assert events_roles == {"serviceBusDataOwner"}
+
+
+def test_data_owner_is_on_the_events_queue_and_nowhere_else() -> None:
+    owners = [
+        assignment
+        for assignment in role_assignments()
+        if text(at(assignment.body, "properties", "roleDefinitionId")).endswith(", serviceBusDataOwner)")
+    ]
+    assert [text(at(assignment.body, "scope")) for assignment in owners] == ["eventsQueue"]
+    assert all(assignment.condition is None for assignment in owners)
+    scopes = {text(at(assignment.body, "scope")) for assignment in role_assignments()}
+    assert "namespace" not in scopes, "no Service Bus role on the whole namespace"
 
 
 @pytest.mark.parametrize(

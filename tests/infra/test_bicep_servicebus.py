@@ -6,6 +6,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 import function_app
 from local_host.functions import index_functions
 from local_host.host_config import load_host_config
@@ -92,6 +94,10 @@ def test_the_outage_arithmetic_holds_across_host_json_settings_and_the_queue() -
     # the retry budget (and the hold of a misconfigured stage) leave a fifth of the lock
     check_retry_fits_lock(retry_seconds, lock_seconds)
     check_retry_fits_lock(hold_seconds, lock_seconds)
+    # so does the sample settings file a developer copies for `func start`
+    sample = orjson.loads((REPO / "local.settings.sample.json").read_bytes())["Values"]
+    assert float(sample["CLOUDSCALE_QUEUE_LOCK_SECONDS"]) == lock_seconds
+    check_retry_fits_lock(float(sample["CLOUDSCALE_PROCESS_RETRY_SECONDS"]), lock_seconds)
     # the host does not time an invocation out before its lock would run out anyway
     assert host.function_timeout_seconds is None or host.function_timeout_seconds >= lock_seconds
     # and the bound the README states is what these numbers give

@@ -4,7 +4,8 @@ Two kinds of check: the file is valid against GitHub's workflow schema (with
 `check-jsonschema`'s vendored copy, so offline), and it has the shape `docs/deploy.md`
 promises: pull requests are tested, only main is deployed, dev before production, Azure
 sign-in by OpenID Connect with no secret, the Bicep template and the environment's
-parameters, a Core Tools publish, and a smoke test that needs a 202.
+parameters, a Core Tools publish retried within a bound, and a smoke test (`.ci/smoke`, run
+for real in `test_ci_scripts.py`) that needs a 202.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from ingest.validation import validate_event
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / ".github" / "workflows" / "ci-cd.yml"
+SMOKE = ROOT / ".ci" / "smoke"
 
 # (GitHub environment, the deploy job's parameters file, the environment it must follow)
 ENVIRONMENTS = [
@@ -255,7 +257,7 @@ def test_deploy_job_deploys_bicep_publishes_and_smoke_tests(
     first_login = next(i for i, s in enumerate(steps) if str(s.get("uses", "")).startswith("azure/login@"))
     deploy = _index(steps, "az deployment group create")
     publish = _index(steps, "func azure functionapp publish")
-    smoke = _index(steps, "curl")
+    smoke = _index(steps, ".ci/smoke")
     assert first_login < deploy < publish < smoke
 
     script = _run(steps[deploy])
@@ -272,8 +274,42 @@ def test_deploy_job_deploys_bicep_publishes_and_smoke_tests(
     smoke_step = steps[smoke]
     assert "steps.infra.outputs.healthUrl" in str(smoke_step.get("env", {}))
     assert "steps.infra.outputs.ingestUrl" in str(smoke_step.get("env", {}))
-    assert '"healthy"' in _run(smoke_step), "the smoke test must wait for every dependency to be healthy"
-    assert '"202"' in _run(smoke_step), "the smoke test must require HTTP 202"
+    smoke_script = SMOKE.read_text(encoding="utf-8")
+    assert '"healthy"' in smoke_script, "the smoke test must wait for every dependency to be healthy"
+    assert '"202"' in smoke_script, "the smoke test must require HTTP 202"
+
+
+@pytest.mark.parametrize(("environment", "parameters", "after"), ENVIRONMENTS)
+def test_publish_retries_within_a_bound(
+    workflow: dict[str, Any], environment: str, parameters: str, after: str | None
+) -> None:
+    # A fresh environment's role assignments take minutes to apply, and the publish fails on
+    # them meanwhile: it runs under .ci/retry, a bounded number of times.
+    _, job = _job_for(workflow, environment)
+    script = _run(_steps(job)[_index(_steps(job), "func azure functionapp publish")])
+    match = re.fullmatch(r"bash \.ci/retry (\d+) (\d+) func azure functionapp publish .*--build remote\n?", script)
+    assert match, f"{environment}: publish through .ci/retry TRIES DELAY: {script!r}"
+    tries, delay = int(match.group(1)), int(match.group(2))
+    assert 2 <= tries <= 5
+    assert delay >= 10, "give the role assignments time between tries"
+    pauses = sum(delay * 2**n for n in range(tries - 1))
+    assert pauses <= 15 * 60, "at most 15 minutes of pauses"
+
+
+@pytest.mark.parametrize(("environment", "parameters", "after"), ENVIRONMENTS)
+def test_the_retries_fit_in_the_job(
+    workflow: dict[str, Any], environment: str, parameters: str, after: str | None
+) -> None:
+    _, job = _job_for(workflow, environment)
+    steps = _steps(job)
+    smoke_env = steps[_index(steps, ".ci/smoke")].get("env", {})
+    health_timeout = int(smoke_env["HEALTH_TIMEOUT"])
+    assert 600 <= health_timeout <= 20 * 60, "long enough for role assignments (up to 10 min), bounded"
+    match = re.search(r"\.ci/retry (\d+) (\d+)", _run(steps[_index(steps, "func azure functionapp publish")]))
+    assert match
+    pauses = sum(int(match.group(2)) * 2**n for n in range(int(match.group(1)) - 1))
+    # The Data Explorer cluster's first creation (up to 20 minutes) comes before both.
+    assert 20 * 60 + pauses + health_timeout < int(job["timeout-minutes"]) * 60
 
 
 @pytest.mark.parametrize(("environment", "parameters", "after"), ENVIRONMENTS)
@@ -282,9 +318,8 @@ def test_deployed_files_exist(environment: str, parameters: str, after: str | No
     assert (ROOT / parameters).is_file(), f"{parameters} is missing"
 
 
-def test_smoke_event_is_the_seed_example_and_is_valid(workflow: dict[str, Any]) -> None:
-    _, job = _job_for(workflow, "dev")
-    script = _run(_steps(job)[_index(_steps(job), "curl")])
+def test_smoke_event_is_the_seed_example_and_is_valid() -> None:
+    script = SMOKE.read_text(encoding="utf-8")
     match = re.search(r"printf '(\{.*?\})'", script)
     assert match, "the smoke test builds its event with printf"
     event = json.loads(match.group(1).replace("%s", "12345"))

@@ -152,15 +152,44 @@ def test_the_raw_table_keeps_rows_30_days() -> None:
     assert f".alter-merge table {EVENTS_TABLE} policy retention softdelete = 30d" in events_commands()
 
 
+def view_properties() -> dict[str, str]:
+    """The view's `with (name = value, ...)` properties, quoted strings kept whole."""
+    command = the_command(".create async ifnotexists materialized-view")
+    header = command.partition("{")[0]
+    inside = header[header.index("with (") + len("with (") :]
+    return dict(re.findall(r'(\w+)\s*=\s*("[^"]*"|[^,\s)]+)', inside.partition(")")[0]))
+
+
 def test_the_view_keeps_the_latest_row_per_event_id() -> None:
-    command = the_command(".create async ifnotexists materialized-view ")
+    command = the_command(".create async ifnotexists materialized-view")
     header, _, query = command.partition("{")
 
-    assert "backfill = true" in header
+    assert view_properties()["backfill"] == "true"
     assert header.rstrip().endswith(f"{EVENTS_VIEW} on table {EVENTS_TABLE}")
     assert " ".join(query.rstrip().removesuffix("}").split()) == (
         f"{EVENTS_TABLE} | summarize arg_max(StoredAt, *) by EventId"
     )
+
+
+def test_the_view_follows_columns_added_to_the_table_later() -> None:
+    # Data Explorer disables an arg_max(Timestamp, *) view whose source table gained a column,
+    # unless the view was created with autoUpdateSchema, which it accepts only for
+    # arg_max(Timestamp, *), arg_min(Timestamp, *) and take_any(*) views.
+    command = the_command(".create async ifnotexists materialized-view")
+    query = " ".join(command.partition("{")[2].split())
+
+    assert view_properties()["autoUpdateSchema"] == "true"
+    assert re.search(r"summarize (arg_max|arg_min)\(\w+, \*\) by |summarize take_any\(\*\) by ", query)
+
+
+def test_autoupdateschema_is_safe_because_no_command_drops_a_column() -> None:
+    # autoUpdateSchema carries a dropped source column's removal into the view, data and all:
+    # the script must never drop one. `.create-merge table` only adds columns; `.drop column`
+    # and `.alter table T (...)` (which replaces the column list) would drop them.
+    for command in events_commands():
+        assert ".drop" not in command
+        if command.startswith((".alter table", ".alter-merge table")):
+            assert " policy " in command, command
 
 
 def test_every_command_creates_or_merges_and_none_drops() -> None:

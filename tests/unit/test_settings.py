@@ -346,3 +346,83 @@ def test_a_retry_budget_over_four_fifths_of_the_lock_stops_startup(lock: str, re
 def test_a_retry_budget_within_four_fifths_of_the_lock_is_accepted(lock: str, retry: str) -> None:
     settings = load_settings({"CLOUDSCALE_QUEUE_LOCK_SECONDS": lock, "CLOUDSCALE_PROCESS_RETRY_SECONDS": retry})
     assert settings.process_retry_seconds <= 0.8 * settings.queue_lock_seconds
+
+
+# --- placeholders left from the sample settings ------------------------------------------------
+
+
+def _sample_values() -> dict[str, str]:
+    values = orjson.loads((REPO / "local.settings.sample.json").read_bytes())["Values"]
+    assert isinstance(values, dict)
+    return {name: value for name, value in values.items() if name in SETTING_NAMES}
+
+
+SAMPLE_PLACEHOLDERS = sorted(name for name, value in _sample_values().items() if "<" in value)
+
+
+def test_the_sample_has_placeholders_to_fill_in() -> None:
+    # The sample shows where a user's own resources go; the checks below follow it.
+    assert "ServiceBusConnection__fullyQualifiedNamespace" in SAMPLE_PLACEHOLDERS
+    assert "CosmosDBConnection__accountEndpoint" in SAMPLE_PLACEHOLDERS
+
+
+def test_a_copied_sample_with_its_placeholders_is_refused_naming_each_one() -> None:
+    error = str(load_error(_sample_values()))
+
+    for name in SAMPLE_PLACEHOLDERS:
+        assert name in error
+
+
+@pytest.mark.parametrize("name", SAMPLE_PLACEHOLDERS)
+def test_one_forgotten_placeholder_is_refused_naming_its_variable(name: str) -> None:
+    error = str(load_error({name: _sample_values()[name]}))
+
+    assert name in error
+    assert "placeholder" in error
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "shown"),
+    [
+        ("CLOUDSCALE_KUSTO_CLUSTER_URI", "https://<cluster>.<region>.kusto.windows.net", "<cluster>"),
+        ("CLOUDSCALE_EVENTS_QUEUE", "<queue name>", "<queue name>"),
+        ("CLOUDSCALE_RATE_LIMIT_IP_CAPACITY", "<capacity>", "<capacity>"),
+    ],
+)
+def test_the_placeholder_of_a_plain_setting_is_shown(name: str, value: str, shown: str) -> None:
+    error = str(load_error({name: value}))
+
+    assert f"{name}: still holds the placeholder {shown}" in error
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("ServiceBusConnection", f"Endpoint=sb://<namespace>.servicebus.windows.net/;SharedAccessKey={SECRET}"),
+        ("CosmosDBConnection", f"AccountEndpoint=https://<account>.documents.azure.com:443/;AccountKey={SECRET};"),
+        ("AzureWebJobsStorage", f"DefaultEndpointsProtocol=https;AccountName=<account>;AccountKey={SECRET}"),
+        ("APPLICATIONINSIGHTS_CONNECTION_STRING", f"InstrumentationKey={SECRET};IngestionEndpoint=https://<region>/"),
+    ],
+)
+def test_a_placeholder_in_a_connection_string_names_the_variable_and_echoes_nothing(name: str, value: str) -> None:
+    error = load_error({name: value})
+    printed = str(error) + repr(error) + "".join(traceback.format_exception(error))
+
+    assert name in str(error)
+    assert SECRET not in printed
+    assert "<" not in str(error), "not even the placeholder: it sits next to the key"
+
+
+def test_the_sample_filled_in_loads() -> None:
+    filled = {
+        name: value.replace("<namespace>", "cs")
+        .replace("<storage-account>", "cs")
+        .replace("<cosmos-account>", "cs")
+        .replace("<cluster>", "cs")
+        .replace("<region>", "westeurope")
+        for name, value in _sample_values().items()
+    }
+
+    settings = load_settings(filled)
+
+    assert settings.service_bus_namespace == "cs.servicebus.windows.net"
