@@ -172,14 +172,17 @@ def print_summary(report: LoadReport, console: Console) -> None:
     for measure, value in rows:
         table.add_row(measure, Text(value))  # Text: a value is never read as rich markup
     console.print(table)
+    # Not an alternative to the verdict below: a generator that was late (one late send in a
+    # short run is enough) does not explain why nothing answered, and the host not running is
+    # what the user has to fix first.
+    if report.requests_sent and report.status_counts.get("error", 0) == report.requests_sent:
+        console.print(f"[bold red]no request was answered:[/] is the host running at {escape(report.url)}?")
     reason = report.fell_behind_reason()
     if reason:
         console.print(
             f"[bold yellow]the generator fell behind:[/] {escape(reason)}; the numbers measure the generator, not"
             " the service (try --workers, or a lower --target-rps)"
         )
-    elif report.requests_sent and report.status_counts.get("error", 0) == report.requests_sent:
-        console.print(f"[bold red]no request was answered:[/] is the host running at {escape(report.url)}?")
     limited = report.status_counts.get("429", 0)
     if limited:
         console.print(

@@ -161,6 +161,7 @@ class ProgressPrinter:
         self._last = float("-inf")
         self._open_line = False
         self._unprinted: Progress | None = None
+        self._written = ""  # the last line written in a log (not on a terminal)
 
     def __call__(self, progress: Progress) -> None:
         """Show `progress` (now on a terminal; else if `every` seconds have passed)."""
@@ -175,15 +176,20 @@ class ProgressPrinter:
                 return
             self._last = now
             self._unprinted = None
-            self._stream.write(progress.line() + "\n")
+            self._written = progress.line()
+            self._stream.write(self._written + "\n")
         self._stream.flush()
 
     def close(self) -> None:
         """Show the last progress if it was held back; end the line that was being rewritten."""
-        if self._unprinted is not None:
+        # A run's final progress is often what the log already shows (the last worker's final
+        # snapshot, then the run's own): the same line twice says nothing new.
+        if self._unprinted is not None and self._unprinted.line() != self._written:
             self._stream.write(self._unprinted.line() + "\n")
-            self._unprinted = None
+        self._unprinted = None
         if self._open_line:
             self._stream.write("\n")
-            self._stream.flush()
             self._open_line = False
+        # Flushed here, not at the next write: what the caller prints next (on stdout, into the
+        # same log) must come after the last progress line, not before it.
+        self._stream.flush()

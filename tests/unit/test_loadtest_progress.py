@@ -98,3 +98,25 @@ def test_in_a_log_one_line_is_written_per_interval_and_the_last_at_the_end() -> 
     assert "sent 1 " in lines[0]
     assert "sent 5 " in lines[1]
     assert "\r" not in stream.getvalue()
+
+
+def test_in_a_log_the_last_line_is_flushed_before_the_caller_prints_more() -> None:
+    # A text stream that is not line-buffered: nothing reaches the file until a flush.
+    file = io.BytesIO()
+    stream = io.TextIOWrapper(file, encoding="utf-8")
+    printer = ProgressPrinter(stream, is_tty=False, every=3600)
+    printer(progress(sent=1))
+    printer(progress(sent=5))
+    printer.close()
+    lines = file.getvalue().decode().splitlines()
+    assert len(lines) == 2
+    assert "sent 5 " in lines[1]
+
+
+def test_in_a_log_the_last_line_is_not_repeated_when_nothing_changed() -> None:
+    stream = io.StringIO()
+    printer = ProgressPrinter(stream, is_tty=False, every=3600)
+    printer(progress(sent=5))
+    printer(progress(sent=5))
+    printer.close()
+    assert len(stream.getvalue().splitlines()) == 1
