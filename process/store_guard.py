@@ -5,8 +5,9 @@ must not push good events to the dead-letter queue), and the breaker keeps dozen
 concurrent invocations from hammering a store that is down. While the circuit is open,
 calls fail at once (no request leaves the process) and each invocation waits out its own
 backoff; after `open_seconds` the circuit is half-open: the calls that arrive then go
-through (purgatory does not single out one probe; the jittered backoff spreads them), the
-first success closes it for everyone and a failure opens it again.
+through (no single probe; the jittered backoff spreads them), the first success closes it for
+everyone and a failure opens it again (`process.circuit_breaker`). Only store failures count:
+a bug in the call is raised at once and leaves the circuit as it is.
 
 Timeline of a 30 s outage, one message::
 
@@ -26,13 +27,11 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from purgatory import AsyncCircuitBreakerFactory
-from purgatory.domain.model import OpenedState
-from purgatory.service._async.circuitbreaker import AsyncCircuitBreaker
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_before_delay, wait_exponential_jitter
 
+from process.circuit_breaker import CircuitBreaker, CircuitOpenError, CircuitState
 from shared.ports import EventStoreError
 
 __all__ = ["StoreGuard", "StoreUnavailableError"]
@@ -67,27 +66,27 @@ class StoreGuard:
         self._budget_seconds = budget_seconds
         self._backoff = wait_exponential_jitter(multiplier=first_wait, max=max_wait, jitter=first_wait)
         self._max_wait = max_wait
-        # Purgatory's breaker counts consecutive failures: `failure_threshold` in a row open
-        # it, it stays open `open_seconds`, then lets calls through half-open.
-        self._breakers = AsyncCircuitBreakerFactory(default_threshold=failure_threshold, default_ttl=open_seconds)
+        # One breaker per guard, and one guard per process: `failure_threshold` store failures
+        # in a row open it, it stays open `open_seconds`, then lets calls through half-open.
+        self._breaker = CircuitBreaker(
+            CIRCUIT_NAME,
+            failure_threshold=failure_threshold,
+            open_seconds=open_seconds,
+            failure_types=(EventStoreError,),
+            on_state_change=_log_circuit_change,
+        )
         self._on_retry = on_retry
         self._min_attempt_seconds = min_attempt_seconds
 
-        self._breakers.add_listener(_log_circuit_change)
-        self._breaker: AsyncCircuitBreaker | None = None
-
     @property
-    def circuit_state(self) -> str:
-        """ "closed", "opened" or "half-opened" (for logs and tests)."""
-        return "closed" if self._breaker is None else str(self._breaker.context.state)
+    def circuit_state(self) -> CircuitState:
+        """ "closed", "open" or "half-open" (for logs and tests)."""
+        return self._breaker.state
 
     async def run(self, call: Callable[[], Awaitable[T]]) -> T:
         """`await call()`, retried on `EventStoreError` until it succeeds or the budget is spent."""
-        if self._breaker is None:
-            self._breaker = await self._breakers.get_breaker(CIRCUIT_NAME)
-        breaker = self._breaker
         retrying = AsyncRetrying(
-            retry=retry_if_exception_type((EventStoreError, OpenedState)),
+            retry=retry_if_exception_type((EventStoreError, CircuitOpenError)),
             wait=self._wait,
             stop=stop_before_delay(self._budget_seconds),
             before_sleep=self._before_sleep,
@@ -97,9 +96,8 @@ class StoreGuard:
         try:
             async for attempt in retrying:
                 with attempt:
-                    async with breaker:
-                        return await self._attempt(call, deadline)
-        except (EventStoreError, OpenedState) as exc:
+                    return await self._breaker.call(lambda: self._attempt(call, deadline))
+        except (EventStoreError, CircuitOpenError) as exc:
             raise StoreUnavailableError(
                 f"the event store stayed unavailable for {self._budget_seconds:g} s: {exc}"
             ) from exc
@@ -128,8 +126,6 @@ class StoreGuard:
             self._on_retry(error)
 
 
-def _log_circuit_change(name: str, event_type: str, event: Any) -> None:
-    if event_type == "state_changed":
-        state = getattr(event, "state", "?")
-        log = logger.info if state == "closed" else logger.warning
-        log("circuit %s is now %s", name, state)
+def _log_circuit_change(name: str, state: CircuitState) -> None:
+    log = logger.info if state == "closed" else logger.warning
+    log("circuit %s is now %s", name, state)

@@ -113,3 +113,21 @@ async def test_a_hung_call_is_cut_off_at_the_budget() -> None:
     with pytest.raises(StoreUnavailableError, match="did not answer"):
         await guard.run(hangs)
     assert time.monotonic() - started < 1.5
+
+
+async def test_bugs_in_the_call_do_not_open_the_circuit() -> None:
+    # GIVEN a call that fails with a bug (not a store error) more often than the threshold
+    async def broken() -> None:
+        raise ValueError("a bug, not an outage")
+
+    guard = fast_guard(5)
+    for _ in range(5):
+        with pytest.raises(ValueError, match="a bug"):
+            await guard.run(broken)
+    # THEN the circuit stayed closed: the next healthy save reaches the store at once
+    store = FlakyStore(down_for=0)
+    started = time.monotonic()
+    assert await guard.run(store.save) is True
+    assert store.calls == 1
+    assert time.monotonic() - started < 0.05
+    assert guard.circuit_state == "closed"

@@ -1,0 +1,1 @@
+"""Developer tooling that is neither deployed nor part of the app."""
