@@ -27,6 +27,7 @@ import azure.functions as func
 
 from changefeed.reconcile import hour_window
 from changefeed.wiring import feed_service, reconciler
+from shared.telemetry import invocation_span
 
 __all__ = ["bp"]
 
@@ -54,17 +55,23 @@ RECONCILE_SETTLE = timedelta(minutes=10)
     create_lease_container_if_not_exists=False,
     max_items_per_invocation=MAX_ITEMS_PER_INVOCATION,
 )
-async def events_to_analytics(documents: func.DocumentList) -> None:
-    """Write one change-feed batch to analytics; raise (and be retried) if it did not land."""
-    await feed_service().handle([document.to_dict() for document in documents])
+async def events_to_analytics(documents: func.DocumentList, context: func.Context) -> None:
+    """Write one change-feed batch to analytics; raise (and be retried) if it did not land.
+
+    The batch's span is linked to each stored event's trace (its `traceContext`).
+    """
+    batch = [document.to_dict() for document in documents]
+    with invocation_span(context, "events to analytics", linked=(document.get("traceContext") for document in batch)):
+        await feed_service().handle(batch)
 
 
 @bp.function_name("reconcile_analytics")
 @bp.timer_trigger(schedule="0 15 * * * *", arg_name="timer", run_on_startup=False, use_monitor=True)
-async def reconcile_analytics(timer: func.TimerRequest) -> None:
+async def reconcile_analytics(timer: func.TimerRequest, context: func.Context) -> None:
     """Every hour at :15, re-send to analytics what the change feed skipped in the last hours."""
     start, end = hour_window(datetime.now(UTC) - RECONCILE_SETTLE, RECONCILE_HOURS)
-    report = await reconciler().reconcile(start, end)
+    with invocation_span(context, "reconcile analytics"):
+        report = await reconciler().reconcile(start, end)
     logger.info(
         "reconciled %s to %s: %d hour(s) checked, %d event(s) re-sent",
         start.isoformat(),

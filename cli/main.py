@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 import click
 
@@ -35,13 +36,19 @@ def main() -> None:
     is_flag=True,
     help="Also serve POST /_bench/bare, which answers 202 and does nothing (the benchmark's ceiling).",
 )
-def run(host: str, port: int, log_level: str, bare_endpoint: bool) -> None:
+@click.option(
+    "--trace-file",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Append every span (the host's and the app's) to this file, one JSON object a line.",
+)
+def run(host: str, port: int, log_level: str, bare_endpoint: bool, trace_file: Path | None) -> None:
     """Run the whole pipeline on this machine (embedded backends, data in CLOUDSCALE_DATA_DIR)."""
     from local_host import HostOptions, serve
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    options = HostOptions(host=host, port=port, log_level=log_level, bare_endpoint=bare_endpoint, trace_file=trace_file)
     try:
-        serve(HostOptions(host=host, port=port, log_level=log_level, bare_endpoint=bare_endpoint), os.environ)
+        serve(options, os.environ)
     except (SettingsError, FunctionLoadError, HostConfigError) as exc:
         raise click.ClickException(str(exc)) from None
 

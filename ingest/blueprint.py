@@ -19,6 +19,7 @@ from ingest.openapi import openapi_document
 from ingest.wiring import ingest_services
 from shared.bootstrap import get_container
 from shared.settings import SettingsError
+from shared.telemetry import invocation_span
 
 __all__ = ["bp"]
 
@@ -33,38 +34,26 @@ INGEST_DEPENDENCIES = frozenset({"queue", "rateLimitStore"})
 
 @bp.function_name("ingest_events")
 @bp.route(route="events", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
-async def ingest_events(req: func.HttpRequest) -> func.HttpResponse:
+async def ingest_events(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     """Validate, rate-limit and queue one event or a batch."""
-    started = time.perf_counter()
-    try:
-        services = ingest_services()
-    except SettingsError:
-        logger.exception("ingest is misconfigured")
-        return json_response(503, _misconfigured(), {"Retry-After": "60"})
-    metrics = services.metrics
-    try:
-        outcome = await services.service.ingest(ingest_request(req, services.settings))
-        response = accepted_response(outcome)
-        metrics.events_ingested.add(outcome.accepted, {"outcome": "accepted"})
-        if outcome.rejected:
-            metrics.events_ingested.add(outcome.rejected, {"outcome": "rejected"})
-    except IngestError as error:
-        response = error_response(error)
-        if isinstance(error, RateLimitedError):
-            metrics.rate_limit_rejections.add(1, {"limit": error.limit})
-    metrics.ingestion_duration.record(time.perf_counter() - started, {"status_code": response.status_code})
-    return response
+    with invocation_span(context, "ingest events"):
+        return await _ingest(req)
 
 
 @bp.function_name("health")
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
-async def health(req: func.HttpRequest) -> func.HttpResponse:
+async def health(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     """Liveness plus a real round trip to each dependency.
 
     503 when a dependency ingest needs (the queue, the rate-limit store) is down. The event
     store is behind the queue: while it is down ingest still accepts (the queue absorbs the
     outage), so it reports `degraded` with 200, and a load balancer keeps sending traffic.
     """
+    with invocation_span(context, "health check"):
+        return await _health()
+
+
+async def _health() -> func.HttpResponse:
     try:
         container = get_container()
     except SettingsError:
@@ -99,9 +88,32 @@ async def health(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.function_name("openapi")
 @bp.route(route="openapi.json", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
-async def openapi(req: func.HttpRequest) -> func.HttpResponse:
+async def openapi(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     """The OpenAPI 3.1 document of this API."""
-    return json_response(200, openapi_document())
+    with invocation_span(context, "openapi document"):
+        return json_response(200, openapi_document())
+
+
+async def _ingest(req: func.HttpRequest) -> func.HttpResponse:
+    started = time.perf_counter()
+    try:
+        services = ingest_services()
+    except SettingsError:
+        logger.exception("ingest is misconfigured")
+        return json_response(503, _misconfigured(), {"Retry-After": "60"})
+    metrics = services.metrics
+    try:
+        outcome = await services.service.ingest(ingest_request(req, services.settings))
+        response = accepted_response(outcome)
+        metrics.events_ingested.add(outcome.accepted, {"outcome": "accepted"})
+        if outcome.rejected:
+            metrics.events_ingested.add(outcome.rejected, {"outcome": "rejected"})
+    except IngestError as error:
+        response = error_response(error)
+        if isinstance(error, RateLimitedError):
+            metrics.rate_limit_rejections.add(1, {"limit": error.limit})
+    metrics.ingestion_duration.record(time.perf_counter() - started, {"status_code": response.status_code})
+    return response
 
 
 def _misconfigured() -> dict[str, object]:

@@ -12,18 +12,20 @@ from shared.settings import Settings
 
 __all__ = ["accepted_response", "error_response", "ingest_request", "json_response"]
 
-# Headers a trace can arrive in (W3C Trace Context).
-TRACE_HEADERS = ("traceparent", "tracestate")
-
 
 def ingest_request(req: func.HttpRequest, settings: Settings) -> IngestRequest:
+    """What the use case needs from the request.
+
+    Not the `traceparent` header: the host's request activity continues it already, and the
+    function runs under that activity (`shared.telemetry.invocation_span`). Reading it here
+    again would make the app's spans siblings of the host's request instead of its children.
+    """
     headers = req.headers
     return IngestRequest(
         body=req.get_body(),
         content_type=headers.get("content-type"),
         client_ip=client_ip(headers.get("x-forwarded-for"), settings.trusted_proxies),
         user_agent=headers.get("user-agent"),
-        trace_headers={name: value for name in TRACE_HEADERS if (value := headers.get(name))},
     )
 
 

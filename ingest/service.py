@@ -9,11 +9,11 @@ queued.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from opentelemetry import propagate, trace
+from opentelemetry import propagate
 
 from ingest.errors import InvalidEventsError, RateLimitedError, UnavailableError
 from ingest.rate_limiter import RateLimitDecision, RateLimiter
@@ -25,7 +25,6 @@ from shared.ports import EventPublisher, PortError
 __all__ = ["EventResult", "IngestOutcome", "IngestRequest", "IngestService", "rate_limit_headers"]
 
 logger = logging.getLogger(__name__)
-tracer = trace.get_tracer("cloudscale.ingest")
 
 RETRY_AFTER_UNAVAILABLE_SECONDS = 5
 
@@ -38,7 +37,6 @@ class IngestRequest:
     content_type: str | None
     client_ip: str
     user_agent: str | None = None
-    trace_headers: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,31 +98,33 @@ class IngestService:
         self._clock = clock
 
     async def ingest(self, request: IngestRequest) -> IngestOutcome:
-        """Accept what is valid; raise an `IngestError` for a request that fails as a whole."""
-        context = propagate.extract(request.trace_headers)
-        with tracer.start_as_current_span("ingest events", context=context, kind=trace.SpanKind.SERVER):
-            check_content_type(request.content_type)
-            check_body_size(len(request.body))
-            decision = await self._limit(request.client_ip)
-            received_at = self._clock()
-            parsed = parse_body(request.body)
-            events: list[Event] = []
-            results: list[EventResult] = []
-            for index, item in enumerate(parsed.items):
-                checked = validate_event(item, received_at=received_at, measure_size=parsed.is_batch)
-                if isinstance(checked, Event):
-                    events.append(checked)
-                    results.append(EventResult(index, str(checked.event_id), []))
-                else:
-                    results.append(EventResult(index, None, checked))
-            if not events:
-                raise InvalidEventsError(
-                    "no event was accepted",
-                    details=[r.to_dict() for r in results],
-                    headers=rate_limit_headers(decision),
-                )
-            await self._enqueue(events, request, received_at, decision)
-            return IngestOutcome(results, decision)
+        """Accept what is valid; raise an `IngestError` for a request that fails as a whole.
+
+        Each queued event carries the current trace context (the caller's span, under the
+        host's request activity), so its processing continues the same trace.
+        """
+        check_content_type(request.content_type)
+        check_body_size(len(request.body))
+        decision = await self._limit(request.client_ip)
+        received_at = self._clock()
+        parsed = parse_body(request.body)
+        events: list[Event] = []
+        results: list[EventResult] = []
+        for index, item in enumerate(parsed.items):
+            checked = validate_event(item, received_at=received_at, measure_size=parsed.is_batch)
+            if isinstance(checked, Event):
+                events.append(checked)
+                results.append(EventResult(index, str(checked.event_id), []))
+            else:
+                results.append(EventResult(index, None, checked))
+        if not events:
+            raise InvalidEventsError(
+                "no event was accepted",
+                details=[r.to_dict() for r in results],
+                headers=rate_limit_headers(decision),
+            )
+        await self._enqueue(events, request, received_at, decision)
+        return IngestOutcome(results, decision)
 
     async def _limit(self, client_ip: str) -> RateLimitDecision:
         try:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import azure.functions as func
 
 from local_host.functions import ChangeFeedFunction, RetryPolicy
+from local_host.invocation import change_feed_invocation
 from local_host.leases import LeaseStore
 from shared.adapters.embedded_event_store import EmbeddedEventStore, StoredChange
 from shared.ports import PortError
@@ -141,7 +142,10 @@ class ChangeFeedTrigger:
         while True:
             self.stats.batches += 1
             try:
-                await self.function.invoke(to_documents(changes))
+                with change_feed_invocation(
+                    self.function.name, retry_count=retry, max_retry_count=self._retry.max_retry_count
+                ) as context:
+                    await self.function.invoke(to_documents(changes), context)
                 return True
             except Exception:
                 self.stats.failures += 1

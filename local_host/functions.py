@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 import azure.functions as func
+from opentelemetry import context as otel_context
 
 from local_host.host_config import parse_timespan
+from local_host.invocation import bare_context
 from local_host.routing import RouteTemplate
 from local_host.worker_rules import check_function
 
@@ -39,12 +42,10 @@ class HttpFunction:
     argument: str
     """The parameter the request is passed as (the trigger binding's name)."""
 
-    async def invoke(self, request: func.HttpRequest) -> func.HttpResponse:
+    async def invoke(self, request: func.HttpRequest, context: func.Context | None = None) -> func.HttpResponse:
         """Call the function; a synchronous one runs on a worker thread, as the Python worker does."""
-        if inspect.iscoroutinefunction(self.handler):
-            result: Awaitable[func.HttpResponse] = self.handler(**{self.argument: request})
-            return await result
-        return await asyncio.to_thread(self.handler, **{self.argument: request})
+        response: func.HttpResponse = await _call(self.handler, {self.argument: request}, self.name, context)
+        return response
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,15 +59,12 @@ class ServiceBusFunction:
     many: bool = False
     """Cardinality many: the function takes a list of messages."""
 
-    async def invoke(self, messages: list[func.ServiceBusMessage]) -> None:
+    async def invoke(self, messages: list[func.ServiceBusMessage], context: func.Context | None = None) -> None:
         """Call the function as the Python worker does: with the list (cardinality many) or its one message."""
         if not self.many and len(messages) != 1:
             raise ValueError(f"{self.name} takes one message per invocation, not {len(messages)}")
         argument: object = messages if self.many else messages[0]
-        if inspect.iscoroutinefunction(self.handler):
-            await self.handler(**{self.argument: argument})
-        else:
-            await asyncio.to_thread(self.handler, **{self.argument: argument})
+        await _call(self.handler, {self.argument: argument}, self.name, context)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,12 +96,37 @@ class ChangeFeedFunction:
     handler: Callable[..., Any]
     argument: str
 
-    async def invoke(self, documents: func.DocumentList) -> None:
+    async def invoke(self, documents: func.DocumentList, context: func.Context | None = None) -> None:
         """Call the function with one batch of documents."""
-        if inspect.iscoroutinefunction(self.handler):
-            await self.handler(**{self.argument: documents})
-        else:
-            await asyncio.to_thread(self.handler, **{self.argument: documents})
+        await _call(self.handler, {self.argument: documents}, self.name, context)
+
+
+async def _call(
+    handler: Callable[..., Any], arguments: dict[str, object], name: str, context: func.Context | None
+) -> Any:
+    """Call `handler` as the Python worker does.
+
+    With `context` too when it has a parameter of that name; a synchronous handler on a
+    worker thread. Under an empty OpenTelemetry context: the function runs in a worker process
+    of its own on Azure, where nothing of the host's is current, so any trace it continues
+    must come from `context.trace_context`.
+    """
+    if "context" not in arguments and _takes_context(handler):
+        arguments = {**arguments, "context": context or bare_context(name)}
+    token = otel_context.attach(otel_context.Context())
+    try:
+        if inspect.iscoroutinefunction(handler):
+            return await handler(**arguments)
+        # to_thread copies the (now empty) context into the thread.
+        return await asyncio.to_thread(handler, **arguments)
+    finally:
+        otel_context.detach(token)
+
+
+@cache
+def _takes_context(handler: Callable[..., Any]) -> bool:
+    """The worker passes the invocation context to a parameter named `context` that no binding uses."""
+    return "context" in inspect.signature(handler).parameters
 
 
 @dataclass(frozen=True, slots=True)

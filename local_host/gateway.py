@@ -4,7 +4,9 @@ Requests under `/<route prefix>/` are matched against each HTTP function's route
 methods, turned into a `func.HttpRequest` (method, URL, headers, query, route parameters,
 body) and the function's `func.HttpResponse` is written back. As Azure's front end does,
 the socket peer is appended to `X-Forwarded-For` as `ip:port`; functions never see the
-socket itself. Host-level endpoints (`/metrics`) sit outside the route prefix.
+socket itself. Each invocation runs under the host's request span, a child of the request's
+`traceparent` (`local_host.invocation`), which the function gets as `context.trace_context`.
+Host-level endpoints (`/metrics`) sit outside the route prefix.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from urllib.parse import parse_qsl
 
 import azure.functions as func
 import orjson
+from opentelemetry import trace
 
 from local_host.functions import HttpFunction
+from local_host.invocation import http_invocation
 
 __all__ = ["Gateway", "HostEndpoint", "PlainResponse"]
 
@@ -104,7 +108,7 @@ class Gateway:
             if body is None:
                 await _send_json(send, 413, {"error": "payload_too_large", "message": "request body over 100 MiB"})
                 return
-            await self._invoke(function, _to_request(scope, body, params), send)
+            await self._invoke(function, _to_request(scope, body, params), path, send)
             return
         if allowed:
             await _send_json(
@@ -116,16 +120,25 @@ class Gateway:
         else:
             await _send_json(send, 404, {"error": "not_found", "message": f"no function serves {path}"})
 
-    async def _invoke(self, function: HttpFunction, request: func.HttpRequest, send: Send) -> None:
-        try:
-            response = await function.invoke(request)
-        except Exception:
-            # As the Functions host does: a 500 for the caller, the traceback in the log.
-            logger.exception("function %s failed", function.name)
-            await _send_json(send, 500, {"error": "internal_error", "message": "the function failed; see the host log"})
-            return
-        status, headers, body = _from_response(response)
-        await _send(send, status, headers, body)
+    async def _invoke(self, function: HttpFunction, request: func.HttpRequest, path: str, send: Send) -> None:
+        with http_invocation(function.name, request.method, path, request.headers) as (context, span):
+            try:
+                response = await function.invoke(request, context)
+            except Exception as exc:
+                # As the Functions host does: a 500 for the caller, the traceback in the log.
+                logger.exception("function %s failed", function.name)
+                span.record_exception(exc)
+                span.set_status(trace.StatusCode.ERROR, "the function failed")
+                span.set_attribute("http.response.status_code", 500)
+                await _send_json(
+                    send, 500, {"error": "internal_error", "message": "the function failed; see the host log"}
+                )
+                return
+            status, headers, body = _from_response(response)
+            span.set_attribute("http.response.status_code", status)
+            if status >= 500:
+                span.set_status(trace.StatusCode.ERROR)
+            await _send(send, status, headers, body)
 
 
 def _to_request(scope: Scope, body: bytes, route_params: dict[str, str]) -> func.HttpRequest:

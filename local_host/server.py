@@ -26,7 +26,8 @@ from opentelemetry import metrics, trace
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from local_host.changefeed_trigger import ChangeFeedTrigger
@@ -55,13 +56,19 @@ class HostOptions:
     bare_endpoint: bool = False
     """Also serve `BARE_ENDPOINT_PATH`, which answers 202 and does nothing: the benchmark's ceiling."""
     shutdown_grace_seconds: float = 10.0
+    trace_file: Path | None = None
+    """Append every finished span to this file, one JSON object a line (the host's spans and the app's)."""
 
 
 def serve(options: HostOptions, environ: Mapping[str, str]) -> None:
     """Serve the app until interrupted. Raises `SettingsError` before binding on bad settings."""
     settings = load_settings(environ)
     host_config = load_host_config(options.host_json)
-    _install_telemetry()
+    with _telemetry(options.trace_file):
+        _serve(options, environ, settings, host_config)
+
+
+def _serve(options: HostOptions, environ: Mapping[str, str], settings: Settings, host_config: HostConfig) -> None:
     app = _load_app(options.app_module)
     index = index_functions(app)
     container = Container(settings)
@@ -279,10 +286,29 @@ def _describe_concurrency(function: ServiceBusFunction, config: HostConfig) -> s
     return f"at most {config.service_bus.max_concurrent_calls} at once"
 
 
-def _install_telemetry() -> None:
+@contextlib.contextmanager
+def _telemetry(trace_file: Path | None) -> Iterator[None]:
+    """Install the metric and trace providers for the host's lifetime; with `trace_file`, export spans to it.
+
+    Spans are written as each ends (a simple processor, no batching), so a reader sees a span
+    as soon as its invocation is over; this is for inspection, not for production volumes.
+    """
     resource = Resource.create({"service.name": "cloudscale"})
     metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[PrometheusMetricReader()]))
-    trace.set_tracer_provider(TracerProvider(resource=resource))
+    provider = TracerProvider(resource=resource)
+    with contextlib.ExitStack() as stack:
+        if trace_file is not None:
+            out = stack.enter_context(trace_file.open("a", encoding="utf-8"))
+            provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(out=out, formatter=_json_line)))
+        trace.set_tracer_provider(provider)
+        try:
+            yield
+        finally:
+            provider.shutdown()
+
+
+def _json_line(span: ReadableSpan) -> str:
+    return str(span.to_json(indent=None)) + "\n"
 
 
 def _load_app(module_name: str) -> func.FunctionApp:

@@ -40,6 +40,7 @@ from azure.functions.servicebus import ServiceBusMessage as FunctionsServiceBusM
 from local_host.concurrency import CpuThrottle, HostConcurrency
 from local_host.functions import ServiceBusFunction
 from local_host.host_config import HostConfig
+from local_host.invocation import service_bus_invocation
 from shared.adapters.embedded_queue import EmbeddedQueue, ReceivedMessage
 
 __all__ = ["ServiceBusTrigger", "TriggerStats", "to_function_message"]
@@ -179,8 +180,12 @@ class ServiceBusTrigger:
         succeeded = False
         cancelled = False
         try:
-            async with asyncio.timeout(self._timeout):
-                await self.function.invoke([to_function_message(received) for received in batch])
+            # The host's processing span: the function gets it as its context's trace context.
+            with service_bus_invocation(
+                self.function.name, [received.message for received in batch], many=self.function.many
+            ) as context:
+                async with asyncio.timeout(self._timeout):
+                    await self.function.invoke([to_function_message(received) for received in batch], context)
             succeeded = True
         except asyncio.CancelledError:
             cancelled = True

@@ -24,6 +24,7 @@ from process.wiring import process_services
 from shared.http import error_response, json_response
 from shared.ports import PortError
 from shared.settings import SettingsError
+from shared.telemetry import invocation_span
 
 __all__ = ["bp"]
 
@@ -46,17 +47,25 @@ _TENANT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 )
 # typing.List, not list[...]: the Python worker refuses builtin generics in binding annotations
 # ("invalid non-type annotation"), and one refused function leaves the whole app serving nothing.
-async def process_event(messages: typing.List[func.ServiceBusMessage]) -> None:  # noqa: UP006
-    """Score, enrich and store a batch of queued events (idempotent: a redelivery changes nothing)."""
-    try:
-        services = process_services()
-    except SettingsError:
-        # Not the messages' fault: failing at once would spend their deliveries in seconds and
-        # dead-letter good events. Hold them as long as a store outage would, then hand them back.
-        logger.critical("the process stage is misconfigured; holding %d message(s)", len(messages), exc_info=True)
-        await asyncio.sleep(MISCONFIGURED_HOLD_SECONDS)
-        raise
-    await services.service.handle_batch([delivered_message(message) for message in messages])
+async def process_event(
+    messages: typing.List[func.ServiceBusMessage],  # noqa: UP006
+    context: func.Context,
+) -> None:
+    """Score, enrich and store a batch of queued events (idempotent: a redelivery changes nothing).
+
+    The batch runs under the host's activity for this invocation; each event's own work
+    continues the trace its message was sent in (see `ProcessService.handle_batch`).
+    """
+    with invocation_span(context, "process events"):
+        try:
+            services = process_services()
+        except SettingsError:
+            # Not the messages' fault: failing at once would spend their deliveries in seconds and
+            # dead-letter good events. Hold them as long as a store outage would, then hand them back.
+            logger.critical("the process stage is misconfigured; holding %d message(s)", len(messages), exc_info=True)
+            await asyncio.sleep(MISCONFIGURED_HOLD_SECONDS)
+            raise
+        await services.service.handle_batch([delivered_message(message) for message in messages])
 
 
 def delivered_message(message: func.ServiceBusMessage) -> DeliveredMessage:
@@ -83,8 +92,13 @@ def delivered_message(message: func.ServiceBusMessage) -> DeliveredMessage:
 
 @bp.function_name("get_event")
 @bp.route(route="events/{tenantId}/{eventId}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
-async def get_event(req: func.HttpRequest) -> func.HttpResponse:
+async def get_event(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     """The stored, enriched event with its fraud result; 404 until the process stage stored it."""
+    with invocation_span(context, "get event"):
+        return await _get_event(req)
+
+
+async def _get_event(req: func.HttpRequest) -> func.HttpResponse:
     tenant_id = req.route_params.get("tenantId", "")
     event_id = req.route_params.get("eventId", "")
     if not _TENANT_ID.match(tenant_id):

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
 
-from opentelemetry import propagate, trace
+from opentelemetry import trace
 
 from process.decoding import PoisonMessageError, decode_envelope
 from process.store_guard import StoreGuard
@@ -33,7 +33,7 @@ from shared.domain.envelope import Envelope, QueueMessage
 from shared.domain.fraud import DistinctUsersTracker, FraudRuleSet, FraudSignals
 from shared.domain.stored_event import FraudResult, StoredEvent, build_stored_event
 from shared.ports import DeadLetterSink, EventStore
-from shared.telemetry import ProcessMetrics
+from shared.telemetry import ProcessMetrics, message_parent
 
 __all__ = ["DeliveredMessage", "ProcessOutcome", "ProcessService"]
 
@@ -110,10 +110,16 @@ class ProcessService:
         are stored together (one `save_many`), so a store that stays down for the whole
         budget raises `StoreUnavailableError` for the batch: the host abandons all of it,
         and on redelivery the events this attempt did store report DUPLICATE.
+
+        Tracing: each event's span continues the trace its message was sent in (one trace per
+        event, from the producer's request to the store) and links to the current span (the
+        batch's invocation); it lasts until the batch's write and records its outcome.
         """
         started = time.perf_counter()
         outcomes: list[ProcessOutcome | None] = [None] * len(messages)
         pending: list[_Pending] = []
+        invocation = trace.get_current_span().get_span_context()
+        invocation_links = [trace.Link(invocation)] if invocation.is_valid else []
         try:
             for position, message in enumerate(messages):
                 try:
@@ -132,7 +138,11 @@ class ProcessService:
                     outcomes[position] = ProcessOutcome.DEAD_LETTERED
                     continue
                 span = tracer.start_span(
-                    "process event", context=propagate.extract(envelope.trace_context), kind=trace.SpanKind.CONSUMER
+                    "process event",
+                    context=message_parent(message.application_properties, envelope.trace_context),
+                    kind=trace.SpanKind.CONSUMER,
+                    links=invocation_links,
+                    attributes={"messaging.message.id": message.message_id or "", "cloudscale.event_id": document.id},
                 )
                 pending.append(_Pending(position, envelope, document, span))
             for item, stored in zip(pending, await self._store_all(pending), strict=True):
@@ -171,8 +181,9 @@ class ProcessService:
         for index, item in enumerate(pending):
             first_of.setdefault((item.document.tenant_id, item.document.event_id), index)
         unique = sorted(set(first_of.values()))
-        # One span for the batch's write, linked to each event's span (each continues its
-        # producer's trace), so the store's own spans hang under it.
+        # One span for the batch's write, under the invocation's span and linked to each
+        # event's span (each continues its producer's trace), so the store's own spans hang
+        # under it: one write cannot have a parent in every event's trace.
         links = [trace.Link(item.span.get_span_context()) for item in pending]
         try:
             with tracer.start_as_current_span("store events", links=links):
@@ -187,6 +198,7 @@ class ProcessService:
         for index, item in enumerate(pending):
             stored = stored_now.get(index, False)
             outcome = ProcessOutcome.STORED if stored else ProcessOutcome.DUPLICATE
+            item.span.set_attribute("cloudscale.outcome", outcome.value)
             self._metrics.events_processed.add(1, {"outcome": outcome.value})
             document = item.document
             if document.fraud.suspicious:

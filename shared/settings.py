@@ -104,6 +104,11 @@ class Settings(BaseModel):
     kusto_database: str = Field("cloudscale", min_length=1, alias="CLOUDSCALE_KUSTO_DATABASE")
 
     applicationinsights_connection_string: str | None = Field(None, alias="APPLICATIONINSIGHTS_CONNECTION_STRING")
+    python_enable_opentelemetry: bool = Field(False, alias="PYTHON_ENABLE_OPENTELEMETRY")
+    """Read by the Python worker, not by the app: `true` has the worker make each invocation's
+    trace context current for OpenTelemetry and tell the host that the app exports its own
+    telemetry (the host then stops exporting the worker's logs a second time). Set on Azure,
+    where host.json has `telemetryMode: OpenTelemetry`; the app configures its exporter itself."""
 
     @model_validator(mode="after")
     def _azure_backend_has_connections(self) -> Settings:

@@ -63,6 +63,9 @@ var appSettings = {
   ServiceBusConnection__fullyQualifiedNamespace: serviceBusNamespace
   CosmosDBConnection__accountEndpoint: cosmosEndpoint
   APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString
+  // host.json has telemetryMode OpenTelemetry: the worker hands each invocation's trace context
+  // to OpenTelemetry and the host leaves the app's logs to the app's own exporter.
+  PYTHON_ENABLE_OPENTELEMETRY: 'true'
   CLOUDSCALE_BACKEND: 'azure'
   // Only the embedded backend keeps files; /tmp is the one writable place if anything looks.
   CLOUDSCALE_DATA_DIR: '/tmp/cloudscale'

@@ -289,6 +289,7 @@ def test_every_setting_can_be_set_by_its_variable(tmp_path: Path) -> None:
         "CLOUDSCALE_KUSTO_INGEST_URI": "https://ingest-c.westeurope.kusto.windows.net",
         "CLOUDSCALE_KUSTO_DATABASE": "analytics",
         "APPLICATIONINSIGHTS_CONNECTION_STRING": "InstrumentationKey=x",
+        "PYTHON_ENABLE_OPENTELEMETRY": "true",
     }
     assert set(values) == set(SETTING_NAMES), "a setting was added: add it here too"
 
