@@ -7,12 +7,24 @@ EMULATORS := .emulators
 AZURITE := $(EMULATORS)/node_modules/.bin/azurite-table
 COSMOSDB_SERVER_VERSION := 1.0.1
 COSMOSDB_SERVER := $(EMULATORS)/node_modules/@vercel/cosmosdb-server/lib/cli.js
+# The worker-conformance tier runs under the Python the app is deployed on, in a venv holding
+# exactly what Azure installs (requirements.txt) plus the test runner. Override with
+# `make test DEPLOY_PYTHON=/path/to/python3.13`.
+DEPLOY_PYTHON ?= $(shell python3.13 -c 'import sys; print(sys.executable)' 2>/dev/null || \
+	PYENV_VERSION=3.13.0 python -c 'import sys; print(sys.executable)' 2>/dev/null)
+DEPLOY_VENV := .venv-deploy
+DEPLOY_PY := $(DEPLOY_VENV)/bin/python
+# What the deployment venv installs. tests/conformance/interim-pins.txt goes once
+# requirements.txt is a lock that pins the worker library itself.
+DEPLOY_REQUIREMENTS := requirements.txt tests/conformance/interim-pins.txt
+CONFORMANCE_RUNNER := tests/conformance/runner-requirements.txt
 
-.PHONY: run test bench lint format check emulators clean help
+.PHONY: run test conformance bench lint format check emulators clean help
 
 help:
 	@echo "make run    - run the whole pipeline locally on http://127.0.0.1:7071"
 	@echo "make test   - install everything needed (emulators included) and run the test suite"
+	@echo "make conformance - load and invoke the app with Microsoft's Python worker (part of make test)"
 	@echo "make lint   - ruff and mypy"
 	@echo "make check  - lint and test (what CI runs)"
 	@echo "make bench  - throughput and latency of each stage beside a bare endpoint (writes docs/benchmarks.md)"
@@ -60,6 +72,30 @@ emulators:
 
 test: $(VENV)/.dev-installed emulators
 	$(PY) -m pytest
+	@$(MAKE) --no-print-directory conformance
+
+# Rebuilt from nothing whenever its inputs change, so a package dropped from requirements.txt
+# is gone from the venv too.
+$(DEPLOY_VENV)/.installed: $(DEPLOY_REQUIREMENTS) $(CONFORMANCE_RUNNER)
+	rm -rf $(DEPLOY_VENV)
+	$(DEPLOY_PYTHON) -m venv $(DEPLOY_VENV)
+	$(DEPLOY_PY) -c 'import sys; sys.exit(sys.version_info < (3, 13) and "DEPLOY_PYTHON must be Python 3.13 or newer")'
+	$(DEPLOY_PY) -m pip install --quiet --upgrade pip
+	$(DEPLOY_PY) -m pip install --quiet $(addprefix -r ,$(DEPLOY_REQUIREMENTS)) -r $(CONFORMANCE_RUNNER)
+	touch $@
+
+# Without Python 3.13 the tier is skipped with a warning, except under CI=true.
+ifeq ($(strip $(DEPLOY_PYTHON)),)
+conformance:
+	@if [ "$$CI" = "true" ]; then \
+		echo "Python 3.13 is required under CI=true (the worker-conformance tier); set DEPLOY_PYTHON" >&2; exit 1; \
+	fi
+	@echo "WARNING: Python 3.13 not found: the worker-conformance tier (tests/conformance) is SKIPPED;" \
+		"set DEPLOY_PYTHON=/path/to/python3.13" >&2
+else
+conformance: $(DEPLOY_VENV)/.installed
+	$(DEPLOY_PY) -m pytest tests/conformance
+endif
 
 # BENCH_ARGS, e.g. BENCH_ARGS="--duration 20 --only bare ingest"
 bench: $(VENV)/.local-installed
@@ -77,4 +113,4 @@ format: $(VENV)/.dev-installed
 check: lint test
 
 clean:
-	rm -rf $(VENV) $(EMULATORS) .cloudscale .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(DEPLOY_VENV) $(EMULATORS) .cloudscale .pytest_cache .mypy_cache .ruff_cache *.egg-info
