@@ -73,6 +73,11 @@ class FuncIgnore:
             return True
         return self.deny is None or not self.deny.match(relative)
 
+    def denies_everything_under(self, relative_dir: str) -> bool:
+        """Whether no file under the folder can be zipped, so it need not be walked: a line that
+        matches the start of `dir/` matches the start of every path under it."""
+        return self.allow is None and self.deny is not None and self.deny.match(relative_dir + "/") is not None
+
 
 def package_files(app_dir: Path) -> list[str]:
     """The `/`-separated paths, relative to `app_dir`, of every file the zip would hold."""
@@ -80,12 +85,17 @@ def package_files(app_dir: Path) -> list[str]:
     found: list[str] = []
     for root, dirs, files in os.walk(app_dir):
         # Symbolic links to folders are not followed (os.walk's default); they are left out.
-        dirs[:] = sorted(name for name in dirs if name.lower() not in ALWAYS_LEFT_OUT_DIRECTORIES)
         relative_root = Path(root).relative_to(app_dir).as_posix()
+        prefix = "" if relative_root == "." else f"{relative_root}/"
+        dirs[:] = sorted(
+            name
+            for name in dirs
+            if name.lower() not in ALWAYS_LEFT_OUT_DIRECTORIES and not rules.denies_everything_under(prefix + name)
+        )
         for name in sorted(files):
             if name.lower() in ALWAYS_LEFT_OUT_FILES:
                 continue
-            relative = name if relative_root == "." else f"{relative_root}/{name}"
+            relative = prefix + name
             if rules.accepts(relative):
                 found.append(relative)
     return found
