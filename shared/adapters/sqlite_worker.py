@@ -151,8 +151,14 @@ def open_connection(path: Path) -> sqlite3.Connection:
     autocommit mode (isolation_level=None) leaves transactions to us.
     """
     connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_SECONDS)
-    connection.execute("PRAGMA journal_mode=WAL")
-    connection.execute("PRAGMA synchronous=FULL")
+    try:
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=FULL")
+    except BaseException:
+        # Switching to WAL needs a lock another process may hold, or the file may not be a
+        # database: close at once, or the file stays open for as long as the error is kept.
+        connection.close()
+        raise
     return connection
 
 
