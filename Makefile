@@ -18,13 +18,17 @@ DEPLOY_PY := $(DEPLOY_VENV)/bin/python
 # requirements.txt is a lock that pins the worker library itself.
 DEPLOY_REQUIREMENTS := requirements.txt tests/conformance/interim-pins.txt
 CONFORMANCE_RUNNER := tests/conformance/runner-requirements.txt
+# The whole suite again under the deployment Python, in a development venv of its own.
+PY313_VENV := .venv-py313
+PY313 := $(PY313_VENV)/bin/python
 
-.PHONY: run test conformance bench lint format check emulators clean help
+.PHONY: run test conformance test-py313 bench lint format check emulators clean help
 
 help:
 	@echo "make run    - run the whole pipeline locally on http://127.0.0.1:7071"
 	@echo "make test   - install everything needed (emulators included) and run the test suite"
 	@echo "make conformance - load and invoke the app with Microsoft's Python worker (part of make test)"
+	@echo "make test-py313 - the test suite under Python 3.13 (what CI runs after make test)"
 	@echo "make lint   - ruff and mypy"
 	@echo "make check  - lint and test (what CI runs)"
 	@echo "make bench  - throughput and latency of each stage beside a bare endpoint (writes docs/benchmarks.md)"
@@ -84,17 +88,30 @@ $(DEPLOY_VENV)/.installed: $(DEPLOY_REQUIREMENTS) $(CONFORMANCE_RUNNER)
 	$(DEPLOY_PY) -m pip install --quiet $(addprefix -r ,$(DEPLOY_REQUIREMENTS)) -r $(CONFORMANCE_RUNNER)
 	touch $@
 
-# Without Python 3.13 the tier is skipped with a warning, except under CI=true.
+# The interim pins let requirements resolve on Python 3.13 until requirements.txt is a lock.
+$(PY313_VENV)/.installed: requirements.txt requirements-local.txt requirements-dev.txt pyproject.toml \
+		tests/conformance/interim-pins.txt
+	rm -rf $(PY313_VENV)
+	$(DEPLOY_PYTHON) -m venv $(PY313_VENV)
+	$(PY313) -c 'import sys; sys.exit(sys.version_info < (3, 13) and "DEPLOY_PYTHON must be Python 3.13 or newer")'
+	$(PY313) -m pip install --quiet --upgrade pip
+	$(PY313) -m pip install --quiet -r requirements-dev.txt -r tests/conformance/interim-pins.txt
+	$(PY313) -m pip install --quiet --no-deps -e .
+	touch $@
+
+# Without Python 3.13 both are skipped with a warning, except under CI=true.
 ifeq ($(strip $(DEPLOY_PYTHON)),)
-conformance:
+conformance test-py313:
 	@if [ "$$CI" = "true" ]; then \
-		echo "Python 3.13 is required under CI=true (the worker-conformance tier); set DEPLOY_PYTHON" >&2; exit 1; \
+		echo "Python 3.13 is required under CI=true ($@); set DEPLOY_PYTHON=/path/to/python3.13" >&2; exit 1; \
 	fi
-	@echo "WARNING: Python 3.13 not found: the worker-conformance tier (tests/conformance) is SKIPPED;" \
-		"set DEPLOY_PYTHON=/path/to/python3.13" >&2
+	@echo "WARNING: Python 3.13 not found: $@ is SKIPPED; set DEPLOY_PYTHON=/path/to/python3.13" >&2
 else
 conformance: $(DEPLOY_VENV)/.installed
 	$(DEPLOY_PY) -m pytest tests/conformance
+
+test-py313: $(PY313_VENV)/.installed emulators
+	$(PY313) -m pytest
 endif
 
 # BENCH_ARGS, e.g. BENCH_ARGS="--duration 20 --only bare ingest"
@@ -113,4 +130,4 @@ format: $(VENV)/.dev-installed
 check: lint test
 
 clean:
-	rm -rf $(VENV) $(DEPLOY_VENV) $(EMULATORS) .cloudscale .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(DEPLOY_VENV) $(PY313_VENV) $(EMULATORS) .cloudscale .pytest_cache .mypy_cache .ruff_cache *.egg-info
