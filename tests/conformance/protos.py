@@ -11,7 +11,8 @@ behaviour the library relies on:
 - an unset field reads as its default: `""`, `0`, `False`, an empty list or dict, and for a
   message field an empty message (so `request.trace_context.trace_parent` is `""`);
 - enum fields take the value or the label (`retry_strategy="exponential_backoff"`), and
-  nested enum values are class attributes (`BindingInfo.out`, `StatusResult.Success`);
+  nested enum values are plain `int` class attributes (`BindingInfo.out`,
+  `StatusResult.Success`), as in generated code, where the library compares them with `is`;
 - `WhichOneof(group)` names the member of a oneof that is set, or returns `None`.
 
 Field names and numbers follow `src/proto/FunctionRpc.proto` and `shared/NullableTypes.proto`
@@ -116,17 +117,21 @@ class Message:
             if len(chosen) > 1:
                 raise ValueError(f"{type(self).__name__}: more than one member of oneof {group!r} set: {chosen}")
         object.__setattr__(self, "_values", set_values)
+        object.__setattr__(self, "_defaults", {})
 
     def __getattr__(self, name: str) -> Any:
         field = type(self).FIELDS.get(name)
         if field is None:
             raise AttributeError(f"{type(self).__name__} has no field {name!r}")
         values: dict[str, Any] = object.__getattribute__(self, "_values")
-        if name not in values:
-            # Reading an unset field gives its default, and (as protobuf does for message
-            # fields read through a parent) keeps it, so nested reads are stable.
-            values[name] = field.default()
-        return values[name]
+        if name in values:
+            return values[name]
+        # An unset field reads as its default without becoming set (WhichOneof and HasField
+        # still say unset); the same default object comes back on every read.
+        defaults: dict[str, Any] = object.__getattribute__(self, "_defaults")
+        if name not in defaults:
+            defaults[name] = field.default()
+        return defaults[name]
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name not in type(self).FIELDS:
@@ -207,7 +212,7 @@ class _Status(enum.IntEnum):
 
 class StatusResult(Message):
     Status = _Status
-    Failure, Success, Cancelled = _Status.Failure, _Status.Success, _Status.Cancelled
+    Failure, Success, Cancelled = (int(member) for member in _Status)
     FIELDS: ClassVar[Mapping[str, Field]] = {
         "status": enum_of(_Status),
         "result": scalar(""),
@@ -368,8 +373,8 @@ class _DataType(enum.IntEnum):
 class BindingInfo(Message):
     Direction = _Direction
     DataType = _DataType
-    out, inout = _Direction.out, _Direction.inout
-    undefined, string, binary, stream = _DataType.undefined, _DataType.string, _DataType.binary, _DataType.stream
+    out, inout = int(_Direction.out), int(_Direction.inout)
+    undefined, string, binary, stream = (int(member) for member in _DataType)
     FIELDS: ClassVar[Mapping[str, Field]] = {
         "type": scalar(""),
         "direction": Field(lambda: 0, {"in": 0, "out": 1, "inout": 2}),
@@ -378,7 +383,7 @@ class BindingInfo(Message):
     }
 
 
-setattr(BindingInfo, "in", _Direction.in_)  # `BindingInfo.in`, as in generated code
+setattr(BindingInfo, "in", int(_Direction.in_))  # `BindingInfo.in`, as in generated code
 
 
 class _RetryStrategy(enum.IntEnum):
@@ -388,7 +393,7 @@ class _RetryStrategy(enum.IntEnum):
 
 class RpcRetryOptions(Message):
     RetryStrategy = _RetryStrategy
-    exponential_backoff, fixed_delay = _RetryStrategy.exponential_backoff, _RetryStrategy.fixed_delay
+    exponential_backoff, fixed_delay = (int(member) for member in _RetryStrategy)
     FIELDS: ClassVar[Mapping[str, Field]] = {
         "max_retry_count": scalar(0),
         # google.protobuf.Duration fields; protobuf 5 takes a datetime.timedelta for them.
