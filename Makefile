@@ -7,12 +7,27 @@ EMULATORS := .emulators
 AZURITE := $(EMULATORS)/node_modules/.bin/azurite-table
 COSMOSDB_SERVER_VERSION := 1.0.1
 COSMOSDB_SERVER := $(EMULATORS)/node_modules/@vercel/cosmosdb-server/lib/cli.js
+# The worker-conformance tier runs under the Python the app is deployed on, in a venv holding
+# exactly what Azure installs (requirements.txt) plus the test runner. Override with
+# `make test DEPLOY_PYTHON=/path/to/python3.13`.
+DEPLOY_PYTHON ?= $(shell python3.13 -c 'import sys; print(sys.executable)' 2>/dev/null || \
+	PYENV_VERSION=3.13.0 python -c 'import sys; print(sys.executable)' 2>/dev/null)
+DEPLOY_VENV := .venv-deploy
+DEPLOY_PY := $(DEPLOY_VENV)/bin/python
+# What the deployment venv installs: the lock Azure's remote build installs, worker library included.
+DEPLOY_REQUIREMENTS := requirements.txt
+CONFORMANCE_RUNNER := tests/conformance/runner-requirements.txt
+# The whole suite again under the deployment Python, in a development venv of its own.
+PY313_VENV := .venv-py313
+PY313 := $(PY313_VENV)/bin/python
 
-.PHONY: run test bench lint format check emulators clean help lock lock-check
+.PHONY: run test conformance test-py313 bench lint format check emulators clean help lock lock-check
 
 help:
 	@echo "make run    - run the whole pipeline locally on http://127.0.0.1:7071"
 	@echo "make test   - install everything needed (emulators included) and run the test suite"
+	@echo "make conformance - load and invoke the app with Microsoft's Python worker (part of make test)"
+	@echo "make test-py313 - the test suite under Python 3.13 (what CI runs after make test)"
 	@echo "make lint   - ruff and mypy"
 	@echo "make check  - lint, lock check and test (what CI runs)"
 	@echo "make lock   - regenerate the pinned, hashed requirements*.txt from requirements*.in"
@@ -88,6 +103,43 @@ emulators:
 
 test: $(VENV)/.dev-installed emulators
 	$(PY) -m pytest
+	@$(MAKE) --no-print-directory conformance
+
+# Rebuilt from nothing whenever its inputs change, so a package dropped from requirements.txt
+# is gone from the venv too.
+$(DEPLOY_VENV)/.installed: $(DEPLOY_REQUIREMENTS) $(CONFORMANCE_RUNNER)
+	rm -rf $(DEPLOY_VENV)
+	$(DEPLOY_PYTHON) -m venv $(DEPLOY_VENV)
+	$(DEPLOY_PY) -c 'import sys; sys.exit(sys.version_info < (3, 13) and "DEPLOY_PYTHON must be Python 3.13 or newer")'
+	$(DEPLOY_PY) -m pip install --quiet --upgrade pip
+	$(DEPLOY_PY) -m pip install --quiet -r $(DEPLOY_REQUIREMENTS)
+	# A second install: pip checks hashes for every requirement of an install once one has them.
+	$(DEPLOY_PY) -m pip install --quiet -r $(CONFORMANCE_RUNNER)
+	touch $@
+
+$(PY313_VENV)/.installed: requirements.txt requirements-local.txt requirements-dev.txt pyproject.toml
+	rm -rf $(PY313_VENV)
+	$(DEPLOY_PYTHON) -m venv $(PY313_VENV)
+	$(PY313) -c 'import sys; sys.exit(sys.version_info < (3, 13) and "DEPLOY_PYTHON must be Python 3.13 or newer")'
+	$(PY313) -m pip install --quiet --upgrade pip
+	$(PY313) -m pip install --quiet -r requirements-dev.txt
+	$(PY313) -m pip install --quiet --no-deps -e .
+	touch $@
+
+# Without Python 3.13 both are skipped with a warning, except under CI=true.
+ifeq ($(strip $(DEPLOY_PYTHON)),)
+conformance test-py313:
+	@if [ "$$CI" = "true" ]; then \
+		echo "Python 3.13 is required under CI=true ($@); set DEPLOY_PYTHON=/path/to/python3.13" >&2; exit 1; \
+	fi
+	@echo "WARNING: Python 3.13 not found: $@ is SKIPPED; set DEPLOY_PYTHON=/path/to/python3.13" >&2
+else
+conformance: $(DEPLOY_VENV)/.installed
+	$(DEPLOY_PY) -m pytest tests/conformance
+
+test-py313: $(PY313_VENV)/.installed emulators
+	$(PY313) -m pytest
+endif
 
 # BENCH_ARGS, e.g. BENCH_ARGS="--duration 20 --only bare ingest"
 bench: $(VENV)/.local-installed
@@ -108,4 +160,4 @@ format: $(VENV)/.dev-installed
 check: lint lock-check test
 
 clean:
-	rm -rf $(VENV) $(EMULATORS) .cloudscale .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(DEPLOY_VENV) $(PY313_VENV) $(EMULATORS) .cloudscale .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -163,6 +163,8 @@ def open_connection(path: Path) -> sqlite3.Connection:
         _switch_to_wal(connection, path)
         connection.execute("PRAGMA synchronous=FULL")
     except BaseException:
+        # Switching to WAL needs a lock another process may hold, or the file may not be a
+        # database: close at once, or the file stays open for as long as the error is kept.
         connection.close()
         raise
     return connection

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import sqlite3
 from pathlib import Path
 
 import pytest
 
-from shared.adapters.sqlite_worker import SqliteWorker, SqliteWorkerClosedError
+from shared.adapters.sqlite_worker import SqliteWorker, SqliteWorkerClosedError, open_connection
 
 
 def schema(connection: sqlite3.Connection) -> None:
@@ -41,7 +43,7 @@ async def test_results_are_committed_and_visible_to_another_connection(tmp_path:
     try:
         await asyncio.gather(*(worker.run(insert(n)) for n in range(200)))  # type: ignore[arg-type]
 
-        with sqlite3.connect(path) as other:
+        with contextlib.closing(sqlite3.connect(path)) as other:
             assert other.execute("SELECT count(*) FROM items").fetchone()[0] == 200
     finally:
         worker.close()
@@ -73,3 +75,29 @@ async def test_a_closed_worker_refuses_jobs(tmp_path: Path) -> None:
 def test_a_bad_schema_fails_the_constructor(tmp_path: Path) -> None:
     with pytest.raises(sqlite3.OperationalError):
         SqliteWorker(tmp_path / "db.sqlite3", lambda c: c.execute("CREATE TABLE broken ("))
+
+
+def open_descriptors_on(path: Path) -> list[str]:
+    """This process's open file descriptors on `path` (Linux: /proc/self/fd)."""
+    fds = Path("/proc/self/fd")
+    found = []
+    for fd in fds.iterdir():
+        with contextlib.suppress(OSError):
+            if os.readlink(fd) == str(path):
+                found.append(fd.name)
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="reads open descriptors from /proc")
+def test_a_file_that_cannot_be_opened_as_a_store_is_not_left_open(tmp_path: Path) -> None:
+    # GIVEN a file that is not a SQLite database
+    path = tmp_path / "db.sqlite3"
+    path.write_bytes(b"not a database" * 100)
+
+    # WHEN opening it fails, and the error is kept (as a future or a log record keeps it)
+    with pytest.raises(sqlite3.DatabaseError) as kept:
+        open_connection(path)
+
+    # THEN the file is closed already, not whenever the error is collected
+    assert kept.value is not None
+    assert open_descriptors_on(path) == []

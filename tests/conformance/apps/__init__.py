@@ -1,0 +1,1 @@
+"""Small function apps the conformance tier indexes with the Python worker."""
