@@ -86,3 +86,13 @@ def test_the_app_itself_loads() -> None:
     index = index_functions(function_app.app)
     assert {function.name for function in index.http} >= {"ingest_events", "health", "openapi", "get_event"}
     assert [function.name for function in index.service_bus] == ["process_event"]
+
+
+def test_the_local_indexer_agrees_with_the_worker_on_the_conformance_fixture_apps() -> None:
+    # tests/conformance runs the same two apps through Microsoft's worker library
+    from tests.conformance.apps.builtin_generic.function_app import app as refused
+    from tests.conformance.apps.typing_list.function_app import app as accepted
+
+    with pytest.raises(FunctionLoadError, match="invalid non-type annotation"):
+        index_functions(refused)
+    assert [function.name for function in index_functions(accepted).service_bus] == ["process_event"]
