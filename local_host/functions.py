@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,11 +81,20 @@ class RetryPolicy:
     maximum_interval: float = 60.0
     delay_interval: float = 1.0
 
-    def delay(self, retry: int) -> float:
-        """How long to wait before retry number `retry` (1 for the first)."""
+    def delay(self, retry: int, jitter: float | None = None) -> float:
+        """How long to wait before retry number `retry` (1 for the first).
+
+        Exponential backoff is the host's randomized one (`RandomizedExponentialBackoffStrategy`
+        in the WebJobs SDK): the first retry waits `minimum_interval`; retry n waits
+        `minimum_interval` plus `jitter` x 2^(n-2) x `minimum_interval`, where `jitter` is drawn
+        from [0.8, 1.2) unless given; never more than `maximum_interval`.
+        """
         if self.strategy == "fixed_delay":
             return self.delay_interval
-        return float(min(self.maximum_interval, self.minimum_interval * 2 ** (retry - 1)))
+        if retry <= 1:
+            return float(min(self.maximum_interval, self.minimum_interval))
+        factor = random.uniform(0.8, 1.2) if jitter is None else jitter
+        return float(min(self.maximum_interval, self.minimum_interval * (1 + factor * 2 ** (retry - 2))))
 
 
 @dataclass(frozen=True, slots=True)
