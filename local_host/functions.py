@@ -25,6 +25,7 @@ __all__ = [
     "HttpFunction",
     "RetryPolicy",
     "ServiceBusFunction",
+    "TimerFunction",
     "index_functions",
 ]
 
@@ -117,10 +118,31 @@ class ChangeFeedFunction:
 
 
 @dataclass(frozen=True, slots=True)
+class TimerFunction:
+    name: str
+    schedule: str
+    """As registered: an NCRONTAB expression, or an app-setting expression such as `%SCHEDULE%`."""
+    run_on_startup: bool
+    use_monitor: bool
+    """As registered (default true); the host turns it off for a schedule that fires more than once a minute."""
+    retry: RetryPolicy | None
+    handler: Callable[..., Any]
+    argument: str
+
+    async def invoke(self, request: func.TimerRequest) -> None:
+        """Call the function with its timer request."""
+        if inspect.iscoroutinefunction(self.handler):
+            await self.handler(**{self.argument: request})
+        else:
+            await asyncio.to_thread(self.handler, **{self.argument: request})
+
+
+@dataclass(frozen=True, slots=True)
 class FunctionIndex:
     http: list[HttpFunction] = field(default_factory=list)
     service_bus: list[ServiceBusFunction] = field(default_factory=list)
     change_feed: list[ChangeFeedFunction] = field(default_factory=list)
+    timer: list[TimerFunction] = field(default_factory=list)
     other: dict[str, str] = field(default_factory=dict)
     """Functions whose trigger the host does not drive: name -> trigger type."""
 
@@ -188,6 +210,19 @@ def index_functions(app: func.FunctionApp) -> FunctionIndex:
                 )
             else:
                 index.other[name] = "serviceBusTrigger (topic subscriptions are not served locally)"
+        elif trigger.get_binding_name() == "timerTrigger":
+            spec = trigger.get_dict_repr()
+            index.timer.append(
+                TimerFunction(
+                    name=name,
+                    schedule=str(spec["schedule"]),
+                    run_on_startup=bool(spec.get("runOnStartup") or False),
+                    use_monitor=bool(spec.get("useMonitor", True)),
+                    retry=_retry_policy(function.get_settings_dict("retry_policy")),
+                    handler=function.get_user_function(),
+                    argument=spec["name"],
+                )
+            )
         else:
             index.other[name] = trigger.get_binding_name()
     _indexes[id(app)] = (app, index)
