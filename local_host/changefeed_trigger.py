@@ -8,8 +8,9 @@ What the Functions host does with a change-feed lease, on one machine (sources i
   of the stored documents (with `_ts`, the commit time, and `_lsn`, the sequence number, as
   Cosmos DB adds its system properties);
 - the function returned: advance the durable checkpoint past the batch, then go on;
-- it raised: run the function's `@retry` policy (`local_host.retries`: the host's backoff,
-  up to `max_retry_count` retries); without a policy the batch is not retried at all;
+- it raised (or ran past `functionTimeout`): run the function's `@retry` policy
+  (`local_host.retries`: the host's backoff, up to `max_retry_count` retries); without a
+  policy the batch is not retried at all;
 - the retries are spent and it still fails: checkpoint past the batch anyway and go on, as
   the Cosmos DB extension does (its listener returns normally to the change feed processor,
   which then checkpoints). The batch is skipped: an ERROR names its range, and
@@ -58,8 +59,16 @@ class FeedStats:
 class ChangeFeedTrigger:
     """One change-feed loop: one function, one lease, batches in order."""
 
-    def __init__(self, function: ChangeFeedFunction, store: EmbeddedEventStore, leases: LeaseStore) -> None:
+    def __init__(
+        self,
+        function: ChangeFeedFunction,
+        store: EmbeddedEventStore,
+        leases: LeaseStore,
+        function_timeout: float | None = None,
+    ) -> None:
+        """`function_timeout` is host.json's `functionTimeout` in seconds (None: no limit)."""
         self.function = function
+        self._function_timeout = function_timeout
         self.stats = FeedStats()
         self._store = store
         self._leases = leases
@@ -156,11 +165,7 @@ class ChangeFeedTrigger:
         async def attempt() -> None:
             # A fresh DocumentList each time: the host binds the trigger data anew per invocation.
             self.stats.batches += 1
-            try:
-                await self.function.invoke(to_documents(changes))
-            except Exception:
-                self.stats.failures += 1
-                raise
+            await self.function.invoke(to_documents(changes))
 
         result = await run_with_retries(
             attempt,
@@ -168,7 +173,9 @@ class ChangeFeedTrigger:
             self._stop_requested,
             describe=f"function {self.function.name} on changes {changes[0].sequence}-{changes[-1].sequence}",
             logger=logger,
+            function_timeout=self._function_timeout,
         )
+        self.stats.failures += result.failures
         if result.outcome is Outcome.FAILED and self._stopping:
             # The host stopped while this failed: like the extension's cancellation check
             # before the checkpoint, leave the batch for the next start.

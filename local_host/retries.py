@@ -4,7 +4,8 @@ The host (the WebJobs SDK's `FunctionExecutorExtensions.TryExecuteAsync`, source
 `docs/architecture.md`) invokes the function; if it raised and the function has a retry
 policy, it waits the policy's next delay and invokes it again, up to `max_retry_count`
 retries (-1: without end), then gives up and logs an error. Without a policy a failed
-invocation is not retried at all. A stop request during a wait ends the retries at once.
+invocation is not retried at all. An invocation that runs past `functionTimeout` is cut
+short and counts as failed. A stop request during a wait ends the retries at once.
 What happens after that is the trigger's business: the Cosmos DB trigger checkpoints past
 the batch anyway, the timer waits for its next occurrence.
 """
@@ -49,17 +50,23 @@ async def run_with_retries(
     *,
     describe: str,
     logger: logging.Logger,
+    function_timeout: float | None = None,
 ) -> RetryResult:
     """Invoke until it succeeds, the policy's retries are spent, or `stop` is set.
 
-    `describe` names the invocation in the log ("function f on changes 3-7").
+    `describe` names the invocation in the log ("function f on changes 3-7");
+    `function_timeout` is host.json's `functionTimeout` in seconds (None: no limit).
     """
     invocations = 0
     while True:
         invocations += 1
+        deadline = asyncio.timeout(function_timeout)
         try:
-            await invoke()
+            async with deadline:
+                await invoke()
         except Exception:
+            if deadline.expired():
+                logger.error("%s ran past functionTimeout (%g s) and was cut short", describe, function_timeout)
             retry = invocations  # the retry that would come next (1 for the first)
             if policy is None:
                 logger.exception("%s failed; it has no retry policy", describe)

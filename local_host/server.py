@@ -109,10 +109,11 @@ def serve(options: HostOptions, environ: Mapping[str, str]) -> None:
             container.on_close(_closer(leases))
             container.analytics_sink  # noqa: B018
             for feed in feeds:
-                feed_trigger = ChangeFeedTrigger(feed, store, leases)
+                feed_trigger = ChangeFeedTrigger(feed, store, leases, host_config.function_timeout_seconds)
                 feed_trigger.start()
                 feed_triggers.append(feed_trigger)
-        timer_triggers.extend(_start_timers(timers, ScheduleMonitor(container.data_dir / "timers")))
+        monitor = ScheduleMonitor(container.data_dir / "timers")
+        timer_triggers.extend(_start_timers(timers, monitor, host_config.function_timeout_seconds))
 
     async def shutdown() -> None:
         # Consumers first (letting invocations in flight finish), then the stores they use.
@@ -202,8 +203,12 @@ def _servable_timer_functions(
     return servable, unservable
 
 
-def _start_timers(timers: list[ServableTimer], monitor: ScheduleMonitor) -> list[TimerTrigger]:
-    started = [TimerTrigger(function, schedule, monitor) for function, schedule in timers]
+def _start_timers(
+    timers: list[ServableTimer], monitor: ScheduleMonitor, function_timeout: float | None
+) -> list[TimerTrigger]:
+    started = [
+        TimerTrigger(function, schedule, monitor, function_timeout=function_timeout) for function, schedule in timers
+    ]
     for timer in started:
         timer.start()
     return started

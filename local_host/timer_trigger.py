@@ -14,8 +14,8 @@ What the Functions host's timer listener does, on one machine (sources in
   every occurrence it overlapped;
 - the function gets a `func.TimerRequest` as the Python worker builds it from the host's
   timer JSON (`IsPastDue`, `ScheduleStatus` when monitored, `Schedule`);
-- a failed invocation is retried only under the function's `@retry` policy; either way the
-  schedule goes on;
+- a failed invocation (one that raised, or ran past `functionTimeout`) is retried only under
+  the function's `@retry` policy; either way the schedule goes on;
 - after each invocation the status (`Last`, `Next`, `LastUpdated`) is recorded when monitored.
 
 Stopping lets an invocation in flight finish for a grace period, then cuts it short; no new
@@ -81,9 +81,14 @@ class TimerTrigger:
         schedule: CronSchedule,
         monitor: ScheduleMonitor | None,
         clock: Callable[[], datetime] = _utc_now,
+        function_timeout: float | None = None,
     ) -> None:
-        """`monitor` is used only if the function asks for monitoring and the host would keep it on."""
+        """`monitor` is used only if the function asks for monitoring and the host would keep it on.
+
+        `function_timeout` is host.json's `functionTimeout` in seconds (None: no limit).
+        """
         self.function = function
+        self._function_timeout = function_timeout
         self.schedule = schedule
         self.stats = TimerStats()
         self.status: ScheduleStatus | None = None
@@ -153,11 +158,7 @@ class TimerTrigger:
 
         async def attempt() -> None:
             self.stats.invocations += 1
-            try:
-                await self.function.invoke(request)
-            except Exception:
-                self.stats.failures += 1
-                raise
+            await self.function.invoke(request)
 
         result = await run_with_retries(
             attempt,
@@ -165,7 +166,9 @@ class TimerTrigger:
             self._stop_requested,
             describe=f"timer function {self.function.name}",
             logger=logger,
+            function_timeout=self._function_timeout,
         )
+        self.stats.failures += result.failures
         if result.outcome is Outcome.FAILED:
             logger.info("timer function %s runs again at its next occurrence", self.function.name)
         # A timer that fired a moment before its occurrence counts from the occurrence, so the

@@ -347,6 +347,35 @@ async def test_without_a_retry_policy_a_failed_batch_is_not_retried(
     assert trigger.stats.skipped == 1
 
 
+async def test_a_batch_past_function_timeout_fails_like_one_that_raised(
+    store: EmbeddedEventStore, open_leases: OpenLeases
+) -> None:
+    # GIVEN two batches, a function with no retry policy that hangs on the first, and a
+    # functionTimeout of 0.1 s
+    leases = open_leases()
+    sequences = await save(store, range(1, 4))
+    deliveries: list[list[int]] = []
+    never = asyncio.Event()
+
+    async def hang_on_first(documents: func.DocumentList) -> None:
+        deliveries.append([int(document["_lsn"]) for document in documents])
+        if len(deliveries) == 1:
+            await never.wait()
+
+    # WHEN it runs
+    trigger = ChangeFeedTrigger(function_for(hang_on_first, max_items=2, retry=None), store, leases, 0.1)
+    trigger.start()
+    try:
+        await wait_until(lambda: len(deliveries) == 2)
+    finally:
+        await trigger.stop(grace_seconds=0.1)
+
+    # THEN the hung batch was cut short, counted as failed and skipped, and the feed went on
+    assert deliveries == [sequences[:2], sequences[2:]]
+    assert (trigger.stats.failures, trigger.stats.skipped) == (1, 1)
+    assert await leases.checkpoint(NAME) == sequences[-1]
+
+
 async def test_the_checkpoint_is_durable_and_a_new_trigger_resumes_after_the_last_successful_batch(
     store: EmbeddedEventStore, open_leases: OpenLeases, start: Start
 ) -> None:

@@ -284,3 +284,26 @@ def test_the_app_timer_is_served_locally_unless_disabled() -> None:
     assert unserved == {}
     assert off == []
     assert reasons == {NAME: f"disabled by AzureWebJobs.{NAME}.Disabled"}
+
+
+async def test_an_invocation_past_function_timeout_is_cut_short_and_the_schedule_goes_on() -> None:
+    # GIVEN a timer every second whose function hangs on its first call, and a functionTimeout of 0.2 s
+    calls: list[float] = []
+    never = asyncio.Event()
+
+    async def hang_once(timer: func.TimerRequest) -> None:
+        calls.append(time.monotonic())
+        if len(calls) == 1:
+            await never.wait()
+
+    trigger = TimerTrigger(timer_function(hang_once), CronSchedule.parse(EVERY_SECOND), None, function_timeout=0.2)
+    trigger.start()
+    try:
+        # WHEN it has been called twice
+        await wait_until(lambda: len(calls) >= 2, within=5)
+    finally:
+        await trigger.stop(grace_seconds=0.1)
+
+    # THEN the hung call counted as a failure and the next occurrence ran as usual
+    assert trigger.stats.failures == 1
+    assert trigger.stats.invocations >= 2
