@@ -10,12 +10,14 @@ always one streaming request (never the slower queued fallback), and a typical b
 ~1 KB events is one small request every poll.
 
 The Functions Cosmos DB trigger checkpoints its lease once the invocation ends, failed or
-not, so a batch whose write failed would be skipped. The retry policy below re-runs a
-failed batch with exponential backoff (1 s doubling to 5 min, 12 retries: about 25 minutes)
-before the trigger moves on. What it leaves: an analytics outage longer than that, or an
-instance lost in the middle of the retries, can skip a batch; the hourly reconciliation
-(`reconcile_analytics`, also `cloudscale reconcile`) compares counts per hour between the
-event store and analytics and re-sends what is missing.
+not, so a batch whose write failed would be skipped (and without a retry policy it is not
+retried at all). The retry policy below re-runs a failed batch with the host's exponential
+backoff (from 1 s, growing by about twice as much each time, to 5 min; 12 retries: about 19
+minutes) before the trigger moves on. What it leaves: an analytics outage longer than that,
+or an instance lost in the middle of the retries, can skip a batch; the hourly
+reconciliation (`reconcile_analytics`, also `cloudscale reconcile`) compares counts per hour
+between the event store and analytics and re-sends what is missing. The local host follows
+the same rules.
 """
 
 from __future__ import annotations

@@ -1,21 +1,25 @@
 """Drives a Cosmos DB-triggered function from the embedded event store's change feed.
 
-What the Functions host does with a change-feed lease, on one machine:
+What the Functions host does with a change-feed lease, on one machine (sources in
+`docs/architecture.md`, "The Functions host's rules"):
 
 - read the changes after the lease's checkpoint, in commit order, at most
   `maxItemsPerInvocation` at a time, and hand them to the function as a `func.DocumentList`
   of the stored documents (with `_ts`, the commit time, and `_lsn`, the sequence number, as
   Cosmos DB adds its system properties);
 - the function returned: advance the durable checkpoint past the batch, then go on;
-- it raised: wait as the function's `@retry` policy says and run the same batch again.
+- it raised (or ran past `functionTimeout`): run the function's `@retry` policy
+  (`local_host.retries`: the host's backoff, up to `max_retry_count` retries); without a
+  policy the batch is not retried at all;
+- the retries are spent and it still fails: checkpoint past the batch anyway and go on, as
+  the Cosmos DB extension does (its listener returns normally to the change feed processor,
+  which then checkpoints). The batch is skipped: an ERROR names its range, and
+  reconciliation (`reconcile_analytics`, hourly, or `cloudscale reconcile`) re-sends what
+  analytics is missing.
 
-One difference from Azure, on purpose: when the retry policy is used up, the Functions
-host checkpoints anyway and the batch is skipped (reconciliation refills it). Here the
-checkpoint never moves past a batch that did not succeed: the loop keeps retrying at the
-policy's longest interval, so a machine whose analytics store comes back loses nothing.
-
-Stopping lets the batch in flight finish for a grace period; one cut short is delivered
-again after a restart (the analytics store is idempotent on `EventId`).
+Stopping lets the batch in flight finish for a grace period; one cut short, or one that
+failed while stopping, is not checkpointed and is delivered again after a restart (the
+analytics store is idempotent on `EventId`).
 """
 
 from __future__ import annotations
@@ -28,9 +32,10 @@ from dataclasses import dataclass
 
 import azure.functions as func
 
-from local_host.functions import ChangeFeedFunction, RetryPolicy
+from local_host.functions import ChangeFeedFunction
 from local_host.invocation import change_feed_invocation
 from local_host.leases import LeaseStore
+from local_host.retries import Outcome, run_with_retries
 from shared.adapters.embedded_event_store import EmbeddedEventStore, StoredChange
 from shared.ports import PortError
 
@@ -40,25 +45,34 @@ logger = logging.getLogger(__name__)
 
 IDLE_POLL_SECONDS = 1.0
 """How often an idle loop looks for changes it was not told about (writes from other processes)."""
-DEFAULT_RETRY = RetryPolicy(strategy="exponential_backoff", max_retry_count=-1, minimum_interval=1, maximum_interval=60)
 
 
 @dataclass(slots=True)
 class FeedStats:
     batches: int = 0
+    """Invocations, retries included."""
     failures: int = 0
+    skipped: int = 0
+    """Batches the checkpoint moved past after they failed for good."""
     checkpoint: int = 0
 
 
 class ChangeFeedTrigger:
     """One change-feed loop: one function, one lease, batches in order."""
 
-    def __init__(self, function: ChangeFeedFunction, store: EmbeddedEventStore, leases: LeaseStore) -> None:
+    def __init__(
+        self,
+        function: ChangeFeedFunction,
+        store: EmbeddedEventStore,
+        leases: LeaseStore,
+        function_timeout: float | None = None,
+    ) -> None:
+        """`function_timeout` is host.json's `functionTimeout` in seconds (None: no limit)."""
         self.function = function
+        self._function_timeout = function_timeout
         self.stats = FeedStats()
         self._store = store
         self._leases = leases
-        self._retry = function.retry or DEFAULT_RETRY
         self._wakeup = asyncio.Event()
         self._stop_requested = asyncio.Event()
         self._stopping = False
@@ -119,11 +133,21 @@ class ChangeFeedTrigger:
         # neither. The read-ahead starts after this batch, so it is used only once this
         # batch is checkpointed, and dropped otherwise.
         self._ahead = asyncio.create_task(self._read(changes[-1].sequence))
-        if await self._deliver(changes):
-            await self._leases.advance(self.function.name, changes[-1].sequence)
-            self.stats.checkpoint = changes[-1].sequence
-        else:
+        outcome = await self._deliver(changes)
+        if outcome is Outcome.STOPPED:
             await self._drop_read_ahead()
+            return True
+        if outcome is Outcome.FAILED:
+            self.stats.skipped += 1
+            logger.error(
+                "function %s failed for good on changes %d-%d: the checkpoint moves past them, so they are"
+                " skipped; reconciliation (reconcile_analytics, hourly, or `cloudscale reconcile`) will re-send them",
+                self.function.name,
+                changes[0].sequence,
+                changes[-1].sequence,
+            )
+        await self._leases.advance(self.function.name, changes[-1].sequence)
+        self.stats.checkpoint = changes[-1].sequence
         return True
 
     async def _read(self, after: int) -> list[StoredChange]:
@@ -136,36 +160,37 @@ class ChangeFeedTrigger:
             with contextlib.suppress(asyncio.CancelledError, PortError, sqlite3.Error, OSError):
                 await ahead
 
-    async def _deliver(self, changes: list[StoredChange]) -> bool:
-        """Run the function on one batch until it succeeds; False only if stopping first."""
-        retry = 0
-        while True:
+    async def _deliver(self, changes: list[StoredChange]) -> Outcome:
+        """Run the function on one batch under its retry policy."""
+
+        attempts = 0
+
+        async def attempt() -> None:
+            nonlocal attempts
+            # A fresh DocumentList each time: the host binds the trigger data anew per invocation.
             self.stats.batches += 1
-            try:
-                with change_feed_invocation(
-                    self.function.name, retry_count=retry, max_retry_count=self._retry.max_retry_count
-                ) as context:
-                    await self.function.invoke(to_documents(changes), context)
-                return True
-            except Exception:
-                self.stats.failures += 1
-                retry += 1
-                delay = self._retry.delay(retry)
-                logger.exception(
-                    "function %s failed on changes %d-%d (retry %d in %.1f s)",
-                    self.function.name,
-                    changes[0].sequence,
-                    changes[-1].sequence,
-                    retry,
-                    delay,
-                )
-            if self._stopping:
-                return False
-            # New changes do not cut a retry wait short; only a stop request does.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop_requested.wait(), timeout=delay)
-            if self._stopping:
-                return False
+            with change_feed_invocation(
+                self.function.name,
+                retry_count=attempts,
+                max_retry_count=self.function.retry.max_retry_count if self.function.retry else 0,
+            ) as context:
+                attempts += 1
+                await self.function.invoke(to_documents(changes), context)
+
+        result = await run_with_retries(
+            attempt,
+            self.function.retry,
+            self._stop_requested,
+            describe=f"function {self.function.name} on changes {changes[0].sequence}-{changes[-1].sequence}",
+            logger=logger,
+            function_timeout=self._function_timeout,
+        )
+        self.stats.failures += result.failures
+        if result.outcome is Outcome.FAILED and self._stopping:
+            # The host stopped while this failed: like the extension's cancellation check
+            # before the checkpoint, leave the batch for the next start.
+            return Outcome.STOPPED
+        return result.outcome
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

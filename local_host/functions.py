@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
@@ -27,6 +28,7 @@ __all__ = [
     "HttpFunction",
     "RetryPolicy",
     "ServiceBusFunction",
+    "TimerFunction",
     "index_functions",
 ]
 
@@ -78,11 +80,20 @@ class RetryPolicy:
     maximum_interval: float = 60.0
     delay_interval: float = 1.0
 
-    def delay(self, retry: int) -> float:
-        """How long to wait before retry number `retry` (1 for the first)."""
+    def delay(self, retry: int, jitter: float | None = None) -> float:
+        """How long to wait before retry number `retry` (1 for the first).
+
+        Exponential backoff is the host's randomized one (`RandomizedExponentialBackoffStrategy`
+        in the WebJobs SDK): the first retry waits `minimum_interval`; retry n waits
+        `minimum_interval` plus `jitter` x 2^(n-2) x `minimum_interval`, where `jitter` is drawn
+        from [0.8, 1.2) unless given; never more than `maximum_interval`.
+        """
         if self.strategy == "fixed_delay":
             return self.delay_interval
-        return float(min(self.maximum_interval, self.minimum_interval * 2 ** (retry - 1)))
+        if retry <= 1:
+            return float(min(self.maximum_interval, self.minimum_interval))
+        factor = random.uniform(0.8, 1.2) if jitter is None else jitter
+        return float(min(self.maximum_interval, self.minimum_interval * (1 + factor * 2 ** (retry - 2))))
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,10 +141,28 @@ def _takes_context(handler: Callable[..., Any]) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
+class TimerFunction:
+    name: str
+    schedule: str
+    """As registered: an NCRONTAB expression, or an app-setting expression such as `%SCHEDULE%`."""
+    run_on_startup: bool
+    use_monitor: bool
+    """As registered (default true); the host turns it off for a schedule that fires more than once a minute."""
+    retry: RetryPolicy | None
+    handler: Callable[..., Any]
+    argument: str
+
+    async def invoke(self, request: func.TimerRequest, context: func.Context | None = None) -> None:
+        """Call the function with its timer request."""
+        await _call(self.handler, {self.argument: request}, self.name, context)
+
+
+@dataclass(frozen=True, slots=True)
 class FunctionIndex:
     http: list[HttpFunction] = field(default_factory=list)
     service_bus: list[ServiceBusFunction] = field(default_factory=list)
     change_feed: list[ChangeFeedFunction] = field(default_factory=list)
+    timer: list[TimerFunction] = field(default_factory=list)
     other: dict[str, str] = field(default_factory=dict)
     """Functions whose trigger the host does not drive: name -> trigger type."""
 
@@ -201,6 +230,19 @@ def index_functions(app: func.FunctionApp) -> FunctionIndex:
                 )
             else:
                 index.other[name] = "serviceBusTrigger (topic subscriptions are not served locally)"
+        elif trigger.get_binding_name() == "timerTrigger":
+            spec = trigger.get_dict_repr()
+            index.timer.append(
+                TimerFunction(
+                    name=name,
+                    schedule=str(spec["schedule"]),
+                    run_on_startup=bool(spec.get("runOnStartup") or False),
+                    use_monitor=bool(spec.get("useMonitor", True)),
+                    retry=_retry_policy(function.get_settings_dict("retry_policy")),
+                    handler=function.get_user_function(),
+                    argument=spec["name"],
+                )
+            )
         else:
             index.other[name] = trigger.get_binding_name()
     _indexes[id(app)] = (app, index)

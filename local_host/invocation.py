@@ -49,6 +49,7 @@ __all__ = [
     "change_feed_invocation",
     "http_invocation",
     "service_bus_invocation",
+    "timer_invocation",
 ]
 
 _W3C = TraceContextTextMapPropagator()
@@ -201,6 +202,18 @@ def change_feed_invocation(
     retry = HostRetryContext(retry_count, max_retry_count)
     parent = otel_context.Context()
     with _host_span(tracer, function_name, trace.SpanKind.CONSUMER, parent, [], attributes, retry) as host:
+        yield host[0]
+
+
+@contextmanager
+def timer_invocation(
+    function_name: str, *, retry_count: int = 0, max_retry_count: int = 0, tracer: trace.Tracer | None = None
+) -> Iterator[InvocationContext]:
+    """The host's span for one timer run (a new trace), and the context that carries it."""
+    attributes = {"faas.trigger": "timer", "faas.name": function_name}
+    retry = HostRetryContext(retry_count, max_retry_count)
+    parent = otel_context.Context()
+    with _host_span(tracer, function_name, trace.SpanKind.INTERNAL, parent, [], attributes, retry) as host:
         yield host[0]
 
 

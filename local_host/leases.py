@@ -1,10 +1,11 @@
 """Durable change-feed checkpoints ("leases") for the local host, in a SQLite file.
 
-One row per change-feed function: the sequence number of the last change it processed
-successfully. The checkpoint is written (and committed with `synchronous=FULL`) only after
-the function returned, so after a crash or a restart the feed resumes right after the last
-batch known to be done: a batch in flight at the crash is delivered again (the analytics
-store is idempotent on `EventId`), and no batch is ever skipped.
+One row per change-feed function: the sequence number of the last change it is done with.
+The checkpoint is written (and committed with `synchronous=FULL`) only after the function
+returned, or after its retry policy was spent on a batch that kept failing (the Functions
+host skips such a batch too; reconciliation re-sends it). After a crash or a restart the
+feed resumes right after the last batch known to be done: a batch in flight at the crash is
+delivered again (the analytics store is idempotent on `EventId`).
 """
 
 from __future__ import annotations

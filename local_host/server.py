@@ -35,7 +35,10 @@ from local_host.functions import ChangeFeedFunction, FunctionIndex, HttpFunction
 from local_host.gateway import Gateway, PlainResponse
 from local_host.host_config import HostConfig, load_host_config
 from local_host.leases import LeaseStore
+from local_host.ncrontab import ScheduleError
+from local_host.schedule_monitor import ScheduleMonitor
 from local_host.servicebus_trigger import ServiceBusTrigger
+from local_host.timer_trigger import ServableTimer, TimerTrigger, parse_schedule
 from shared.bootstrap import Container, close_container, set_container
 from shared.settings import Settings, SettingsError, load_settings
 
@@ -76,9 +79,12 @@ def _serve(options: HostOptions, environ: Mapping[str, str], settings: Settings,
     servable, unservable = _servable_queue_functions(index, settings, environ)
     feeds, unfed = _servable_feed_functions(index, settings, environ)
     unservable.update(unfed)
+    timers, untimed = _servable_timer_functions(index, settings, environ)
+    unservable.update(untimed)
     http_functions = [function for function in index.http if not is_disabled(function.name, environ)]
     triggers: list[ServiceBusTrigger] = []
     feed_triggers: list[ChangeFeedTrigger] = []
+    timer_triggers: list[TimerTrigger] = []
 
     async def metrics_endpoint() -> PlainResponse:
         return PlainResponse(200, generate_latest(REGISTRY), CONTENT_TYPE_LATEST)
@@ -110,14 +116,17 @@ def _serve(options: HostOptions, environ: Mapping[str, str], settings: Settings,
             container.on_close(_closer(leases))
             container.analytics_sink  # noqa: B018
             for feed in feeds:
-                feed_trigger = ChangeFeedTrigger(feed, store, leases)
+                feed_trigger = ChangeFeedTrigger(feed, store, leases, host_config.function_timeout_seconds)
                 feed_trigger.start()
                 feed_triggers.append(feed_trigger)
+        monitor = ScheduleMonitor(container.data_dir / "timers")
+        timer_triggers.extend(_start_timers(timers, monitor, host_config.function_timeout_seconds))
 
     async def shutdown() -> None:
         # Consumers first (letting invocations in flight finish), then the stores they use.
         await asyncio.gather(*(trigger.stop(options.shutdown_grace_seconds) for trigger in triggers))
         await asyncio.gather(*(feed.stop(options.shutdown_grace_seconds) for feed in feed_triggers))
+        await asyncio.gather(*(timer.stop(options.shutdown_grace_seconds) for timer in timer_triggers))
         await close_container()
 
     gateway = Gateway(http_functions, host_endpoints=host_endpoints, on_startup=startup, on_shutdown=shutdown)
@@ -134,7 +143,9 @@ def _serve(options: HostOptions, environ: Mapping[str, str], settings: Settings,
         server_header=False,
         timeout_graceful_shutdown=10,
     )
-    banner = _Banner(settings, index, http_functions, host_config, servable, feeds, unservable, options.bare_endpoint)
+    banner = _Banner(
+        settings, index, http_functions, host_config, servable, feeds, unservable, options.bare_endpoint, timers=timers
+    )
     asyncio.run(_Server(config, banner).serve())
 
 
@@ -178,6 +189,38 @@ def _servable_feed_functions(
     return servable, unservable
 
 
+def _servable_timer_functions(
+    index: FunctionIndex, settings: Settings, environ: Mapping[str, str]
+) -> tuple[list[ServableTimer], dict[str, str]]:
+    """The timer functions the local host runs, with their schedules, and why the others do not run."""
+    servable: list[ServableTimer] = []
+    unservable: dict[str, str] = {}
+    for function in index.timer:
+        if is_disabled(function.name, environ):
+            unservable[function.name] = f"disabled by AzureWebJobs.{function.name}.Disabled"
+        elif settings.backend != "embedded":
+            # On Azure one instance runs the timer under a lock in the app's storage; a local
+            # copy outside that lock would be a second run.
+            unservable[function.name] = "timer trigger: with the azure backend the schedule runs on Azure"
+        else:
+            try:
+                servable.append((function, parse_schedule(resolve_app_setting(function.schedule, environ))))
+            except ScheduleError as error:
+                unservable[function.name] = f"timer trigger: {error}"
+    return servable, unservable
+
+
+def _start_timers(
+    timers: list[ServableTimer], monitor: ScheduleMonitor, function_timeout: float | None
+) -> list[TimerTrigger]:
+    started = [
+        TimerTrigger(function, schedule, monitor, function_timeout=function_timeout) for function, schedule in timers
+    ]
+    for timer in started:
+        timer.start()
+    return started
+
+
 def _closer(leases: LeaseStore) -> Callable[[], Awaitable[None]]:
     async def close() -> None:
         leases.close()
@@ -217,6 +260,7 @@ class _Banner:
     feeds: list[ChangeFeedFunction]
     unservable: dict[str, str]
     bare_endpoint: bool
+    timers: list[ServableTimer] = field(default_factory=list)
 
 
 class _Server(uvicorn.Server):
@@ -267,6 +311,8 @@ def _print_banner(address: tuple[str, int], banner: _Banner) -> None:
         lines.append(
             f"    {feed.name:<20} feed   {settings.cosmos_container} change feed (batches of {feed.max_items})"
         )
+    for timer_function, schedule in banner.timers:
+        lines.append(f"    {timer_function.name:<20} timer  {schedule} (UTC)")
     lines.append(f"  metrics: {base}/metrics")
     if banner.bare_endpoint:
         lines.append(f"  benchmark ceiling: POST {base}{BARE_ENDPOINT_PATH} (answers 202, does nothing)")

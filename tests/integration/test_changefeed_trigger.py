@@ -35,6 +35,9 @@ NAME = "events_to_analytics"
 TINY_RETRY = RetryPolicy(
     strategy="exponential_backoff", max_retry_count=-1, minimum_interval=0.02, maximum_interval=0.1
 )
+"""Retries without end (`max_retry_count` -1, as a policy may say): a failing batch is never given up."""
+TWO_RETRIES = RetryPolicy(strategy="exponential_backoff", max_retry_count=2, minimum_interval=0.05, maximum_interval=1)
+"""The app's kind of policy (`events_to_analytics`: 12 retries, 1 s to 5 min), small enough for a test."""
 
 Handler = Callable[[func.DocumentList], Awaitable[None]]
 OpenLeases = Callable[[], LeaseStore]
@@ -269,32 +272,108 @@ async def test_a_save_by_another_process_is_found_by_the_idle_poll(
 async def test_a_failing_function_is_retried_with_backoff_and_the_checkpoint_waits_for_success(
     store: EmbeddedEventStore, open_leases: OpenLeases, start: Start
 ) -> None:
-    # GIVEN a function that fails three times on its first batch, with a retry policy of one
-    # retry (the local host keeps retrying past the count rather than skip the batch)
-    retry = RetryPolicy(strategy="exponential_backoff", max_retry_count=1, minimum_interval=0.04, maximum_interval=0.1)
+    # GIVEN a function with two retries 0.05 s apart (then about 0.1 s) that fails twice on its
+    # first batch
     leases = open_leases()
-    recorder = Recorder(leases, fail=lambda attempt: attempt <= 3)
+    recorder = Recorder(leases, fail=lambda attempt: attempt <= 2)
     first_batch = await save(store, range(1, 3))
 
     # WHEN it runs, and another event is stored while the batch is being retried
-    trigger = start(function_for(recorder.handle, retry=retry), leases)
+    trigger = start(function_for(recorder.handle, retry=TWO_RETRIES), leases)
     await wait_until(lambda: recorder.failures == 1)
     later = await save(store, range(3, 4))
     await wait_until(lambda: recorder.delivered_documents() == 3)
     await trigger.stop()
 
     # THEN the same batch was retried until it succeeded, and only then did the next one come
-    assert [delivery.sequences for delivery in recorder.deliveries] == [first_batch] * 4 + [later]
-    assert [delivery.succeeded for delivery in recorder.deliveries] == [False, False, False, True, True]
-    # AND each retry waited as the policy says: 0.04 s, 0.08 s, then capped at 0.1 s
-    gaps = [b.at - a.at for a, b in itertools.pairwise(recorder.deliveries[:4])]
-    for gap, attempt in zip(gaps, (1, 2, 3), strict=True):
-        assert gap >= retry.delay(attempt) - 0.005, (attempt, gap)
-    assert [retry.delay(attempt) for attempt in (1, 2, 3)] == [0.04, 0.08, 0.1]
+    assert [delivery.sequences for delivery in recorder.deliveries] == [first_batch] * 3 + [later]
+    assert [delivery.succeeded for delivery in recorder.deliveries] == [False, False, True, True]
+    # AND each retry waited as the host's backoff says: 0.05 s, then 0.05 s + 0.8-1.2 x 0.05 s
+    first_gap, second_gap = (b.at - a.at for a, b in itertools.pairwise(recorder.deliveries[:3]))
+    assert 0.045 <= first_gap < 0.09, first_gap
+    assert 0.085 <= second_gap < 0.2, second_gap
     # AND the checkpoint did not move until the batch succeeded
-    assert [delivery.checkpoint for delivery in recorder.deliveries] == [0, 0, 0, 0, first_batch[-1]]
+    assert [delivery.checkpoint for delivery in recorder.deliveries] == [0, 0, 0, first_batch[-1]]
     assert await leases.checkpoint(NAME) == later[-1]
-    assert (trigger.stats.batches, trigger.stats.failures) == (5, 3)
+    assert (trigger.stats.batches, trigger.stats.failures, trigger.stats.skipped) == (4, 2, 0)
+
+
+async def test_a_batch_that_still_fails_after_its_retries_is_skipped_and_the_feed_goes_on(
+    store: EmbeddedEventStore, open_leases: OpenLeases, start: Start, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN two batches of two events, and a function with two retries that fails on every
+    # attempt at the first batch
+    leases = open_leases()
+    sequences = await save(store, range(1, 5))
+    first_batch, later = sequences[:2], sequences[2:]
+    recorder = Recorder(leases, fail=lambda attempt: attempt <= 3)
+
+    # WHEN it runs
+    trigger = start(function_for(recorder.handle, max_items=2, retry=TWO_RETRIES), leases)
+    await wait_until(lambda: recorder.delivered_documents() == 2)
+    await trigger.stop()
+
+    # THEN the batch was tried once and retried twice, then the checkpoint moved past it
+    # (as the Functions host does), and the next batch came
+    assert [delivery.sequences for delivery in recorder.deliveries] == [first_batch] * 3 + [later]
+    assert [delivery.checkpoint for delivery in recorder.deliveries] == [0, 0, 0, first_batch[-1]]
+    assert await leases.checkpoint(NAME) == later[-1]
+    assert (trigger.stats.batches, trigger.stats.failures, trigger.stats.skipped) == (4, 3, 1)
+    # AND an ERROR names the skipped range and says reconciliation re-sends it
+    [skipped] = [record for record in caplog.records if "skipped" in record.getMessage()]
+    assert skipped.levelname == "ERROR"
+    assert f"changes {first_batch[0]}-{first_batch[-1]}" in skipped.getMessage()
+    assert "reconcil" in skipped.getMessage()
+
+
+async def test_without_a_retry_policy_a_failed_batch_is_not_retried(
+    store: EmbeddedEventStore, open_leases: OpenLeases, start: Start
+) -> None:
+    # GIVEN two batches, and a function with no retry policy that fails once, on the first
+    leases = open_leases()
+    sequences = await save(store, range(1, 4))
+    first_batch, later = sequences[:2], sequences[2:]
+    recorder = Recorder(leases, fail=lambda attempt: attempt == 1)
+
+    # WHEN it runs
+    trigger = start(function_for(recorder.handle, max_items=2, retry=None), leases)
+    await wait_until(lambda: recorder.delivered_documents() == 1)
+    await trigger.stop()
+
+    # THEN the failed batch was delivered once and skipped: the host retries a Cosmos DB
+    # trigger only under a retry policy
+    assert [delivery.sequences for delivery in recorder.deliveries] == [first_batch, later]
+    assert await leases.checkpoint(NAME) == later[-1]
+    assert trigger.stats.skipped == 1
+
+
+async def test_a_batch_past_function_timeout_fails_like_one_that_raised(
+    store: EmbeddedEventStore, open_leases: OpenLeases
+) -> None:
+    # GIVEN two batches, a function with no retry policy that hangs on the first, and a
+    # functionTimeout of 0.1 s
+    leases = open_leases()
+    sequences = await save(store, range(1, 4))
+    deliveries: list[list[int]] = []
+    never = asyncio.Event()
+
+    async def hang_on_first(documents: func.DocumentList) -> None:
+        deliveries.append([int(document["_lsn"]) for document in documents])
+        if len(deliveries) == 1:
+            await never.wait()
+
+    # WHEN it runs
+    trigger = ChangeFeedTrigger(function_for(hang_on_first, max_items=2, retry=None), store, leases, 0.1)
+    trigger.start()
+    try:
+        await wait_until(lambda: len(deliveries) == 2)
+    finally:
+        await trigger.stop(grace_seconds=0.1)
+
+    # THEN the hung batch was cut short, counted as failed and skipped, and the feed went on
+    assert deliveries == [sequences[:2], sequences[2:]]
+    assert (trigger.stats.failures, trigger.stats.skipped) == (1, 1)
+    assert await leases.checkpoint(NAME) == sequences[-1]
 
 
 async def test_the_checkpoint_is_durable_and_a_new_trigger_resumes_after_the_last_successful_batch(
