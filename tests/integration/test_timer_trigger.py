@@ -338,4 +338,5 @@ async def test_a_timer_function_gets_an_invocation_context_with_a_trace_of_its_o
     host_span = spans.one(NAME)
     _, trace_id, span_id, _ = context.trace_context.trace_parent.split("-")
     assert (trace_id, span_id) == (f"{host_span.context.trace_id:032x}", f"{host_span.context.span_id:016x}")
-    assert host_span.attributes is not None and host_span.attributes["faas.trigger"] == "timer"
+    assert host_span.attributes is not None
+    assert host_span.attributes["faas.trigger"] == "timer"
