@@ -10,8 +10,11 @@ COSMOSDB_SERVER := $(EMULATORS)/node_modules/@vercel/cosmosdb-server/lib/cli.js
 # The worker-conformance tier runs under the Python the app is deployed on, in a venv holding
 # exactly what Azure installs (requirements.txt) plus the test runner. Override with
 # `make test DEPLOY_PYTHON=/path/to/python3.13`.
-DEPLOY_PYTHON ?= $(shell python3.13 -c 'import sys; print(sys.executable)' 2>/dev/null || \
-	PYENV_VERSION=3.13.0 python -c 'import sys; print(sys.executable)' 2>/dev/null)
+# Candidates in order: $PYTHON313, python3.13 on PATH, pyenv's 3.13.0; each must really be 3.13.
+PY313_PROBE := import sys; assert sys.version_info[:2] == (3, 13); print(sys.executable)
+DEPLOY_PYTHON ?= $(shell { [ -n "$$PYTHON313" ] && "$$PYTHON313" -c "$(PY313_PROBE)"; } 2>/dev/null || \
+	python3.13 -c "$(PY313_PROBE)" 2>/dev/null || \
+	PYENV_VERSION=3.13.0 python -c "$(PY313_PROBE)" 2>/dev/null)
 DEPLOY_VENV := .venv-deploy
 DEPLOY_PY := $(DEPLOY_VENV)/bin/python
 # What the deployment venv installs: the lock Azure's remote build installs, worker library included.

@@ -32,7 +32,7 @@ __all__ = [
     "parse_timespan",
 ]
 
-_TIMESPAN = re.compile(r"^(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2}(?:\.\d+)?)$")
+_TIMESPAN = re.compile(r"^(?:(\d+)\.)?(\d{1,2}):(\d{1,2})(?::(\d{1,2}(?:\.\d+)?))?$")
 
 RETRY_MODES = ("fixed", "exponential")
 """`ServiceBusRetryMode` values; the host binds them ignoring case."""
@@ -83,12 +83,18 @@ class HostConfig:
 
 
 def parse_timespan(value: str) -> float:
-    """A .NET TimeSpan string ("00:05:00", "1.02:00:00") in seconds."""
+    """A .NET TimeSpan string ("00:05:00", "1.02:00:00", "00:05") in seconds.
+
+    As `TimeSpan.Parse` reads them: `[d.]hh:mm[:ss[.fff]]`, hours below 24, minutes and seconds
+    below 60.
+    """
     match = _TIMESPAN.match(value.strip())
     if match is None:
         raise HostConfigError(f"{value!r} is not a timespan like 00:05:00")
     days, hours, minutes, seconds = match.groups()
-    return int(days or 0) * 86400 + int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    if int(hours) > 23 or int(minutes) > 59 or float(seconds or 0) >= 60:
+        raise HostConfigError(f"{value!r} is not a timespan: hours go to 23, minutes and seconds to 59")
+    return int(days or 0) * 86400 + int(hours) * 3600 + int(minutes) * 60 + float(seconds or 0)
 
 
 def load_host_config(path: Path) -> HostConfig:

@@ -124,9 +124,13 @@ def _serve(options: HostOptions, environ: Mapping[str, str], settings: Settings,
 
     async def shutdown() -> None:
         # Consumers first (letting invocations in flight finish), then the stores they use.
-        await asyncio.gather(*(trigger.stop(options.shutdown_grace_seconds) for trigger in triggers))
-        await asyncio.gather(*(feed.stop(options.shutdown_grace_seconds) for feed in feed_triggers))
-        await asyncio.gather(*(timer.stop(options.shutdown_grace_seconds) for timer in timer_triggers))
+        # All at once: one grace period for the whole host, not one per kind of trigger.
+        grace = options.shutdown_grace_seconds
+        await asyncio.gather(
+            *(trigger.stop(grace) for trigger in triggers),
+            *(feed.stop(grace) for feed in feed_triggers),
+            *(timer.stop(grace) for timer in timer_triggers),
+        )
         await close_container()
 
     gateway = Gateway(http_functions, host_endpoints=host_endpoints, on_startup=startup, on_shutdown=shutdown)

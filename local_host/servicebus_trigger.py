@@ -87,6 +87,7 @@ class ServiceBusTrigger:
             self.stats.limit = self._dynamic.current
         else:
             self.stats.limit = self._options.max_concurrent_calls
+        self._invocations_at_adjust = 0
         self._wakeup = asyncio.Event()
         self._in_flight: set[asyncio.Task[None]] = set()
         self._stopping = False
@@ -99,11 +100,21 @@ class ServiceBusTrigger:
         self._task = asyncio.create_task(loop, name=f"servicebus-trigger-{self.function.name}")
 
     async def stop(self, grace_seconds: float = 10.0) -> None:
-        """Stop receiving, give invocations in flight `grace_seconds` to finish, then cancel them."""
+        """Stop receiving, give invocations in flight `grace_seconds` to finish, then cancel them.
+
+        One deadline for everything: the receive loop ends after its current turn (messages it
+        received after the stop request are abandoned, not invoked), and whatever invocation
+        is still running when the grace period is over is cut short and abandoned.
+        """
         self._stopping = True
         self._wakeup.set()
+        deadline = time.monotonic() + grace_seconds
+        if self._task is not None:
+            # The batch loop waits for its invocation, so this is also the batch's grace.
+            await asyncio.wait({self._task}, timeout=grace_seconds)
         if self._in_flight:
-            _, pending = await asyncio.wait(set(self._in_flight), timeout=grace_seconds)
+            remaining = max(0.0, deadline - time.monotonic())
+            _, pending = await asyncio.wait(set(self._in_flight), timeout=remaining)
             for task in pending:
                 task.cancel()
             if pending:
@@ -119,13 +130,15 @@ class ServiceBusTrigger:
             self.stats.passes += 1
             self._wakeup.clear()
             received = await self._receive(batch_size)
+            if await self._refused_while_stopping(received):
+                return
             if not received:
                 await self._sleep(IDLE_POLL_SECONDS)
                 continue
             task = self._spawn(received, renew=False)
-            # Shielded: `stop` decides when an invocation is cut short, not this loop.
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(task)
+            # Waiting is not owning: `stop` decides when an invocation is cut short, and a
+            # cancellation of this loop ends the loop without cancelling the invocation.
+            await asyncio.wait({task})
 
     async def _run_single(self) -> None:
         """Cardinality one: as many invocations at once as the concurrency level allows."""
@@ -145,15 +158,35 @@ class ServiceBusTrigger:
                 continue
             self._wakeup.clear()
             received = await self._receive(free)
+            if await self._refused_while_stopping(received):
+                return
             if not received:
                 await self._sleep(IDLE_POLL_SECONDS)
             for message in received:
                 self._spawn([message], renew=True)
 
+    async def _refused_while_stopping(self, received: list[ReceivedMessage]) -> bool:
+        """True once stopping; what was received meanwhile is abandoned, never invoked.
+
+        As the extension does with a message that reaches a listener no longer running
+        (`ServiceBusListener.EnsureIsRunning`: "The message will not be delivered to the
+        function, and instead will be abandoned").
+        """
+        if not self._stopping:
+            return False
+        if received:
+            await self._settle(received, succeeded=False)
+        return True
+
     def _adjust(self) -> None:
         if self._dynamic is None or self._throttle is None:
             return
         throttled = self._throttle.check()
+        # The extension skips the update while the function is idle (no message processed
+        # since the last one: `ServiceBusListener.ConcurrencyUpdateManager.UpdateConcurrency`).
+        if self.stats.invocations == self._invocations_at_adjust:
+            return
+        self._invocations_at_adjust = self.stats.invocations
         self.stats.limit = self._dynamic.update(throttled, self._throttle.consecutive)
 
     async def _receive(self, max_messages: int) -> list[ReceivedMessage]:
@@ -178,7 +211,7 @@ class ServiceBusTrigger:
         started = time.monotonic()
         renewal = asyncio.create_task(self._renew_locks(batch)) if renew else None
         succeeded = False
-        cancelled = False
+        cancelled: asyncio.CancelledError | None = None
         try:
             # The host's processing span: the function gets it as its context's trace context.
             with service_bus_invocation(
@@ -187,8 +220,8 @@ class ServiceBusTrigger:
                 async with asyncio.timeout(self._timeout):
                     await self.function.invoke([to_function_message(received) for received in batch], context)
             succeeded = True
-        except asyncio.CancelledError:
-            cancelled = True
+        except asyncio.CancelledError as exc:
+            cancelled = exc
         except TimeoutError:
             self._failed(batch, f"ran past functionTimeout ({self._timeout:g} s)")
         except Exception:
@@ -196,13 +229,17 @@ class ServiceBusTrigger:
         finally:
             if renewal is not None:
                 renewal.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await renewal
+                # wait(), not await: a cancellation of this task must not be taken for the renewal's.
+                await asyncio.wait({renewal})
             if self._dynamic is not None:
                 self._dynamic.completed(time.monotonic() - started)
-        await self._settle(batch, succeeded)
-        if cancelled:
-            raise asyncio.CancelledError
+        if cancelled is None:
+            await self._settle(batch, succeeded)
+            return
+        # Cut short (shutdown): abandon, shielded so that a second cancellation cannot stop
+        # the abandon halfway, then end as cancelled.
+        await asyncio.shield(self._settle(batch, succeeded=False))
+        raise cancelled
 
     def _failed(self, batch: list[ReceivedMessage], what: str) -> None:
         self.stats.failures += 1

@@ -24,10 +24,10 @@ library, which is the judge of everything.
 
 from __future__ import annotations
 
+import collections.abc
 import inspect
 import types
 import typing
-from collections.abc import Callable
 from typing import Any
 
 import azure.functions as func
@@ -117,8 +117,15 @@ def _check_annotation(name: str, parameter: str, annotation: Any, direction: int
 
 
 def _is_typing_generic(annotation: Any) -> bool:
-    """`typing.List[X]` and the like; not `list[X]` (a `types.GenericAlias`), not unions."""
-    if isinstance(annotation, types.GenericAlias | types.UnionType):
+    """A subscripted `typing` generic such as `typing.List[X]`, as the worker's `is_generic_type` sees it.
+
+    Not `list[X]` (a `types.GenericAlias`), and not the special forms the worker excludes:
+    `Union`/`Optional`, `Tuple`, `Callable` and `ClassVar`.
+    """
+    if isinstance(annotation, types.GenericAlias | types.UnionType) or type(annotation).__module__ != "typing":
         return False
-    origin: Callable[..., Any] | None = typing.get_origin(annotation)
-    return isinstance(origin, type)
+    origin = typing.get_origin(annotation)
+    return origin is not None and origin not in _NOT_GENERIC
+
+
+_NOT_GENERIC: tuple[Any, ...] = (typing.Union, tuple, typing.ClassVar, collections.abc.Callable)

@@ -2,8 +2,9 @@
 
 `process_event` takes a batch of messages per invocation (cardinality many, at most
 `maxMessageBatchSize` from host.json): one store round trip and one settlement for the whole
-batch is what lets one instance keep up with ingest. The host's concurrency control decides
-how many batches run at once. The function returns normally when every message is done,
+batch is what lets one instance keep up with ingest. The host runs one batch at a time per
+instance and does not renew its locks (`shared/domain/delivery.py` has what follows from
+that); more batches at once means more instances. The function returns normally when every message is done,
 which lets the host complete them, and raises only when the store stayed down for the whole
 retry budget, so the host abandons the batch for a later delivery.
 """

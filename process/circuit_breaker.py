@@ -80,13 +80,16 @@ class CircuitBreaker:
             return "half-open"
         return self._state
 
-    async def call(self, function: Callable[[], Awaitable[T]]) -> T:
+    async def call(self, function: Callable[[], Awaitable[T]], *, probe: bool = False) -> T:
         """`await function()` unless the circuit is open, and record how it went.
 
         Raises `CircuitOpenError`, without calling, while the circuit is open; otherwise
-        returns or raises what the call does.
+        returns or raises what the call does. A `probe` goes through an open circuit as a
+        half-open trial (its success closes the circuit, its failure opens it afresh): for a
+        caller's last attempt, which must learn whether the dependency is back now, not
+        whether it was down a moment ago.
         """
-        generation = self._admit()
+        generation = self._admit(probe)
         try:
             result = await function()
         except BaseException as exc:
@@ -95,10 +98,10 @@ class CircuitBreaker:
         self._record(generation, None)
         return result
 
-    def _admit(self) -> int:
+    def _admit(self, probe: bool) -> int:
         if self._state == "open":
             remaining = self._opened_at + self._open_seconds - self._clock()
-            if remaining > 0:
+            if remaining > 0 and not probe:
                 raise CircuitOpenError(self.name, remaining)
             self._set_state("half-open")
         return self._generation

@@ -1,37 +1,40 @@
 """Writes to the event store, retried with exponential backoff behind a circuit breaker.
 
-Why both: the retry keeps one message alive through a passing outage (a 30 s store restart
-must not push good events to the dead-letter queue), and the breaker keeps dozens of
-concurrent invocations from hammering a store that is down. While the circuit is open,
-calls fail at once (no request leaves the process) and each invocation waits out its own
-backoff; after `open_seconds` the circuit is half-open: the calls that arrive then go
-through (no single probe; the jittered backoff spreads them), the first success closes it for
-everyone and a failure opens it again (`process.circuit_breaker`). Only store failures count:
-a bug in the call is raised at once and leaves the circuit as it is.
+Why both: the retry keeps a batch alive through a passing outage (a 30 s store restart must
+not push good events to the dead-letter queue), and the breaker keeps an instance from
+hammering a store that is down: one batch at a time per instance on Azure, but the
+invocations of a batch that outlive their instance's breaker state, the reads of
+`GET /api/events/...` and a host that restarts all share it. While the circuit is open,
+calls fail at once (no request leaves the process) and the caller waits out its backoff;
+after `open_seconds` the circuit is half-open: the first success closes it, a failure opens
+it again (`process.circuit_breaker`). Only store failures count: a bug in the call is raised
+at once and leaves the circuit as it is.
 
-Timeline of a 30 s outage, one message::
+The budget, and its last attempt (`shared.domain.delivery` has the arithmetic)::
 
-    t=0    save -> EventStoreError         (failure 1 of `failure_threshold`)
-    t=0.5  save -> EventStoreError ... circuit opens after the threshold
-    t=..   attempts fail fast with the circuit open; backoff doubles up to `max_wait`
-    t=30   the store is back; the next probe succeeds, the circuit closes, the backlog drains
+    start                                   last_start = deadline - last_attempt   deadline
+      |-- attempt, backoff, attempt, ... ----------|---------- last attempt ----------|
+          each cut off at min(30 s, last_start)       a probe through an open circuit,
+          backoff doubles up to `max_wait`,           cut off at the deadline
+          never sleeping past last_start
 
-An invocation gives up after `budget_seconds` and raises `StoreUnavailableError`: the host
-hands the message back to the queue (one delivery counted) rather than holding its lock
-forever. The budget sits below the function timeout and the lock-renewal limit.
+So an invocation's store phase never outlives its budget (the batch settles inside its lock,
+which nothing renews), and a delivery fails only if the store failed both at the start and
+at the end of the budget: that is what bounds the outage a message survives.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_before_delay, wait_exponential_jitter
-
 from process.circuit_breaker import CircuitBreaker, CircuitOpenError, CircuitState
+from shared.domain.delivery import last_attempt_seconds
 from shared.ports import EventStoreError
 
 __all__ = ["StoreGuard", "StoreUnavailableError"]
@@ -42,7 +45,8 @@ CIRCUIT_NAME = "event-store"
 
 logger = logging.getLogger(__name__)
 
-MIN_ATTEMPT_SECONDS = 5.0
+ATTEMPT_CAP_SECONDS = 30.0
+"""The longest one attempt may take before the last: a hung request must not eat the budget."""
 
 
 class StoreUnavailableError(Exception):
@@ -60,12 +64,14 @@ class StoreGuard:
         max_wait: float = 5.0,
         failure_threshold: int = 5,
         open_seconds: float = 2.0,
-        min_attempt_seconds: float = MIN_ATTEMPT_SECONDS,
+        attempt_cap_seconds: float = ATTEMPT_CAP_SECONDS,
         on_retry: Callable[[BaseException], None] | None = None,
     ) -> None:
         self._budget_seconds = budget_seconds
-        self._backoff = wait_exponential_jitter(multiplier=first_wait, max=max_wait, jitter=first_wait)
+        self._last_attempt_seconds = last_attempt_seconds(budget_seconds)
+        self._first_wait = first_wait
         self._max_wait = max_wait
+        self._attempt_cap_seconds = attempt_cap_seconds
         # One breaker per guard, and one guard per process: `failure_threshold` store failures
         # in a row open it, it stays open `open_seconds`, then lets calls through half-open.
         self._breaker = CircuitBreaker(
@@ -76,7 +82,6 @@ class StoreGuard:
             on_state_change=_log_circuit_change,
         )
         self._on_retry = on_retry
-        self._min_attempt_seconds = min_attempt_seconds
 
     @property
     def circuit_state(self) -> CircuitState:
@@ -84,46 +89,46 @@ class StoreGuard:
         return self._breaker.state
 
     async def run(self, call: Callable[[], Awaitable[T]]) -> T:
-        """`await call()`, retried on `EventStoreError` until it succeeds or the budget is spent."""
-        retrying = AsyncRetrying(
-            retry=retry_if_exception_type((EventStoreError, CircuitOpenError)),
-            wait=self._wait,
-            stop=stop_before_delay(self._budget_seconds),
-            before_sleep=self._before_sleep,
-            reraise=True,
-        )
-        deadline = time.monotonic() + self._budget_seconds
-        try:
-            async for attempt in retrying:
-                with attempt:
-                    return await self._breaker.call(lambda: self._attempt(call, deadline))
-        except (EventStoreError, CircuitOpenError) as exc:
-            raise StoreUnavailableError(
-                f"the event store stayed unavailable for {self._budget_seconds:g} s: {exc}"
-            ) from exc
-        raise AssertionError("unreachable: tenacity either returns or re-raises")  # pragma: no cover
+        """`await call()`, retried on `EventStoreError` until it succeeds or the budget is spent.
 
-    async def _attempt(self, call: Callable[[], Awaitable[T]], deadline: float) -> T:
-        # A hung request must not outlive the budget (and with it the function timeout): each
-        # attempt gets what is left of the budget, at least `min_attempt_seconds`.
-        seconds = max(self._min_attempt_seconds, deadline - time.monotonic())
+        Raises `StoreUnavailableError` when the last attempt failed too; any other error of
+        `call` at once.
+        """
+        deadline = time.monotonic() + self._budget_seconds
+        last_start = deadline - self._last_attempt_seconds
+        failures = 0
+        while True:
+            now = time.monotonic()
+            if now >= last_start:
+                try:
+                    return await self._breaker.call(functools.partial(self._attempt, call, deadline - now), probe=True)
+                except EventStoreError as exc:
+                    raise StoreUnavailableError(
+                        f"the event store stayed unavailable for {self._budget_seconds:g} s: {exc}"
+                    ) from exc
+            try:
+                timeout = min(self._attempt_cap_seconds, last_start - now)
+                return await self._breaker.call(functools.partial(self._attempt, call, timeout))
+            except (EventStoreError, CircuitOpenError) as exc:
+                failures += 1
+                if self._on_retry is not None:
+                    self._on_retry(exc)
+                pause = min(self._pause(failures, exc), max(0.0, last_start - time.monotonic()))
+                await asyncio.sleep(pause)
+
+    async def _attempt(self, call: Callable[[], Awaitable[T]], seconds: float) -> T:
         try:
             async with asyncio.timeout(seconds):
                 return await call()
         except TimeoutError:
             raise EventStoreError(f"the event store did not answer within {seconds:.1f} s") from None
 
-    def _wait(self, state: RetryCallState) -> float:
-        backoff = self._backoff(state)
+    def _pause(self, failures: int, error: BaseException) -> float:
+        """Exponential backoff with jitter; a throttled store's retry-after is honoured."""
+        backoff = min(self._max_wait, self._first_wait * 2.0 ** (failures - 1)) + random.uniform(0, self._first_wait)
         # Cosmos DB says how long to wait when it throttles (429); never retry sooner.
-        error = state.outcome.exception() if state.outcome is not None else None
-        hint = error.retry_after if isinstance(error, EventStoreError) and error.retry_after else 0.0
+        hint = float(error.retry_after) if isinstance(error, EventStoreError) and error.retry_after else 0.0
         return max(backoff, min(hint, self._max_wait * 2))
-
-    def _before_sleep(self, state: RetryCallState) -> None:
-        error = state.outcome.exception() if state.outcome is not None else None
-        if self._on_retry is not None and error is not None:
-            self._on_retry(error)
 
 
 def _log_circuit_change(name: str, state: CircuitState) -> None:

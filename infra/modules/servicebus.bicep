@@ -19,7 +19,7 @@ var poisonQueueName = 'events-poison'
 
 // Deliveries before the broker dead-letters a message: the app's
 // CLOUDSCALE_QUEUE_MAX_DELIVERY_COUNT default. Each delivery retries a failing store for up to
-// 4 minutes inside the invocation, so an outage shorter than 10 x 4 = 40 minutes dead-letters
+// 4 minutes inside the invocation, so an outage shorter than 10 x (4 min - 5 s) = 39 minutes dead-letters
 // nothing (shared/domain/delivery.py).
 var eventsMaxDeliveryCount = 10
 

@@ -12,22 +12,38 @@ Two rules follow:
    scoring, the settle call): `retry <= 0.8 x lock`. Otherwise a lock could run out while
    the invocation still retries; the broker would hand the batch to the next receive, and
    every expiry would spend a delivery without a single retry behind it.
-2. A delivery of a message ends in failure only after its retry budget passed with every
-   store attempt failing, and two deliveries of one message never overlap (it is locked
-   during each, and rule 1 keeps each within its lock). So dead-lettering a message takes
-   `maxDeliveryCount` failed deliveries, one after the other: an outage shorter than
-   `maxDeliveryCount x retry` dead-letters nothing. With the defaults (10 x 240 s) that is
-   40 minutes.
+2. A delivery of a message fails only if the store failed its first attempt, at the start of
+   the store phase, and its last attempt, which starts `last_attempt_seconds` before the
+   budget ends (and goes through an open circuit breaker, so it asks the store, not the
+   breaker's memory); and two deliveries of one message never overlap (it is locked during
+   each, and rule 1 keeps each within its lock). So dead-lettering a message takes
+   `maxDeliveryCount` failed deliveries, one after the other, each spanning
+   `retry - last_attempt` seconds of outage: an outage shorter than
+   `maxDeliveryCount x (retry - last_attempt)` dead-letters nothing. With the defaults
+   (10 x (240 - 5) s) that is 39 minutes 10 seconds.
 """
 
 from __future__ import annotations
 
-__all__ = ["MAX_LOCK_SECONDS", "RETRY_SHARE_OF_LOCK", "check_retry_fits_lock", "outage_bound_seconds"]
+__all__ = [
+    "MAX_LOCK_SECONDS",
+    "RETRY_SHARE_OF_LOCK",
+    "check_retry_fits_lock",
+    "last_attempt_seconds",
+    "outage_bound_seconds",
+]
 
 RETRY_SHARE_OF_LOCK = 0.8
 """The most of a message lock the store retries may use."""
 MAX_LOCK_SECONDS = 300.0
 """Service Bus's longest lock duration (5 minutes)."""
+LAST_ATTEMPT_SECONDS = 5.0
+"""How long the last store attempt of a delivery may take (a quarter of a budget shorter than 20 s)."""
+
+
+def last_attempt_seconds(retry_seconds: float) -> float:
+    """The time kept for a delivery's last store attempt, at the end of its retry budget."""
+    return min(LAST_ATTEMPT_SECONDS, retry_seconds / 4)
 
 
 def check_retry_fits_lock(retry_seconds: float, lock_seconds: float) -> None:
@@ -42,4 +58,4 @@ def check_retry_fits_lock(retry_seconds: float, lock_seconds: float) -> None:
 
 def outage_bound_seconds(retry_seconds: float, max_delivery_count: int) -> float:
     """The longest store outage that dead-letters nothing (rule 2)."""
-    return retry_seconds * max_delivery_count
+    return (retry_seconds - last_attempt_seconds(retry_seconds)) * max_delivery_count

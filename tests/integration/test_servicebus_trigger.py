@@ -13,7 +13,7 @@ import pytest
 from local_host.functions import ServiceBusFunction
 from local_host.host_config import ConcurrencyOptions, HostConfig, ServiceBusOptions
 from local_host.servicebus_trigger import ServiceBusTrigger
-from shared.adapters.embedded_queue import MAX_DELIVERY_COUNT_EXCEEDED, EmbeddedQueue
+from shared.adapters.embedded_queue import MAX_DELIVERY_COUNT_EXCEEDED, EmbeddedQueue, ReceivedMessage
 from shared.domain.envelope import QueueMessage
 
 Handler = Callable[[func.ServiceBusMessage], Awaitable[None]]
@@ -318,3 +318,93 @@ async def test_the_locks_of_a_running_batch_are_not_renewed(tmp_path: Path) -> N
     # the batch was delivered again: on Azure a batch must settle within the lock duration
     assert counts == [[1, 1, 1], [2, 2, 2]]
     assert trigger.stats.completed == 3
+
+
+async def test_stop_cuts_a_running_batch_short_within_the_grace_period(queue: EmbeddedQueue) -> None:
+    # GIVEN a batch function stuck in a long call
+    started = asyncio.Event()
+
+    async def stuck(msg: list[func.ServiceBusMessage]) -> None:
+        started.set()
+        await asyncio.sleep(60)
+
+    await queue.send(messages(3))
+    trigger = trigger_for(queue, stuck, batch_size=10)
+    trigger.start()
+    await asyncio.wait_for(started.wait(), 5)
+
+    # WHEN the host stops with a short grace period
+    begun = time.monotonic()
+    await trigger.stop(grace_seconds=0.2)
+
+    # THEN the stop kept to it, and the batch was handed back at once
+    assert time.monotonic() - begun < 2
+    assert sorted(m.message.message_id for m in await queue.receive(10)) == ["m-0", "m-1", "m-2"]
+
+
+class GatedQueue(EmbeddedQueue):
+    """The embedded queue, whose receive hands its messages over only when `gate` is open."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, lock_seconds=30, max_delivery_count=5)
+        self.gate = asyncio.Event()
+        self.gate.set()
+
+    async def receive(self, max_messages: int = 1) -> list[ReceivedMessage]:
+        received = await super().receive(max_messages)
+        await self.gate.wait()
+        return received
+
+
+@pytest.mark.parametrize("batch_size", [None, 10], ids=["single", "batch"])
+async def test_messages_received_while_stopping_are_abandoned_not_invoked(
+    tmp_path: Path, batch_size: int | None
+) -> None:
+    # GIVEN a receive that is under way (its messages locked) when the stop comes
+    gated = GatedQueue(tmp_path / "gated.sqlite3")
+    calls: list[object] = []
+
+    async def handler(msg: object) -> None:
+        calls.append(msg)
+
+    await gated.send(messages(3))
+    gated.gate.clear()
+    trigger = trigger_for(gated, handler, batch_size=batch_size)
+    trigger.start()
+    await asyncio.sleep(0.2)
+    stopping = asyncio.create_task(trigger.stop(grace_seconds=1))
+    await asyncio.sleep(0.05)
+    gated.gate.set()
+    await asyncio.wait_for(stopping, 5)
+
+    # THEN nothing was invoked after the stop, and the messages are free again, not locked
+    assert calls == []
+    again = await EmbeddedQueue.receive(gated, 10)
+    assert sorted(m.message.message_id for m in again) == ["m-0", "m-1", "m-2"]
+    gated.close()
+
+
+async def test_cancelling_the_batch_loop_ends_it_without_starting_another_batch(queue: EmbeddedQueue) -> None:
+    # GIVEN a batch loop with a slow batch in flight and more messages waiting
+    started = asyncio.Event()
+
+    async def slow(msg: list[func.ServiceBusMessage]) -> None:
+        started.set()
+        await asyncio.sleep(0.5)
+
+    await queue.send(messages(6))
+    trigger = trigger_for(queue, slow, batch_size=3)
+    trigger.start()
+    await asyncio.wait_for(started.wait(), 5)
+
+    # WHEN the loop itself is cancelled (as asyncio.run cancels every task at teardown)
+    loop_task = trigger._task
+    assert loop_task is not None
+    loop_task.cancel()
+    await asyncio.wait({loop_task}, timeout=2)
+
+    # THEN it ended, and it did not go on to a second batch beside the first
+    assert loop_task.cancelled()
+    await asyncio.sleep(0.7)
+    assert trigger.stats.invocations == 1
+    assert trigger.stats.peak == 1

@@ -9,6 +9,7 @@ round after round, and require every open to succeed.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import sqlite3
 import time
@@ -69,7 +70,8 @@ def test_many_processes_open_the_same_new_file_at_once(tmp_path: Path) -> None:
                 process.kill()
 
     assert errors == [], f"{len(errors)} of {PROCESSES * ROUNDS} opens failed, e.g. {errors[:3]}"
-    with sqlite3.connect(tmp_path / f"round-{ROUNDS - 1}.sqlite3") as connection:
+    # (sqlite3's context manager ends a transaction; closing() closes the connection)
+    with contextlib.closing(sqlite3.connect(tmp_path / f"round-{ROUNDS - 1}.sqlite3")) as connection:
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 

@@ -210,3 +210,24 @@ async def test_a_call_that_started_before_the_circuit_opened_does_not_change_it(
 def test_a_breaker_that_could_never_work_is_refused(threshold: int, seconds: float) -> None:
     with pytest.raises(ValueError, match="must be"):
         CircuitBreaker("store", failure_threshold=threshold, open_seconds=seconds, failure_types=(StoreDownError,))
+
+
+async def test_a_probe_goes_through_an_open_circuit_and_its_outcome_decides(
+    breaker: CircuitBreaker, changes: list[CircuitState]
+) -> None:
+    # GIVEN an open circuit, well within its open period
+    dependency = Dependency()
+    dependency.down = True
+    await fail(breaker, dependency, 3)
+    assert state_of(breaker) == "open"
+    with pytest.raises(CircuitOpenError):
+        await breaker.call(dependency.request)
+    # WHEN a probe fails, the circuit stays open; WHEN one succeeds, it closes
+    with pytest.raises(StoreDownError):
+        await breaker.call(dependency.request, probe=True)
+    assert state_of(breaker) == "open"
+    dependency.down = False
+    assert await breaker.call(dependency.request, probe=True) == "ok"
+    assert state_of(breaker) == "closed"
+    assert dependency.calls == 5
+    assert changes == ["open", "half-open", "open", "half-open", "closed"]

@@ -47,10 +47,24 @@ def test_a_bad_host_json_is_explained(tmp_path: Path, text: str, problem: str) -
 
 
 @pytest.mark.parametrize(
-    ("text", "seconds"), [("00:05:00", 300), ("00:00:00.5", 0.5), ("1.02:03:04", 93784), ("10:00:00", 36000)]
+    ("text", "seconds"),
+    [
+        ("00:05:00", 300),
+        ("00:00:00.5", 0.5),
+        ("1.02:03:04", 93784),
+        ("10:00:00", 36000),
+        ("00:05", 300),
+        ("0:5:0", 300),
+    ],
 )
 def test_timespans(text: str, seconds: float) -> None:
     assert parse_timespan(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["00:99:00", "24:00:00", "00:00:60", "5 minutes", "5"])
+def test_what_timespan_parse_refuses_is_refused(text: str) -> None:
+    with pytest.raises(HostConfigError):
+        parse_timespan(text)
 
 
 def test_keys_and_enum_values_are_read_ignoring_case_as_the_host_binds_them(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import azure.functions as func
 import pytest
 
 from local_host.functions import index_functions
-from local_host.worker_rules import FunctionLoadError
+from local_host.worker_rules import FunctionLoadError, _is_typing_generic
 
 
 def app_with_queue_function(handler: Callable[..., Any], *, many: bool = True) -> func.FunctionApp:
@@ -96,3 +96,23 @@ def test_the_local_indexer_agrees_with_the_worker_on_the_conformance_fixture_app
     with pytest.raises(FunctionLoadError, match="invalid non-type annotation"):
         index_functions(refused)
     assert [function.name for function in index_functions(accepted).service_bus] == ["process_event"]
+
+
+@pytest.mark.parametrize(
+    ("annotation", "accepted"),
+    [
+        # what azure-functions-runtime 1.3.0's `isinstance(t, type) or is_generic_type(t)` says
+        (typing.List[int], True),  # noqa: UP006
+        (typing.Dict[str, int], True),  # noqa: UP006
+        (typing.Iterable[int], True),
+        (typing.Literal["a"], True),
+        (func.Out[str], True),
+        (list[int], False),
+        (typing.Tuple[int], False),  # noqa: UP006
+        (typing.Callable[[], int], False),
+        (typing.Optional[int], False),  # noqa: UP045
+        (int | None, False),
+    ],
+)
+def test_which_annotations_count_as_types_is_the_workers_call(annotation: object, accepted: bool) -> None:
+    assert (isinstance(annotation, type) or _is_typing_generic(annotation)) is accepted
