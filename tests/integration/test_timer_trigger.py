@@ -68,7 +68,7 @@ def worker_request(call: Call) -> WorkerTimerRequest:
 
 
 def timer_function(
-    handler: Callable[[func.TimerRequest], object],
+    handler: Callable[..., object],
     schedule: str = EVERY_SECOND,
     *,
     run_on_startup: bool = False,
