@@ -198,11 +198,10 @@ def change_feed_invocation(
     function_name: str, *, retry_count: int = 0, max_retry_count: int = 0, tracer: trace.Tracer | None = None
 ) -> Iterator[InvocationContext]:
     """The host's span for one change-feed batch (a new trace), and the context that carries it."""
-    attributes = {"faas.trigger": "datasource", "faas.name": function_name}
-    retry = HostRetryContext(retry_count, max_retry_count)
-    parent = otel_context.Context()
-    with _host_span(tracer, function_name, trace.SpanKind.CONSUMER, parent, [], attributes, retry) as host:
-        yield host[0]
+    with _new_trace_invocation(
+        function_name, "datasource", trace.SpanKind.CONSUMER, retry_count, max_retry_count, tracer
+    ) as context:
+        yield context
 
 
 @contextmanager
@@ -210,10 +209,24 @@ def timer_invocation(
     function_name: str, *, retry_count: int = 0, max_retry_count: int = 0, tracer: trace.Tracer | None = None
 ) -> Iterator[InvocationContext]:
     """The host's span for one timer run (a new trace), and the context that carries it."""
-    attributes = {"faas.trigger": "timer", "faas.name": function_name}
+    with _new_trace_invocation(
+        function_name, "timer", trace.SpanKind.INTERNAL, retry_count, max_retry_count, tracer
+    ) as context:
+        yield context
+
+
+@contextmanager
+def _new_trace_invocation(
+    function_name: str,
+    trigger: str,
+    kind: trace.SpanKind,
+    retry_count: int,
+    max_retry_count: int,
+    tracer: trace.Tracer | None,
+) -> Iterator[InvocationContext]:
+    attributes = {"faas.trigger": trigger, "faas.name": function_name}
     retry = HostRetryContext(retry_count, max_retry_count)
-    parent = otel_context.Context()
-    with _host_span(tracer, function_name, trace.SpanKind.INTERNAL, parent, [], attributes, retry) as host:
+    with _host_span(tracer, function_name, kind, otel_context.Context(), [], attributes, retry) as host:
         yield host[0]
 
 

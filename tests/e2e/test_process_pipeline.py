@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -194,9 +195,7 @@ def test_a_thirty_second_store_outage_loses_and_dead_letters_nothing(host_factor
         wait_for_stored(client, "acme", warm)
 
         # WHEN another process holds the event store's write lock for 30 s...
-        blocker = sqlite3.connect(host.data_dir / "events.sqlite3", isolation_level=None, timeout=10)
-        blocker.execute("BEGIN EXCLUSIVE")
-        try:
+        with event_store_outage(host):
             # ...while producers keep sending
             event_ids: list[str] = []
             for n in range(40):
@@ -208,9 +207,6 @@ def test_a_thirty_second_store_outage_loses_and_dead_letters_nothing(host_factor
             assert health.json()["checks"]["eventStore"]["status"] == "unhealthy"
             assert health.json()["checks"]["queue"] == {"status": "healthy"}
             time.sleep(30)
-        finally:
-            blocker.execute("ROLLBACK")
-            blocker.close()
 
         # THEN once it is back, every event is stored exactly once, soon, and nothing is dead-lettered
         for event_id in event_ids:
@@ -256,6 +252,18 @@ SCALED_OUTAGE_SETTINGS = {
 SCALED_BOUND = outage_bound_seconds(SCALED_RETRY_SECONDS, SCALED_MAX_DELIVERIES)
 
 
+@contextlib.contextmanager
+def event_store_outage(host: LocalHost) -> Iterator[None]:
+    """The event store down while the block runs: another process holds its write lock."""
+    blocker = sqlite3.connect(host.data_dir / "events.sqlite3", isolation_level=None, timeout=10)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        yield
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+
+
 def test_an_outage_shorter_than_the_stated_bound_dead_letters_nothing(host_factory: Callable[..., LocalHost]) -> None:
     # GIVEN a host whose bound is 4.5 s
     host = host_factory(**SCALED_OUTAGE_SETTINGS)
@@ -263,14 +271,9 @@ def test_an_outage_shorter_than_the_stated_bound_dead_letters_nothing(host_facto
         wait_for_stored(client, "acme", accepted_ids(post(client, SEED_EXAMPLE, new_ip()))[0])
 
         # WHEN the store is down for 60% of the bound while events arrive
-        blocker = sqlite3.connect(host.data_dir / "events.sqlite3", isolation_level=None, timeout=10)
-        blocker.execute("BEGIN EXCLUSIVE")
-        try:
+        with event_store_outage(host):
             event_ids = accepted_ids(post(client, [SEED_EXAMPLE] * 20, new_ip()))
             time.sleep(0.6 * SCALED_BOUND)
-        finally:
-            blocker.execute("ROLLBACK")
-            blocker.close()
 
         # THEN every event is stored and nothing was dead-lettered
         for event_id in event_ids:
@@ -287,9 +290,7 @@ def test_an_outage_past_the_stated_bound_dead_letters_no_sooner_and_replays_afte
         wait_for_stored(client, "acme", accepted_ids(post(client, SEED_EXAMPLE, new_ip()))[0])
 
         # WHEN the store stays down for longer than the bound
-        blocker = sqlite3.connect(host.data_dir / "events.sqlite3", isolation_level=None, timeout=10)
-        blocker.execute("BEGIN EXCLUSIVE")
-        try:
+        with event_store_outage(host):
             [event_id] = accepted_ids(post(client, SEED_EXAMPLE, new_ip()))
             accepted_at = time.monotonic()
             deadline = accepted_at + 10 * SCALED_BOUND
@@ -297,9 +298,6 @@ def test_an_outage_past_the_stated_bound_dead_letters_no_sooner_and_replays_afte
                 assert time.monotonic() < deadline, "the broker never gave up on the message"
                 time.sleep(0.1)
             parked_after = time.monotonic() - accepted_at
-        finally:
-            blocker.execute("ROLLBACK")
-            blocker.close()
 
         # THEN it is dead-lettered by the queue, with the reason, after its three deliveries:
         # not before the bound ran out, and not much later than three budgets

@@ -30,6 +30,7 @@ from shared.adapters.embedded_analytics import EmbeddedAnalyticsStore
 from shared.adapters.embedded_event_store import EmbeddedEventStore
 from shared.domain.stored_event import StoredEvent
 from shared.telemetry import AnalyticsMetrics
+from tests.waiting import wait_until
 
 NAME = "events_to_analytics"
 TINY_RETRY = RetryPolicy(
@@ -135,13 +136,6 @@ def function_for(
         handler=handler,
         argument="documents",
     )
-
-
-async def wait_until(condition: Callable[[], bool], within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.005)
 
 
 @pytest.fixture

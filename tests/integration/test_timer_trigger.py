@@ -27,6 +27,7 @@ from local_host.server import _servable_timer_functions
 from local_host.timer_trigger import TimerTrigger
 from shared.settings import load_settings
 from tests.spans import RecordedSpans
+from tests.waiting import wait_until
 
 NAME = "reconcile_analytics"
 EVERY_SECOND = "* * * * * *"
@@ -84,13 +85,6 @@ def timer_function(
         handler=handler,
         argument="timer",
     )
-
-
-async def wait_until(condition: Callable[[], bool], within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 Start = Callable[[TimerFunction], TimerTrigger]
