@@ -27,18 +27,18 @@ from enum import Enum
 from opentelemetry import trace
 
 from process.decoding import PoisonMessageError, decode_envelope
+from process.security_alerts import SecurityAlerts
 from process.store_guard import StoreGuard
 from shared.domain.enrichment import client_key, enrich
 from shared.domain.envelope import Envelope, QueueMessage
 from shared.domain.fraud import DistinctUsersTracker, FraudRuleSet, FraudSignals
-from shared.domain.stored_event import FraudResult, StoredEvent, build_stored_event
+from shared.domain.stored_event import StoredEvent, build_stored_event
 from shared.ports import DeadLetterSink, EventStore
 from shared.telemetry import ProcessMetrics, message_parent
 
 __all__ = ["DeliveredMessage", "ProcessOutcome", "ProcessService"]
 
 logger = logging.getLogger(__name__)
-security_log = logging.getLogger("cloudscale.security")
 
 PROCESSING_FAILED = "ProcessingFailed"
 """Dead-letter reason for a message that decoded but could not be scored (a defect to fix, then replay)."""
@@ -90,6 +90,7 @@ class ProcessService:
         metrics: ProcessMetrics,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        alerts: SecurityAlerts | None = None,
     ) -> None:
         self._store = store
         self._dead_letters = dead_letters
@@ -98,6 +99,7 @@ class ProcessService:
         self._users = users
         self._metrics = metrics
         self._clock = clock
+        self._alerts = alerts or SecurityAlerts()
 
     async def handle(self, message: DeliveredMessage) -> ProcessOutcome:
         """Process one delivery; see the module docstring for what returning and raising mean."""
@@ -207,7 +209,7 @@ class ProcessService:
                         self._metrics.fraud_detected.add(1, {"rule": reason.rule})
                 # Alerted on a duplicate too: the first delivery may have stored the event and
                 # died before its alert (at least once; the alert says which it was).
-                _alert(document, client_key(item.envelope.client_ip), redelivered=not stored)
+                self._alerts.alert(document, client_key(item.envelope.client_ip), redelivered=not stored)
             outcomes.append(outcome)
         return outcomes
 
@@ -233,27 +235,3 @@ class _Pending:
     envelope: Envelope
     document: StoredEvent
     span: trace.Span
-
-
-def _alert(document: StoredEvent, client: str, *, redelivered: bool) -> None:
-    """A structured security alert. No raw IP, user id or URL: the hashed client key stands in."""
-    fraud: FraudResult = document.fraud
-    codes = ",".join(reason.code for reason in fraud.reasons)
-    security_log.warning(
-        "suspicious event %s tenant=%s score=%.2f reasons=%s client=%s%s",
-        document.event_id,
-        document.tenant_id,
-        fraud.score,
-        codes,
-        client,
-        " (redelivered)" if redelivered else "",
-        extra={
-            "redelivered": redelivered,
-            "alert": "SuspiciousEvent",
-            "eventId": document.event_id,
-            "tenantId": document.tenant_id,
-            "fraudScore": fraud.score,
-            "reasonCodes": codes,
-            "clientKey": client,
-        },
-    )

@@ -167,6 +167,20 @@ async def test_a_suspicious_event_is_stored_and_alerted_without_personal_data(
         assert personal not in text
 
 
+async def test_a_velocity_flood_from_one_client_is_one_alert_and_every_event_is_counted(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN 300 suspicious events from one client, in batches of 100
+    flood = [message(requests_last_minute=500) for _ in range(300)]
+    with caplog.at_level(logging.WARNING, logger="cloudscale.security"):
+        for start in range(0, 300, 100):
+            await harness.service.handle_batch(flood[start : start + 100])
+
+    # THEN one alert line (not 300), and every one of them counted by rule
+    assert len([record for record in caplog.records if record.name == "cloudscale.security"]) == 1
+    assert harness.counter("cloudscale_fraud_detected_total") == {(("rule", "ip-velocity"),): 300}
+
+
 async def test_a_poison_message_is_parked_with_its_reason_and_not_stored(harness: Harness) -> None:
     delivered = DeliveredMessage(body=b"{not json", message_id="m-1", subject="page_view")
     assert await harness.service.handle(delivered) is ProcessOutcome.DEAD_LETTERED
