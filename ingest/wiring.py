@@ -28,6 +28,7 @@ def build_ingest_services(container: Container) -> IngestServices:
         ip_limits=BucketLimits(settings.rate_limit_ip_capacity, settings.rate_limit_ip_refill_per_second),
         global_per_minute=settings.rate_limit_global_per_minute,
         sync_seconds=settings.rate_limit_global_sync_seconds,
+        instance_id=container.instance_id,
     )
     container.on_close(limiter.close)
     return IngestServices(

@@ -50,6 +50,25 @@ class Container:
         return self.settings.data_dir.resolve()
 
     @cached_property
+    def instance_id(self) -> str | None:
+        """This process's id in the shared rate-limit state; None for a fresh random one.
+
+        Embedded backend: a slot in the data folder that a restarted host takes again
+        (`shared.adapters.instance_slot`). On Azure each worker process gets a random id.
+        """
+        if self.settings.backend != "embedded":
+            return None
+        from shared.adapters.instance_slot import InstanceSlot
+
+        slot = InstanceSlot(self.data_dir / "instances")
+
+        async def release() -> None:
+            slot.release()
+
+        self.on_close(release)
+        return slot.instance_id
+
+    @cached_property
     def embedded_queue(self) -> EmbeddedQueue:
         """The embedded broker (embedded backend only)."""
         from shared.adapters.embedded_queue import EMBEDDED_QUEUE_FILE, EmbeddedQueue

@@ -226,3 +226,38 @@ def test_the_bare_endpoint_is_served_only_when_asked(tmp_path_factory: pytest.Te
     finally:
         plain.stop()
         bench.stop()
+
+
+def test_a_host_restarted_after_a_crash_does_not_refuse_requests_under_the_global_limit(
+    host_factory: Callable[..., LocalHost],
+) -> None:
+    # GIVEN a host with a global limit of 600 a minute that has admitted 100 requests, and so
+    # claimed most of what is left of the window for itself
+    settings = {
+        "CLOUDSCALE_TRUSTED_PROXIES": "127.0.0.1/32",
+        "CLOUDSCALE_RATE_LIMIT_GLOBAL_PER_MINUTE": "600",
+        **INGEST_ONLY,
+    }
+    host = host_factory(**settings)
+    with host.client() as client:
+        before = [post(client, SEED_EXAMPLE, f"198.51.100.{n}").status_code for n in range(100)]
+        time.sleep(1.5)  # at least one exchange of the window and the claims
+        post(client, SEED_EXAMPLE, "198.51.100.200")
+
+    # WHEN it is killed and started again at once on the same data
+    host.process.send_signal(signal.SIGKILL)
+    host.stop()
+    restarted = host_factory(host.data_dir, **settings)
+
+    # THEN over the next sync intervals it admits what the window has room for (101 + 300 < 600):
+    # its predecessor's claim is not held against it
+    statuses: list[int] = []
+    with restarted.client() as client:
+        deadline = time.monotonic() + 3.5
+        n = 0
+        while time.monotonic() < deadline and n < 300:
+            statuses.append(post(client, SEED_EXAMPLE, f"192.0.2.{n % 250}").status_code)
+            n += 1
+            time.sleep(0.01)
+    assert before == [202] * 100
+    assert statuses.count(429) == 0, f"{statuses.count(429)} of {len(statuses)} refused"

@@ -1,0 +1,57 @@
+"""Instance slots: the lowest free one, held while the process lives, free again when it dies."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from shared.adapters.instance_slot import InstanceSlot
+
+HOLD_A_SLOT = """
+import sys, time
+from pathlib import Path
+from shared.adapters.instance_slot import InstanceSlot
+slot = InstanceSlot(Path(sys.argv[1]))
+print(slot.instance_id, flush=True)
+time.sleep(60)
+"""
+
+
+def test_hosts_on_one_folder_get_different_slots_and_a_released_one_is_taken_again(tmp_path: Path) -> None:
+    first, second = InstanceSlot(tmp_path), InstanceSlot(tmp_path)
+    assert (first.instance_id, second.instance_id) == ("local-0", "local-1")
+    first.release()
+    again = InstanceSlot(tmp_path)
+    assert again.instance_id == "local-0"
+    for slot in (second, again):
+        slot.release()
+
+
+def test_the_slot_of_a_killed_process_is_free_for_its_successor(tmp_path: Path) -> None:
+    repo = Path(__file__).resolve().parents[2]
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_A_SLOT, str(tmp_path)], cwd=repo, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "local-0"
+        beside = InstanceSlot(tmp_path)
+        assert beside.instance_id == "local-1"  # local-0 is taken while the holder lives
+        beside.release()
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=10)
+        if holder.stdout is not None:
+            holder.stdout.close()
+    deadline = time.monotonic() + 5
+    while True:
+        slot = InstanceSlot(tmp_path)
+        if slot.instance_id == "local-0" or time.monotonic() > deadline:
+            break
+        slot.release()
+        time.sleep(0.05)
+    assert slot.instance_id == "local-0"
+    slot.release()
