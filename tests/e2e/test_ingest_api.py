@@ -242,6 +242,36 @@ def test_metrics_count_what_happened(host: LocalHost) -> None:
     assert samples[("cloudscale_queue_depth", "")] >= 2
 
 
+def deeply_nested_event(levels: int) -> bytes:
+    """An event whose properties nest `levels` objects deep, written out (orjson cannot serialise it)."""
+    properties = b'{"a": ' * levels + b"1" + b"}" * levels
+    return b'{"eventType": "page_view", "tenantId": "acme", "properties": ' + properties + b"}"
+
+
+def test_deeply_nested_events_get_a_4xx_and_spare_their_neighbours(host: LocalHost) -> None:
+    seed = orjson.dumps(SEED_EXAMPLE)
+    with host.client() as client:
+        single = post(client, deeply_nested_event(1000), new_ip())
+        batch = post(client, b"[" + b",".join([seed, deeply_nested_event(1000), seed]) + b"]", new_ip())
+        beyond_the_parser = post(client, b"[" * 5000 + b"]" * 5000, new_ip())
+        metrics = client.get("/metrics")
+
+    details = assert_error(single, 400, "invalid_events")["details"]
+    assert details[0]["errors"][0]["field"] == "properties"
+    assert batch.status_code == 202, batch.text[:500]
+    assert [result["status"] for result in batch.json()["results"]] == ["accepted", "rejected", "accepted"]
+    assert "depth" in assert_error(beyond_the_parser, 400, "malformed_json")["message"]
+    assert ("cloudscale_ingestion_duration_seconds_count", 'status_code="500"') not in parse_samples(metrics.text)
+
+
+def test_metrics_answer_get_only(host: LocalHost) -> None:
+    with host.client() as client:
+        response = client.post("/metrics", content=b"x")
+
+    assert_error(response, 405, "method_not_allowed")
+    assert response.headers["allow"] == "GET"
+
+
 def test_unknown_routes_and_methods_get_json_errors(host: LocalHost) -> None:
     with host.client() as client:
         missing = client.get("/api/nothing-here")
