@@ -22,6 +22,7 @@ import azure.functions as func
 
 from process.service import DeliveredMessage
 from process.wiring import process_services
+from shared.domain.events import TENANT_ID_PATTERN
 from shared.http import error_response, json_response
 from shared.ports import PortError
 from shared.settings import SettingsError
@@ -37,7 +38,7 @@ MISCONFIGURED_HOLD_SECONDS = 240.0
 """As long as the default store retry budget: a misconfiguration is treated like an outage."""
 
 # Matched with fullmatch: `$` would also accept a trailing newline.
-_TENANT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_TENANT_ID = re.compile(TENANT_ID_PATTERN)
 
 
 @bp.function_name("process_event")

@@ -34,6 +34,7 @@ __all__ = [
     "MAX_PROPERTIES_DEPTH",
     "MAX_PROPERTIES_KEYS",
     "MAX_PROPERTY_KEY_LENGTH",
+    "TENANT_ID_PATTERN",
     "nesting_depth",
 ]
 
@@ -49,6 +50,9 @@ INT64_MAX = 2**63 - 1
 # and flagged there, only an impossible one is refused here.
 MAX_FUTURE_SKEW = timedelta(hours=1)
 MAX_PAST_AGE = timedelta(days=7)
+
+TENANT_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
+"""A tenant id, unanchored: match it whole (`re.fullmatch`; `$` would let a trailing newline through)."""
 
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
 TenantId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]

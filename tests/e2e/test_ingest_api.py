@@ -288,6 +288,7 @@ def test_the_openapi_document_describes_real_responses(host: LocalHost) -> None:
         accepted = post(client, [SEED_EXAMPLE, {"x": 1}], new_ip())
         rejected = post(client, b"{", new_ip())
         health = client.get("/api/health")
+        not_stored = client.get("/api/events/acme/00000000-0000-4000-8000-000000000000")
 
     validate(document)
     schemas = document["components"]["schemas"]
@@ -299,6 +300,8 @@ def test_the_openapi_document_describes_real_responses(host: LocalHost) -> None:
     check(accepted.json(), "IngestResponseBody")
     check(rejected.json(), "ErrorBody")
     check(health.json(), "HealthBody")
+    assert str(not_stored.status_code) in document["paths"]["/api/events/{tenantId}/{eventId}"]["get"]["responses"]
+    check(not_stored.json(), "ErrorBody")
 
 
 def test_a_queue_that_cannot_take_events_gives_503_and_accepts_nothing(
