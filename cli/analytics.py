@@ -3,8 +3,8 @@
 The embedded analytics store is a SQLite file (`analytics.sqlite3` under
 `CLOUDSCALE_DATA_DIR`) with one table, `events`, whose columns are Data Explorer's (see
 `shared/domain/analytics.py`). Both commands open it read-only, so they run beside a live
-`cloudscale run` and can never change it. On Azure the same questions are asked in KQL
-(README, "Analytics").
+`cloudscale run` and can never change it nor write any other file (`cli/read_only_sql.py`).
+On Azure the same questions are asked in KQL (README, "Analytics").
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
+from cli.read_only_sql import READ_ONLY_MESSAGE, open_read_only, refused_as_a_write
 from shared.adapters.embedded_analytics import ANALYTICS_FILE, time_text
 from shared.settings import Settings, SettingsError, load_settings
 
@@ -40,6 +41,8 @@ def query(sql: str, as_json: bool) -> None:
             cursor = connection.execute(sql)
             rows = cursor.fetchall()
         except sqlite3.Error as exc:
+            if refused_as_a_write(exc):
+                raise click.ClickException(f"the query failed: {exc}; {READ_ONLY_MESSAGE}") from None
             raise click.ClickException(f"the query failed: {exc}") from None
         columns = [column[0] for column in cursor.description or ()]
     if as_json:
@@ -146,9 +149,9 @@ def _analytics() -> Iterator[sqlite3.Connection]:
 
 
 def _open_read_only(path: Path) -> sqlite3.Connection:
-    # mode=ro: nothing a query says can change the store, even `DELETE FROM events`.
+    # Nothing a query says can change the store or write any other file (cli/read_only_sql.py).
     try:
-        return sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=5.0)
+        return open_read_only(path)
     except sqlite3.Error as exc:
         raise click.ClickException(f"cannot open {path}: {exc}") from None
 

@@ -112,8 +112,17 @@ async def _ingest(req: func.HttpRequest) -> func.HttpResponse:
         response = error_response(error)
         if isinstance(error, RateLimitedError):
             metrics.rate_limit_rejections.add(1, {"limit": error.limit})
+    except Exception:
+        # A fault of ours, not the client's: answered here (not left to the host) so it is
+        # counted like every other answer and the caller sees no detail; the log has the traceback.
+        logger.exception("ingest failed unexpectedly")
+        response = json_response(500, _internal_error())
     metrics.ingestion_duration.record(time.perf_counter() - started, {"status_code": response.status_code})
     return response
+
+
+def _internal_error() -> dict[str, object]:
+    return {"error": "internal_error", "message": "the request failed unexpectedly; retry later", "details": []}
 
 
 def _misconfigured() -> dict[str, object]:

@@ -14,7 +14,8 @@ from uuid import UUID
 from pydantic import BaseModel, Field
 from pydantic.json_schema import models_json_schema
 
-from shared.domain.events import MAX_BATCH_EVENTS, MAX_BODY_BYTES, MAX_EVENT_BYTES, Event
+from shared.domain.events import MAX_BATCH_EVENTS, MAX_BODY_BYTES, MAX_EVENT_BYTES, TENANT_ID_PATTERN, Event
+from shared.domain.stored_event import StoredEvent
 
 __all__ = ["openapi_document"]
 
@@ -85,7 +86,7 @@ def openapi_document() -> dict[str, Any]:
     _, schemas = models_json_schema(
         [
             (m, "validation" if m is Event else "serialization")
-            for m in (Event, IngestResponseBody, ErrorBody, HealthBody)
+            for m in (Event, IngestResponseBody, ErrorBody, HealthBody, StoredEvent)
         ],
         ref_template="#/components/schemas/{model}",
     )
@@ -140,9 +141,13 @@ def openapi_document() -> dict[str, Any]:
                         "503": _error(
                             "The queue or the rate limiter is unavailable; nothing was accepted.", _RETRY_AFTER
                         ),
+                        "500": _error(
+                            "A fault of the service, never of the request; counted, details only in its log."
+                        ),
                     },
                 }
             },
+            "/api/events/{tenantId}/{eventId}": {"get": _read_event_operation()},
             "/api/health": {
                 "get": {
                     "operationId": "health",
@@ -160,5 +165,43 @@ def openapi_document() -> dict[str, Any]:
                 }
             },
         },
-        "components": {"schemas": schemas["$defs"]},
+        "components": {
+            "schemas": schemas["$defs"],
+            "securitySchemes": {
+                "functionKey": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "x-functions-key",
+                    "description": "A function key, on Azure only (the `code` query parameter works too).",
+                }
+            },
+        },
+    }
+
+
+def _read_event_operation() -> dict[str, Any]:
+    return {
+        "operationId": "getEvent",
+        "summary": "The stored event, enriched and scored",
+        "security": [{"functionKey": []}],
+        "parameters": [
+            {
+                "name": "tenantId",
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string", "pattern": f"^{TENANT_ID_PATTERN}$"},
+            },
+            {"name": "eventId", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}},
+        ],
+        "responses": {
+            "200": {
+                "description": "The stored document: the event as sent, plus enrichment and fraud verdict.",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/StoredEvent"}}},
+            },
+            "400": _error(
+                "A malformed tenantId (invalid_tenant_id) or an eventId that is not a UUID (invalid_event_id)."
+            ),
+            "404": _error("Not stored (yet): the process stage stores an event moments after it was accepted."),
+            "503": _error("The event store is unavailable, or the service is misconfigured.", _RETRY_AFTER),
+        },
     }

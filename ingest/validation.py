@@ -16,7 +16,14 @@ import orjson
 from pydantic import ValidationError
 
 from ingest.errors import MalformedJsonError, PayloadTooLargeError, UnsupportedMediaTypeError
-from shared.domain.events import MAX_BATCH_EVENTS, MAX_BODY_BYTES, MAX_EVENT_BYTES, Event
+from shared.domain.events import (
+    MAX_BATCH_EVENTS,
+    MAX_BODY_BYTES,
+    MAX_EVENT_BYTES,
+    MAX_PROPERTIES_DEPTH,
+    Event,
+    nesting_depth,
+)
 
 __all__ = ["FieldError", "ParsedBody", "check_content_type", "check_body_size", "parse_body", "validate_event"]
 
@@ -59,9 +66,11 @@ def parse_body(body: bytes) -> ParsedBody:
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
+        # orjson also refuses documents nested more than 1024 levels deep here.
         raise MalformedJsonError(f"request body is not valid JSON: {exc}") from None
     if isinstance(document, dict):
-        size = event_size(document)
+        # An event nested too deep to measure is left to `validate_event`, which rejects it by field.
+        size = event_size(document) if not nesting_errors(document) else 0
         if size > MAX_EVENT_BYTES:
             raise PayloadTooLargeError(f"event is {size} bytes; the limit is {MAX_EVENT_BYTES} bytes (32 KiB)")
         return ParsedBody([document], is_batch=False)
@@ -76,12 +85,16 @@ def parse_body(body: bytes) -> ParsedBody:
 
 def validate_event(item: Any, *, received_at: datetime, measure_size: bool) -> Event | list[FieldError]:
     """Validate one event; fill in `eventId` and `timestamp` when absent."""
+    if not isinstance(item, dict):
+        return [FieldError("", "each event must be a JSON object", "not_an_object")]
+    # Depth before size: measuring serialises the event, which a deep enough one cannot survive.
+    too_deep = nesting_errors(item)
+    if too_deep:
+        return too_deep
     if measure_size:
         size = event_size(item)
         if size > MAX_EVENT_BYTES:
             return [FieldError("", f"event is {size} bytes; the limit is {MAX_EVENT_BYTES} bytes", "event_too_large")]
-    if not isinstance(item, dict):
-        return [FieldError("", "each event must be a JSON object", "not_an_object")]
     try:
         event = Event.model_validate(item, context={"now": received_at})
     except ValidationError as exc:
@@ -91,6 +104,21 @@ def validate_event(item: Any, *, received_at: datetime, measure_size: bool) -> E
             update={"event_id": event.event_id or uuid.uuid4(), "timestamp": event.timestamp or received_at}
         )
     return event
+
+
+def nesting_errors(event: dict[str, Any]) -> list[FieldError]:
+    """Each top-level field of an event nested deeper than `properties` may be, by name.
+
+    Only `properties` may hold objects or arrays at all, at most `MAX_PROPERTIES_DEPTH` levels
+    including itself; any field deeper than that is refused here, before anything walks it.
+    """
+    errors = []
+    for name, value in event.items():
+        if nesting_depth(value, limit=MAX_PROPERTIES_DEPTH) > MAX_PROPERTIES_DEPTH:
+            errors.append(
+                FieldError(str(name), f"{name} is nested more than {MAX_PROPERTIES_DEPTH} levels deep", "too_deep")
+            )
+    return errors
 
 
 def event_size(item: Any) -> int:

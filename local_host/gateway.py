@@ -12,7 +12,7 @@ Host-level endpoints (`/metrics`) sit outside the route prefix.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
@@ -44,7 +44,12 @@ class PlainResponse:
     content_type: str
 
 
-HostEndpoint = Callable[[], Awaitable[PlainResponse]]
+@dataclass(frozen=True, slots=True)
+class HostEndpoint:
+    """A host-level endpoint and the methods it answers; any other method gets 405 with `Allow`."""
+
+    handler: Callable[[], Awaitable[PlainResponse]]
+    methods: frozenset[str] = frozenset({"GET"})
 
 
 @dataclass
@@ -88,7 +93,10 @@ class Gateway:
         if endpoint is not None:
             # Drained like a function's body, so a host endpoint costs what the server does.
             await _read_body(receive)
-            plain = await endpoint()
+            if method not in endpoint.methods:
+                await _method_not_allowed(send, method, endpoint.methods)
+                return
+            plain = await endpoint.handler()
             await _send(send, plain.status, [(b"content-type", plain.content_type.encode())], plain.body)
             return
         prefix = f"/{self.route_prefix}" if self.route_prefix else ""
@@ -111,12 +119,7 @@ class Gateway:
             await self._invoke(function, _to_request(scope, body, params), path, send)
             return
         if allowed:
-            await _send_json(
-                send,
-                405,
-                {"error": "method_not_allowed", "message": f"{method} is not allowed here"},
-                [(b"allow", ", ".join(sorted(set(allowed))).encode())],
-            )
+            await _method_not_allowed(send, method, allowed)
         else:
             await _send_json(send, 404, {"error": "not_found", "message": f"no function serves {path}"})
 
@@ -139,6 +142,15 @@ class Gateway:
             if status >= 500:
                 span.set_status(trace.StatusCode.ERROR)
             await _send(send, status, headers, body)
+
+
+async def _method_not_allowed(send: Send, method: str, allowed: Iterable[str]) -> None:
+    await _send_json(
+        send,
+        405,
+        {"error": "method_not_allowed", "message": f"{method} is not allowed here"},
+        [(b"allow", ", ".join(sorted(set(allowed))).encode())],
+    )
 
 
 def _to_request(scope: Scope, body: bytes, route_params: dict[str, str]) -> func.HttpRequest:

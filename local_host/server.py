@@ -32,7 +32,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from local_host.changefeed_trigger import ChangeFeedTrigger
 from local_host.functions import ChangeFeedFunction, FunctionIndex, HttpFunction, ServiceBusFunction, index_functions
-from local_host.gateway import Gateway, PlainResponse
+from local_host.gateway import Gateway, HostEndpoint, PlainResponse
 from local_host.host_config import HostConfig, load_host_config
 from local_host.leases import LeaseStore
 from local_host.ncrontab import ScheduleError
@@ -92,9 +92,10 @@ def _serve(options: HostOptions, environ: Mapping[str, str], settings: Settings,
     async def bare_endpoint() -> PlainResponse:
         return PlainResponse(202, b"{}", "application/json")
 
-    host_endpoints = {"/metrics": metrics_endpoint}
+    # A Prometheus scrape is a GET; anything else is refused as for a function's route.
+    host_endpoints = {"/metrics": HostEndpoint(metrics_endpoint, frozenset({"GET"}))}
     if options.bare_endpoint:
-        host_endpoints[BARE_ENDPOINT_PATH] = bare_endpoint
+        host_endpoints[BARE_ENDPOINT_PATH] = HostEndpoint(bare_endpoint, frozenset({"POST"}))
 
     async def startup() -> None:
         # Open the stores before the first request, so it is not the one that pays for it

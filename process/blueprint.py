@@ -22,6 +22,7 @@ import azure.functions as func
 
 from process.service import DeliveredMessage
 from process.wiring import process_services
+from shared.domain.events import TENANT_ID_PATTERN
 from shared.http import error_response, json_response
 from shared.ports import PortError
 from shared.settings import SettingsError
@@ -36,7 +37,8 @@ bp = func.Blueprint()  # type: ignore[no-untyped-call]  # the library leaves __i
 MISCONFIGURED_HOLD_SECONDS = 240.0
 """As long as the default store retry budget: a misconfiguration is treated like an outage."""
 
-_TENANT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# Matched with fullmatch: `$` would also accept a trailing newline.
+_TENANT_ID = re.compile(TENANT_ID_PATTERN)
 
 
 @bp.function_name("process_event")
@@ -102,7 +104,7 @@ async def get_event(req: func.HttpRequest, context: func.Context) -> func.HttpRe
 async def _get_event(req: func.HttpRequest) -> func.HttpResponse:
     tenant_id = req.route_params.get("tenantId", "")
     event_id = req.route_params.get("eventId", "")
-    if not _TENANT_ID.match(tenant_id):
+    if not _TENANT_ID.fullmatch(tenant_id):
         return error_response(400, "invalid_tenant_id", "tenantId must be 1-64 letters, digits, '_', '.' or '-'")
     try:
         event_id = str(uuid.UUID(event_id))

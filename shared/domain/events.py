@@ -24,6 +24,8 @@ from pydantic import (
 
 __all__ = [
     "Event",
+    "INT64_MAX",
+    "INT64_MIN",
     "MAX_BATCH_EVENTS",
     "MAX_BODY_BYTES",
     "MAX_EVENT_BYTES",
@@ -32,6 +34,8 @@ __all__ = [
     "MAX_PROPERTIES_DEPTH",
     "MAX_PROPERTIES_KEYS",
     "MAX_PROPERTY_KEY_LENGTH",
+    "TENANT_ID_PATTERN",
+    "nesting_depth",
 ]
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -40,10 +44,15 @@ MAX_BATCH_EVENTS = 500
 MAX_PROPERTIES_DEPTH = 5
 MAX_PROPERTIES_KEYS = 100
 MAX_PROPERTY_KEY_LENGTH = 128
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
 # Looser than the fraud rules' thresholds on purpose: a skewed but plausible clock is stored
 # and flagged there, only an impossible one is refused here.
 MAX_FUTURE_SKEW = timedelta(hours=1)
 MAX_PAST_AGE = timedelta(days=7)
+
+TENANT_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
+"""A tenant id, unanchored: match it whole (`re.fullmatch`; `$` would let a trailing newline through)."""
 
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
 TenantId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
@@ -89,7 +98,8 @@ class Event(BaseModel):
         None,
         description=(
             f"Free-form custom data: at most {MAX_PROPERTIES_KEYS} keys in all, nested at most "
-            f"{MAX_PROPERTIES_DEPTH} deep, keys at most {MAX_PROPERTY_KEY_LENGTH} characters."
+            f"{MAX_PROPERTIES_DEPTH} deep, keys at most {MAX_PROPERTY_KEY_LENGTH} characters, "
+            "numbers within the signed 64-bit integer range."
         ),
     )
 
@@ -115,18 +125,50 @@ class Event(BaseModel):
         return value
 
 
-def _count_keys(value: Any, depth: int) -> int:
-    """Count object keys at every level, enforcing depth and key length as it goes."""
+def _count_keys(value: Any, depth: int, path: str = "properties") -> int:
+    """Count object keys at every level, enforcing depth, key length and number range as it goes."""
     if depth > MAX_PROPERTIES_DEPTH:
         raise ValueError(f"properties are nested more than {MAX_PROPERTIES_DEPTH} levels deep")
-    if isinstance(value, dict):
-        count = len(value)
-        for key, item in value.items():
-            if len(key) > MAX_PROPERTY_KEY_LENGTH:
-                raise ValueError(f"property key {key[:32]!r}... is longer than {MAX_PROPERTY_KEY_LENGTH} characters")
-            if isinstance(item, dict | list):
-                count += _count_keys(item, depth + 1)
-        return count
-    if isinstance(value, list):
-        return sum(_count_keys(item, depth + 1) for item in value if isinstance(item, dict | list))
-    return 0
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    count = len(value) if isinstance(value, dict) else 0
+    for key, item in items:
+        if isinstance(key, str) and len(key) > MAX_PROPERTY_KEY_LENGTH:
+            raise ValueError(f"property key {key[:32]!r}... is longer than {MAX_PROPERTY_KEY_LENGTH} characters")
+        where = f"{path}[{key}]" if isinstance(value, list) else f"{path}.{key}"
+        if isinstance(item, dict | list):
+            count += _count_keys(item, depth + 1, where)
+        elif _outside_int64(item):
+            raise ValueError(
+                f"{where} is {item!r}: numbers must lie within the signed 64-bit integer range "
+                f"[{INT64_MIN}, {INT64_MAX}]"
+            )
+    return count
+
+
+def _outside_int64(value: Any) -> bool:
+    # JSON parsing turns an integer beyond 64 bits into a float (losing digits), and such a
+    # float cannot be told from a float literal of the same size, so both are refused.
+    # A float of -2**63 may be the rounding of a smaller integer, so floats stop short of it.
+    if isinstance(value, float):
+        return not -(2.0**63) < value < 2.0**63
+    return isinstance(value, int) and not isinstance(value, bool) and not INT64_MIN <= value <= INT64_MAX
+
+
+def nesting_depth(value: Any, *, limit: int) -> int:
+    """How many levels of objects and arrays `value` has (0 for a scalar), counted up to `limit + 1`.
+
+    Iterative and stopping once past `limit`, so a hostile document nested thousands of levels
+    deep costs no recursion (Python's stack, or orjson's own serialisation limit) and little time.
+    """
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if not isinstance(item, dict | list):
+            continue
+        if depth > limit:
+            return limit + 1
+        deepest = max(deepest, depth)
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return deepest

@@ -242,6 +242,36 @@ def test_metrics_count_what_happened(host: LocalHost) -> None:
     assert samples[("cloudscale_queue_depth", "")] >= 2
 
 
+def deeply_nested_event(levels: int) -> bytes:
+    """An event whose properties nest `levels` objects deep, written out (orjson cannot serialise it)."""
+    properties = b'{"a": ' * levels + b"1" + b"}" * levels
+    return b'{"eventType": "page_view", "tenantId": "acme", "properties": ' + properties + b"}"
+
+
+def test_deeply_nested_events_get_a_4xx_and_spare_their_neighbours(host: LocalHost) -> None:
+    seed = orjson.dumps(SEED_EXAMPLE)
+    with host.client() as client:
+        single = post(client, deeply_nested_event(1000), new_ip())
+        batch = post(client, b"[" + b",".join([seed, deeply_nested_event(1000), seed]) + b"]", new_ip())
+        beyond_the_parser = post(client, b"[" * 5000 + b"]" * 5000, new_ip())
+        metrics = client.get("/metrics")
+
+    details = assert_error(single, 400, "invalid_events")["details"]
+    assert details[0]["errors"][0]["field"] == "properties"
+    assert batch.status_code == 202, batch.text[:500]
+    assert [result["status"] for result in batch.json()["results"]] == ["accepted", "rejected", "accepted"]
+    assert "depth" in assert_error(beyond_the_parser, 400, "malformed_json")["message"]
+    assert ("cloudscale_ingestion_duration_seconds_count", 'status_code="500"') not in parse_samples(metrics.text)
+
+
+def test_metrics_answer_get_only(host: LocalHost) -> None:
+    with host.client() as client:
+        response = client.post("/metrics", content=b"x")
+
+    assert_error(response, 405, "method_not_allowed")
+    assert response.headers["allow"] == "GET"
+
+
 def test_unknown_routes_and_methods_get_json_errors(host: LocalHost) -> None:
     with host.client() as client:
         missing = client.get("/api/nothing-here")
@@ -258,6 +288,7 @@ def test_the_openapi_document_describes_real_responses(host: LocalHost) -> None:
         accepted = post(client, [SEED_EXAMPLE, {"x": 1}], new_ip())
         rejected = post(client, b"{", new_ip())
         health = client.get("/api/health")
+        not_stored = client.get("/api/events/acme/00000000-0000-4000-8000-000000000000")
 
     validate(document)
     schemas = document["components"]["schemas"]
@@ -269,6 +300,8 @@ def test_the_openapi_document_describes_real_responses(host: LocalHost) -> None:
     check(accepted.json(), "IngestResponseBody")
     check(rejected.json(), "ErrorBody")
     check(health.json(), "HealthBody")
+    assert str(not_stored.status_code) in document["paths"]["/api/events/{tenantId}/{eventId}"]["get"]["responses"]
+    check(not_stored.json(), "ErrorBody")
 
 
 def test_a_queue_that_cannot_take_events_gives_503_and_accepts_nothing(

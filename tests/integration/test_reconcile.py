@@ -418,7 +418,7 @@ def test_query_refuses_to_change_the_store(invoke: Invoke, data_dir: Seeded) -> 
 
     assert result.exit_code == 1
     assert "the query failed" in result.stderr
-    assert "readonly" in result.stderr
+    assert "read-only" in result.stderr
     assert len(analytics_ids(data_dir)) == 4
 
 

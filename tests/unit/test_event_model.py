@@ -551,3 +551,90 @@ def test_a_bad_batch_item_does_not_affect_its_neighbours() -> None:
 
     assert [isinstance(result, Event) for result in results] == [True, False, True]
     assert rejected(results[1]).keys() == {"tenantId"}
+
+
+# --- Hostile shapes: deep nesting, numbers beyond 64 bits ----------------------------------------
+
+
+def deeply_nested(levels: int, *, as_array: bool = False) -> Any:
+    """`levels` objects (or arrays) inside one another, far beyond any limit."""
+    value: Any = 1
+    for _ in range(levels):
+        value = [value] if as_array else {"a": value}
+    return value
+
+
+def deeply_nested_json(levels: int) -> bytes:
+    """The JSON text of `deeply_nested(levels)`, written out directly: orjson cannot serialise it."""
+    return b'{"a": ' * levels + b"1" + b"}" * levels
+
+
+@pytest.mark.parametrize("as_array", [False, True])
+@pytest.mark.parametrize("measure_size", [False, True])
+def test_properties_nested_thousands_deep_are_rejected_by_field(as_array: bool, measure_size: bool) -> None:
+    # GIVEN properties nested deeper than JSON serialisation (and Python's stack) can follow
+    item = {"eventType": "a", "tenantId": "b", "properties": {"p": deeply_nested(1000, as_array=as_array)}}
+
+    result = validate_event(item, received_at=RECEIVED_AT, measure_size=measure_size)
+
+    assert result == [
+        FieldError("properties", f"properties is nested more than {MAX_PROPERTIES_DEPTH} levels deep", "too_deep")
+    ]
+
+
+def test_any_field_nested_thousands_deep_is_rejected_by_its_name() -> None:
+    item = {"eventType": deeply_nested(1000, as_array=True), "tenantId": "b"}
+
+    result = validate_event(item, received_at=RECEIVED_AT, measure_size=True)
+
+    assert rejected(result).keys() == {"eventType"}
+
+
+def test_a_single_event_nested_thousands_deep_parses_and_is_then_rejected() -> None:
+    body = b'{"eventType": "a", "tenantId": "b", "properties": ' + deeply_nested_json(1000) + b"}"
+
+    parsed = parse_body(body)
+
+    assert "properties" in rejected(validate_event(parsed.items[0], received_at=RECEIVED_AT, measure_size=False))
+
+
+def test_a_deeply_nested_batch_item_does_not_fail_its_neighbours() -> None:
+    seed = orjson.dumps(SEED)
+    deep = b'{"eventType": "a", "tenantId": "b", "properties": ' + deeply_nested_json(1000) + b"}"
+    parsed = parse_body(b"[" + b",".join([seed, deep, seed]) + b"]")
+
+    results = [validate_event(item, received_at=RECEIVED_AT, measure_size=parsed.is_batch) for item in parsed.items]
+
+    assert [isinstance(result, Event) for result in results] == [True, False, True]
+
+
+@pytest.mark.parametrize("body", [b"[" * 2000 + b"]" * 2000, b'{"properties":' * 2000 + b"1" + b"}" * 2000])
+def test_a_body_nested_beyond_what_the_parser_reads_is_malformed_json(body: bytes) -> None:
+    with pytest.raises(MalformedJsonError) as raised:
+        parse_body(body)
+
+    assert raised.value.status == 400
+    assert "depth" in raised.value.message
+
+
+@pytest.mark.parametrize(
+    "literal", [b"18446744073709551616", b"9223372036854775808", b"-9223372036854775809", b"1e300"]
+)
+def test_numbers_beyond_the_signed_64_bit_range_are_rejected_naming_the_property(literal: bytes) -> None:
+    # GIVEN a number no 64-bit integer holds, which JSON parsing would otherwise round silently
+    properties = b'{"cart": {"items": [1, ' + literal + b"]}}"
+    item = orjson.loads(b'{"eventType": "a", "tenantId": "b", "properties": ' + properties + b"}")
+
+    errors = rejected(validate_event(item, received_at=RECEIVED_AT, measure_size=True))
+
+    assert "properties.cart.items[1]" in errors["properties"].message
+    assert "signed 64-bit integer range" in errors["properties"].message
+
+
+@pytest.mark.parametrize("literal", [b"9223372036854775807", b"-9223372036854775808", b"0.5", b"-1e18"])
+def test_numbers_within_the_signed_64_bit_range_are_kept_exactly(literal: bytes) -> None:
+    item = orjson.loads(b'{"eventType": "a", "tenantId": "b", "properties": {"n": ' + literal + b"}}")
+
+    event = accepted(validate_event(item, received_at=RECEIVED_AT, measure_size=True))
+
+    assert event.properties == {"n": orjson.loads(literal)}

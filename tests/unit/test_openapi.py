@@ -23,7 +23,9 @@ from shared.domain.events import (
     MAX_PROPERTIES_DEPTH,
     MAX_PROPERTIES_KEYS,
     MAX_PROPERTY_KEY_LENGTH,
+    TENANT_ID_PATTERN,
 )
+from shared.domain.stored_event import StoredEvent
 
 CONTRACT_FIELDS = {
     "eventType",
@@ -167,7 +169,7 @@ def test_bodies_the_api_rejects_do_not_fit_the_request_schema(
 def test_the_ingest_responses_are_documented(ingest: dict[str, Any]) -> None:
     responses = ingest["responses"]
 
-    assert set(responses) == {"202", "400", "413", "415", "429", "503"}
+    assert set(responses) == {"202", "400", "413", "415", "429", "500", "503"}
     assert set(responses["429"]["headers"]) == {
         "RateLimit-Limit",
         "RateLimit-Remaining",
@@ -184,3 +186,66 @@ def test_the_accepted_response_schema_uses_the_contract_names(document: dict[str
     assert set(schemas["IngestResponseBody"]["required"]) == {"accepted", "rejected", "results"}
     assert "eventId" in schemas["AcceptedEventBody"]["properties"]
     assert set(schemas["FieldErrorBody"]["properties"]) == {"field", "message", "type"}
+
+
+@pytest.fixture
+def read_event(document: dict[str, Any]) -> dict[str, Any]:
+    operation: dict[str, Any] = document["paths"]["/api/events/{tenantId}/{eventId}"]["get"]
+    return operation
+
+
+def test_the_read_route_is_documented_with_its_answers(read_event: dict[str, Any]) -> None:
+    assert set(read_event["responses"]) == {"200", "400", "404", "503"}
+    assert read_event["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/StoredEvent"
+    }
+    assert "Retry-After" in read_event["responses"]["503"]["headers"]
+    assert {parameter["name"]: parameter["in"] for parameter in read_event["parameters"]} == {
+        "tenantId": "path",
+        "eventId": "path",
+    }
+    assert read_event["security"] == [{"functionKey": []}]
+
+
+def test_the_read_routes_tenant_pattern_is_the_routes_own(read_event: dict[str, Any]) -> None:
+    (tenant,) = [parameter for parameter in read_event["parameters"] if parameter["name"] == "tenantId"]
+
+    # Anchored for ECMA-262, the document's regex dialect, where `$` is the end of the text
+    # (Python's `$` would also pass a trailing newline: the route itself uses fullmatch).
+    assert tenant["schema"]["pattern"] == f"^{TENANT_ID_PATTERN}$"
+    validator = Draft202012Validator(tenant["schema"])
+    assert validator.is_valid("acme-1.eu_west")
+    for refused in ("", "-acme", "a" * 65, "ac me"):
+        assert not validator.is_valid(refused), refused
+
+
+def test_a_stored_document_fits_the_documented_200(document: dict[str, Any]) -> None:
+    stored = StoredEvent.from_document(
+        {
+            "id": "1f0c0000-0000-4000-8000-000000000001",
+            "eventId": "1f0c0000-0000-4000-8000-000000000001",
+            "tenantId": "acme",
+            "eventType": "page_view",
+            "timestamp": "2026-01-31T12:00:00Z",
+            "url": "/home",
+            "properties": {"cart": {"items": [1, 2]}},
+            "enrichment": {
+                "clientNetwork": "203.0.113.0/24",
+                "userAgent": "curl/8.5.0",
+                "agent": {"browser": "curl", "isBot": False},
+                "receivedAt": "2026-01-31T12:00:00Z",
+                "processedAt": "2026-01-31T12:00:01Z",
+                "queueLatencyMs": 1000.0,
+            },
+            "fraud": {
+                "score": 0.8,
+                "suspicious": True,
+                "reasons": [{"rule": "ip-velocity", "code": "VELOCITY_IP_MINUTE", "weight": 0.8, "description": "x"}],
+            },
+        }
+    )
+    schemas = document["components"]["schemas"]
+    validator = Draft202012Validator({**schemas["StoredEvent"], "components": {"schemas": schemas}})
+
+    validator.validate(stored.to_document())
+    assert not validator.is_valid({**stored.to_document(), "unexpected": 1})

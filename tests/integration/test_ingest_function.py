@@ -1,0 +1,94 @@
+"""The ingest function's own answer to a fault of ours: a counted, generic 500.
+
+Runs the real function body with the embedded rate-limit store; only the queue is replaced,
+by one with a bug, because no real input makes the real queue fail other than as a 503.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import azure.functions as func
+import orjson
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+from ingest.blueprint import _ingest
+from ingest.rate_limiter import RateLimiter
+from ingest.service import IngestService
+from ingest.wiring import IngestServices, build_ingest_services
+from shared.bootstrap import Container, set_container
+from shared.domain.envelope import QueueMessage
+from shared.domain.ratelimit import BucketLimits
+from shared.settings import load_settings
+from shared.telemetry import IngestMetrics
+
+
+class BuggyPublisher:
+    """A queue adapter with a programming error: not a `PortError`, so not an outage."""
+
+    async def publish(self, messages: Sequence[QueueMessage]) -> None:
+        raise KeyError("a bug with a secret detail: /srv/app/internal.py")
+
+    async def check(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+@pytest.fixture
+async def reader(tmp_path: Path) -> AsyncIterator[InMemoryMetricReader]:
+    """A container whose ingest services publish to `BuggyPublisher` and record into the reader."""
+    container = Container(load_settings({"CLOUDSCALE_DATA_DIR": str(tmp_path)}))
+    reader = InMemoryMetricReader()
+    limiter = RateLimiter(container.rate_limit_store, ip_limits=BucketLimits(100, 10), global_per_minute=10_000)
+    container.on_close(limiter.close)
+    services = IngestServices(
+        settings=container.settings,
+        service=IngestService(limiter, BuggyPublisher()),
+        metrics=IngestMetrics(MeterProvider(metric_readers=[reader]).get_meter("test")),
+    )
+    container._singletons[build_ingest_services] = services  # the wiring's own cache slot
+    set_container(container)
+    yield reader
+    set_container(None)
+    await container.close()
+
+
+def status_codes(reader: InMemoryMetricReader) -> dict[object, int]:
+    """How many answers `cloudscale_ingestion_duration_seconds` recorded, by status code."""
+    data = reader.get_metrics_data()
+    counts: dict[object, int] = {}
+    for resource in data.resource_metrics if data else ():
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                if metric.name == "cloudscale_ingestion_duration_seconds":
+                    for point in metric.data.data_points:
+                        counts[point.attributes["status_code"]] = point.count  # type: ignore[index,union-attr]
+    return counts
+
+
+async def test_an_unexpected_error_is_a_counted_500_with_a_generic_body(
+    reader: InMemoryMetricReader, caplog: pytest.LogCaptureFixture
+) -> None:
+    request = func.HttpRequest(
+        "POST",
+        "http://127.0.0.1/api/events",
+        headers={"Content-Type": "application/json"},
+        body=orjson.dumps({"eventType": "page_view", "tenantId": "acme"}),
+    )
+
+    with caplog.at_level(logging.ERROR, logger="ingest.blueprint"):
+        response = await _ingest(request)
+
+    assert response.status_code == 500
+    body = orjson.loads(response.get_body())
+    assert body == {"error": "internal_error", "message": "the request failed unexpectedly; retry later", "details": []}
+    assert status_codes(reader) == {500: 1}
+    # the detail is in the log only
+    assert "Traceback" in caplog.text
+    assert "/srv/app/internal.py" in caplog.text
