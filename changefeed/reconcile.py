@@ -3,8 +3,9 @@
 The change feed is at-least-once only while its retries last (see `changefeed.blueprint`);
 this closes the gap. For each hour of commit time in the window, count the events in the
 store and in analytics; where analytics has fewer, list the ids on both sides and write the
-missing events' rows again. The analytics store keeps one row per `EventId`, so a row that
-was only late (in flight) and is re-sent is harmless.
+missing events' rows again. An event is (tenantId, eventId) on both sides, so two tenants'
+events with the same id are two events here too. The analytics store keeps one row per
+(`TenantId`, `EventId`), so a row that was only late (in flight) and is re-sent is harmless.
 
 Counting first keeps the common case cheap: one count per side per window, ids only for
 the hours that differ.
@@ -85,11 +86,11 @@ class Reconciler:
         return report
 
     async def _resend_missing(self, start: datetime, end: datetime) -> int:
-        present = await self._analytics.event_ids(start, end)
+        present = await self._analytics.event_keys(start, end)
         missing = [
             to_analytics_row(event, stored_at)
             for event, stored_at in await self._store.stored_between(start, end)
-            if event.event_id not in present
+            if (event.tenant_id, event.event_id) not in present
         ]
         for offset in range(0, len(missing), RESEND_BATCH):
             await self._sink.write(missing[offset : offset + RESEND_BATCH])

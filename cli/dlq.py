@@ -5,7 +5,7 @@ or with `CLOUDSCALE_BACKEND=azure` the Service Bus poison queue and the events q
 dead-letter sub-queue. Listing and showing never lock or count a delivery. A replay puts each
 message back on the events queue (embedded: under its own message id; Service Bus: under an id
 derived from the dead letter, which duplicate detection has not seen), and the event store
-keeps one document per eventId, so replaying twice is harmless. Machine-readable output
+keeps one document per (tenantId, eventId), so replaying twice is harmless. Machine-readable output
 (`--json`) goes to stdout; the progress bar to stderr.
 """
 

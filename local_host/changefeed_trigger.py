@@ -19,7 +19,7 @@ What the Functions host does with a change-feed lease, on one machine (sources i
 
 Stopping lets the batch in flight finish for a grace period; one cut short, or one that
 failed while stopping, is not checkpointed and is delivered again after a restart (the
-analytics store is idempotent on `EventId`).
+analytics store is idempotent on (`TenantId`, `EventId`)).
 """
 
 from __future__ import annotations

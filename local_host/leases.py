@@ -5,7 +5,7 @@ The checkpoint is written (and committed with `synchronous=FULL`) only after the
 returned, or after its retry policy was spent on a batch that kept failing (the Functions
 host skips such a batch too; reconciliation re-sends it). After a crash or a restart the
 feed resumes right after the last batch known to be done: a batch in flight at the crash is
-delivered again (the analytics store is idempotent on `EventId`).
+delivered again (the analytics store is idempotent on (`TenantId`, `EventId`)).
 """
 
 from __future__ import annotations

@@ -169,8 +169,8 @@ class AnalyticsSink(Protocol):
         """Hand `rows` to the analytics store; return once it has them durably.
 
         At least once: a batch retried after a failure may deliver rows twice, and the store
-        keeps one row per `EventId` (the embedded store refuses the second; Data Explorer's
-        materialized view deduplicates). Raises `AnalyticsSinkError`.
+        keeps one row per (`TenantId`, `EventId`) (the embedded store refuses the second; Data
+        Explorer's materialized view deduplicates). Raises `AnalyticsSinkError`.
         """
         ...
 
@@ -200,6 +200,7 @@ class AnalyticsHistory(Protocol):
         """Distinct events per hour of `StoredAt` (keyed by the hour's start, UTC) in [start, end)."""
         ...
 
-    async def event_ids(self, start: datetime, end: datetime) -> set[str]:
-        """The ids of the events with `StoredAt` in [start, end)."""
+    async def event_keys(self, start: datetime, end: datetime) -> set[tuple[str, str]]:
+        """The (tenantId, eventId) of each event with `StoredAt` in [start, end): an event's
+        identity, since two tenants may use the same eventId."""
         ...

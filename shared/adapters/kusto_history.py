@@ -23,7 +23,7 @@ from shared.adapters.kusto_sink import _SDK_ERRORS, KustoCredential, KustoEndpoi
 from shared.ports import AnalyticsSinkError
 from shared.settings import Settings
 
-__all__ = ["HOURLY_COUNTS_QUERY", "EVENT_IDS_QUERY", "KustoAnalyticsHistory", "create_kusto_history"]
+__all__ = ["EVENT_KEYS_QUERY", "HOURLY_COUNTS_QUERY", "KustoAnalyticsHistory", "create_kusto_history"]
 
 T = TypeVar("T")
 
@@ -32,8 +32,8 @@ HOURLY_COUNTS_QUERY: Final = (
     _WINDOW + f"{EVENTS_VIEW}\n| where StoredAt >= windowStart and StoredAt < windowEnd\n"
     "| summarize Events = count() by Hour = bin(StoredAt, 1h)"
 )
-EVENT_IDS_QUERY: Final = (
-    _WINDOW + f"{EVENTS_VIEW}\n| where StoredAt >= windowStart and StoredAt < windowEnd\n| project EventId"
+EVENT_KEYS_QUERY: Final = (
+    _WINDOW + f"{EVENTS_VIEW}\n| where StoredAt >= windowStart and StoredAt < windowEnd\n| project TenantId, EventId"
 )
 
 
@@ -51,9 +51,9 @@ class KustoAnalyticsHistory:
         rows = await self._query("count events per hour", HOURLY_COUNTS_QUERY, start, end)
         return {_utc(row["Hour"]): int(row["Events"]) for row in rows}
 
-    async def event_ids(self, start: datetime, end: datetime) -> set[str]:
-        rows = await self._query("list event ids", EVENT_IDS_QUERY, start, end)
-        return {str(row["EventId"]) for row in rows}
+    async def event_keys(self, start: datetime, end: datetime) -> set[tuple[str, str]]:
+        rows = await self._query("list event ids", EVENT_KEYS_QUERY, start, end)
+        return {(str(row["TenantId"]), str(row["EventId"])) for row in rows}
 
     async def close(self) -> None:
         client, self._client = self._client, None

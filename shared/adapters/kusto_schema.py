@@ -33,7 +33,7 @@ EVENTS_TABLE: Final = "Events"
 EVENTS_MAPPING: Final = "EventsJsonMapping"
 """The table's JSON ingestion mapping, referenced by name at ingestion."""
 EVENTS_VIEW: Final = "EventsDedup"
-"""The materialized view with one row per `EventId`: what analysts query."""
+"""The materialized view with one row per (`TenantId`, `EventId`): what analysts query."""
 
 SCHEMA_RESOURCE: Final = ("changefeed", "kusto/events.kql")
 """The script's package and its path inside it."""

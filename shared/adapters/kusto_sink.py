@@ -7,7 +7,7 @@ for a body over 4 MB, falls back to queued ingestion through the ingestion (DM) 
 The body is MULTIJSON, one `AnalyticsRow.to_json_dict()` object per line, read by the
 `EventsJsonMapping` mapping (`changefeed/kusto/events.kql`, applied by `cloudscale
 kusto-setup`). Duplicates (a batch retried after a failure) land in the raw table and the
-`EventsDedup` materialized view keeps one row per `EventId`.
+`EventsDedup` materialized view keeps one row per (`TenantId`, `EventId`).
 
 Why a thread: `azure-kusto-ingest` has no `aio` client (only `azure-kusto-data` has an `aio`
 query client), so each ingest runs the synchronous client in `asyncio.to_thread`, keeping

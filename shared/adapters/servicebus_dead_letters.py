@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import builtins
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import replace
@@ -49,7 +50,7 @@ from shared.adapters.dead_letter_browser import (
     ReplayResult,
 )
 from shared.adapters.servicebus_publisher import create_service_bus_publisher, service_bus_client
-from shared.domain.envelope import QueueMessage
+from shared.domain.envelope import MAX_MESSAGE_ID_LENGTH, QueueMessage
 from shared.ports import EventPublisher, PortError
 from shared.settings import Settings, SettingsError
 
@@ -64,6 +65,7 @@ __all__ = [
     "create_service_bus_dead_letter_browser",
     "create_service_bus_dead_letter_sink",
     "parse_service_bus_id",
+    "replay_message_id",
     "service_bus_receiver_factory",
 ]
 
@@ -75,6 +77,9 @@ DEAD_LETTER_DESCRIPTION_PROPERTY: Final = "DeadLetterErrorDescription"
 """The application properties Service Bus itself sets on dead letters; the sink sets the same."""
 MAX_DESCRIPTION_CHARS: Final = 4096
 """Service Bus caps its own dead-letter descriptions at 4 KiB; the poison copy keeps to that."""
+
+_REPLAY_NAMESPACE: Final = uuid.UUID("5b0c3f5e-8a4c-5d0e-9c1a-63a1f0d2e7b4")
+"""A fixed namespace for `replay_message_id`'s name-based UUIDs (any fixed value serves)."""
 
 _ID_PREFIX: Final[Mapping[DeadLetterSource, str]] = {"dead-letter": "dlq", "poison": "poison"}
 _SOURCE_OF_PREFIX: Final = {prefix: source for source, prefix in _ID_PREFIX.items()}
@@ -397,17 +402,30 @@ def replay_message(dead_letter: DeadLetter) -> QueueMessage:
     duplicate-detection window Service Bus would accept the resend and silently drop it (after
     the dead letter was completed: a loss). The derived id is fixed per dead letter, so a
     replay retried after a crash between send and complete is still dropped as a duplicate;
-    and the event store is keyed on the eventId in the body, so the event is stored once.
+    and the event store is keyed on (tenantId, eventId) in the body, so the event is stored once.
+
+    The id reads `<original id>:replay:<dead-letter id>`. Where that would pass Service Bus's
+    `MAX_MESSAGE_ID_LENGTH` (a long tenant id, or a replay of a replay), the original id is
+    replaced by a name-based UUID of it: still one fixed id per dead letter, still within the
+    limit, and the original id stays readable in the `ReplayOf` property.
     """
     original = dead_letter.message
     return QueueMessage(
-        message_id=f"{original.message_id}:replay:{dead_letter.id}",
+        message_id=replay_message_id(original.message_id, dead_letter.id),
         body=original.body,
         content_type=original.content_type,
         subject=original.subject,
         correlation_id=original.correlation_id,
         application_properties={**original.application_properties, "ReplayOf": original.message_id},
     )
+
+
+def replay_message_id(message_id: str, dead_letter_id: str) -> str:
+    """`<message id>:replay:<dead-letter id>`, within `MAX_MESSAGE_ID_LENGTH`; see `replay_message`."""
+    suffix = f":replay:{dead_letter_id}"
+    if len(message_id) + len(suffix) <= MAX_MESSAGE_ID_LENGTH:
+        return message_id + suffix
+    return f"{uuid.uuid5(_REPLAY_NAMESPACE, message_id)}{suffix}"
 
 
 def _format_id(source: DeadLetterSource, sequence_number: int) -> str:

@@ -14,9 +14,19 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from shared.domain.events import Event
 
-__all__ = ["SCHEMA_VERSION", "Envelope", "QueueMessage", "to_queue_message"]
+__all__ = [
+    "MAX_MESSAGE_ID_LENGTH",
+    "SCHEMA_VERSION",
+    "Envelope",
+    "QueueMessage",
+    "event_message_id",
+    "to_queue_message",
+]
 
 SCHEMA_VERSION: Final = 1
+
+MAX_MESSAGE_ID_LENGTH: Final = 128
+"""Service Bus refuses a longer message id (`MaxMessageIdLength` in the SDKs)."""
 
 
 class Envelope(BaseModel):
@@ -49,8 +59,21 @@ class QueueMessage:
     application_properties: dict[str, str | int] = field(default_factory=dict)
 
 
+def event_message_id(tenant_id: str, event_id: str) -> str:
+    """The queue message id of one event: `<tenantId>/<eventId>`.
+
+    An event is (tenantId, eventId): two tenants may send the same eventId, and duplicate
+    detection (Service Bus's, and the embedded queue's) must never merge them. A tenant id
+    holds no `/` (see `TenantId`), so the id names exactly one pair, and at most
+    64 + 1 + 36 characters it stays well inside `MAX_MESSAGE_ID_LENGTH`; an operator reading
+    `cloudscale dlq` sees which tenant's event it is.
+    """
+    return f"{tenant_id}/{event_id}"
+
+
 def to_queue_message(envelope: Envelope) -> QueueMessage:
-    """`message_id` is the eventId, so broker-side duplicate detection drops a resend."""
+    """`message_id` names (tenantId, eventId), so broker-side duplicate detection drops a
+    resend of one tenant's event and never another tenant's event with the same id."""
     event = envelope.event
     properties: dict[str, str | int] = {
         "schemaVersion": envelope.schema_version,
@@ -59,7 +82,7 @@ def to_queue_message(envelope: Envelope) -> QueueMessage:
     }
     properties.update(envelope.trace_context)
     return QueueMessage(
-        message_id=str(event.event_id),
+        message_id=event_message_id(event.tenant_id, str(event.event_id)),
         body=envelope.to_json(),
         subject=event.event_type,
         correlation_id=event.correlation_id,

@@ -80,7 +80,9 @@ class Event(BaseModel):
     event_type: Identifier = Field(alias="eventType", description="What happened, e.g. page_view, purchase.")
     tenant_id: TenantId = Field(alias="tenantId", description="The producer's tenant; the storage partition key.")
     event_id: UUID | None = Field(
-        None, alias="eventId", description="Idempotency key end to end; the server makes one if absent."
+        None,
+        alias="eventId",
+        description="With tenantId, the idempotency key end to end; the server makes one if absent.",
     )
     correlation_id: ShortText | None = Field(None, alias="correlationId")
     timestamp: Annotated[AwareDatetime, BeforeValidator(_rfc3339_string)] | None = Field(

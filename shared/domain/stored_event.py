@@ -1,7 +1,7 @@
 """The stored event: what the process stage writes to the event store, one document per event.
 
 The document is the producer's event, flattened so `tenantId` (the partition key) and `id`
-(= `eventId`, the idempotency key) are top-level, plus what the pipeline learned about it:
+(= `eventId`; with `tenantId`, the idempotency key) are top-level, plus what the pipeline learned about it:
 `enrichment` (parsed user agent, anonymised client network, receive and process times) and
 `fraud` (score, verdict, reasons). Plain pydantic, no Azure import; both event-store adapters
 and the read endpoint speak this shape.
@@ -87,7 +87,7 @@ class StoredEvent(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
-    id: str = Field(description="= eventId: the document id and the idempotency key.")
+    id: str = Field(description="= eventId: the document id; with tenantId, the idempotency key.")
     event_id: str = Field(alias="eventId")
     tenant_id: str = Field(alias="tenantId", description="The partition key.")
     event_type: str = Field(alias="eventType")

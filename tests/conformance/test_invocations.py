@@ -103,7 +103,7 @@ async def test_posting_events_answers_202_and_queues_them(deployed_app: Deployed
     event_ids = [result["eventId"] for result in answer.body["results"]]
     assert all(uuid.UUID(event_id) for event_id in event_ids)
     queued_ids = {message.message_id for message in await deployed_app.container().embedded_queue.peek(100)}
-    assert set(event_ids) <= queued_ids
+    assert {f"{tenant}/{event_id}" for event_id in event_ids} <= queued_ids
 
 
 async def test_health_checks_every_dependency(deployed_app: DeployedApp) -> None:
@@ -135,20 +135,20 @@ async def test_a_queue_batch_is_processed_stored_and_readable(
 
     batch = await deliver_queue(app, body_form)
 
-    assert [message.message_id for message in batch] == event_ids
-    for message in batch:
+    assert [message.message_id for message in batch] == [f"{tenant}/{event_id}" for event_id in event_ids]
+    for message, event_id in zip(batch, event_ids, strict=True):
         answer = await call(
             app,
             "get_event",
             host_data.http_request(
                 "GET",
-                f"/api/events/{tenant}/{message.message_id}",
+                f"/api/events/{tenant}/{event_id}",
                 headers=CLIENT,
-                route={"tenantId": tenant, "eventId": message.message_id},
+                route={"tenantId": tenant, "eventId": event_id},
             ),
         )
         assert answer.status == 200, answer.body
-        assert answer.body["eventId"] == message.message_id
+        assert answer.body["eventId"] == event_id
         assert answer.body["fraud"]["suspicious"] is False
         enrichment = answer.body["enrichment"]
         assert enrichment["clientNetwork"] == "203.0.113.0/24"
@@ -180,7 +180,8 @@ async def test_a_poison_message_in_a_batch_is_parked_and_its_neighbours_stored(d
 async def test_a_change_feed_batch_becomes_analytics_rows(deployed_app: DeployedApp) -> None:
     app = deployed_app
     await deliver_queue_if_any(app)
-    posted = await post_events(app, new_events(f"t-{uuid.uuid4().hex[:8]}", 2))
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    posted = await post_events(app, new_events(tenant, 2))
     event_ids = {result["eventId"] for result in posted.body["results"]}
     await deliver_queue(app)
     store = app.container().event_store
@@ -204,8 +205,8 @@ async def test_a_change_feed_batch_becomes_analytics_rows(deployed_app: Deployed
 
     assert succeeded(response), failure(response)
     now = datetime.now(UTC)
-    in_analytics = await app.container().analytics_sink.event_ids(now - timedelta(hours=1), now + timedelta(hours=1))
-    assert event_ids <= in_analytics
+    in_analytics = await app.container().analytics_sink.event_keys(now - timedelta(hours=1), now + timedelta(hours=1))
+    assert {(tenant, event_id) for event_id in event_ids} <= in_analytics
 
 
 async def test_the_hourly_reconciliation_timer_runs(

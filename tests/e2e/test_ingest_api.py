@@ -17,7 +17,7 @@ from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
 from shared.adapters.embedded_queue import EmbeddedQueue
-from shared.domain.envelope import QueueMessage
+from shared.domain.envelope import QueueMessage, event_message_id
 from tests.e2e.conftest import INGEST_ONLY, LocalHost
 
 pytestmark = pytest.mark.e2e
@@ -68,7 +68,7 @@ def test_the_seed_example_is_accepted_and_queued(host: LocalHost) -> None:
     assert body["accepted"] == 1
     assert body["rejected"] == 0
     event_id = body["results"][0]["eventId"]
-    message = queued(host)[event_id]
+    message = queued(host)[event_message_id("acme", event_id)]
     envelope = orjson.loads(message.body)
     assert envelope["schemaVersion"] == 1
     assert envelope["event"]["eventId"] == event_id
@@ -86,7 +86,7 @@ def test_the_client_ip_comes_from_a_trusted_proxy_header(host: LocalHost) -> Non
     with host.client() as client:
         event_id = post(client, SEED_EXAMPLE, ip).json()["results"][0]["eventId"]
 
-    assert orjson.loads(queued(host)[event_id].body)["clientIp"] == ip
+    assert orjson.loads(queued(host)[event_message_id("acme", event_id)].body)["clientIp"] == ip
 
 
 def test_a_batch_with_one_bad_event_accepts_the_rest(host: LocalHost) -> None:
@@ -108,7 +108,7 @@ def test_a_batch_with_one_bad_event_accepts_the_rest(host: LocalHost) -> None:
     assert third["status"] == "rejected"
     assert third["errors"][0]["field"] == "color"
     assert "properties" in third["errors"][0]["message"]
-    assert first["eventId"] in queued(host)
+    assert event_message_id("acme", first["eventId"]) in queued(host)
 
 
 def test_a_given_event_id_is_kept_end_to_end(host: LocalHost) -> None:
@@ -117,7 +117,7 @@ def test_a_given_event_id_is_kept_end_to_end(host: LocalHost) -> None:
         response = post(client, {**SEED_EXAMPLE, "eventId": event_id}, new_ip())
 
     assert response.json()["results"][0]["eventId"] == event_id
-    assert event_id in queued(host)
+    assert event_message_id("acme", event_id) in queued(host)
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ import pytest
 
 from shared.adapters.embedded_queue import DeadLetteredMessage, EmbeddedQueue
 from shared.domain.delivery import outage_bound_seconds
-from shared.domain.envelope import QueueMessage
+from shared.domain.envelope import QueueMessage, event_message_id
 from tests.e2e.conftest import REPO, LocalHost
 from tests.e2e.test_ingest_api import SEED_EXAMPLE, new_ip, post
 
@@ -294,7 +294,8 @@ def test_an_outage_past_the_stated_bound_dead_letters_no_sooner_and_replays_afte
             [event_id] = accepted_ids(post(client, SEED_EXAMPLE, new_ip()))
             accepted_at = time.monotonic()
             deadline = accepted_at + 10 * SCALED_BOUND
-            while not (parked := [d for d in dead_letters(host) if d.message.message_id == event_id]):
+            queued_as = event_message_id("acme", event_id)
+            while not (parked := [d for d in dead_letters(host) if d.message.message_id == queued_as]):
                 assert time.monotonic() < deadline, "the broker never gave up on the message"
                 time.sleep(0.1)
             parked_after = time.monotonic() - accepted_at
@@ -306,7 +307,7 @@ def test_an_outage_past_the_stated_bound_dead_letters_no_sooner_and_replays_afte
         assert SCALED_BOUND <= parked_after <= SCALED_MAX_DELIVERIES * SCALED_RETRY_SECONDS + 5
         listed = cloudscale(host, "dlq", "list", "--json")
         assert listed.returncode == 0, listed.stderr
-        [entry] = [item for item in orjson.loads(listed.stdout) if item["messageId"] == event_id]
+        [entry] = [item for item in orjson.loads(listed.stdout) if item["messageId"] == queued_as]
         assert entry["reason"] == "MaxDeliveryCountExceeded"
 
         # AND once the store is fixed, a replay stores it, once

@@ -98,6 +98,79 @@ async def test_writing_the_same_event_twice_keeps_one_row(store: EmbeddedAnalyti
     assert {found["EventType"] for found in rows} == {"purchase"}
 
 
+async def test_two_tenants_events_with_one_event_id_are_two_rows(store: EmbeddedAnalyticsStore, path: Path) -> None:
+    # An event is (tenantId, eventId): the second tenant's row is not a duplicate of the first.
+    await store.write([row(1), row(1, tenant_id="globex")])
+    await store.write([row(1, tenant_id="globex", event_type="changed")])  # a redelivery
+
+    rows = read_rows(path, "1 ORDER BY TenantId")
+    assert [(found["TenantId"], found["EventId"], found["EventType"]) for found in rows] == [
+        ("acme", str(uuid.UUID(int=1)), "purchase"),
+        ("globex", str(uuid.UUID(int=1)), "purchase"),
+    ]
+    assert await store.hourly_counts(HOUR_10, HOUR_10 + timedelta(hours=1)) == {HOUR_10: 2}
+    assert await store.event_keys(HOUR_10, HOUR_10 + timedelta(hours=1)) == {
+        ("acme", str(uuid.UUID(int=1))),
+        ("globex", str(uuid.UUID(int=1))),
+    }
+
+
+def make_file_keyed_on_event_id_alone(path: Path, rows: list[tuple[str, str]]) -> None:
+    """An analytics file as earlier versions made it: `EventId` the primary key."""
+    columns = ",\n".join(
+        f"{name} {'REAL' if kind == 'real' else 'INTEGER' if kind == 'bool' else 'TEXT'}"
+        f"{' PRIMARY KEY' if name == 'EventId' else ''}"
+        for name, kind in ANALYTICS_COLUMNS
+    )
+    connection = sqlite3.connect(path)
+    try:
+        connection.executescript(
+            f"CREATE TABLE {ANALYTICS_TABLE} ({columns}, AnalyticsAt TEXT NOT NULL);"
+            f"CREATE INDEX {ANALYTICS_TABLE}_stored ON {ANALYTICS_TABLE} (StoredAt);"
+            f"CREATE INDEX {ANALYTICS_TABLE}_received ON {ANALYTICS_TABLE} (ReceivedAt);"
+        )
+        connection.executemany(
+            f"INSERT INTO {ANALYTICS_TABLE} (EventId, TenantId, EventType, StoredAt, AnalyticsAt)"
+            " VALUES (?, ?, 'purchase', '2026-03-01T10:05:00.000000Z', '2026-03-01T15:30:00.000000Z')",
+            [(event_id, tenant) for tenant, event_id in rows],
+        )
+        connection.commit()
+    finally:
+        connection.close()
+
+
+async def test_a_file_keyed_on_event_id_alone_is_migrated_on_open_keeping_its_rows(path: Path) -> None:
+    # GIVEN a file an earlier version wrote, with one row of tenant acme's event 1 and of event 2
+    make_file_keyed_on_event_id_alone(path, [("acme", str(uuid.UUID(int=1))), ("acme", str(uuid.UUID(int=2)))])
+
+    # WHEN it is opened and tenant globex's event with the same id 1 arrives, and acme's again
+    store = EmbeddedAnalyticsStore(path, clock=ARRIVED.timestamp)
+    try:
+        await store.write([row(1, tenant_id="globex"), row(1)])
+        keys = await store.event_keys(HOUR_10, HOUR_10 + timedelta(hours=1))
+    finally:
+        await store.close()
+
+    # THEN the old rows are all there, globex's row is stored beside acme's, acme's is not doubled
+    assert keys == {("acme", str(uuid.UUID(int=1))), ("acme", str(uuid.UUID(int=2))), ("globex", str(uuid.UUID(int=1)))}
+    assert len(read_rows(path)) == 3
+    connection = sqlite3.connect(path)
+    try:
+        indexes = {found[1] for found in connection.execute(f"PRAGMA index_list({ANALYTICS_TABLE})")}
+        tables = {found[0] for found in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    finally:
+        connection.close()
+    assert {f"{ANALYTICS_TABLE}_identity", f"{ANALYTICS_TABLE}_stored", f"{ANALYTICS_TABLE}_received"} <= indexes
+    assert tables == {ANALYTICS_TABLE}, "the copy the migration made is gone"
+
+    # AND opening it again changes nothing
+    again = EmbeddedAnalyticsStore(path, clock=ARRIVED.timestamp)
+    try:
+        assert len(await again.event_keys(HOUR_10, HOUR_10 + timedelta(hours=1))) == 3
+    finally:
+        await again.close()
+
+
 async def test_a_row_reads_back_column_by_column(store: EmbeddedAnalyticsStore, path: Path) -> None:
     # GIVEN one row with every field set, and one with no properties and no agent
     full = row(1, stored_at=datetime(2026, 3, 1, 10, 5, 0, 1, tzinfo=UTC))
@@ -174,8 +247,9 @@ async def spread(store: EmbeddedAnalyticsStore) -> dict[str, datetime]:
     return stored
 
 
-def ids(*numbers: int) -> set[str]:
-    return {str(uuid.UUID(int=n)) for n in numbers}
+def ids(*numbers: int) -> set[tuple[str, str]]:
+    """The (tenantId, eventId) keys of `row(n)` for each n."""
+    return {("acme", str(uuid.UUID(int=n))) for n in numbers}
 
 
 async def test_hourly_counts_are_keyed_by_whole_hours_of_stored_at(
@@ -192,19 +266,19 @@ async def test_hourly_counts_are_keyed_by_whole_hours_of_stored_at(
 async def test_history_windows_are_half_open(store: EmbeddedAnalyticsStore, spread: dict[str, datetime]) -> None:
     # [10:00, 12:00): the row at 10:00 sharp is in, the one at 12:00 sharp is out
     assert await store.hourly_counts(at(10), at(12)) == {at(10): 2, at(11): 1}
-    assert await store.event_ids(at(10), at(12)) == ids(1, 2, 3)
+    assert await store.event_keys(at(10), at(12)) == ids(1, 2, 3)
 
     # A window cut in the middle of hours counts only what is inside, under the whole hour's key
     assert await store.hourly_counts(at(10, 30), at(13)) == {at(10): 1, at(11): 1, at(12): 1}
-    assert await store.event_ids(at(10, 30), at(13)) == ids(2, 3, 4)
+    assert await store.event_keys(at(10, 30), at(13)) == ids(2, 3, 4)
 
     # One microsecond either side of a row decides whether it is in
-    assert await store.event_ids(at(12), at(12, 0, 0, 1)) == ids(4)
-    assert await store.event_ids(at(11, 59, 59, 999_999), at(12)) == set()
+    assert await store.event_keys(at(12), at(12, 0, 0, 1)) == ids(4)
+    assert await store.event_keys(at(11, 59, 59, 999_999), at(12)) == set()
 
     # An empty window, and one with nothing stored
     assert await store.hourly_counts(at(11), at(11)) == {}
-    assert await store.event_ids(at(20), at(21)) == set()
+    assert await store.event_keys(at(20), at(21)) == set()
 
 
 async def test_history_is_read_by_stored_at_not_by_when_the_event_was_received(
@@ -212,7 +286,7 @@ async def test_history_is_read_by_stored_at_not_by_when_the_event_was_received(
 ) -> None:
     # All rows were received at 10:00 (and arrived here at 15:30); only StoredAt decides the hour
     assert await store.hourly_counts(at(13), at(14)) == {at(13): 1}
-    assert await store.event_ids(at(15), at(16)) == set()
+    assert await store.event_keys(at(15), at(16)) == set()
 
 
 async def test_a_window_given_in_another_zone_means_the_same_instants(
@@ -222,14 +296,14 @@ async def test_a_window_given_in_another_zone_means_the_same_instants(
     start, end = datetime(2026, 3, 1, 11, tzinfo=paris), datetime(2026, 3, 1, 13, tzinfo=paris)  # 10:00-12:00 UTC
 
     assert await store.hourly_counts(start, end) == {at(10): 2, at(11): 1}
-    assert await store.event_ids(start, end) == ids(1, 2, 3)
+    assert await store.event_keys(start, end) == ids(1, 2, 3)
 
 
 async def test_an_empty_store_has_no_history(store: EmbeddedAnalyticsStore) -> None:
     await store.write([])
 
     assert await store.hourly_counts(at(0), at(23)) == {}
-    assert await store.event_ids(at(0), at(23)) == set()
+    assert await store.event_keys(at(0), at(23)) == set()
 
 
 @contextlib.contextmanager
@@ -262,9 +336,9 @@ async def test_a_write_while_the_file_is_locked_raises_the_sink_error_and_the_st
         # THEN the write failed as the port's error (the host retries the batch) ...
         assert isinstance(error.value.__cause__, sqlite3.OperationalError)
         # ... left nothing behind, and the same store writes once the lock is gone
-        assert await store.event_ids(at(0), at(23)) == ids(1)
+        assert await store.event_keys(at(0), at(23)) == ids(1)
         await store.write([row(2)])
-        assert await store.event_ids(at(0), at(23)) == ids(1, 2)
+        assert await store.event_keys(at(0), at(23)) == ids(1, 2)
     finally:
         await store.close()
 
@@ -334,7 +408,7 @@ async def test_a_store_that_could_not_open_tries_again_on_the_next_call(tmp_path
         path.parent.unlink()  # the operator fixes the folder
 
         await store.write([row(1)])
-        assert await store.event_ids(at(0), at(23)) == ids(1)
+        assert await store.event_keys(at(0), at(23)) == ids(1)
     finally:
         await store.close()
 

@@ -20,7 +20,8 @@ from shared.adapters.embedded_queue import (
     MessageLockLostError,
     MessageStillQueuedError,
 )
-from shared.domain.envelope import QueueMessage
+from shared.domain.envelope import Envelope, QueueMessage, to_queue_message
+from shared.domain.events import Event
 from shared.ports import PublishError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -190,6 +191,30 @@ async def test_a_message_id_already_waiting_is_dropped_like_duplicate_detection(
     received = await queue.receive(10)
 
     assert [(r.message.message_id, r.message.body) for r in received] == [("id-1", b'{"n": 1}'), ("id-2", b'{"n": 2}')]
+
+
+def tenant_event(tenant: str, event_id: str) -> QueueMessage:
+    """The queue message ingest makes for `tenant`'s event `event_id`."""
+    event = Event.model_validate({"eventType": "page_view", "tenantId": tenant, "eventId": event_id})
+    envelope = Envelope.model_validate(
+        {"event": event, "receivedAt": "2026-03-01T10:00:00Z", "clientIp": "203.0.113.7", "ipRequestsLastMinute": 0}
+    )
+    return to_queue_message(envelope)
+
+
+async def test_two_tenants_events_with_one_event_id_are_not_duplicates(
+    make_queue: Callable[..., EmbeddedQueue],
+) -> None:
+    # Duplicate detection drops a resend of one tenant's event, never another tenant's event.
+    queue = make_queue()
+    event_id = "1f0c2b8e-6d3a-4c1e-9b7f-2a5d8e4c6b10"
+    await queue.send([tenant_event("acme", event_id)])
+    await queue.send([tenant_event("globex", event_id), tenant_event("acme", event_id)])
+
+    received = await queue.receive(10)
+
+    tenants = [Envelope.model_validate_json(r.message.body).event.tenant_id for r in received]
+    assert tenants == ["acme", "globex"]
 
 
 async def test_concurrent_sends_are_all_committed(make_queue: Callable[..., EmbeddedQueue]) -> None:

@@ -60,11 +60,18 @@ async def test_hourly_counts_come_from_the_deduplicated_view_by_commit_time(
     assert "2026" not in query.query
 
 
-async def test_event_ids_of_a_window(server: KustoServer, history: KustoAnalyticsHistory) -> None:
-    server.query_replies.append(Reply(200, v2_frames({"EventId": "string"}, [["a"], ["b"]])))
+async def test_event_keys_of_a_window_name_the_tenant_and_the_event(
+    server: KustoServer, history: KustoAnalyticsHistory
+) -> None:
+    # Two tenants may use one eventId: each is its own event, so the tenant comes back too.
+    server.query_replies.append(
+        Reply(
+            200, v2_frames({"TenantId": "string", "EventId": "string"}, [["acme", "a"], ["globex", "a"], ["acme", "b"]])
+        )
+    )
 
-    assert await history.event_ids(START, END) == {"a", "b"}
-    assert "project EventId" in server.queries[0].query
+    assert await history.event_keys(START, END) == {("acme", "a"), ("globex", "a"), ("acme", "b")}
+    assert "project TenantId, EventId" in server.queries[0].query
 
 
 async def test_a_failing_cluster_is_the_port_error(server: KustoServer, history: KustoAnalyticsHistory) -> None:
@@ -79,6 +86,6 @@ async def test_an_unreachable_cluster_is_the_port_error() -> None:
     reader = create_kusto_history(settings, credential=StaticTokenCredential())
     try:
         with pytest.raises(AnalyticsSinkError):
-            await reader.event_ids(START, END)
+            await reader.event_keys(START, END)
     finally:
         await reader.close()

@@ -485,3 +485,42 @@ def test_report_prints_its_sections_as_tables(invoke: Invoke) -> None:
     for title in ("Events per type per minute", "Suspicious events by rule", "Top tenants", "Ingest-to-analytics lag"):
         assert title in result.stdout
     assert "initech" in result.stdout  # four hours back includes the older event
+
+
+async def test_two_tenants_events_with_one_id_are_both_reconciled(tmp_path: Path) -> None:
+    # GIVEN tenants acme and globex each stored an event with the same eventId, fed to analytics
+    pipeline = Pipeline(tmp_path / "tenants")
+    try:
+        at = H10 + timedelta(minutes=5)
+        for tenant in ("acme", "globex"):
+            await pipeline.store_at(at, stored_event(100, received_at=at, tenant=tenant))
+        await pipeline.run_change_feed()
+
+        def keys() -> list[tuple[str, str]]:
+            connection = sqlite3.connect(pipeline.analytics_path)
+            try:
+                return sorted(connection.execute("SELECT TenantId, EventId FROM events").fetchall())
+            finally:
+                connection.close()
+
+        both = [("acme", event_id(100)), ("globex", event_id(100))]
+        assert keys() == both, "two events, two rows"
+        report = await pipeline.reconciler.reconcile(H10, H10 + HOUR)
+        assert (report.differences, report.resent) == ([], 0)
+
+        # WHEN globex's row is lost (acme's, with the same eventId, stays) and the hour reconciled
+        connection = sqlite3.connect(pipeline.analytics_path, isolation_level=None)
+        try:
+            connection.execute("DELETE FROM events WHERE TenantId = 'globex'")
+        finally:
+            connection.close()
+        report = await pipeline.reconciler.reconcile(H10, H10 + HOUR)
+
+        # THEN acme's row does not hide globex's loss: globex's event alone is re-sent
+        assert report.differences == [HourDifference(hour=H10, stored=2, in_analytics=1, resent=1)]
+        assert [(row.tenant_id, row.event_id) for batch in pipeline.sink.batches for row in batch] == [
+            ("globex", event_id(100))
+        ]
+        assert keys() == both
+    finally:
+        await pipeline.close()

@@ -160,14 +160,16 @@ def view_properties() -> dict[str, str]:
     return dict(re.findall(r'(\w+)\s*=\s*("[^"]*"|[^,\s)]+)', inside.partition(")")[0]))
 
 
-def test_the_view_keeps_the_latest_row_per_event_id() -> None:
+def test_the_view_keeps_the_latest_row_per_tenant_and_event_id() -> None:
+    # Two tenants' events with one eventId are two events: keyed on EventId alone, the view
+    # would show one of them.
     command = the_command(".create async ifnotexists materialized-view")
     header, _, query = command.partition("{")
 
     assert view_properties()["backfill"] == "true"
     assert header.rstrip().endswith(f"{EVENTS_VIEW} on table {EVENTS_TABLE}")
     assert " ".join(query.rstrip().removesuffix("}").split()) == (
-        f"{EVENTS_TABLE} | summarize arg_max(StoredAt, *) by EventId"
+        f"{EVENTS_TABLE} | summarize arg_max(StoredAt, *) by TenantId, EventId"
     )
 
 

@@ -159,7 +159,7 @@ async def test_each_message_is_mapped_onto_a_real_service_bus_message(
 
     [[sent]] = factory.sender.sent
     assert isinstance(sent, ServiceBusMessage)
-    assert sent.message_id == original.message_id == str(UUID(int=2))
+    assert sent.message_id == original.message_id == f"tenant-a/{UUID(int=2)}"
     assert sent.content_type == "application/json"
     assert sent.subject == "page_view"
     assert sent.correlation_id == "corr-1"
