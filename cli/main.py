@@ -15,6 +15,7 @@ from cli.loadtest import loadtest
 from cli.reconcile import reconcile
 from local_host.host_config import HostConfigError
 from local_host.worker_rules import FunctionLoadError
+from shared.adapters.sqlite_worker import StoreFileError
 from shared.settings import SettingsError
 
 __all__ = ["main"]
@@ -49,7 +50,7 @@ def run(host: str, port: int, log_level: str, bare_endpoint: bool, trace_file: P
     options = HostOptions(host=host, port=port, log_level=log_level, bare_endpoint=bare_endpoint, trace_file=trace_file)
     try:
         serve(options, os.environ)
-    except (SettingsError, FunctionLoadError, HostConfigError) as exc:
+    except (SettingsError, FunctionLoadError, HostConfigError, StoreFileError) as exc:
         raise click.ClickException(str(exc)) from None
 
 

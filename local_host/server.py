@@ -39,6 +39,7 @@ from local_host.ncrontab import ScheduleError
 from local_host.schedule_monitor import ScheduleMonitor
 from local_host.servicebus_trigger import ServiceBusTrigger
 from local_host.timer_trigger import ServableTimer, TimerTrigger, parse_schedule
+from shared.adapters.sqlite_worker import check_readable
 from shared.bootstrap import Container, close_container, set_container
 from shared.settings import Settings, SettingsError, load_settings
 
@@ -76,6 +77,7 @@ def _serve(options: HostOptions, environ: Mapping[str, str], settings: Settings,
     index = index_functions(app)
     container = Container(settings)
     set_container(container)
+    _open_stores_first(container)
     servable, unservable = _servable_queue_functions(index, settings, environ)
     feeds, unfed = _servable_feed_functions(index, settings, environ)
     unservable.update(unfed)
@@ -360,6 +362,19 @@ def _telemetry(trace_file: Path | None) -> Iterator[None]:
 
 def _json_line(span: ReadableSpan) -> str:
     return str(span.to_json(indent=None)) + "\n"
+
+
+def _open_stores_first(container: Container) -> None:
+    """Open the embedded stores before serving: a damaged file, or a queue that lost
+    acknowledged messages, stops the host here with a message naming the file
+    (`StoreFileError`), not in the middle of the server's startup."""
+    if container.settings.backend != "embedded":
+        return
+    # Every store file is looked at, not only those opened at once (the event store and
+    # analytics open on first use, and treat a failure as an outage to retry).
+    for store_file in sorted(container.data_dir.glob("*.sqlite3")):
+        check_readable(store_file)
+    container.embedded_queue  # noqa: B018
 
 
 def _load_app(module_name: str) -> func.FunctionApp:

@@ -28,6 +28,7 @@ from typing import Any
 
 import orjson
 
+from shared.adapters.queue_integrity import check_queue_file, current_sequence, record_high_water
 from shared.adapters.sqlite_worker import SqliteWorker
 from shared.domain.envelope import QueueMessage
 from shared.ports import PortError, PublishError
@@ -130,8 +131,23 @@ class EmbeddedQueue:
         self.lock_seconds = lock_seconds
         self.max_delivery_count = max_delivery_count
         self._clock = clock
-        self._worker = SqliteWorker(path, lambda c: c.executescript(_SCHEMA), name="embedded-queue")
+        self._acknowledged = 0
+        self._worker = SqliteWorker(path, self._open, name="embedded-queue", after_commit=self._mark_acknowledged)
         self._arrival_listeners: list[Callable[[], None]] = []
+
+    def _open(self, connection: sqlite3.Connection) -> None:
+        connection.executescript(_SCHEMA)
+        # Refuse a damaged file, or one that lost messages acknowledged before (queue_integrity).
+        self._acknowledged = check_queue_file(connection, self.path)
+
+    def _mark_acknowledged(self, connection: sqlite3.Connection) -> None:
+        # In the worker, after the commit and before any sender hears of it: the mark never
+        # trails a message a producer was told is queued (a crash may leave it behind the
+        # file, never ahead of it).
+        sequence = current_sequence(connection)
+        if sequence > self._acknowledged:
+            record_high_water(self.path, sequence)
+            self._acknowledged = sequence
 
     def on_arrival(self, listener: Callable[[], None]) -> None:
         """Call `listener` (in the sender's event loop) after each send committed: a consumer in

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import queue
 import random
 import sqlite3
@@ -31,9 +32,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-__all__ = ["SqliteWorker", "SqliteWorkerClosedError"]
+__all__ = ["SqliteWorker", "SqliteWorkerClosedError", "StoreFileError", "check_readable", "open_connection"]
 
 T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
+
+
+class StoreFileError(RuntimeError):
+    """An embedded store's file cannot be used as it is; the message names it and says what to do."""
+
 
 MAX_JOBS_PER_TRANSACTION = 512
 # How long a transaction waits for another process's write lock before failing. Writers
@@ -59,10 +67,22 @@ _STOP = object()
 class SqliteWorker:
     """Runs functions against one SQLite database file, each in a committed transaction."""
 
-    def __init__(self, path: Path, setup: Callable[[sqlite3.Connection], object], *, name: str = "sqlite") -> None:
-        """Open `path` (creating folders), apply durable pragmas, then run `setup` (schema)."""
+    def __init__(
+        self,
+        path: Path,
+        setup: Callable[[sqlite3.Connection], object],
+        *,
+        name: str = "sqlite",
+        after_commit: Callable[[sqlite3.Connection], object] | None = None,
+    ) -> None:
+        """Open `path` (creating folders), apply durable pragmas, then run `setup` (schema).
+
+        `after_commit(connection)` runs in the worker after each committed transaction and
+        before its callers hear of it; an error there is logged, and the commit stands.
+        """
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self._after_commit = after_commit
         self._jobs: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
         self._closed = False
         ready: queue.SimpleQueue[BaseException | None] = queue.SimpleQueue()
@@ -95,13 +115,13 @@ class SqliteWorker:
         try:
             connection = open_connection(self.path)
         except BaseException as exc:  # handed to the constructor, which re-raises it
-            ready.put(exc)
+            ready.put(_name_the_file(self.path, exc))
             return
         try:
             setup(connection)
         except BaseException as exc:
             connection.close()
-            ready.put(exc)
+            ready.put(_name_the_file(self.path, exc))
             return
         ready.put(None)
         try:
@@ -135,6 +155,11 @@ class SqliteWorker:
             for job in batch:
                 outcomes.append(_run_in_savepoint(connection, job.fn))
             connection.execute("COMMIT")
+            if self._after_commit is not None:
+                try:
+                    self._after_commit(connection)
+                except Exception:
+                    logger.exception("after committing to %s", self.path)
         except BaseException as exc:
             # The transaction as a whole failed (disk full, database locked for too long):
             # nothing in it is durable, so every job in it gets the error.
@@ -143,6 +168,34 @@ class SqliteWorker:
             outcomes = [(False, exc)] * len(batch)
         for job, (ok, value) in zip(batch, outcomes, strict=True):
             job.loop.call_soon_threadsafe(_settle, job.future, ok, value)
+
+
+def check_readable(path: Path) -> None:
+    """Raise `StoreFileError` naming `path` if it exists and is not a readable SQLite database.
+
+    A cheap check for startup (the header and the schema are read, not every page): it tells
+    a file that is not a database, or whose schema is damaged, from an outage to ride out.
+    """
+    if not path.exists():
+        return
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_SECONDS)) as db:
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.Error as exc:
+        raise _name_the_file(path, exc) from None
+
+
+def _name_the_file(path: Path, error: BaseException) -> BaseException:
+    """A damaged file becomes a `StoreFileError` naming it; other errors pass unchanged."""
+    if isinstance(error, sqlite3.DatabaseError) and not isinstance(error, sqlite3.OperationalError):
+        damaged = StoreFileError(
+            f"{path} is not a usable SQLite database ({error}). Stop the host, move the file aside (with its -wal"
+            " and -shm files) and restore it from a backup, or start without it: see docs/architecture.md,"
+            " 'Embedded queue'."
+        )
+        damaged.__cause__ = error
+        return damaged
+    return error
 
 
 def open_connection(path: Path) -> sqlite3.Connection:

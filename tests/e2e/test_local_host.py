@@ -262,3 +262,52 @@ def test_a_host_restarted_after_a_crash_does_not_refuse_requests_under_the_globa
             time.sleep(0.01)
     assert before == [202] * 100
     assert statuses.count(429) == 0, f"{statuses.count(429)} of {len(statuses)} refused"
+
+
+def test_a_host_whose_queue_file_was_emptied_refuses_to_start_naming_the_file(
+    host_factory: Callable[..., LocalHost],
+) -> None:
+    # GIVEN a host that acknowledged events, then was stopped
+    host = host_factory(**INGEST_ONLY)
+    with host.client() as client:
+        assert post(client, [SEED_EXAMPLE] * 3, "203.0.113.7").status_code == 202
+    host.stop()
+    # WHEN its queue file is emptied (as a bad copy or a cut-short restore would leave it)
+    queue_file = host.data_dir / "queue.sqlite3"
+    for suffix in ("-wal", "-shm"):
+        queue_file.with_name(queue_file.name + suffix).unlink(missing_ok=True)
+    queue_file.write_bytes(b"")
+    result = subprocess.run(
+        [sys.executable, "-m", "cli.main", "run", "--port", "0"],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO), "CLOUDSCALE_DATA_DIR": str(host.data_dir), **INGEST_ONLY},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    # THEN it does not start as if nothing happened: it names the file and what to do, no traceback
+    assert result.returncode != 0
+    assert "has lost acknowledged messages" in result.stderr
+    assert str(queue_file) in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "listening" not in result.stdout
+
+
+@pytest.mark.parametrize("store_file", ["events.sqlite3", "ratelimit.sqlite3", "analytics.sqlite3"])
+def test_a_damaged_store_file_stops_the_host_with_a_message_naming_it(
+    tmp_path_factory: pytest.TempPathFactory, store_file: str
+) -> None:
+    data_dir = tmp_path_factory.mktemp("data")
+    (data_dir / store_file).write_bytes(b"not a database at all " * 200)
+    result = subprocess.run(
+        [sys.executable, "-m", "cli.main", "run", "--port", "0"],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO), "CLOUDSCALE_DATA_DIR": str(data_dir)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert f"{data_dir / store_file} is not a usable SQLite database" in result.stderr
+    assert "Traceback" not in result.stderr
