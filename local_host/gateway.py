@@ -10,7 +10,8 @@ Host-level endpoints (`/metrics`) sit outside the route prefix.
 
 A function only ever sees a whole body: a body over `HttpLimits.max_body_bytes` gets 413
 (from its Content-Length, before any of it is read, or as a chunked body passes the limit),
-one not received within `HttpLimits.read_timeout_seconds` gets 408, and one whose client
+one not received within `HttpLimits.read_timeout_seconds`, or arriving slower than
+`HttpLimits.min_body_bytes_per_second` after a grace period, gets 408, and one whose client
 disconnects before it is complete is dropped without an answer (there is nobody to answer).
 As with Kestrel in the Functions host, the function is not invoked in any of these cases.
 """
@@ -142,7 +143,7 @@ class Gateway:
             return await self._refuse(send, 413, "request_body_too_large", f"request body over {limit} bytes")
         try:
             async with asyncio.timeout(self.limits.read_timeout_seconds):
-                body = await _receive_body(receive, limit)
+                body = await _receive_body(receive, limit, self.limits)
         except TimeoutError:
             return await self._refuse(send, 408, "request_body_timeout", "request body not received in time")
         if body is None:
@@ -217,12 +218,22 @@ def _from_response(response: func.HttpResponse) -> tuple[int, list[tuple[bytes, 
     return response.status_code, headers, response.get_body() or b""
 
 
-async def _receive_body(receive: Receive, limit: int) -> bytes | int | None:
-    """The whole body; None if the client left before it ended; its size so far once over `limit`."""
+async def _receive_body(receive: Receive, limit: int, limits: HttpLimits) -> bytes | int | None:
+    """The whole body; None if the client left before it ended; its size so far once over `limit`.
+
+    Raises `TimeoutError` once, after the grace period, the body has come slower on average
+    than the minimum rate (checked each second, as Kestrel does).
+    """
+    loop = asyncio.get_running_loop()
+    started = loop.time()
     chunks: list[bytes] = []
     size = 0
     while True:
-        message = await receive()
+        try:
+            async with asyncio.timeout(1.0):
+                message = await receive()
+        except TimeoutError:
+            message = {"type": "http.request", "body": b"", "more_body": True}
         if message["type"] == "http.disconnect":
             return None
         chunk = message.get("body", b"")
@@ -232,6 +243,9 @@ async def _receive_body(receive: Receive, limit: int) -> bytes | int | None:
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
+        elapsed = loop.time() - started
+        if elapsed > limits.body_rate_grace_seconds and size < limits.min_body_bytes_per_second * elapsed:
+            raise TimeoutError
 
 
 def _declared_length(scope: Scope) -> int | None:

@@ -52,6 +52,9 @@ class HttpLimits:
     """The app's own limit (1 MiB); Azure's front end allows 100 MB and the app refuses the rest."""
     read_timeout_seconds: float = 30.0
     """For the head (from the connection or its first byte) and, separately, for the body."""
+    min_body_bytes_per_second: float = 240.0
+    """Below this average rate, after the grace period, a body is cut off (Kestrel's MinRequestBodyDataRate)."""
+    body_rate_grace_seconds: float = 5.0
     keep_alive_seconds: int = 5
     """An idle keep-alive connection is closed after this long (uvicorn's own default)."""
 

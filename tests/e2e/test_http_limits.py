@@ -223,3 +223,31 @@ def test_a_burst_at_the_file_descriptor_limit_logs_a_bounded_amount(tmp_path: Pa
     assert "socket.accept()" not in log
     assert "_start_serving" not in log
     assert len(log.encode()) < 50_000
+
+
+def test_a_body_trickled_below_240_bytes_a_second_is_cut_off_after_the_grace_period(tmp_path: Path) -> None:
+    # GIVEN a host with the default 30 s read timeout, and a client sending its body at 40 bytes/s
+    running = start_host(tmp_path, **INGEST_ONLY)
+    try:
+        began = time.monotonic()
+        answer = b""
+        with connect(running, timeout=0.25) as sock:
+            sock.sendall(head("/api/events", new_ip(), "Content-Type: application/json", "Content-Length: 10000"))
+            while time.monotonic() - began < 15:
+                try:
+                    sock.sendall(b"a" * 10)
+                    chunk = sock.recv(4096)
+                except TimeoutError:
+                    continue
+                except (BrokenPipeError, ConnectionResetError):
+                    break
+                answer += chunk
+                if not chunk:
+                    break
+        elapsed = time.monotonic() - began
+    finally:
+        running.stop()
+
+    # THEN it is cut off once the 5 s grace period is over, long before the read timeout
+    assert 5 <= elapsed < 9, elapsed
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 408 ")
