@@ -4,7 +4,8 @@ uvicorn's httptools parser accepts a request head of any size (a 100 MB header i
 whole) and waits forever for a head that never ends. `bounded_protocol` returns a subclass
 of uvicorn's httptools protocol that answers 431 once a head passes `max_head_bytes` (counted
 as the bytes arrive, so an endless header is never buffered past the limit) and 408 when a
-head is not complete within `read_timeout_seconds` of the connection or of its first byte.
+head is not complete within `read_timeout_seconds` of the connection or of its first byte
+(a connection that sends nothing at all is closed without an answer).
 Kestrel, the Functions host's server, does the same with its own defaults (see
 docs/architecture.md). Bodies are bounded by the gateway, which sees them per request.
 Refusals are counted (`cloudscale_http_refused_total{reason}`), never logged one by one:
@@ -81,6 +82,7 @@ class _BoundedHttpTools(HttpToolsProtocol):
         self._parsed_head = 0
         self._reading_head = True
         self._refused = False
+        self._received_any = False
         self._head_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -96,6 +98,7 @@ class _BoundedHttpTools(HttpToolsProtocol):
         # uvicorn's own version, except that a head over the limit is refused with 431 and a
         # malformed request is counted instead of logged.
         self._unset_keepalive_if_required()
+        self._received_any = True
         if self._reading_head:
             self._head_bytes += len(data)
         try:
@@ -156,8 +159,14 @@ class _BoundedHttpTools(HttpToolsProtocol):
 
     def _head_timed_out(self) -> None:
         self._head_timer = None
-        if self._reading_head and not self.transport.is_closing():
-            self._refuse(408, "request_header_timeout", "request headers not received in time")
+        if not self._reading_head or self.transport.is_closing():
+            return
+        if not self._received_any:
+            # Connected and sent nothing at all: there is no request to answer.
+            count_refusal("idle_connection")
+            self.transport.close()
+            return
+        self._refuse(408, "request_header_timeout", "request headers not received in time")
 
     def _refuse(self, status: int, reason: str, message: str) -> None:
         if self._refused or self.transport.is_closing():

@@ -191,7 +191,10 @@ def test_a_slow_client_is_cut_off_after_the_read_timeout(host: LocalHost, stage:
 
     # THEN the host closed it within the bound (with a 408 if it could still answer)
     assert time.monotonic() - began < READ_TIMEOUT * 3
-    assert answer == b"" or answer.startswith(b"HTTP/1.1 408 ")
+    if stage == "idle":
+        assert answer == b""  # no request, so no answer
+    else:
+        assert answer.startswith(b"HTTP/1.1 408 ") or answer == b""
     if stage == "body":
         assert remaining(host, ip) == CAPACITY - 1
 
