@@ -42,12 +42,29 @@ def main() -> None:
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
     help="Append every span (the host's and the app's) to this file, one JSON object a line.",
 )
-def run(host: str, port: int, log_level: str, bare_endpoint: bool, trace_file: Path | None) -> None:
+@click.option(
+    "--read-timeout",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="Seconds a client has to send a request's headers, and then its body, before it is cut off.",
+)
+def run(
+    host: str, port: int, log_level: str, bare_endpoint: bool, trace_file: Path | None, read_timeout: float
+) -> None:
     """Run the whole pipeline on this machine (embedded backends, data in CLOUDSCALE_DATA_DIR)."""
     from local_host import HostOptions, serve
+    from local_host.http_limits import HttpLimits
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    options = HostOptions(host=host, port=port, log_level=log_level, bare_endpoint=bare_endpoint, trace_file=trace_file)
+    options = HostOptions(
+        host=host,
+        port=port,
+        log_level=log_level,
+        bare_endpoint=bare_endpoint,
+        trace_file=trace_file,
+        http_limits=HttpLimits(read_timeout_seconds=read_timeout),
+    )
     try:
         serve(options, os.environ)
     except (SettingsError, FunctionLoadError, HostConfigError, StoreFileError) as exc:

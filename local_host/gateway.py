@@ -7,10 +7,19 @@ the socket peer is appended to `X-Forwarded-For` as `ip:port`; functions never s
 socket itself. Each invocation runs under the host's request span, a child of the request's
 `traceparent` (`local_host.invocation`), which the function gets as `context.trace_context`.
 Host-level endpoints (`/metrics`) sit outside the route prefix.
+
+A function only ever sees a whole body: a body over `HttpLimits.max_body_bytes` gets 413
+(from its Content-Length, before any of it is read, or as a chunked body passes the limit),
+one not received within `HttpLimits.read_timeout_seconds`, or arriving slower than
+`HttpLimits.min_body_bytes_per_second` after a grace period, gets 408, and one whose client
+disconnects before it is complete is dropped without an answer (there is nobody to answer).
+As with Kestrel in the Functions host, the function is not invoked in any of these cases.
 """
 
 from __future__ import annotations
 
+import asyncio
+import enum
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -22,6 +31,7 @@ import orjson
 from opentelemetry import trace
 
 from local_host.functions import HttpFunction
+from local_host.http_limits import HttpLimits, count_refusal
 from local_host.invocation import http_invocation
 
 __all__ = ["Gateway", "HostEndpoint", "PlainResponse"]
@@ -33,8 +43,11 @@ Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-# The Functions host's default limit (maxRequestBodySize); the app applies its own, smaller ones.
-MAX_REQUEST_BYTES = 100 * 1024 * 1024
+
+class _Unread(enum.Enum):
+    """Why a request's body was not read whole; the request has been answered (or dropped)."""
+
+    ANSWERED = "answered"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +74,7 @@ class Gateway:
     host_endpoints: Mapping[str, HostEndpoint] = field(default_factory=dict)
     on_startup: Callable[[], Awaitable[None]] | None = None
     on_shutdown: Callable[[], Awaitable[None]] | None = None
+    limits: HttpLimits = field(default_factory=HttpLimits)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -92,7 +106,8 @@ class Gateway:
         endpoint = self.host_endpoints.get(path)
         if endpoint is not None:
             # Drained like a function's body, so a host endpoint costs what the server does.
-            await _read_body(receive)
+            if isinstance(await self._read_body(scope, receive, send), _Unread):
+                return
             if method not in endpoint.methods:
                 await _method_not_allowed(send, method, endpoint.methods)
                 return
@@ -112,9 +127,8 @@ class Gateway:
             if method not in function.methods:
                 allowed.extend(function.methods)
                 continue
-            body = await _read_body(receive)
-            if body is None:
-                await _send_json(send, 413, {"error": "payload_too_large", "message": "request body over 100 MiB"})
+            body = await self._read_body(scope, receive, send)
+            if isinstance(body, _Unread):
                 return
             await self._invoke(function, _to_request(scope, body, params), path, send)
             return
@@ -122,6 +136,33 @@ class Gateway:
             await _method_not_allowed(send, method, allowed)
         else:
             await _send_json(send, 404, {"error": "not_found", "message": f"no function serves {path}"})
+
+    async def _read_body(self, scope: Scope, receive: Receive, send: Send) -> bytes | _Unread:
+        """The request's whole body, or `_Unread.ANSWERED` once the request is refused or dropped."""
+        limit = self.limits.max_body_bytes
+        declared = _declared_length(scope)
+        if declared is not None and declared > limit:
+            # Refused before reading any of it; the connection is closed so the rest is never read.
+            return await self._refuse(send, 413, "request_body_too_large", f"request body over {limit} bytes")
+        try:
+            async with asyncio.timeout(self.limits.read_timeout_seconds):
+                body = await _receive_body(receive, limit, self.limits)
+        except TimeoutError:
+            return await self._refuse(send, 408, "request_body_timeout", "request body not received in time")
+        if body is None:
+            # The client is gone: nobody to answer, and a partial body must not be ingested.
+            count_refusal("client_disconnected")
+            return _Unread.ANSWERED
+        if isinstance(body, int):
+            return await self._refuse(send, 413, "request_body_too_large", f"request body over {limit} bytes")
+        return body
+
+    async def _refuse(self, send: Send, status: int, reason: str, message: str) -> _Unread:
+        count_refusal(reason)
+        code = "payload_too_large" if status == 413 else "request_timeout"
+        # Closing is the only way to skip the rest of a body the server has not read.
+        await _send_json(send, status, {"error": code, "message": message}, [(b"connection", b"close")])
+        return _Unread.ANSWERED
 
     async def _invoke(self, function: HttpFunction, request: func.HttpRequest, path: str, send: Send) -> None:
         with http_invocation(function.name, request.method, path, request.headers) as (context, span):
@@ -189,21 +230,41 @@ def _from_response(response: func.HttpResponse) -> tuple[int, list[tuple[bytes, 
     return response.status_code, headers, response.get_body() or b""
 
 
-async def _read_body(receive: Receive) -> bytes | None:
+async def _receive_body(receive: Receive, limit: int, limits: HttpLimits) -> bytes | int | None:
+    """The whole body; None if the client left before it ended; its size so far once over `limit`.
+
+    Raises `TimeoutError` once, after the grace period, the body has come slower on average
+    than the minimum rate (checked each second, as Kestrel does).
+    """
+    loop = asyncio.get_running_loop()
+    started = loop.time()
     chunks: list[bytes] = []
     size = 0
     while True:
-        message = await receive()
+        try:
+            async with asyncio.timeout(1.0):
+                message = await receive()
+        except TimeoutError:
+            message = {"type": "http.request", "body": b"", "more_body": True}
         if message["type"] == "http.disconnect":
-            break
+            return None
         chunk = message.get("body", b"")
         size += len(chunk)
-        if size > MAX_REQUEST_BYTES:
-            return None
+        if size > limit:
+            return size
         chunks.append(chunk)
         if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
+            return b"".join(chunks)
+        elapsed = loop.time() - started
+        if elapsed > limits.body_rate_grace_seconds and size < limits.min_body_bytes_per_second * elapsed:
+            raise TimeoutError
+
+
+def _declared_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length" and value.isdigit():
+            return int(value)
+    return None
 
 
 async def _send(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:

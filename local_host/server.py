@@ -30,10 +30,12 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
+from local_host import accept_errors
 from local_host.changefeed_trigger import ChangeFeedTrigger
 from local_host.functions import ChangeFeedFunction, FunctionIndex, HttpFunction, ServiceBusFunction, index_functions
 from local_host.gateway import Gateway, HostEndpoint, PlainResponse
 from local_host.host_config import HostConfig, load_host_config
+from local_host.http_limits import HttpLimits, bounded_protocol
 from local_host.leases import LeaseStore
 from local_host.ncrontab import ScheduleError
 from local_host.schedule_monitor import ScheduleMonitor
@@ -62,6 +64,8 @@ class HostOptions:
     shutdown_grace_seconds: float = 10.0
     trace_file: Path | None = None
     """Append every finished span to this file, one JSON object a line (the host's spans and the app's)."""
+    http_limits: HttpLimits = field(default_factory=HttpLimits)
+    """Bounds on each request's head, body and read time (see `local_host.http_limits`)."""
 
 
 def serve(options: HostOptions, environ: Mapping[str, str]) -> None:
@@ -136,7 +140,10 @@ def _serve(options: HostOptions, environ: Mapping[str, str], settings: Settings,
         )
         await close_container()
 
-    gateway = Gateway(http_functions, host_endpoints=host_endpoints, on_startup=startup, on_shutdown=shutdown)
+    limits = options.http_limits
+    gateway = Gateway(
+        http_functions, host_endpoints=host_endpoints, on_startup=startup, on_shutdown=shutdown, limits=limits
+    )
     config = uvicorn.Config(
         gateway,
         host=options.host,
@@ -149,6 +156,11 @@ def _serve(options: HostOptions, environ: Mapping[str, str], settings: Settings,
         proxy_headers=False,
         server_header=False,
         timeout_graceful_shutdown=10,
+        # httptools with a bound on the request head and on the time it may take. The h11
+        # parser's limit (h11_max_incomplete_event_size) only applies to a head still
+        # incomplete in its buffer: a 64 KB header arriving at once passed it.
+        http=bounded_protocol(limits),
+        timeout_keep_alive=limits.keep_alive_seconds,
     )
     banner = _Banner(
         settings, index, http_functions, host_config, servable, feeds, unservable, options.bare_endpoint, timers=timers
@@ -294,6 +306,7 @@ class _Server(uvicorn.Server):
                 loop.remove_signal_handler(sig)
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        accept_errors.install(asyncio.get_running_loop())
         await super().startup(sockets)
         if self.started:
             _print_banner(self.servers[0].sockets[0].getsockname(), self._banner)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -45,6 +46,15 @@ class LocalHost:
 
 def start_host(data_dir: Path, *args: str, **settings: str) -> LocalHost:
     """Start `cloudscale run` with `args` after `run --port 0`, and `settings` in its environment."""
+    return _start(data_dir, args, settings, None)
+
+
+def start_host_with_fd_limit(data_dir: Path, fd_limit: int, **settings: str) -> LocalHost:
+    """`start_host`, with the host allowed at most `fd_limit` open files (its `ulimit -n`)."""
+    return _start(data_dir, (), settings, fd_limit)
+
+
+def _start(data_dir: Path, args: tuple[str, ...], settings: dict[str, str], fd_limit: int | None) -> LocalHost:
     env = {
         **os.environ,
         "CLOUDSCALE_DATA_DIR": str(data_dir),
@@ -59,6 +69,7 @@ def start_host(data_dir: Path, *args: str, **settings: str) -> LocalHost:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=None if fd_limit is None else _limit_open_files(fd_limit),
     )
     assert process.stdout is not None
     output: list[str] = []
@@ -81,6 +92,13 @@ def start_host(data_dir: Path, *args: str, **settings: str) -> LocalHost:
         process.wait()
         pytest.fail("the local host did not start:\n" + "".join(output))
     return LocalHost(process=process, url=found[0], data_dir=data_dir, output=output)
+
+
+def _limit_open_files(limit: int) -> Callable[[], None]:
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+    return apply
 
 
 @pytest.fixture
