@@ -6,7 +6,9 @@ from dataclasses import dataclass
 
 from ingest.rate_limiter import RateLimiter
 from ingest.service import IngestService
+from shared.adapters.client_key_secret import load_client_key_secret
 from shared.bootstrap import Container, get_container
+from shared.domain.client_identity import ClientKeyer
 from shared.domain.ratelimit import BucketLimits
 from shared.settings import Settings
 from shared.telemetry import IngestMetrics, ingest_metrics
@@ -32,7 +34,11 @@ def build_ingest_services(container: Container) -> IngestServices:
     container.on_close(limiter.close)
     return IngestServices(
         settings=settings,
-        service=IngestService(limiter, container.publisher),
+        service=IngestService(
+            limiter,
+            container.publisher,
+            ClientKeyer(load_client_key_secret(settings), settings.rate_limit_ipv6_prefix),
+        ),
         metrics=ingest_metrics(),
     )
 

@@ -28,7 +28,7 @@ from opentelemetry import trace
 
 from process.decoding import PoisonMessageError, decode_envelope
 from process.store_guard import StoreGuard
-from shared.domain.enrichment import client_key, enrich
+from shared.domain.enrichment import enrich
 from shared.domain.envelope import Envelope, QueueMessage
 from shared.domain.fraud import DistinctUsersTracker, FraudRuleSet, FraudSignals
 from shared.domain.stored_event import FraudResult, StoredEvent, build_stored_event
@@ -163,9 +163,7 @@ class ProcessService:
         distinct_users = (
             # Receive time, not processing time: a backlog drained after an outage, or a
             # replay, must not crowd hours of traffic into one window.
-            self._users.observe(
-                client_key(envelope.client_ip), envelope.event.user_id, envelope.received_at.timestamp()
-            )
+            self._users.observe(envelope.client_key, envelope.event.user_id, envelope.received_at.timestamp())
             if self._users is not None
             else 0
         )
@@ -207,7 +205,7 @@ class ProcessService:
                         self._metrics.fraud_detected.add(1, {"rule": reason.rule})
                 # Alerted on a duplicate too: the first delivery may have stored the event and
                 # died before its alert (at least once; the alert says which it was).
-                _alert(document, client_key(item.envelope.client_ip), redelivered=not stored)
+                _alert(document, item.envelope.client_key, redelivered=not stored)
             outcomes.append(outcome)
         return outcomes
 

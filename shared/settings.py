@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from shared.domain.delivery import MAX_LOCK_SECONDS, check_retry_fits_lock
 
@@ -61,6 +61,11 @@ class Settings(BaseModel):
     rate_limit_global_per_minute: int = Field(10_000, gt=0, alias="CLOUDSCALE_RATE_LIMIT_GLOBAL_PER_MINUTE")
     rate_limit_global_sync_seconds: float = Field(1.0, gt=0, le=30, alias="CLOUDSCALE_RATE_LIMIT_GLOBAL_SYNC_SECONDS")
     """How often an instance shares its global-window count with the others (the error bound)."""
+    rate_limit_ipv6_prefix: int = Field(64, ge=16, le=128, alias="CLOUDSCALE_RATE_LIMIT_IPV6_PREFIX")
+    """IPv6 clients are keyed by this prefix of their address: a /64 is one subscriber's network."""
+    client_key_secret: SecretStr | None = Field(None, min_length=16, alias="CLOUDSCALE_CLIENT_KEY_SECRET")
+    """HMAC key of the client keys kept instead of addresses; required on Azure (same on every
+    instance), generated once in the data folder when unset on the embedded backend."""
 
     trusted_proxies: Annotated[tuple[IpNetwork, ...], BeforeValidator(_split_networks)] = Field(
         (), alias="CLOUDSCALE_TRUSTED_PROXIES"

@@ -267,6 +267,8 @@ def test_every_setting_can_be_set_by_its_variable(tmp_path: Path) -> None:
         "CLOUDSCALE_RATE_LIMIT_IP_REFILL_PER_SECOND": "0.5",
         "CLOUDSCALE_RATE_LIMIT_GLOBAL_PER_MINUTE": "70",
         "CLOUDSCALE_RATE_LIMIT_GLOBAL_SYNC_SECONDS": "2",
+        "CLOUDSCALE_RATE_LIMIT_IPV6_PREFIX": "56",
+        "CLOUDSCALE_CLIENT_KEY_SECRET": "a-secret-of-sixteen-or-more",
         "CLOUDSCALE_TRUSTED_PROXIES": "10.0.0.0/8",
         "CLOUDSCALE_EVENTS_QUEUE": "q",
         "CLOUDSCALE_QUEUE_LOCK_SECONDS": "45",
