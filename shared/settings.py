@@ -64,8 +64,9 @@ class Settings(BaseModel):
     rate_limit_ipv6_prefix: int = Field(64, ge=16, le=128, alias="CLOUDSCALE_RATE_LIMIT_IPV6_PREFIX")
     """IPv6 clients are keyed by this prefix of their address: a /64 is one subscriber's network."""
     client_key_secret: SecretStr | None = Field(None, min_length=16, alias="CLOUDSCALE_CLIENT_KEY_SECRET")
-    """HMAC key of the client keys kept instead of addresses; required on Azure (same on every
-    instance), generated once in the data folder when unset on the embedded backend."""
+    """HMAC key of the client keys kept instead of addresses; required by ingest on Azure (the
+    same on every instance; the operator commands do without), generated once in the data
+    folder when unset on the embedded backend."""
 
     trusted_proxies: Annotated[tuple[IpNetwork, ...], BeforeValidator(_split_networks)] = Field(
         (), alias="CLOUDSCALE_TRUSTED_PROXIES"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from pathlib import Path
 from typing import Final
 
@@ -19,10 +20,15 @@ __all__ = ["CLIENT_KEY_SECRET_FILE", "load_client_key_secret"]
 
 CLIENT_KEY_SECRET_FILE: Final = "client-key.secret"
 _SECRET_BYTES: Final = 32
+_READ_ATTEMPTS: Final = 100
 
 
 def load_client_key_secret(settings: Settings) -> bytes:
-    """The client-key secret for `settings`; raise `SettingsError` on Azure without one."""
+    """The client-key secret for `settings`; raise `SettingsError` on Azure without one.
+
+    Checked here, where ingest needs it, not when settings load: the operator commands
+    (`cloudscale dlq`, `reconcile`) read the same settings and never hash a client.
+    """
     if settings.client_key_secret is not None:
         return settings.client_key_secret.get_secret_value().encode()
     if settings.backend == "azure":
@@ -49,8 +55,10 @@ def _file_secret(path: Path) -> bytes:
 
 
 def _read_secret(path: Path) -> bytes:
-    text = path.read_text(encoding="ascii").strip()
-    if len(text) < 2 * _SECRET_BYTES:
-        # Another process created the file and has not written it yet, or it was cut short.
-        raise SettingsError(f"{path} holds no complete client-key secret; delete it to generate a new one")
-    return text.encode()
+    # Another process may have created the file and not written it yet: wait a little (bounded).
+    for _ in range(_READ_ATTEMPTS):
+        text = path.read_text(encoding="ascii").strip()
+        if len(text) >= 2 * _SECRET_BYTES:
+            return text.encode()
+        time.sleep(0.01)
+    raise SettingsError(f"{path} holds no complete client-key secret; delete it to generate a new one")

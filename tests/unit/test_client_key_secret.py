@@ -48,3 +48,11 @@ def test_a_short_secret_setting_is_refused_without_echoing_it() -> None:
     with pytest.raises(SettingsError, match="CLOUDSCALE_CLIENT_KEY_SECRET") as caught:
         load_settings({"CLOUDSCALE_CLIENT_KEY_SECRET": "short-value"})
     assert "short-value" not in str(caught.value)
+
+
+def test_a_secret_file_cut_short_is_an_error_naming_it(tmp_path: Path) -> None:
+    (tmp_path / CLIENT_KEY_SECRET_FILE).write_text("abc", encoding="ascii")
+    settings = load_settings({"CLOUDSCALE_DATA_DIR": str(tmp_path)})
+
+    with pytest.raises(SettingsError, match=CLIENT_KEY_SECRET_FILE):
+        load_client_key_secret(settings)

@@ -111,6 +111,7 @@ def test_the_azure_backend_with_identity_based_connections(load: Load) -> None:
         ServiceBusConnection__fullyQualifiedNamespace="cs.servicebus.windows.net",
         AzureWebJobsStorage__tableServiceUri="https://cs.table.core.windows.net",
         CosmosDBConnection__accountEndpoint="https://cs.documents.azure.com:443/",
+        CLOUDSCALE_CLIENT_KEY_SECRET="0123456789abcdef",
     )
 
     assert settings.backend == "azure"
@@ -134,6 +135,7 @@ def test_the_azure_backend_with_connection_strings(load: Load) -> None:
         ServiceBusConnection=SERVICE_BUS_CONNECTION,
         AzureWebJobsStorage=STORAGE_CONNECTION,
         CosmosDBConnection=COSMOS_CONNECTION,
+        CLOUDSCALE_CLIENT_KEY_SECRET="0123456789abcdef",
     )
 
     assert settings.service_bus_connection_string == SERVICE_BUS_CONNECTION
@@ -423,6 +425,7 @@ def test_the_sample_filled_in_loads() -> None:
         .replace("<cosmos-account>", "cs")
         .replace("<cluster>", "cs")
         .replace("<region>", "westeurope")
+        .replace("<random-secret-of-32-characters>", "0123456789abcdef0123456789abcdef")
         for name, value in _sample_values().items()
     }
 
