@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 from opentelemetry import propagate
 
-from ingest.errors import IngestError, InvalidEventsError, RateLimitedError, UnavailableError
+from ingest.errors import InvalidEventsError, RateLimitedError, UnavailableError
 from ingest.rate_limiter import RateLimitDecision, RateLimiter
 from ingest.validation import (
     FieldError,
@@ -124,13 +124,15 @@ class IngestService:
         client = self._keyer.identify(request.client_ip)
         # Parsed before limiting: a request costs its number of events. A body that does not
         # parse costs one, so a flood of garbage is limited like any other.
-        parsed: ParsedBody | IngestError
+        # Any failure, not only a 4xx: whatever a body does to the parser, its sender is
+        # limited before the failure is answered.
+        parsed: ParsedBody | Exception
         try:
             parsed = parse_body(request.body)
-        except IngestError as exc:
+        except Exception as exc:
             parsed = exc
-        decision = await self._limit(client.key, 1 if isinstance(parsed, IngestError) else len(parsed.items))
-        if isinstance(parsed, IngestError):
+        decision = await self._limit(client.key, 1 if isinstance(parsed, Exception) else len(parsed.items))
+        if isinstance(parsed, Exception):
             raise parsed
         received_at = self._clock()
         events: list[Event] = []

@@ -166,7 +166,7 @@ class SlotWindow:
 
 @dataclass(frozen=True, slots=True)
 class ClientState:
-    """Everything kept per client IP: its token bucket and its recent requests."""
+    """Everything kept per client (by its keyed hash, never its address): its token bucket and its recent requests."""
 
     bucket: TokenBucket
     recent: SlotWindow

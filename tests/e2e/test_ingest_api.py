@@ -353,3 +353,17 @@ def test_a_client_changing_its_address_spelling_keeps_its_bucket(
         statuses += [post(client, SEED_EXAMPLE, spelling.format(n=n + 1)).status_code for n in range(3)]
 
     assert statuses == [202, 202, 202, 429]
+
+
+def test_bodies_that_do_not_parse_cost_one_event_each(host_factory: Callable[..., LocalHost]) -> None:
+    host = host_factory(
+        CLOUDSCALE_RATE_LIMIT_IP_CAPACITY="3",
+        CLOUDSCALE_RATE_LIMIT_IP_REFILL_PER_SECOND="0.01",
+        CLOUDSCALE_TRUSTED_PROXIES="127.0.0.1",
+        **INGEST_ONLY,
+    )
+    ip = new_ip()
+    with host.client() as client:
+        statuses = [post(client, b"{not json", ip).status_code for _ in range(4)]
+
+    assert statuses == [400, 400, 400, 429]
