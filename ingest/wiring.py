@@ -9,7 +9,6 @@ from ingest.service import IngestService
 from shared.adapters.client_key_secret import load_client_key_secret
 from shared.bootstrap import Container, get_container
 from shared.domain.client_identity import ClientKeyer
-from shared.domain.ratelimit import BucketLimits
 from shared.settings import Settings
 from shared.telemetry import IngestMetrics, ingest_metrics
 
@@ -27,7 +26,7 @@ def build_ingest_services(container: Container) -> IngestServices:
     settings = container.settings
     limiter = RateLimiter(
         container.rate_limit_store,
-        ip_limits=BucketLimits(settings.rate_limit_ip_capacity, settings.rate_limit_ip_refill_per_second),
+        ip_limits=settings.rate_limit_client_limits,
         global_per_minute=settings.rate_limit_global_per_minute,
         sync_seconds=settings.rate_limit_global_sync_seconds,
     )

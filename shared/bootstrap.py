@@ -87,7 +87,7 @@ class Container:
             from shared.adapters.embedded_rate_limit import EmbeddedRateLimitStore
 
             store = EmbeddedRateLimitStore(
-                self.data_dir / "ratelimit.sqlite3", client_idle_seconds=client_idle_seconds(self.settings)
+                self.data_dir / "ratelimit.sqlite3", client_idle_seconds=self.settings.rate_limit_client_idle_seconds
             )
         self.on_close(store.close)
         return store
@@ -169,15 +169,6 @@ class Container:
 
 
 _container: Container | None = None
-
-
-def client_idle_seconds(settings: Settings) -> float:
-    """How long the rate-limit stores keep an idle client's state (see `idle_after`)."""
-    from shared.domain.events import MAX_BATCH_EVENTS
-    from shared.domain.ratelimit import BucketLimits, idle_after
-
-    limits = BucketLimits(settings.rate_limit_ip_capacity, settings.rate_limit_ip_refill_per_second)
-    return idle_after(limits, MAX_BATCH_EVENTS)
 
 
 def get_container(environ: Mapping[str, str] | None = None) -> Container:

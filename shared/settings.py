@@ -20,6 +20,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from shared.domain.delivery import MAX_LOCK_SECONDS, check_retry_fits_lock
+from shared.domain.events import MAX_BATCH_EVENTS
+from shared.domain.ratelimit import BucketLimits, idle_after
 
 __all__ = ["Settings", "SettingsError", "load_settings", "SETTING_NAMES"]
 
@@ -156,6 +158,16 @@ class Settings(BaseModel):
             except FraudRulesError as exc:
                 raise ValueError(f"CLOUDSCALE_FRAUD_RULES_FILE: {exc}") from None
         return self
+
+    @property
+    def rate_limit_client_limits(self) -> BucketLimits:
+        """The per-client token bucket (in events)."""
+        return BucketLimits(self.rate_limit_ip_capacity, self.rate_limit_ip_refill_per_second)
+
+    @property
+    def rate_limit_client_idle_seconds(self) -> float:
+        """How long the rate-limit stores keep an idle client's state (see `idle_after`)."""
+        return idle_after(self.rate_limit_client_limits, MAX_BATCH_EVENTS)
 
     @property
     def rate_limit_table_endpoint(self) -> str | None:

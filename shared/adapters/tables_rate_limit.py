@@ -319,7 +319,6 @@ class TableRateLimitStore:
 
 def create_table_rate_limit_store(settings: Settings) -> TableRateLimitStore:
     """Build the store from settings: the identity-based endpoint if set, else the connection string."""
-    from shared.bootstrap import client_idle_seconds  # the composition root imports this module lazily
 
     endpoint = settings.rate_limit_table_endpoint
     if endpoint:
@@ -328,7 +327,9 @@ def create_table_rate_limit_store(settings: Settings) -> TableRateLimitStore:
 
         credential = DefaultAzureCredential()
         client = TableClient(endpoint, table_name=settings.rate_limit_table, credential=credential)
-        return TableRateLimitStore(client, credential=credential, client_idle_seconds=client_idle_seconds(settings))
+        return TableRateLimitStore(
+            client, credential=credential, client_idle_seconds=settings.rate_limit_client_idle_seconds
+        )
     if not settings.webjobs_storage_connection_string:
         raise ValueError(
             "Set CLOUDSCALE_RATE_LIMIT_TABLE_ENDPOINT, AzureWebJobsStorage__tableServiceUri or AzureWebJobsStorage"
@@ -337,7 +338,7 @@ def create_table_rate_limit_store(settings: Settings) -> TableRateLimitStore:
         TableClient.from_connection_string(
             settings.webjobs_storage_connection_string, table_name=settings.rate_limit_table
         ),
-        client_idle_seconds=client_idle_seconds(settings),
+        client_idle_seconds=settings.rate_limit_client_idle_seconds,
     )
 
 
