@@ -63,8 +63,22 @@ class HealthBody(BaseModel):
 
 
 _RATE_LIMIT_HEADERS = {
-    "RateLimit-Limit": {"schema": {"type": "integer"}, "description": "Requests allowed by the limit that applies."},
-    "RateLimit-Remaining": {"schema": {"type": "integer"}, "description": "Requests left before refusal."},
+    "RateLimit-Policy": {
+        "schema": {"type": "string"},
+        "description": (
+            "The limit that applies: quota, window in seconds and its unit as a comment, "
+            '`100;w=10;comment="events per client"` (a request costs its events) or '
+            '`10000;w=60;comment="requests, whole service"`.'
+        ),
+    },
+    "RateLimit-Limit": {
+        "schema": {"type": "integer"},
+        "description": "Quota of the limit that applies, in its unit (see RateLimit-Policy).",
+    },
+    "RateLimit-Remaining": {
+        "schema": {"type": "integer"},
+        "description": "Units left before refusal (events per client, or requests globally).",
+    },
     "RateLimit-Reset": {"schema": {"type": "integer"}, "description": "Seconds until the limit is fully reset."},
 }
 _RETRY_AFTER = {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait before retrying."}}
@@ -136,7 +150,8 @@ def openapi_document() -> dict[str, Any]:
                         "413": _error("Body over 1 MiB, an event over 32 KiB, or a batch over 500 events."),
                         "415": _error("Content-Type is not application/json."),
                         "429": _error(
-                            "Rate limited, per client IP or globally.", {**_RATE_LIMIT_HEADERS, **_RETRY_AFTER}
+                            "Rate limited, per client (events) or globally (requests); the request took nothing.",
+                            {**_RATE_LIMIT_HEADERS, **_RETRY_AFTER},
                         ),
                         "503": _error(
                             "The queue or the rate limiter is unavailable; nothing was accepted.", _RETRY_AFTER

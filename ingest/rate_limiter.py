@@ -1,8 +1,9 @@
 """Both rate limits of the ingest API, over a shared `RateLimitStore`.
 
-Per request: the global window is checked first, in memory (this instance's quota, see
-`shared.domain.ratelimit.share_quota`), then the client IP's token bucket in one store
-round trip, which also yields the IP's requests in the last minute (the velocity signal).
+Per request: the global window (requests) is checked first, in memory (this instance's quota,
+see `shared.domain.ratelimit.share_quota`), then the client's token bucket (events: a request
+costs its number of events) in one store round trip, which also yields the client's requests
+in the last minute (the velocity signal).
 The instance exchanges its global-window counts with the others every `sync_seconds`, in
 the background, so no request waits on it and no single entity takes every request.
 """
@@ -49,6 +50,8 @@ class RateLimitDecision:
     reset_seconds: int
     retry_after_seconds: int
     requests_last_minute: int
+    policy: str = ""
+    """The `RateLimit-Policy` header: quota, window and, as a comment, the unit counted."""
 
 
 class RateLimiter:
@@ -66,6 +69,9 @@ class RateLimiter:
     ) -> None:
         self._store = store
         self._ip_limits = ip_limits
+        # The bucket's window: the time it takes to refill from empty.
+        refill_window = max(1, math.ceil(ip_limits.capacity / ip_limits.refill_per_second))
+        self._ip_policy = f'{ip_limits.capacity};w={refill_window};comment="events per client"'
         self._global_limit = global_per_minute
         self._sync_seconds = sync_seconds
         self._clock = clock
@@ -79,8 +85,12 @@ class RateLimiter:
         self._exchange_task: asyncio.Task[None] | None = None
         self._first_exchange = asyncio.Lock()
 
-    async def check(self, client_ip: str) -> RateLimitDecision:
-        """Decide for one request from `client_ip`. Raises `PortError` if the store fails."""
+    async def check(self, client_key: str, cost: int = 1) -> RateLimitDecision:
+        """Decide for one request of `cost` events from the client keyed `client_key`.
+
+        `client_key` is the keyed hash of the client (`shared.domain.client_identity`), never
+        its address: it is what the store keeps. Raises `PortError` if the store fails.
+        """
         now = self._clock()
         if self._quota is None:
             async with self._first_exchange:  # concurrent first requests share one exchange
@@ -94,10 +104,10 @@ class RateLimiter:
         limits = self._ip_limits
 
         def change(state: ClientState | None) -> tuple[ClientState, ClientDecision]:
-            return admit_client(state, limits, now)
+            return admit_client(state, limits, now, cost)
 
         try:
-            client = await self._store.update_client(client_ip, change)
+            client = await self._store.update_client(client_key, change)
         except BaseException:
             self._give_back_global(now)
             raise
@@ -112,6 +122,7 @@ class RateLimiter:
             reset_seconds=math.ceil(bucket.reset_after),
             retry_after_seconds=max(1, math.ceil(bucket.retry_after)) if not bucket.allowed else 0,
             requests_last_minute=client.requests_last_minute,
+            policy=self._ip_policy,
         )
 
     async def close(self) -> None:
@@ -145,6 +156,7 @@ class RateLimiter:
             reset_seconds=retry,
             retry_after_seconds=retry,
             requests_last_minute=0,
+            policy=f'{self._global_limit};w=60;comment="requests, whole service"',
         )
 
     async def _exchange(self) -> None:

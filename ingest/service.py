@@ -1,7 +1,7 @@
 """The ingest use case: check, limit, validate, enqueue. No HTTP and no Azure in here.
 
-Order matters: cheap checks that need no state come first (media type, size), then the
-rate limits (before parsing, so a flood costs little), then per-event validation, and the
+Order matters: cheap checks that need no state come first (media type, size), then parsing
+(a request costs its number of events), then the rate limits, then per-event validation, and the
 events are acknowledged only after the publisher returned, that is once they are durably
 queued.
 """
@@ -17,7 +17,15 @@ from opentelemetry import propagate
 
 from ingest.errors import InvalidEventsError, RateLimitedError, UnavailableError
 from ingest.rate_limiter import RateLimitDecision, RateLimiter
-from ingest.validation import FieldError, check_body_size, check_content_type, parse_body, validate_event
+from ingest.validation import (
+    FieldError,
+    ParsedBody,
+    check_body_size,
+    check_content_type,
+    parse_body,
+    validate_event,
+)
+from shared.domain.client_identity import ClientIdentity, ClientKeyer
 from shared.domain.envelope import Envelope, to_queue_message
 from shared.domain.events import Event
 from shared.ports import EventPublisher, PortError
@@ -72,8 +80,13 @@ class IngestOutcome:
 
 
 def rate_limit_headers(decision: RateLimitDecision) -> dict[str, str]:
-    """The `RateLimit-*` headers (IETF draft), plus `Retry-After` when refused."""
+    """The `RateLimit-*` headers (IETF draft), plus `Retry-After` when refused.
+
+    The policy's comment names the unit: the per-client limit counts events, the global one
+    requests.
+    """
     headers = {
+        "RateLimit-Policy": decision.policy,
         "RateLimit-Limit": str(decision.limit),
         "RateLimit-Remaining": str(decision.remaining),
         "RateLimit-Reset": str(decision.reset_seconds),
@@ -90,11 +103,13 @@ class IngestService:
         self,
         limiter: RateLimiter,
         publisher: EventPublisher,
+        keyer: ClientKeyer,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._limiter = limiter
         self._publisher = publisher
+        self._keyer = keyer
         self._clock = clock
 
     async def ingest(self, request: IngestRequest) -> IngestOutcome:
@@ -105,9 +120,21 @@ class IngestService:
         """
         check_content_type(request.content_type)
         check_body_size(len(request.body))
-        decision = await self._limit(request.client_ip)
+        # From here on only the client's keyed hash and network are kept: never its address.
+        client = self._keyer.identify(request.client_ip)
+        # Parsed before limiting: a request costs its number of events. A body that does not
+        # parse costs one, so a flood of garbage is limited like any other.
+        # Any failure, not only a 4xx: whatever a body does to the parser, its sender is
+        # limited before the failure is answered.
+        parsed: ParsedBody | Exception
+        try:
+            parsed = parse_body(request.body)
+        except Exception as exc:
+            parsed = exc
+        decision = await self._limit(client.key, 1 if isinstance(parsed, Exception) else len(parsed.items))
+        if isinstance(parsed, Exception):
+            raise parsed
         received_at = self._clock()
-        parsed = parse_body(request.body)
         events: list[Event] = []
         results: list[EventResult] = []
         for index, item in enumerate(parsed.items):
@@ -123,12 +150,12 @@ class IngestService:
                 details=[r.to_dict() for r in results],
                 headers=rate_limit_headers(decision),
             )
-        await self._enqueue(events, request, received_at, decision)
+        await self._enqueue(events, request, client, received_at, decision)
         return IngestOutcome(results, decision)
 
-    async def _limit(self, client_ip: str) -> RateLimitDecision:
+    async def _limit(self, client_key: str, cost: int) -> RateLimitDecision:
         try:
-            decision = await self._limiter.check(client_ip)
+            decision = await self._limiter.check(client_key, cost)
         except PortError as exc:
             logger.error("rate-limit store unavailable: %s", exc)
             raise UnavailableError(
@@ -137,7 +164,11 @@ class IngestService:
                 headers={"Retry-After": str(RETRY_AFTER_UNAVAILABLE_SECONDS)},
             ) from exc
         if not decision.allowed:
-            scope = "this client IP" if decision.refused_by == "ip" else "the service as a whole"
+            scope = (
+                f"this client ({decision.limit} events burst; this request has {cost})"
+                if decision.refused_by == "ip"
+                else "the service as a whole"
+            )
             raise RateLimitedError(
                 f"rate limit exceeded for {scope}; retry after {decision.retry_after_seconds} s",
                 limit=decision.refused_by or "ip",
@@ -146,7 +177,12 @@ class IngestService:
         return decision
 
     async def _enqueue(
-        self, events: list[Event], request: IngestRequest, received_at: datetime, decision: RateLimitDecision
+        self,
+        events: list[Event],
+        request: IngestRequest,
+        client: ClientIdentity,
+        received_at: datetime,
+        decision: RateLimitDecision,
     ) -> None:
         trace_context: dict[str, str] = {}
         propagate.inject(trace_context)
@@ -155,7 +191,8 @@ class IngestService:
                 Envelope(
                     event=event,
                     received_at=received_at,
-                    client_ip=request.client_ip,
+                    client_network=client.network,
+                    client_key=client.key,
                     user_agent=request.user_agent,
                     ip_requests_last_minute=decision.requests_last_minute,
                     trace_context=trace_context,

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 from ingest.rate_limiter import RateLimiter
 from ingest.service import IngestService
+from shared.adapters.client_key_secret import load_client_key_secret
 from shared.bootstrap import Container, get_container
-from shared.domain.ratelimit import BucketLimits
+from shared.domain.client_identity import ClientKeyer
 from shared.settings import Settings
 from shared.telemetry import IngestMetrics, ingest_metrics
 
@@ -25,7 +26,7 @@ def build_ingest_services(container: Container) -> IngestServices:
     settings = container.settings
     limiter = RateLimiter(
         container.rate_limit_store,
-        ip_limits=BucketLimits(settings.rate_limit_ip_capacity, settings.rate_limit_ip_refill_per_second),
+        ip_limits=settings.rate_limit_client_limits,
         global_per_minute=settings.rate_limit_global_per_minute,
         sync_seconds=settings.rate_limit_global_sync_seconds,
         instance_id=container.instance_id,
@@ -33,7 +34,11 @@ def build_ingest_services(container: Container) -> IngestServices:
     container.on_close(limiter.close)
     return IngestServices(
         settings=settings,
-        service=IngestService(limiter, container.publisher),
+        service=IngestService(
+            limiter,
+            container.publisher,
+            ClientKeyer(load_client_key_secret(settings), settings.rate_limit_ipv6_prefix),
+        ),
         metrics=ingest_metrics(),
     )
 

@@ -7,11 +7,13 @@ the reasons below and a description naming what is wrong.
 
 from __future__ import annotations
 
+import secrets
 from typing import Final
 
 import orjson
 from pydantic import ValidationError
 
+from shared.domain.client_identity import ClientKeyer, anonymize_address
 from shared.domain.envelope import SCHEMA_VERSION, Envelope
 
 __all__ = [
@@ -44,7 +46,10 @@ class PoisonMessageError(Exception):
 
 
 def decode_envelope(body: bytes) -> Envelope:
-    """Parse and validate a queue message body; raise `PoisonMessageError` if it is not a v1 envelope.
+    """Parse and validate a queue message body; raise `PoisonMessageError` if it is not an envelope.
+
+    Version 2 is read as is; version 1 (raw `clientIp`) is upgraded first, so messages queued
+    by an older ingest are still processed.
 
     No clock-skew check here: the timestamp was checked when ingest accepted the event, and
     a message replayed from the dead-letter queue days later is still the same event.
@@ -56,10 +61,14 @@ def decode_envelope(body: bytes) -> Envelope:
     if not isinstance(data, dict):
         raise PoisonMessageError(UNDECODABLE, f"the body is a JSON {type(data).__name__}, not an object")
     version = data.get("schemaVersion")
+    if version == _LEGACY_SCHEMA_VERSION:
+        data = _upgrade_v1(data)
+        version = data["schemaVersion"]
     if version != SCHEMA_VERSION:
         raise PoisonMessageError(
             UNKNOWN_SCHEMA_VERSION,
-            f"schemaVersion {repr(version)[:32]} is not one this version of the process stage reads ({SCHEMA_VERSION})",
+            f"schemaVersion {repr(version)[:32]} is not one this version of the process stage reads "
+            f"({_LEGACY_SCHEMA_VERSION} or {SCHEMA_VERSION})",
         )
     try:
         envelope = Envelope.model_validate(data)
@@ -68,6 +77,23 @@ def decode_envelope(body: bytes) -> Envelope:
     if envelope.event.event_id is None:
         raise PoisonMessageError(SCHEMA_INVALID, "event.eventId: required on the queue (ingest always sets it)")
     return envelope
+
+
+_LEGACY_SCHEMA_VERSION: Final = 1
+# Keys of a version-1 client are comparable within this process only: enough for the
+# distinct-users signal over the messages queued before an upgrade.
+_LEGACY_KEY_SECRET: Final = secrets.token_bytes(32)
+
+
+def _upgrade_v1(data: dict[str, object]) -> dict[str, object]:
+    """A version-1 body as version 2: its raw `clientIp` becomes a network and a keyed hash."""
+    upgraded = {name: value for name, value in data.items() if name != "clientIp"}
+    upgraded["schemaVersion"] = SCHEMA_VERSION
+    ip = data.get("clientIp")
+    if isinstance(ip, str):
+        upgraded["clientNetwork"] = anonymize_address(ip)
+        upgraded["clientKey"] = ClientKeyer(_LEGACY_KEY_SECRET).identify(ip).key
+    return upgraded
 
 
 def _describe(error: ValidationError) -> str:

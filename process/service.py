@@ -29,7 +29,7 @@ from opentelemetry import trace
 from process.decoding import PoisonMessageError, decode_envelope
 from process.security_alerts import SecurityAlerts
 from process.store_guard import StoreGuard
-from shared.domain.enrichment import client_key, enrich
+from shared.domain.enrichment import enrich
 from shared.domain.envelope import Envelope, QueueMessage
 from shared.domain.fraud import DistinctUsersTracker, FraudRuleSet, FraudSignals
 from shared.domain.stored_event import StoredEvent, build_stored_event
@@ -165,9 +165,7 @@ class ProcessService:
         distinct_users = (
             # Receive time, not processing time: a backlog drained after an outage, or a
             # replay, must not crowd hours of traffic into one window.
-            self._users.observe(
-                client_key(envelope.client_ip), envelope.event.user_id, envelope.received_at.timestamp()
-            )
+            self._users.observe(envelope.client_key, envelope.event.user_id, envelope.received_at.timestamp())
             if self._users is not None
             else 0
         )
@@ -209,7 +207,7 @@ class ProcessService:
                         self._metrics.fraud_detected.add(1, {"rule": reason.rule})
                 # Alerted on a duplicate too: the first delivery may have stored the event and
                 # died before its alert (at least once; the alert says which it was).
-                self._alerts.alert(document, client_key(item.envelope.client_ip), redelivered=not stored)
+                self._alerts.alert(document, item.envelope.client_key, redelivered=not stored)
             outcomes.append(outcome)
         return outcomes
 

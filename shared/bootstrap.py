@@ -105,7 +105,9 @@ class Container:
         else:
             from shared.adapters.embedded_rate_limit import EmbeddedRateLimitStore
 
-            store = EmbeddedRateLimitStore(self.data_dir / "ratelimit.sqlite3")
+            store = EmbeddedRateLimitStore(
+                self.data_dir / "ratelimit.sqlite3", client_idle_seconds=self.settings.rate_limit_client_idle_seconds
+            )
         self.on_close(store.close)
         return store
 

@@ -17,9 +17,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from shared.domain.delivery import MAX_LOCK_SECONDS, check_retry_fits_lock
+from shared.domain.events import MAX_BATCH_EVENTS
+from shared.domain.ratelimit import BucketLimits, idle_after
 
 __all__ = ["Settings", "SettingsError", "load_settings", "SETTING_NAMES"]
 
@@ -61,6 +63,12 @@ class Settings(BaseModel):
     rate_limit_global_per_minute: int = Field(10_000, gt=0, alias="CLOUDSCALE_RATE_LIMIT_GLOBAL_PER_MINUTE")
     rate_limit_global_sync_seconds: float = Field(1.0, gt=0, le=30, alias="CLOUDSCALE_RATE_LIMIT_GLOBAL_SYNC_SECONDS")
     """How often an instance shares its global-window count with the others (the error bound)."""
+    rate_limit_ipv6_prefix: int = Field(64, ge=16, le=128, alias="CLOUDSCALE_RATE_LIMIT_IPV6_PREFIX")
+    """IPv6 clients are keyed by this prefix of their address: a /64 is one subscriber's network."""
+    client_key_secret: SecretStr | None = Field(None, min_length=16, alias="CLOUDSCALE_CLIENT_KEY_SECRET")
+    """HMAC key of the client keys kept instead of addresses; required by ingest on Azure (the
+    same on every instance; the operator commands do without), generated once in the data
+    folder when unset on the embedded backend."""
 
     trusted_proxies: Annotated[tuple[IpNetwork, ...], BeforeValidator(_split_networks)] = Field(
         (), alias="CLOUDSCALE_TRUSTED_PROXIES"
@@ -150,6 +158,16 @@ class Settings(BaseModel):
             except FraudRulesError as exc:
                 raise ValueError(f"CLOUDSCALE_FRAUD_RULES_FILE: {exc}") from None
         return self
+
+    @property
+    def rate_limit_client_limits(self) -> BucketLimits:
+        """The per-client token bucket (in events)."""
+        return BucketLimits(self.rate_limit_ip_capacity, self.rate_limit_ip_refill_per_second)
+
+    @property
+    def rate_limit_client_idle_seconds(self) -> float:
+        """How long the rate-limit stores keep an idle client's state (see `idle_after`)."""
+        return idle_after(self.rate_limit_client_limits, MAX_BATCH_EVENTS)
 
     @property
     def rate_limit_table_endpoint(self) -> str | None:

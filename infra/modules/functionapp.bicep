@@ -34,6 +34,12 @@ param instanceMemoryMB int
 param httpPerInstanceConcurrency int
 param alwaysReadyHttpInstances int
 
+// The HMAC key the app hashes client addresses under (it keeps those hashes, never the
+// addresses). Every instance reads this one value; a new one per deployment, which only
+// restarts the per-client buckets and velocity windows.
+@secure()
+param clientKeySecret string = newGuid()
+
 resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
   name: appInsightsName
 }
@@ -73,6 +79,8 @@ var appSettings = {
   CLOUDSCALE_RATE_LIMIT_IP_REFILL_PER_SECOND: '10'
   CLOUDSCALE_RATE_LIMIT_GLOBAL_PER_MINUTE: '10000'
   CLOUDSCALE_RATE_LIMIT_GLOBAL_SYNC_SECONDS: '1'
+  CLOUDSCALE_RATE_LIMIT_IPV6_PREFIX: '64'
+  CLOUDSCALE_CLIENT_KEY_SECRET: clientKeySecret
   CLOUDSCALE_TRUSTED_PROXIES: trustedProxies
   CLOUDSCALE_RATE_LIMIT_TABLE: rateLimitTableName
   CLOUDSCALE_RATE_LIMIT_TABLE_ENDPOINT: tableEndpoint

@@ -3,11 +3,16 @@
 Each update runs inside one `BEGIN IMMEDIATE` transaction (see `SqliteWorker`), which holds
 the database's write lock, so a read-modify-write can never interleave with another
 process's: no optimistic-concurrency retry is needed here, unlike on Table Storage.
+
+Clients are keyed by their keyed hash, never their address, and a client idle for longer
+than `client_idle_seconds` (bucket refilled, velocity window empty) is deleted: at most every
+`sweep_seconds`, a bounded number of rows at a time, in the transaction of a client update.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -41,13 +46,37 @@ CREATE TABLE IF NOT EXISTS windows (
 class EmbeddedRateLimitStore:
     """Rate-limit state in one SQLite file."""
 
-    def __init__(self, path: Path, *, peer_retention: float = WINDOW_SECONDS) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        peer_retention: float = WINDOW_SECONDS,
+        client_idle_seconds: float = 3600.0,
+        sweep_seconds: float = 60.0,
+        sweep_rows: int = 1000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """`client_idle_seconds`: how long after its last request a client's row is deleted
+        (see `shared.domain.ratelimit.idle_after`); `sweep_seconds` / `sweep_rows`: how often
+        and how many rows at most per sweep."""
         self.path = path
         self._peer_retention = peer_retention
+        self._client_idle = client_idle_seconds
+        self._sweep_seconds = sweep_seconds
+        self._sweep_rows = sweep_rows
+        self._clock = clock
+        self._next_sweep = float("-inf")
         self._worker = SqliteWorker(path, lambda c: c.executescript(_SCHEMA), name="embedded-rate-limit")
 
     async def update_client(self, client_key: str, change: Callable[[ClientState | None], tuple[ClientState, T]]) -> T:
+        now = self._clock()
+        sweep = now >= self._next_sweep
+        if sweep:
+            self._next_sweep = now + self._sweep_seconds
+
         def update(connection: sqlite3.Connection) -> T:
+            if sweep:
+                self._sweep(connection, now)
             row = connection.execute(
                 "SELECT tokens, updated_at, recent FROM clients WHERE client_key = ?", (client_key,)
             ).fetchone()
@@ -67,6 +96,13 @@ class EmbeddedRateLimitStore:
             return result
 
         return await self._run(update)
+
+    def _sweep(self, connection: sqlite3.Connection, now: float) -> None:
+        """Forget clients idle past `client_idle_seconds`, a bounded batch per sweep."""
+        connection.execute(
+            "DELETE FROM clients WHERE client_key IN (SELECT client_key FROM clients WHERE updated_at < ? LIMIT ?)",
+            (now - self._client_idle, self._sweep_rows),
+        )
 
     async def exchange_window(
         self,

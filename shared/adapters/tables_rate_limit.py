@@ -8,6 +8,11 @@ Layout of the table:
 
 Client updates are optimistic: read the entity and its ETag, apply the change, write back only
 if the ETag still matches, and re-read and retry on a lost race.
+
+The client key is the keyed hash of the client, never its address. Tables have no time to
+live, so clients idle longer than `client_idle_seconds` are deleted by a bounded clean-up
+(at most `prune_rows` entities) that runs with the instance-window pruning, at most once per
+`prune_interval_seconds` per instance.
 """
 
 from __future__ import annotations
@@ -38,6 +43,9 @@ T = TypeVar("T")
 logger = logging.getLogger(__name__)
 
 _STATE_ROW = "state"
+_CLIENT_PREFIX = "client:"
+_CLIENT_PREFIX_END = "client;"
+"""The first string after every `client:...` partition key (`;` follows `:`)."""
 _WINDOW_PARTITION = "window"
 _PRUNE_AFTER_SECONDS = 3600.0
 """Instance entities older than this are deleted (instances that scaled in long ago)."""
@@ -76,6 +84,8 @@ class TableRateLimitStore:
         max_attempts: int = 8,
         peer_retention_seconds: float = 60.0,
         prune_interval_seconds: float = 600.0,
+        client_idle_seconds: float = 3600.0,
+        prune_rows: int = 1000,
         credential: AsyncTokenCredential | None = None,
     ) -> None:
         """Wrap `client`; nothing connects until first use.
@@ -83,6 +93,8 @@ class TableRateLimitStore:
         `max_attempts`: optimistic-concurrency attempts per `update_client` before `ContentionError`.
         `peer_retention_seconds`: how old a peer's window may be and still be returned.
         `prune_interval_seconds`: at most one clean-up of long-gone instances per this interval.
+        `client_idle_seconds`: clients untouched for this long are deleted at a clean-up.
+        `prune_rows`: at most this many client entities deleted per clean-up.
         `credential`: closed together with the client, if given.
         """
         if max_attempts < 1:
@@ -92,6 +104,8 @@ class TableRateLimitStore:
         self._max_attempts = max_attempts
         self._peer_retention = peer_retention_seconds
         self._prune_interval = prune_interval_seconds
+        self._client_idle = client_idle_seconds
+        self._prune_rows = prune_rows
         self._next_prune = float("-inf")
         self._table_ready = False
         self._table_lock = asyncio.Lock()
@@ -105,7 +119,7 @@ class TableRateLimitStore:
         every queued change in arrival order and writes once. Letting them race each other for
         the ETag instead starved some callers into `ContentionError` under a burst from one IP.
         """
-        partition = "client:" + escape_key(client_key)
+        partition = _CLIENT_PREFIX + escape_key(client_key)
         pending = _Pending(change, asyncio.get_running_loop().create_future())
         queue = self._queues.get(partition)
         if queue is None:
@@ -146,6 +160,7 @@ class TableRateLimitStore:
         if now >= self._next_prune:
             self._next_prune = now + self._prune_interval
             await self._prune_windows(before=now - _PRUNE_AFTER_SECONDS)
+            await self._prune_clients(before=now - self._client_idle)
         return peers
 
     async def check(self) -> None:
@@ -278,9 +293,33 @@ class TableRateLimitStore:
         except AzureError:
             logger.warning("Pruning stale instance windows failed; will try again later", exc_info=True)
 
+    async def _prune_clients(self, before: float) -> None:
+        """Delete client entities idle since `before`, at most `prune_rows`. Best effort, like `_prune_windows`.
+
+        A scan over the client partitions (every client has its own): bounded by `prune_rows`
+        per clean-up, and a client that wrote since the read keeps its entity (ETag check).
+        """
+        try:
+            idle = self._client.query_entities(
+                "PartitionKey ge @first and PartitionKey lt @last and updatedAt lt @before",
+                parameters={"first": _CLIENT_PREFIX, "last": _CLIENT_PREFIX_END, "before": float(before)},
+                select=["PartitionKey", "RowKey"],
+                results_per_page=min(self._prune_rows, 1000),
+            )
+            deleted = 0
+            async for entity in idle:
+                if deleted >= self._prune_rows:
+                    break
+                with suppress(ResourceModifiedError, ResourceNotFoundError):
+                    await self._client.delete_entity(entity, match_condition=MatchConditions.IfNotModified)
+                deleted += 1
+        except AzureError:
+            logger.warning("Pruning idle clients failed; will try again later", exc_info=True)
+
 
 def create_table_rate_limit_store(settings: Settings) -> TableRateLimitStore:
     """Build the store from settings: the identity-based endpoint if set, else the connection string."""
+
     endpoint = settings.rate_limit_table_endpoint
     if endpoint:
         # Imported here: azure.identity is only needed for identity-based access.
@@ -288,7 +327,9 @@ def create_table_rate_limit_store(settings: Settings) -> TableRateLimitStore:
 
         credential = DefaultAzureCredential()
         client = TableClient(endpoint, table_name=settings.rate_limit_table, credential=credential)
-        return TableRateLimitStore(client, credential=credential)
+        return TableRateLimitStore(
+            client, credential=credential, client_idle_seconds=settings.rate_limit_client_idle_seconds
+        )
     if not settings.webjobs_storage_connection_string:
         raise ValueError(
             "Set CLOUDSCALE_RATE_LIMIT_TABLE_ENDPOINT, AzureWebJobsStorage__tableServiceUri or AzureWebJobsStorage"
@@ -296,7 +337,8 @@ def create_table_rate_limit_store(settings: Settings) -> TableRateLimitStore:
     return TableRateLimitStore(
         TableClient.from_connection_string(
             settings.webjobs_storage_connection_string, table_name=settings.rate_limit_table
-        )
+        ),
+        client_idle_seconds=settings.rate_limit_client_idle_seconds,
     )
 
 

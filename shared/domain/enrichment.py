@@ -1,7 +1,7 @@
 """Enrichment: what the process stage learns about an event from its envelope.
 
-- `anonymize_ip`: the client's network, never its address (IPv4 /24, IPv6 /48).
-- `client_key`: a keyed hash of the IP, for per-client state in memory and in logs.
+- `anonymize_ip`: the client's network, never its address (IPv4 /24, IPv6 /48); ingest
+  puts it in the envelope, so the process stage never sees the address.
 - `parse_user_agent`: browser, OS, device and a bot verdict, by the maintained `ua-parser`
   (uap-core's regexes), cached because the same few user agents repeat.
 - `enrich`: all of it, plus the receive, enqueue and process times and the queue latency.
@@ -12,14 +12,12 @@ No Azure import, no I/O; times are passed in.
 from __future__ import annotations
 
 import functools
-import hashlib
-import ipaddress
-import secrets
 from datetime import datetime
 from typing import Final
 
 import ua_parser
 
+from shared.domain.client_identity import UNKNOWN_NETWORK, anonymize_address
 from shared.domain.envelope import Envelope
 from shared.domain.stored_event import Enrichment, ParsedUserAgent
 
@@ -30,16 +28,9 @@ __all__ = [
     "UNKNOWN_NETWORK",
     "USER_AGENT_CACHE_SIZE",
     "anonymize_ip",
-    "client_key",
     "enrich",
     "parse_user_agent",
 ]
-
-UNKNOWN_NETWORK: Final = "unknown"
-"""`clientNetwork` when the client IP is not an address (ingest could not tell who called)."""
-
-_IPV4_PREFIX: Final = 24
-_IPV6_PREFIX: Final = 48
 
 BOT_DEVICE_FAMILY: Final = "Spider"
 """uap-core's device family for bots and crawlers (Googlebot, bingbot, AhrefsBot, ...)."""
@@ -57,47 +48,14 @@ on it and the cache's memory."""
 USER_AGENT_CACHE_SIZE: Final = 1024
 """Distinct user agents whose parse is kept (least recently used dropped first)."""
 
-# Keyed per process: without a secret key, a hash of an IPv4 address is reversed by hashing
-# all 2^32 of them. The key never leaves the process, so keys are comparable only within it,
-# which is all per-client state needs.
-_CLIENT_KEY_SECRET: Final = secrets.token_bytes(32)
-
 
 def anonymize_ip(ip: str) -> str:
     """The client's network: `203.0.113.7` -> `203.0.113.0/24`, `2001:db8:1:2::5` -> `2001:db8:1::/48`.
 
-    An IPv4-mapped IPv6 address (`::ffff:203.0.113.7`) counts as IPv4; anything that is not
-    an address gives `"unknown"`.
+    An IPv4 address in any IPv6 spelling (mapped, compatible, NAT64) counts as IPv4, a zone id
+    is dropped; anything that is not an address gives `"unknown"`.
     """
-    address = _parse_ip(ip)
-    if address is None:
-        return UNKNOWN_NETWORK
-    if isinstance(address, ipaddress.IPv4Address):
-        return str(ipaddress.IPv4Network((int(address), _IPV4_PREFIX), strict=False))
-    # Built from the integer so a scope id (`fe80::1%eth0`) cannot leak into the network.
-    return str(ipaddress.IPv6Network((int(address), _IPV6_PREFIX), strict=False))
-
-
-def client_key(ip: str) -> str:
-    """A stable key for one client IP within this process: 16 hex digits of keyed BLAKE2b.
-
-    Equal addresses in different spellings (`::ffff:203.0.113.7`, `203.0.113.7`) share a key.
-    Not reversible without the per-process secret, so it may appear in logs and memory where
-    the raw IP must not.
-    """
-    address = _parse_ip(ip)
-    canonical = str(address) if address is not None else ip.strip()
-    return hashlib.blake2b(canonical.encode(), key=_CLIENT_KEY_SECRET, digest_size=8).hexdigest()
-
-
-def _parse_ip(ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        address = ipaddress.ip_address(ip.strip())
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
+    return anonymize_address(ip)
 
 
 def parse_user_agent(user_agent: str | None) -> ParsedUserAgent | None:
@@ -164,7 +122,7 @@ def enrich(envelope: Envelope, *, processed_at: datetime, enqueued_at: datetime 
         raise ValueError("processed_at must be timezone-aware")
     latency_ms = (processed_at - envelope.received_at).total_seconds() * 1000
     return Enrichment(
-        client_network=anonymize_ip(envelope.client_ip),
+        client_network=envelope.client_network,
         user_agent=envelope.user_agent,
         agent=parse_user_agent(envelope.user_agent),
         received_at=envelope.received_at,

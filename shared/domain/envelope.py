@@ -1,8 +1,13 @@
 """The queue envelope: what ingest puts on the queue for the process stage.
 
-An accepted event travels with what only the receiving side knows: when and from where it
-arrived, the client IP's recent request count (the velocity signal fraud scoring reads) and
-the W3C trace context, so one trace spans HTTP, queue and storage.
+An accepted event travels with what only the receiving side knows: when it arrived, from which
+network (anonymised: IPv4 /24, IPv6 /48) and which client (a keyed hash, see
+`shared.domain.client_identity`), the client's recent request count (the velocity signal
+fraud scoring reads) and the W3C trace context, so one trace spans HTTP, queue and storage.
+Never the client's address: the queue and its dead letters are stores too.
+
+Version 1 carried the raw `clientIp`; `process.decoding` still reads it (upgrading it to
+version 2 on the way in), so messages queued before an upgrade are processed.
 """
 
 from __future__ import annotations
@@ -23,21 +28,24 @@ __all__ = [
     "to_queue_message",
 ]
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 
 MAX_MESSAGE_ID_LENGTH: Final = 128
 """Service Bus refuses a longer message id (`MaxMessageIdLength` in the SDKs)."""
 
 
 class Envelope(BaseModel):
-    """Version 1 of the queue message body (JSON)."""
+    """Version 2 of the queue message body (JSON)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    schema_version: Literal[1] = Field(SCHEMA_VERSION, alias="schemaVersion")
+    schema_version: Literal[2] = Field(SCHEMA_VERSION, alias="schemaVersion")
     event: Event
     received_at: AwareDatetime = Field(alias="receivedAt")
-    client_ip: str = Field(alias="clientIp")
+    client_network: str = Field(alias="clientNetwork", max_length=64)
+    """The anonymised network (`203.0.113.0/24`, `2001:db8:1::/48`) or `unknown`."""
+    client_key: str = Field(alias="clientKey", min_length=1, max_length=64)
+    """The keyed hash of the client: the velocity and distinct-users signals count by it."""
     user_agent: str | None = Field(None, alias="userAgent")
     ip_requests_last_minute: int = Field(alias="ipRequestsLastMinute", ge=0)
     trace_context: dict[str, str] = Field(default_factory=dict, alias="traceContext")

@@ -1,6 +1,7 @@
 """Rate-limit arithmetic: pure functions over immutable state, with the time passed in.
 
-- `TokenBucket` / `take_token`: the per-client-IP limit (capacity, refill rate).
+- `TokenBucket` / `take_token`: the per-client limit (capacity, refill rate), in events: a
+  request costs its number of events.
 - `SlotWindow`: request counts in one-second slots over the last minute. It is both the
   client's velocity signal (requests from one IP in the last 60 s) and each instance's share
   of the global sliding window.
@@ -27,6 +28,7 @@ __all__ = [
     "SlotWindow",
     "TokenBucket",
     "admit_client",
+    "idle_after",
     "share_quota",
     "take_token",
 ]
@@ -38,6 +40,16 @@ WINDOW_SECONDS = 60
 class BucketLimits:
     capacity: int
     refill_per_second: float
+
+
+def idle_after(limits: BucketLimits, max_cost: int) -> float:
+    """Seconds after which a client's state is no different from none at all.
+
+    By then its bucket has refilled from its deepest debt (`capacity - max_cost`) and its
+    velocity window is empty, so stores may forget it: state is kept only while it matters.
+    """
+    deepest = min(0, limits.capacity - max_cost)
+    return (limits.capacity - deepest) / limits.refill_per_second + WINDOW_SECONDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,26 +64,38 @@ class BucketDecision:
     remaining: int
     """Whole tokens left after this request."""
     retry_after: float
-    """Seconds until one token is available (0 when allowed)."""
+    """Seconds until the bucket can pay for this request (0 when allowed)."""
     reset_after: float
     """Seconds until the bucket is full again."""
 
 
-def take_token(bucket: TokenBucket | None, limits: BucketLimits, now: float) -> tuple[TokenBucket, BucketDecision]:
-    """Refill for the time elapsed, then take one token if there is one."""
+def take_token(
+    bucket: TokenBucket | None, limits: BucketLimits, now: float, cost: int = 1
+) -> tuple[TokenBucket, BucketDecision]:
+    """Refill for the time elapsed, then take `cost` tokens if the bucket can pay.
+
+    The bucket pays when it holds `min(cost, capacity)` tokens, and then `cost` is taken in
+    full, which may leave it below zero: a request dearer than the whole bucket (a batch
+    bigger than the burst) is admitted once the bucket is full and its debt is paid back
+    before the next one. So every client gets the same events per second in the long run,
+    whatever its batch size, and no request is too dear ever to be answered.
+    """
+    if cost < 1:
+        raise ValueError("a request costs at least one token")
     if bucket is None:
         tokens = float(limits.capacity)
     else:
         # A clock that steps backwards (another instance's clock) must not mint tokens.
         elapsed = max(0.0, now - bucket.updated_at)
         tokens = min(float(limits.capacity), bucket.tokens + elapsed * limits.refill_per_second)
-    allowed = tokens >= 1.0
+    needed = float(min(cost, limits.capacity))
+    allowed = tokens >= needed
     if allowed:
-        tokens -= 1.0
-    deficit = 0.0 if allowed else 1.0 - tokens
+        tokens -= cost
+    deficit = 0.0 if allowed else needed - tokens
     decision = BucketDecision(
         allowed=allowed,
-        remaining=int(tokens),
+        remaining=max(0, math.floor(tokens)),
         retry_after=deficit / limits.refill_per_second,
         reset_after=(limits.capacity - tokens) / limits.refill_per_second,
     )
@@ -142,7 +166,7 @@ class SlotWindow:
 
 @dataclass(frozen=True, slots=True)
 class ClientState:
-    """Everything kept per client IP: its token bucket and its recent requests."""
+    """Everything kept per client (by its keyed hash, never its address): its token bucket and its recent requests."""
 
     bucket: TokenBucket
     recent: SlotWindow
@@ -155,14 +179,16 @@ class ClientDecision:
     """Requests from this IP in the last 60 s, this one included (the velocity signal)."""
 
 
-def admit_client(state: ClientState | None, limits: BucketLimits, now: float) -> tuple[ClientState, ClientDecision]:
-    """Count the request towards the IP's velocity, then apply its token bucket.
+def admit_client(
+    state: ClientState | None, limits: BucketLimits, now: float, cost: int = 1
+) -> tuple[ClientState, ClientDecision]:
+    """Count the request towards the client's velocity, then charge `cost` (its events) to its bucket.
 
     Refused requests are counted too: a client hammering past its limit is exactly what
     the velocity signal is for.
     """
     recent = (state.recent if state else SlotWindow()).record(now)
-    bucket, decision = take_token(state.bucket if state else None, limits, now)
+    bucket, decision = take_token(state.bucket if state else None, limits, now, cost)
     return ClientState(bucket=bucket, recent=recent), ClientDecision(decision, recent.total(now))
 
 

@@ -70,7 +70,7 @@ def test_the_seed_example_is_accepted_and_queued(host: LocalHost) -> None:
     event_id = body["results"][0]["eventId"]
     message = queued(host)[event_message_id("acme", event_id)]
     envelope = orjson.loads(message.body)
-    assert envelope["schemaVersion"] == 1
+    assert envelope["schemaVersion"] == 2
     assert envelope["event"]["eventId"] == event_id
     assert envelope["event"]["tenantId"] == "acme"
     assert envelope["event"]["correlationId"] == "test-1"
@@ -81,12 +81,15 @@ def test_the_seed_example_is_accepted_and_queued(host: LocalHost) -> None:
     assert message.application_properties["eventType"] == "page_view"
 
 
-def test_the_client_ip_comes_from_a_trusted_proxy_header(host: LocalHost) -> None:
-    ip = new_ip()
+def test_the_client_ip_comes_from_a_trusted_proxy_header_and_is_queued_only_anonymised(host: LocalHost) -> None:
+    ip, other = new_ip(), new_ip()
     with host.client() as client:
-        event_id = post(client, SEED_EXAMPLE, ip).json()["results"][0]["eventId"]
+        ids = [post(client, SEED_EXAMPLE, address).json()["results"][0]["eventId"] for address in (ip, ip, other)]
 
-    assert orjson.loads(queued(host)[event_message_id("acme", event_id)].body)["clientIp"] == ip
+    envelopes = [orjson.loads(queued(host)[event_message_id("acme", event_id)].body) for event_id in ids]
+    assert {envelope["clientNetwork"] for envelope in envelopes} == {ip.rsplit(".", 1)[0] + ".0/24"}
+    assert envelopes[0]["clientKey"] == envelopes[1]["clientKey"] != envelopes[2]["clientKey"]
+    assert all(ip not in queued(host)[event_message_id("acme", event_id)].body.decode() for event_id in ids)
 
 
 def test_a_batch_with_one_bad_event_accepts_the_rest(host: LocalHost) -> None:
@@ -339,3 +342,61 @@ def parse_samples(text: str) -> dict[tuple[str, str], float]:
         )
         samples[(name, interesting)] = samples.get((name, interesting), 0.0) + float(value)
     return samples
+
+
+def test_a_client_is_limited_by_events_and_the_headers_say_so(host_factory: Callable[..., LocalHost]) -> None:
+    host = host_factory(
+        CLOUDSCALE_RATE_LIMIT_IP_CAPACITY="10",
+        CLOUDSCALE_RATE_LIMIT_IP_REFILL_PER_SECOND="0.01",
+        CLOUDSCALE_TRUSTED_PROXIES="127.0.0.1",
+        **INGEST_ONLY,
+    )
+    ip = new_ip()
+    with host.client() as client:
+        first = post(client, [SEED_EXAMPLE] * 6, ip)
+        refused = post(client, [SEED_EXAMPLE] * 6, ip)
+        single = post(client, SEED_EXAMPLE, ip)
+
+    assert first.status_code == 202
+    assert first.headers["RateLimit-Remaining"] == "4"
+    assert first.headers["RateLimit-Policy"] == '10;w=1000;comment="events per client"'
+    body = assert_error(refused, 429, "rate_limited")
+    assert "6" in body["message"]
+    assert int(refused.headers["Retry-After"]) == 200, "2 more tokens at 0.01 per second"
+    assert single.status_code == 202, "the refused batch took no tokens"
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    ["::ffff:203.0.113.50", "::203.0.113.50", "64:ff9b::203.0.113.50", "2001:db8:50:1::{n}", "fe80::50%eth{n}"],
+    ids=["mapped", "compatible", "nat64", "one-slash-64", "zones"],
+)
+def test_a_client_changing_its_address_spelling_keeps_its_bucket(
+    host_factory: Callable[..., LocalHost], spelling: str
+) -> None:
+    host = host_factory(
+        CLOUDSCALE_RATE_LIMIT_IP_CAPACITY="3",
+        CLOUDSCALE_RATE_LIMIT_IP_REFILL_PER_SECOND="0.01",
+        CLOUDSCALE_TRUSTED_PROXIES="127.0.0.1",
+        **INGEST_ONLY,
+    )
+    first = "203.0.113.50" if "203.0.113.50" in spelling else spelling.format(n=0)
+    with host.client() as client:
+        statuses = [post(client, SEED_EXAMPLE, first).status_code]
+        statuses += [post(client, SEED_EXAMPLE, spelling.format(n=n + 1)).status_code for n in range(3)]
+
+    assert statuses == [202, 202, 202, 429]
+
+
+def test_bodies_that_do_not_parse_cost_one_event_each(host_factory: Callable[..., LocalHost]) -> None:
+    host = host_factory(
+        CLOUDSCALE_RATE_LIMIT_IP_CAPACITY="3",
+        CLOUDSCALE_RATE_LIMIT_IP_REFILL_PER_SECOND="0.01",
+        CLOUDSCALE_TRUSTED_PROXIES="127.0.0.1",
+        **INGEST_ONLY,
+    )
+    ip = new_ip()
+    with host.client() as client:
+        statuses = [post(client, b"{not json", ip).status_code for _ in range(4)]
+
+    assert statuses == [400, 400, 400, 429]

@@ -38,7 +38,7 @@ def test_without_a_trusted_proxy_forwarded_addresses_are_ignored(host_factory: C
     assert statuses == [202] * 5 + [429]
     assert event_id.status_code == 429
     envelope = orjson.loads(next(iter(queued(host).values())).body)
-    assert envelope["clientIp"] == "127.0.0.1"
+    assert envelope["clientNetwork"] == "127.0.0.0/24"
 
 
 def test_the_global_window_refuses_past_its_limit_across_clients(host_factory: Callable[..., LocalHost]) -> None:

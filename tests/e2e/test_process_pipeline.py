@@ -164,7 +164,7 @@ def test_a_redelivered_message_changes_nothing(pipeline: LocalHost) -> None:
     ("body", "reason"),
     [
         (b"\x00 not json", "UndecodableMessage"),
-        (b'{"schemaVersion": 2, "event": {}}', "UnknownSchemaVersion"),
+        (b'{"schemaVersion": 3, "event": {}}', "UnknownSchemaVersion"),
         (b'{"schemaVersion": 1, "event": {"eventType": "x"}, "receivedAt": "2026-01-01T00:00:00Z"}', "SchemaInvalid"),
     ],
 )
@@ -319,3 +319,41 @@ def test_an_outage_past_the_stated_bound_dead_letters_no_sooner_and_replays_afte
         assert again.returncode == 1
         assert entry["id"] in again.stdout + again.stderr
     assert dead_letters(host) == []
+
+
+def test_no_raw_client_address_is_at_rest_in_any_store_or_log(host_factory: Callable[..., LocalHost]) -> None:
+    host = host_factory(**TRUSTED_LOOPBACK)
+    ipv4, ipv6 = "198.51.100.231", "2001:db8:4321:8765::abcd"
+    with host.client() as client:
+        # Twelve from one address: the velocity rule fires and the security log speaks.
+        ids = [event_id for _ in range(12) for event_id in accepted_ids(post(client, SEED_EXAMPLE, ipv4))]
+        ids += accepted_ids(post(client, [SEED_EXAMPLE] * 3, ipv6))
+        documents = [wait_for_stored(client, "acme", event_id, timeout=5.0) for event_id in ids]
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and len(analytics_ids(host, ids)) < len(ids):
+            time.sleep(0.05)
+    assert len(analytics_ids(host, ids)) == len(ids), "every event reached analytics"
+    assert any(document["fraud"]["suspicious"] for document in documents)
+    assert any("suspicious event" in line for line in host.output)
+    host.stop()
+
+    # Every file of the data folder (queue with its dead letters, rate-limit state, event
+    # store, analytics, their WAL files) and the host's log.
+    files = [path for path in host.data_dir.rglob("*") if path.is_file()]
+    assert any(path.name.endswith(".sqlite3") for path in files)
+    for raw in (ipv4, ipv6, "2001:db8:4321:8765:0:0:0:abcd"):
+        for path in files:
+            assert raw.encode() not in path.read_bytes(), f"{raw} found in {path.name}"
+        assert not any(raw in line for line in host.output), f"{raw} found in the log"
+
+
+def analytics_ids(host: LocalHost, ids: list[str]) -> set[str]:
+    path = host.data_dir / "analytics.sqlite3"
+    if not path.exists():
+        return set()
+    with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as connection:
+        try:
+            rows = connection.execute("SELECT EventId FROM events").fetchall()
+        except sqlite3.OperationalError:  # the table is created with the first write
+            return set()
+    return {row[0] for row in rows} & set(ids)

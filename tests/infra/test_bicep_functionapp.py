@@ -173,6 +173,8 @@ def test_the_settings_load_as_the_app_would_load_them() -> None:
         "ServiceBusConnection__fullyQualifiedNamespace": "sb-example.servicebus.windows.net",
         "CLOUDSCALE_RATE_LIMIT_TABLE_ENDPOINT": "https://stexample.table.core.windows.net/",
         "CosmosDBConnection__accountEndpoint": "https://cosmos-example.documents.azure.com:443/",
+        # A secure parameter, generated at deployment.
+        "CLOUDSCALE_CLIENT_KEY_SECRET": "00000000-0000-0000-0000-000000000000",
     }
     environ = dict(endpoints)
     for name, value in app_settings().items():
@@ -183,6 +185,14 @@ def test_the_settings_load_as_the_app_would_load_them() -> None:
     settings = load_settings(environ)
     assert settings.backend == "azure"
     assert settings.fraud_rules_file is None, "the built-in rules"
+
+
+def test_the_client_key_secret_is_a_secure_parameter_generated_per_deployment() -> None:
+    assert text(app_settings()["CLOUDSCALE_CLIENT_KEY_SECRET"]) == "clientKeySecret"
+    param = infra_file("modules/functionapp.bicep").params()["clientKeySecret"]
+    assert "secure" in param.decorators
+    assert param.default is not None
+    assert text(param.default) == "newGuid()"
 
 
 def test_trusted_proxies_default_to_none_behind_the_functions_front_end() -> None:

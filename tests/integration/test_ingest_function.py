@@ -21,6 +21,7 @@ from ingest.rate_limiter import RateLimiter
 from ingest.service import IngestService
 from ingest.wiring import IngestServices, build_ingest_services
 from shared.bootstrap import Container, set_container
+from shared.domain.client_identity import ClientKeyer
 from shared.domain.envelope import QueueMessage
 from shared.domain.ratelimit import BucketLimits
 from shared.settings import load_settings
@@ -49,7 +50,7 @@ async def reader(tmp_path: Path) -> AsyncIterator[InMemoryMetricReader]:
     container.on_close(limiter.close)
     services = IngestServices(
         settings=container.settings,
-        service=IngestService(limiter, BuggyPublisher()),
+        service=IngestService(limiter, BuggyPublisher(), ClientKeyer(b"a test secret of 32 bytes length")),
         metrics=IngestMetrics(MeterProvider(metric_readers=[reader]).get_meter("test")),
     )
     container._singletons[build_ingest_services] = services  # the wiring's own cache slot

@@ -284,3 +284,23 @@ async def test_an_unreachable_table_raises_the_port_error() -> None:
     for error in (update_error.value, check_error.value):
         assert not isinstance(error, ContentionError)
         assert error.__cause__ is not None  # the SDK error is chained, not leaked
+
+
+@pytest.mark.azurite
+async def test_clients_idle_past_the_bucket_refill_and_velocity_window_are_deleted(
+    azurite_table_connection_string: str, table_name: str
+) -> None:
+    limits = BucketLimits(capacity=5, refill_per_second=0.5)
+    client = TableClient.from_connection_string(azurite_table_connection_string, table_name=table_name)
+    store = TableRateLimitStore(client, client_idle_seconds=600.0)
+    try:
+        await store.update_client("idle", admit(limits, NOW - 601))
+        await store.update_client("active", admit(limits, NOW - 599))
+
+        await store.exchange_window("instance", SlotWindow(), NOW, reserving(0))
+    finally:
+        await store.close()
+
+    async with TableClient.from_connection_string(azurite_table_connection_string, table_name=table_name) as raw:
+        left = {entity["PartitionKey"] async for entity in raw.query_entities("RowKey eq 'state'")}
+    assert left == {"client:active"}

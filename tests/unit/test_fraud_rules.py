@@ -684,7 +684,8 @@ def test_signals_come_from_the_envelope_and_an_event_without_a_timestamp_happene
     envelope = Envelope(
         event=Event.model_validate({"eventType": "page_view", "tenantId": "acme"}),
         received_at=RECEIVED_AT,
-        client_ip="203.0.113.7",
+        client_network="203.0.113.0/24",
+        client_key="0123456789abcdef0123456789abcdef",
         user_agent=GOOGLEBOT,
         ip_requests_last_minute=12,
     )

@@ -171,13 +171,19 @@ def test_the_ingest_responses_are_documented(ingest: dict[str, Any]) -> None:
 
     assert set(responses) == {"202", "400", "413", "415", "429", "500", "503"}
     assert set(responses["429"]["headers"]) == {
+        "RateLimit-Policy",
         "RateLimit-Limit",
         "RateLimit-Remaining",
         "RateLimit-Reset",
         "Retry-After",
     }
     assert "Retry-After" in responses["503"]["headers"]
-    assert set(responses["202"]["headers"]) == {"RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"}
+    assert set(responses["202"]["headers"]) == {
+        "RateLimit-Policy",
+        "RateLimit-Limit",
+        "RateLimit-Remaining",
+        "RateLimit-Reset",
+    }
 
 
 def test_the_accepted_response_schema_uses_the_contract_names(document: dict[str, Any]) -> None:

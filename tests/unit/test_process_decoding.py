@@ -19,10 +19,11 @@ from process.decoding import (
 
 def envelope_body(**changes: object) -> dict[str, object]:
     body: dict[str, object] = {
-        "schemaVersion": 1,
+        "schemaVersion": 2,
         "event": {"eventType": "page_view", "tenantId": "acme", "eventId": str(uuid4()), "url": "/home"},
         "receivedAt": "2026-11-24T10:00:00Z",
-        "clientIp": "203.0.113.7",
+        "clientNetwork": "203.0.113.0/24",
+        "clientKey": "0123456789abcdef0123456789abcdef",
         "userAgent": "Mozilla/5.0",
         "ipRequestsLastMinute": 3,
     }
@@ -64,7 +65,7 @@ def test_json_that_is_not_an_object_is_undecodable(raw: bytes) -> None:
     assert "not an object" in error.description
 
 
-@pytest.mark.parametrize("version", [2, 0, "1", None])
+@pytest.mark.parametrize("version", [3, 0, "1", "2", None])
 def test_an_unknown_schema_version_is_named(version: object) -> None:
     error = poison_reason(orjson.dumps(envelope_body(schemaVersion=version)))
     assert error.reason == UNKNOWN_SCHEMA_VERSION
@@ -78,12 +79,12 @@ def test_a_missing_schema_version_is_an_unknown_version() -> None:
 
 
 def test_a_schema_invalid_envelope_names_the_fields_but_not_their_values() -> None:
-    body = envelope_body(clientIp=None, ipRequestsLastMinute=-1)
+    body = envelope_body(clientKey=None, ipRequestsLastMinute=-1)
     body["event"] = {"eventType": "page_view", "eventId": str(uuid4()), "userId": "secret-user@example.com"}
     error = poison_reason(orjson.dumps(body))
     assert error.reason == SCHEMA_INVALID
     assert "event.tenantId" in error.description
-    assert "clientIp" in error.description
+    assert "clientKey" in error.description
     assert "ipRequestsLastMinute" in error.description
     assert "secret-user" not in error.description
 
@@ -102,3 +103,18 @@ def test_descriptions_are_bounded() -> None:
     error = poison_reason(orjson.dumps(body))
     assert len(error.description) <= 1024
     assert "more" in error.description
+
+
+def test_a_version_1_envelope_is_read_with_its_raw_ip_replaced() -> None:
+    body = envelope_body(schemaVersion=1, clientIp="203.0.113.7")
+    del body["clientNetwork"], body["clientKey"]
+
+    envelope = decode_envelope(orjson.dumps(body))
+
+    assert envelope.client_network == "203.0.113.0/24"
+    assert envelope.client_key == decode_envelope(orjson.dumps(body)).client_key
+    assert "203.0.113.7" not in envelope.to_json().decode()
+
+
+def test_a_version_2_envelope_may_not_carry_a_raw_ip() -> None:
+    assert poison_reason(orjson.dumps(envelope_body(clientIp="203.0.113.7"))).reason == SCHEMA_INVALID

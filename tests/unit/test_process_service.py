@@ -15,6 +15,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from process.service import DeliveredMessage, ProcessOutcome, ProcessService
 from process.store_guard import StoreGuard, StoreUnavailableError
+from shared.domain.client_identity import ClientKeyer
 from shared.domain.envelope import QueueMessage
 from shared.domain.fraud import FraudRuleSet
 from shared.domain.stored_event import StoredEvent
@@ -103,13 +104,21 @@ class Harness:
         return found
 
 
-def message(requests_last_minute: int = 1, **event: Any) -> DeliveredMessage:
+CLIENT = ClientKeyer(b"k" * 32).identify(CLIENT_IP)
+
+
+def message(requests_last_minute: int = 1, *, legacy: bool = False, **event: Any) -> DeliveredMessage:
+    """A queued event as ingest sends it (`legacy`: as an ingest of schema version 1 did, raw IP included)."""
     event_id = str(uuid4())
+    client: dict[str, Any] = (
+        {"schemaVersion": 1, "clientIp": CLIENT_IP}
+        if legacy
+        else {"schemaVersion": 2, "clientNetwork": CLIENT.network, "clientKey": CLIENT.key}
+    )
     body = {
-        "schemaVersion": 1,
+        **client,
         "event": {"eventType": "page_view", "tenantId": "acme", "eventId": event_id, **event},
         "receivedAt": "2026-11-24T12:00:00Z",
-        "clientIp": CLIENT_IP,
         "userAgent": CHROME,
         "ipRequestsLastMinute": requests_last_minute,
     }
@@ -206,6 +215,21 @@ async def test_a_store_down_for_the_whole_budget_hands_the_message_back(harness:
     with pytest.raises(StoreUnavailableError):
         await harness.service.handle(message())
     assert harness.dead_letters.parked == []
+
+
+async def test_a_message_of_schema_version_1_is_still_processed_without_keeping_its_ip(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Queued by the previous ingest, with the raw clientIp: still enriched and scored.
+    with caplog.at_level(logging.WARNING, logger="cloudscale.security"):
+        outcomes = [await harness.service.handle(message(legacy=True, userId=f"user-{n}")) for n in range(12)]
+
+    assert outcomes == [ProcessOutcome.STORED] * 12
+    events = list(harness.store.events.values())
+    assert {event.enrichment.client_network for event in events} == {"203.0.113.0/24"}
+    assert sum(event.fraud.suspicious for event in events) == 2, "distinct users still counted per client"
+    assert CLIENT_IP not in "".join(record.getMessage() + repr(record.__dict__) for record in caplog.records)
+    assert all(CLIENT_IP not in event.model_dump_json() for event in events)
 
 
 async def test_many_users_from_one_ip_are_flagged(harness: Harness) -> None:

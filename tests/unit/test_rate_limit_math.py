@@ -20,6 +20,7 @@ from shared.domain.ratelimit import (
     SlotWindow,
     TokenBucket,
     admit_client,
+    idle_after,
     share_quota,
     take_token,
 )
@@ -401,3 +402,20 @@ def test_claims_made_from_the_same_snapshot_never_pass_the_limit(counts: tuple[i
     claims = [share_quota(snapshot, f"i{n}", own(c), 100, NOW, active_within=3).allowance for n, c in enumerate(counts)]
 
     assert sum(counts) + sum(claims) <= 100
+
+
+def test_a_client_is_forgotten_only_once_its_deepest_debt_is_repaid_and_its_window_empty() -> None:
+    limits = BucketLimits(capacity=100, refill_per_second=10.0)
+    # A 500-event batch from a full bucket leaves it at -400: 50 s to refill, then 60 s of window.
+    assert idle_after(limits, max_cost=500) == 50 + WINDOW_SECONDS
+    bucket, _ = take_token(None, limits, 0.0, cost=500)
+    refilled, decision = take_token(bucket, limits, 50.0, cost=1)
+    assert decision.allowed
+    assert refilled.tokens == 99.0, "as full as a fresh bucket: forgetting it changes nothing"
+    # Batches no bigger than the bucket leave no debt.
+    assert idle_after(limits, max_cost=100) == 10 + WINDOW_SECONDS
+
+
+def test_a_request_costs_at_least_one_token() -> None:
+    with pytest.raises(ValueError, match="at least one"):
+        take_token(None, BucketLimits(capacity=1, refill_per_second=1.0), 0.0, cost=0)

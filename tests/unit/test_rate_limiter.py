@@ -168,6 +168,7 @@ async def test_ip_decisions_carry_the_rate_limit_header_numbers(make_limiter: Ma
         reset_seconds=1,  # one token to refill at 10 per second, rounded up
         retry_after_seconds=0,
         requests_last_minute=1,
+        policy='100;w=10;comment="events per client"',
     )
     assert (last_admitted.remaining, last_admitted.reset_seconds) == (0, 10)
     assert refused == RateLimitDecision(
@@ -178,6 +179,7 @@ async def test_ip_decisions_carry_the_rate_limit_header_numbers(make_limiter: Ma
         reset_seconds=10,
         retry_after_seconds=1,  # 0.1 s to the next token, never less than 1 s in the header
         requests_last_minute=101,
+        policy='100;w=10;comment="events per client"',
     )
 
 
@@ -261,6 +263,7 @@ async def test_the_51st_request_is_refused_by_a_global_limit_of_50(make_limiter:
         reset_seconds=1,  # the window was empty at the last exchange: wait for the next one
         retry_after_seconds=1,
         requests_last_minute=0,
+        policy='50;w=60;comment="requests, whole service"',
     )
 
 
@@ -580,3 +583,65 @@ async def test_close_stops_an_exchange_in_flight(make_limiter: MakeLimiter, cloc
     await limiter.close()  # returns although the exchange never completes
 
     assert hanging.exchange_calls == 2
+
+
+# --- Cost: a request costs its events ---------------------------------------------------------------------------
+
+
+async def events_admitted(limiter: RateLimiter, clock: FakeClock, client: str, batch: int, seconds: int) -> int:
+    """Send `batch`-event requests from `client` whenever the limiter lets it, for `seconds`; count the events."""
+    admitted = 0
+    for _ in range(seconds * 10):
+        while (await limiter.check(client, batch)).allowed:
+            admitted += batch
+        clock.advance(0.1)
+    return admitted
+
+
+async def test_a_client_sending_big_batches_gets_the_events_per_second_of_one_sending_single_events(
+    make_limiter: MakeLimiter, clock: FakeClock
+) -> None:
+    limiter = make_limiter(ip_capacity=100, ip_refill=10.0)
+    seconds = 600
+
+    singles = await events_admitted(limiter, clock, IP_A, 1, seconds)
+    clock.now = T0
+    batches = await events_admitted(limiter, clock, IP_B, 500, seconds)
+
+    # The bucket's refill decides for both: 10 events/s, plus the burst (one batch at most).
+    assert singles == pytest.approx(100 + 10 * seconds, abs=10)
+    assert abs(batches - singles) <= 500
+    assert batches <= 500 + 10 * seconds
+
+
+async def test_a_batch_the_bucket_cannot_pay_is_refused_with_the_wait_for_its_cost(make_limiter: MakeLimiter) -> None:
+    limiter = make_limiter(ip_capacity=100, ip_refill=10.0)
+    assert (await limiter.check(IP_A, 50)).allowed
+
+    refused = await limiter.check(IP_A, 100)
+
+    assert (refused.allowed, refused.refused_by, refused.remaining) == (False, "ip", 50)
+    assert refused.retry_after_seconds == 5, "50 more tokens at 10 per second"
+    assert (await limiter.check(IP_A, 50)).allowed, "the refused batch took nothing"
+
+
+async def test_a_batch_bigger_than_the_bucket_is_admitted_when_it_is_full_and_paid_back(
+    make_limiter: MakeLimiter, clock: FakeClock
+) -> None:
+    limiter = make_limiter(ip_capacity=100, ip_refill=10.0)
+
+    assert (await limiter.check(IP_A, 500)).allowed
+    refused = await limiter.check(IP_A, 1)
+
+    # 400 in debt: 401 tokens to refill before even one event, 40.1 s.
+    assert (refused.allowed, refused.remaining, refused.retry_after_seconds) == (False, 0, 41)
+    clock.advance(41)
+    assert (await limiter.check(IP_A, 1)).allowed
+
+
+async def test_the_policy_names_what_each_limit_counts(make_limiter: MakeLimiter) -> None:
+    by_client = await make_limiter(ip_capacity=100, ip_refill=10.0).check(IP_A, 3)
+    assert by_client.policy == '100;w=10;comment="events per client"'
+
+    by_service = await make_limiter(global_per_minute=1).check(IP_B)
+    assert (by_service.refused_by, by_service.policy) == ("global", '1;w=60;comment="requests, whole service"')

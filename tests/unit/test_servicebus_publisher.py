@@ -53,7 +53,8 @@ def queue_message(number: int, *, padding: int = 200) -> QueueMessage:
         {
             "event": event,
             "receivedAt": datetime(2026, 1, 31, 12, 0, tzinfo=UTC),
-            "clientIp": "203.0.113.7",
+            "clientNetwork": "203.0.113.0/24",
+            "clientKey": "0123456789abcdef0123456789abcdef",
             "ipRequestsLastMinute": 3,
             "traceContext": {"traceparent": TRACEPARENT},
         }
@@ -164,7 +165,7 @@ async def test_each_message_is_mapped_onto_a_real_service_bus_message(
     assert sent.subject == "page_view"
     assert sent.correlation_id == "corr-1"
     assert sent.application_properties == {
-        "schemaVersion": 1,
+        "schemaVersion": 2,
         "tenantId": "tenant-a",
         "eventType": "page_view",
         "traceparent": TRACEPARENT,

@@ -111,6 +111,7 @@ def test_the_azure_backend_with_identity_based_connections(load: Load) -> None:
         ServiceBusConnection__fullyQualifiedNamespace="cs.servicebus.windows.net",
         AzureWebJobsStorage__tableServiceUri="https://cs.table.core.windows.net",
         CosmosDBConnection__accountEndpoint="https://cs.documents.azure.com:443/",
+        CLOUDSCALE_CLIENT_KEY_SECRET="0123456789abcdef",
     )
 
     assert settings.backend == "azure"
@@ -134,6 +135,7 @@ def test_the_azure_backend_with_connection_strings(load: Load) -> None:
         ServiceBusConnection=SERVICE_BUS_CONNECTION,
         AzureWebJobsStorage=STORAGE_CONNECTION,
         CosmosDBConnection=COSMOS_CONNECTION,
+        CLOUDSCALE_CLIENT_KEY_SECRET="0123456789abcdef",
     )
 
     assert settings.service_bus_connection_string == SERVICE_BUS_CONNECTION
@@ -267,6 +269,8 @@ def test_every_setting_can_be_set_by_its_variable(tmp_path: Path) -> None:
         "CLOUDSCALE_RATE_LIMIT_IP_REFILL_PER_SECOND": "0.5",
         "CLOUDSCALE_RATE_LIMIT_GLOBAL_PER_MINUTE": "70",
         "CLOUDSCALE_RATE_LIMIT_GLOBAL_SYNC_SECONDS": "2",
+        "CLOUDSCALE_RATE_LIMIT_IPV6_PREFIX": "56",
+        "CLOUDSCALE_CLIENT_KEY_SECRET": "a-secret-of-sixteen-or-more",
         "CLOUDSCALE_TRUSTED_PROXIES": "10.0.0.0/8",
         "CLOUDSCALE_EVENTS_QUEUE": "q",
         "CLOUDSCALE_QUEUE_LOCK_SECONDS": "45",
@@ -421,6 +425,7 @@ def test_the_sample_filled_in_loads() -> None:
         .replace("<cosmos-account>", "cs")
         .replace("<cluster>", "cs")
         .replace("<region>", "westeurope")
+        .replace("<random-secret-of-32-characters>", "0123456789abcdef0123456789abcdef")
         for name, value in _sample_values().items()
     }
 

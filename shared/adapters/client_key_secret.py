@@ -1,0 +1,64 @@
+"""The secret that client keys are HMACs under (see `shared.domain.client_identity`).
+
+`CLOUDSCALE_CLIENT_KEY_SECRET` when set (on Azure it must be: every instance needs the same
+key, or one client gets a bucket per instance). Otherwise, on the embedded backend, a random
+key generated once and kept in the data folder, readable by its owner only, so every host
+process on the machine shares it and a restart keeps the buckets. The secret is never logged.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from pathlib import Path
+from typing import Final
+
+from shared.settings import Settings, SettingsError
+
+__all__ = ["CLIENT_KEY_SECRET_FILE", "load_client_key_secret"]
+
+CLIENT_KEY_SECRET_FILE: Final = "client-key.secret"
+_SECRET_BYTES: Final = 32
+_READ_ATTEMPTS: Final = 100
+
+
+def load_client_key_secret(settings: Settings) -> bytes:
+    """The client-key secret for `settings`; raise `SettingsError` on Azure without one.
+
+    Checked here, where ingest needs it, not when settings load: the operator commands
+    (`cloudscale dlq`, `reconcile`) read the same settings and never hash a client.
+    """
+    if settings.client_key_secret is not None:
+        return settings.client_key_secret.get_secret_value().encode()
+    if settings.backend == "azure":
+        raise SettingsError(
+            "CLOUDSCALE_CLIENT_KEY_SECRET is required when CLOUDSCALE_BACKEND=azure "
+            "(every instance must hash client addresses under the same secret)"
+        )
+    return _file_secret(settings.data_dir.resolve() / CLIENT_KEY_SECRET_FILE)
+
+
+def _file_secret(path: Path) -> bytes:
+    """Read the secret at `path`, creating it (mode 0600) if no process has yet."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        # O_EXCL: of several processes starting at once, exactly one writes the file.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return _read_secret(path)
+    with os.fdopen(fd, "w", encoding="ascii") as file:
+        file.write(secrets.token_hex(_SECRET_BYTES))
+        file.flush()
+        os.fsync(file.fileno())
+    return _read_secret(path)
+
+
+def _read_secret(path: Path) -> bytes:
+    # Another process may have created the file and not written it yet: wait a little (bounded).
+    for _ in range(_READ_ATTEMPTS):
+        text = path.read_text(encoding="ascii").strip()
+        if len(text) >= 2 * _SECRET_BYTES:
+            return text.encode()
+        time.sleep(0.01)
+    raise SettingsError(f"{path} holds no complete client-key secret; delete it to generate a new one")
