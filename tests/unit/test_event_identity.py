@@ -19,7 +19,8 @@ def message_id_of(tenant: str, event_id: str = EVENT_ID) -> str:
         {
             "event": Event.model_validate({"eventType": "page_view", "tenantId": tenant, "eventId": event_id}),
             "receivedAt": datetime(2026, 1, 31, 12, 0, tzinfo=UTC),
-            "clientIp": "203.0.113.7",
+            "clientNetwork": "203.0.113.0/24",
+            "clientKey": "a-client-key",
             "ipRequestsLastMinute": 0,
         }
     )
