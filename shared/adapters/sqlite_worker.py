@@ -39,8 +39,12 @@ T = TypeVar("T")
 logger = logging.getLogger(__name__)
 
 
-class StoreFileError(RuntimeError):
-    """An embedded store's file cannot be used as it is; the message names it and says what to do."""
+class StoreFileError(sqlite3.DatabaseError):
+    """An embedded store's file cannot be used as it is; the message names it and says what to do.
+
+    A `sqlite3.DatabaseError`, so the adapters that translate SQLite's errors into their port's
+    errors translate this one too.
+    """
 
 
 MAX_JOBS_PER_TRANSACTION = 512
@@ -187,6 +191,8 @@ def check_readable(path: Path) -> None:
 
 def _name_the_file(path: Path, error: BaseException) -> BaseException:
     """A damaged file becomes a `StoreFileError` naming it; other errors pass unchanged."""
+    if isinstance(error, StoreFileError):
+        return error
     if isinstance(error, sqlite3.DatabaseError) and not isinstance(error, sqlite3.OperationalError):
         damaged = StoreFileError(
             f"{path} is not a usable SQLite database ({error}). Stop the host, move the file aside (with its -wal"

@@ -197,7 +197,13 @@ def tenant_event(tenant: str, event_id: str) -> QueueMessage:
     """The queue message ingest makes for `tenant`'s event `event_id`."""
     event = Event.model_validate({"eventType": "page_view", "tenantId": tenant, "eventId": event_id})
     envelope = Envelope.model_validate(
-        {"event": event, "receivedAt": "2026-03-01T10:00:00Z", "clientIp": "203.0.113.7", "ipRequestsLastMinute": 0}
+        {
+            "event": event,
+            "receivedAt": "2026-03-01T10:00:00Z",
+            "clientNetwork": "203.0.113.0/24",
+            "clientKey": "a-client-key",
+            "ipRequestsLastMinute": 0,
+        }
     )
     return to_queue_message(envelope)
 
