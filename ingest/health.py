@@ -27,6 +27,7 @@ from typing import Literal
 
 from shared.bootstrap import Container
 from shared.ports import PortError
+from shared.settings import SettingsError
 
 __all__ = [
     "CHECK_BUDGET_SECONDS",
@@ -119,6 +120,10 @@ async def _probe(name: str, probe: Callable[[], Awaitable[None]], budget: float)
     except PortError as error:
         logger.warning("health check %s failed: %s", name, error)
         return CheckResult(False, "unavailable", str(error) or type(error).__name__)
+    except SettingsError as error:
+        # The adapter could not be built (a missing or malformed setting).
+        logger.warning("health check %s: misconfigured: %s", name, error)
+        return CheckResult(False, "misconfigured", str(error))
     except Exception as error:
         # Building an adapter can fail too (a missing setting, a bad connection string): the
         # operator needs the text, an anonymous caller gets only the code.
