@@ -1,4 +1,4 @@
-"""The ingest stage's HTTP functions: `POST /api/events`, `GET /api/health`, `GET /api/openapi.json`.
+"""The ingest stage's HTTP functions: `POST /api/events`, the health routes, `GET /api/openapi.json`.
 
 Function bodies only translate: HTTP in, the use case, HTTP out. Errors the use case
 raises become their status codes; anything unexpected becomes a JSON 500 with no detail
@@ -7,13 +7,13 @@ raises become their status codes; anything unexpected becomes a JSON 500 with no
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 
 import azure.functions as func
 
 from ingest.errors import IngestError, RateLimitedError
+from ingest.health import HealthReport, check_readiness, misconfigured_report
 from ingest.http import accepted_response, error_response, ingest_request, json_response
 from ingest.openapi import openapi_document
 from ingest.wiring import ingest_services
@@ -27,9 +27,7 @@ logger = logging.getLogger(__name__)
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]  # the library leaves __init__ unannotated
 
-HEALTH_CHECK_TIMEOUT_SECONDS = 3.0
-INGEST_DEPENDENCIES = frozenset({"queue", "rateLimitStore"})
-"""The checks whose failure makes ingest fail (503); the others only degrade the pipeline."""
+_NO_STORE = {"Cache-Control": "no-store"}
 
 
 @bp.function_name("ingest_events")
@@ -40,50 +38,53 @@ async def ingest_events(req: func.HttpRequest, context: func.Context) -> func.Ht
         return await _ingest(req)
 
 
+@bp.function_name("health_live")
+@bp.route(route="health/live", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+async def health_live(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    """Liveness: the process answers HTTP. Calls no dependency, so an outage never restarts it."""
+    with invocation_span(context, "liveness check"):
+        return json_response(200, {"status": "healthy"}, _NO_STORE)
+
+
+@bp.function_name("health_ready")
+@bp.route(route="health/ready", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+async def health_ready(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    """Readiness: can this instance accept events? See `ingest.health` for what each check proves.
+
+    503 when a dependency ingest needs (the queue, the rate-limit store) cannot take writes;
+    200 `degraded` when only the event store or analytics is down (the queue absorbs that).
+    The answer carries a status and a reason code per check, never error text.
+    """
+    with invocation_span(context, "readiness check"):
+        report = await _readiness()
+        return json_response(report.status_code, report.public(), _NO_STORE)
+
+
 @bp.function_name("health")
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 async def health(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    """Liveness plus a real round trip to each dependency.
-
-    503 when a dependency ingest needs (the queue, the rate-limit store) is down. The event
-    store is behind the queue: while it is down ingest still accepts (the queue absorbs the
-    outage), so it reports `degraded` with 200, and a load balancer keeps sending traffic.
-    """
+    """`GET /api/health/ready` under its older name (the deployment's smoke test and outputs use it)."""
     with invocation_span(context, "health check"):
-        return await _health()
+        report = await _readiness()
+        return json_response(report.status_code, report.public(), _NO_STORE)
 
 
-async def _health() -> func.HttpResponse:
+@bp.function_name("health_details")
+@bp.route(route="health/details", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+async def health_details(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    """Readiness with each failure's error text, for operators (a function key on Azure)."""
+    with invocation_span(context, "health details"):
+        report = await _readiness()
+        return json_response(report.status_code, report.detailed(), _NO_STORE)
+
+
+async def _readiness() -> HealthReport:
     try:
         container = get_container()
     except SettingsError:
         logger.exception("the app is misconfigured")
-        return json_response(
-            503,
-            {
-                "status": "unhealthy",
-                "checks": {"settings": {"status": "unhealthy", "error": "invalid or missing settings; see the log"}},
-            },
-        )
-    probes = {
-        "queue": container.publisher.check(),
-        "rateLimitStore": container.rate_limit_store.check(),
-        "eventStore": container.event_store.check(),
-    }
-    results = await asyncio.gather(
-        *(asyncio.wait_for(probe, HEALTH_CHECK_TIMEOUT_SECONDS) for probe in probes.values()), return_exceptions=True
-    )
-    checks: dict[str, dict[str, str]] = {}
-    for name, result in zip(probes, results, strict=True):
-        if isinstance(result, BaseException):
-            logger.warning("health check %s failed: %r", name, result)
-            checks[name] = {"status": "unhealthy", "error": _describe(result)}
-        else:
-            checks[name] = {"status": "healthy"}
-    failed = {name for name, check in checks.items() if check["status"] != "healthy"}
-    status = "unhealthy" if failed & INGEST_DEPENDENCIES else "degraded" if failed else "healthy"
-    body = {"status": status, "checks": checks}
-    return json_response(503 if status == "unhealthy" else 200, body, {"Cache-Control": "no-store"})
+        return misconfigured_report()
+    return await check_readiness(container)
 
 
 @bp.function_name("openapi")
@@ -127,9 +128,3 @@ def _internal_error() -> dict[str, object]:
 
 def _misconfigured() -> dict[str, object]:
     return {"error": "misconfigured", "message": "the service is misconfigured; see its log", "details": []}
-
-
-def _describe(error: BaseException) -> str:
-    if isinstance(error, TimeoutError):
-        return f"no answer within {HEALTH_CHECK_TIMEOUT_SECONDS:g} s"
-    return str(error) or type(error).__name__

@@ -11,7 +11,7 @@ from functools import cache
 from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
 from shared.domain.events import MAX_BATCH_EVENTS, MAX_BODY_BYTES, MAX_EVENT_BYTES, TENANT_ID_PATTERN, Event
@@ -53,13 +53,46 @@ class ErrorBody(BaseModel):
 
 
 class CheckBody(BaseModel):
+    """One dependency's probe, as anonymous callers see it: no error text."""
+
+    model_config = ConfigDict(extra="forbid")
+
     status: Literal["healthy", "unhealthy"]
-    error: str | None = None
+    reason: Literal["timeout", "unavailable", "misconfigured"] | None = Field(
+        default=None, description="Why the check failed; absent when it passed."
+    )
 
 
 class HealthBody(BaseModel):
-    status: Literal["healthy", "unhealthy"]
+    """Readiness: `degraded` (still 200) when only the event store or analytics is down."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["healthy", "degraded", "unhealthy"]
     checks: dict[str, CheckBody]
+
+
+class LivenessBody(BaseModel):
+    """Liveness: the process answers; no dependency is called."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["healthy"]
+
+
+class CheckDetailsBody(CheckBody):
+    """One dependency's probe with the error text, for operators."""
+
+    error: str | None = Field(default=None, description="The failure as the dependency reported it.")
+
+
+class HealthDetailsBody(BaseModel):
+    """Readiness with each failure's error text."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["healthy", "degraded", "unhealthy"]
+    checks: dict[str, CheckDetailsBody]
 
 
 _RATE_LIMIT_HEADERS = {
@@ -100,7 +133,7 @@ def openapi_document() -> dict[str, Any]:
     _, schemas = models_json_schema(
         [
             (m, "validation" if m is Event else "serialization")
-            for m in (Event, IngestResponseBody, ErrorBody, HealthBody, StoredEvent)
+            for m in (Event, IngestResponseBody, ErrorBody, HealthBody, LivenessBody, HealthDetailsBody, StoredEvent)
         ],
         ref_template="#/components/schemas/{model}",
     )
@@ -163,20 +196,29 @@ def openapi_document() -> dict[str, Any]:
                 }
             },
             "/api/events/{tenantId}/{eventId}": {"get": _read_event_operation()},
+            "/api/health/live": {
+                "get": _health_operation(
+                    "healthLive",
+                    "Liveness: the process answers",
+                    "LivenessBody",
+                    (("200", "The process answers HTTP; no dependency was called."),),
+                )
+            },
+            "/api/health/ready": {
+                "get": _health_operation("healthReady", _READY_SUMMARY, "HealthBody", _READY_RESPONSES)
+            },
             "/api/health": {
+                "get": _health_operation("health", "The same as /api/health/ready", "HealthBody", _READY_RESPONSES)
+            },
+            "/api/health/details": {
                 "get": {
-                    "operationId": "health",
-                    "summary": "Liveness and dependency checks",
-                    "responses": {
-                        status: {
-                            "description": description,
-                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/HealthBody"}}},
-                        }
-                        for status, description in (
-                            ("200", "Every dependency answers."),
-                            ("503", "A dependency is down."),
-                        )
-                    },
+                    **_health_operation(
+                        "healthDetails",
+                        "Readiness with each failure's error text, for operators",
+                        "HealthDetailsBody",
+                        _READY_RESPONSES,
+                    ),
+                    "security": [{"functionKey": []}],
                 }
             },
         },
@@ -190,6 +232,29 @@ def openapi_document() -> dict[str, Any]:
                     "description": "A function key, on Azure only (the `code` query parameter works too).",
                 }
             },
+        },
+    }
+
+
+_READY_SUMMARY = "Readiness: the queue and the rate-limit store take writes; the event store and analytics answer"
+_READY_RESPONSES = (
+    ("200", "Ingest can accept: `healthy`, or `degraded` when only the event store or analytics is down."),
+    ("503", "The queue or the rate-limit store cannot take writes (or the settings are invalid): `unhealthy`."),
+)
+
+
+def _health_operation(
+    operation_id: str, summary: str, schema: str, responses: tuple[tuple[str, str], ...]
+) -> dict[str, Any]:
+    return {
+        "operationId": operation_id,
+        "summary": summary,
+        "responses": {
+            status: {
+                "description": description,
+                "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
+            }
+            for status, description in responses
         },
     }
 

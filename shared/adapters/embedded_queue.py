@@ -52,6 +52,11 @@ EMBEDDED_QUEUE_FILE = "queue.sqlite3"
 logger = logging.getLogger(__name__)
 
 _SCHEMA = """
+-- One row, rewritten by each readiness probe: a committed write proves the file takes writes.
+CREATE TABLE IF NOT EXISTS health_probe (
+    id         INTEGER PRIMARY KEY CHECK (id = 1),
+    written_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS messages (
     seq            INTEGER PRIMARY KEY AUTOINCREMENT,
     message_id     TEXT NOT NULL UNIQUE,
@@ -377,7 +382,15 @@ class EmbeddedQueue:
         return await self._worker.run(read)
 
     async def check(self) -> None:
-        await self.depth()
+        """Commit a write (one row rewritten): a full disk or a held lock fails it, as it fails publishes.
+
+        A read alone would pass on a full disk while every publish fails. The probe waits in
+        the writer's queue like any publish, so a busy queue makes it slow, not failed.
+        """
+        now = self._clock()
+        await self._worker.run(
+            lambda c: c.execute("INSERT OR REPLACE INTO health_probe (id, written_at) VALUES (1, ?)", (now,))
+        )
 
     def close(self) -> None:
         """Finish pending writes and close the file."""

@@ -40,6 +40,11 @@ CREATE TABLE IF NOT EXISTS windows (
     exchanged_at  REAL NOT NULL,
     reserved      INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
+-- One row, rewritten by each readiness probe: a committed write proves the file takes writes.
+CREATE TABLE IF NOT EXISTS health_probe (
+    id         INTEGER PRIMARY KEY CHECK (id = 1),
+    written_at REAL NOT NULL
+);
 """
 
 
@@ -126,7 +131,11 @@ class EmbeddedRateLimitStore:
         return await self._run(exchange)
 
     async def check(self) -> None:
-        await self._run(lambda c: c.execute("SELECT 1").fetchone())
+        """Commit a write (one row rewritten): every request writes this store, so a read is not enough."""
+        now = time.time()
+        await self._run(
+            lambda c: c.execute("INSERT OR REPLACE INTO health_probe (id, written_at) VALUES (1, ?)", (now,))
+        )
 
     async def close(self) -> None:
         self._worker.close()

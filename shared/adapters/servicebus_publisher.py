@@ -18,6 +18,7 @@ callers never see an SDK exception.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
@@ -95,11 +96,14 @@ class ServiceBusPublisher:
         queue_name: str,
         send_timeout: float | None = 15.0,
         check_timeout: float = 10.0,
+        failure_memory: float = 30.0,
     ) -> None:
         """Store how to build the sender; nothing connects until the first call.
 
         `send_timeout` bounds each batch send including the SDK's own retries; `check_timeout`
         bounds `check()`, whose link open the SDK would otherwise retry with backoff.
+        `failure_memory` is how long a failed publish keeps `check()` failing unless a later
+        publish succeeds.
         """
         self._sender_factory = sender_factory
         self._queue_name = queue_name
@@ -110,6 +114,9 @@ class ServiceBusPublisher:
         self._resources = AsyncExitStack()
         self._sender: ServiceBusSenderLike | None = None
         self._closed = False
+        self._failure_memory = failure_memory
+        # When the most recent publish failed (monotonic seconds); None once one succeeds.
+        self._last_failure: float | None = None
 
     async def publish(self, messages: Sequence[QueueMessage]) -> None:
         """Send `messages` in as few batches as fit; return once every batch was acknowledged.
@@ -132,7 +139,9 @@ class ServiceBusPublisher:
                     await sender.send_messages(batch, timeout=self._send_timeout)
                     sent_batches += 1
                     sent_messages += len(batch)
+                self._last_failure = None
             except AzureError as exc:
+                self._last_failure = time.monotonic()
                 raise PublishError(
                     f"Sending to Service Bus queue {self._queue_name!r} failed after {sent_batches} batch(es) "
                     f"({sent_messages} of {len(messages)} messages) were sent; resending all is safe "
@@ -166,7 +175,18 @@ class ServiceBusPublisher:
         Service Bus Data Sender role is enough; nothing is sent, peeked or managed) and that
         the queue exists. While the link is already open this costs no round trip; a link an
         earlier error tore down is reopened here.
+
+        An open link does not prove sends succeed (a queue that is full or over its quota
+        refuses them; a send right may be withdrawn). Sending a probe message would put
+        messages on the events queue, so the check also uses passive evidence: a publish
+        that failed within the last `failure_memory` seconds, with no success since, fails it.
         """
+        failed_at = self._last_failure
+        if failed_at is not None and (ago := time.monotonic() - failed_at) < self._failure_memory:
+            raise PublishError(
+                f"Service Bus queue {self._queue_name!r}: the most recent publish failed {ago:.0f} s ago "
+                "and none has succeeded since"
+            )
         async with self._lock:
             sender = self._ensure_sender()
             try:

@@ -4,7 +4,8 @@ Layout of the table:
 
 - one entity per client, PartitionKey ``client:<escaped key>``, RowKey ``state``. Every client
   gets its own partition, so a busy client never throttles the others (no hot partition);
-- one entity per instance in partition ``window``, RowKey = the escaped instance id.
+- one entity per instance in partition ``window``, RowKey = the escaped instance id;
+- one entity in partition ``health``, rewritten by each readiness check.
 
 Client updates are optimistic: read the entity and its ETag, apply the change, write back only
 if the ETag still matches, and re-read and retry on a lost race.
@@ -21,6 +22,7 @@ import asyncio
 import json
 import logging
 import random
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
@@ -47,6 +49,8 @@ _CLIENT_PREFIX = "client:"
 _CLIENT_PREFIX_END = "client;"
 """The first string after every `client:...` partition key (`;` follows `:`)."""
 _WINDOW_PARTITION = "window"
+_HEALTH_PARTITION = "health"
+_HEALTH_ROW = "probe"
 _PRUNE_AFTER_SECONDS = 3600.0
 """Instance entities older than this are deleted (instances that scaled in long ago)."""
 _FORBIDDEN_KEY_CHARS = frozenset("/\\#?%")
@@ -164,13 +168,17 @@ class TableRateLimitStore:
         return peers
 
     async def check(self) -> None:
-        """One cheap request that needs the table to exist; raise `RateLimitStoreError` if it fails."""
+        """Write one entity (partition ``health``, replaced each time); raise `RateLimitStoreError` if it fails.
+
+        Every ingest request writes this table, so a read alone would pass while requests fail
+        (a write right withdrawn, a throttled or read-only account). The entity is one fixed
+        row in a partition of its own, read by nothing else.
+        """
         async with self._guard():
-            pages = self._client.query_entities(
-                "PartitionKey eq @pk", parameters={"pk": _WINDOW_PARTITION}, results_per_page=1, select="RowKey"
-            ).by_page()
-            async for _ in await anext(pages):
-                pass
+            await self._client.upsert_entity(
+                {"PartitionKey": _HEALTH_PARTITION, "RowKey": _HEALTH_ROW, "writtenAt": time.time()},
+                mode=UpdateMode.REPLACE,
+            )
 
     async def close(self) -> None:
         """Cancel updates still in flight, then close the table client and the credential, if owned."""

@@ -35,6 +35,25 @@ EXPECTED_BINDINGS: dict[str, list[dict[str, Any]]] = {
         {"name": "req", "type": "httpTrigger", "direction": "IN", "route": "health", "methods": ["GET"]},
         HTTP_OUT,
     ],
+    "health_live": [
+        {"name": "req", "type": "httpTrigger", "direction": "IN", "route": "health/live", "methods": ["GET"]},
+        HTTP_OUT,
+    ],
+    "health_ready": [
+        {"name": "req", "type": "httpTrigger", "direction": "IN", "route": "health/ready", "methods": ["GET"]},
+        HTTP_OUT,
+    ],
+    "health_details": [
+        {
+            "name": "req",
+            "type": "httpTrigger",
+            "direction": "IN",
+            "route": "health/details",
+            "methods": ["GET"],
+            "authLevel": "FUNCTION",
+        },
+        HTTP_OUT,
+    ],
     "openapi": [
         {"name": "req", "type": "httpTrigger", "direction": "IN", "route": "openapi.json", "methods": ["GET"]},
         HTTP_OUT,

@@ -111,7 +111,14 @@ async def test_health_checks_every_dependency(deployed_app: DeployedApp) -> None
 
     assert answer.status == 200, answer.body
     assert answer.body["status"] == "healthy"
-    assert set(answer.body["checks"]) == {"queue", "rateLimitStore", "eventStore"}
+    assert set(answer.body["checks"]) == {"queue", "rateLimitStore", "eventStore", "analytics"}
+
+
+async def test_liveness_answers_without_dependencies(deployed_app: DeployedApp) -> None:
+    answer = await call(deployed_app, "health_live", host_data.http_request("GET", "/api/health/live", headers=CLIENT))
+
+    assert answer.status == 200, answer.body
+    assert answer.body == {"status": "healthy"}
 
 
 async def test_the_openapi_document_is_served(deployed_app: DeployedApp) -> None:

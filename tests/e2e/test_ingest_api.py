@@ -227,6 +227,7 @@ def test_health_reports_each_dependency(host: LocalHost) -> None:
             "queue": {"status": "healthy"},
             "rateLimitStore": {"status": "healthy"},
             "eventStore": {"status": "healthy"},
+            "analytics": {"status": "healthy"},
         },
     }
 

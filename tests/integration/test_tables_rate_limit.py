@@ -239,8 +239,21 @@ async def test_windows_older_than_an_hour_are_deleted(
 
 
 @pytest.mark.azurite
-async def test_check_passes_against_the_emulator(make_store: MakeStore) -> None:
-    await make_store().check()
+async def test_check_proves_a_write_without_touching_rate_limit_state(
+    make_store: MakeStore, azurite_table_connection_string: str, table_name: str
+) -> None:
+    store = make_store()
+
+    # WHEN readiness checks the store twice
+    await store.check()
+    await store.check()
+
+    # THEN it wrote (one fixed entity, replaced; a read alone passes while writes are refused)
+    async with TableClient.from_connection_string(azurite_table_connection_string, table_name=table_name) as raw:
+        entities = [entity async for entity in raw.list_entities()]
+    assert [(entity["PartitionKey"], entity["RowKey"]) for entity in entities] == [("health", "probe")]
+    # AND no instance mistakes it for a peer's window
+    assert await store.exchange_window("a", SlotWindow(), NOW, lambda _peers: 0) == []
 
 
 @pytest.mark.azurite

@@ -255,3 +255,30 @@ def test_a_stored_document_fits_the_documented_200(document: dict[str, Any]) -> 
 
     validator.validate(stored.to_document())
     assert not validator.is_valid({**stored.to_document(), "unexpected": 1})
+
+
+def _health_validator(schema_name: str) -> Draft202012Validator:
+    schemas = openapi_document()["components"]["schemas"]
+    return Draft202012Validator({**schemas[schema_name], "components": {"schemas": schemas}})
+
+
+def test_the_health_schema_describes_degraded_and_refuses_error_text() -> None:
+    anonymous = _health_validator("HealthBody")
+    degraded: dict[str, Any] = {
+        "status": "degraded",
+        "checks": {"queue": {"status": "healthy"}, "analytics": {"status": "unhealthy", "reason": "timeout"}},
+    }
+
+    assert anonymous.is_valid(degraded)
+    leaking = copy.deepcopy(degraded)
+    leaking["checks"]["analytics"]["error"] = "could not open /srv/data/analytics.sqlite3"
+    assert not anonymous.is_valid(leaking), "anonymous answers carry no error text"
+    assert _health_validator("HealthDetailsBody").is_valid(leaking)
+
+
+def test_every_health_route_is_documented_and_details_need_a_key() -> None:
+    paths = openapi_document()["paths"]
+
+    assert {"/api/health", "/api/health/live", "/api/health/ready", "/api/health/details"} <= set(paths)
+    assert paths["/api/health/details"]["get"]["security"] == [{"functionKey": []}]
+    assert "security" not in paths["/api/health/ready"]["get"]

@@ -367,3 +367,32 @@ async def test_create_connects_nothing_and_closes_cleanly_unused() -> None:
 def test_create_needs_a_namespace_or_connection_string() -> None:
     with pytest.raises(SettingsError, match="ServiceBusConnection__fullyQualifiedNamespace"):
         create_service_bus_publisher(load_settings({}))
+
+
+async def test_a_failed_publish_fails_the_check_until_a_publish_succeeds(
+    publisher: ServiceBusPublisher, factory: SenderFactory
+) -> None:
+    # GIVEN a publish the broker refused (the link itself stays open)
+    factory.sender.send_errors = [ServiceBusConnectionError(message="quota exceeded")]
+    with pytest.raises(PublishError):
+        await publisher.publish([queue_message(1)])
+
+    # THEN readiness fails on that evidence, without sending anything itself
+    with pytest.raises(PublishError, match="most recent publish failed"):
+        await publisher.check()
+    assert factory.sender.sent == []
+
+    # AND once a publish succeeds, it passes again
+    await publisher.publish([queue_message(2)])
+    await publisher.check()
+
+
+async def test_a_publish_failure_is_forgotten_after_its_memory(factory: SenderFactory) -> None:
+    publisher = ServiceBusPublisher(factory, queue_name="events", check_timeout=0.2, failure_memory=0.05)
+    factory.sender.send_errors = [ServiceBusConnectionError(message="link detached")]
+    with pytest.raises(PublishError):
+        await publisher.publish([queue_message(1)])
+
+    await asyncio.sleep(0.1)
+
+    await publisher.check()  # the link opens, and the old failure no longer counts
