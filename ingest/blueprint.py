@@ -102,6 +102,19 @@ async def _ingest(req: func.HttpRequest) -> func.HttpResponse:
     except SettingsError:
         logger.exception("ingest is misconfigured")
         return json_response(503, _misconfigured(), {"Retry-After": "60"})
+    except OSError:
+        # Building the services touches the data folder (the client-key secret, store files):
+        # a full disk or a missing permission is an outage to retry, not a fault of the request.
+        logger.exception("ingest could not start its services")
+        return json_response(
+            503,
+            {
+                "error": "unavailable",
+                "message": "the service cannot accept events right now; retry later",
+                "details": [],
+            },
+            {"Retry-After": "5"},
+        )
     metrics = services.metrics
     try:
         outcome = await services.service.ingest(ingest_request(req, services.settings))

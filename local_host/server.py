@@ -41,6 +41,7 @@ from local_host.ncrontab import ScheduleError
 from local_host.schedule_monitor import ScheduleMonitor
 from local_host.servicebus_trigger import ServiceBusTrigger
 from local_host.timer_trigger import ServableTimer, TimerTrigger, parse_schedule
+from shared.adapters.client_key_secret import load_client_key_secret
 from shared.adapters.sqlite_worker import check_readable
 from shared.bootstrap import Container, close_container, set_container
 from shared.settings import Settings, SettingsError, load_settings
@@ -388,6 +389,8 @@ def _open_stores_first(container: Container) -> None:
     for store_file in sorted(container.data_dir.glob("*.sqlite3")):
         check_readable(store_file)
     container.embedded_queue  # noqa: B018
+    # The client-key secret too, so that the first request does not have to write it.
+    load_client_key_secret(container.settings)
 
 
 def _load_app(module_name: str) -> func.FunctionApp:

@@ -8,6 +8,7 @@ process on the machine shares it and a restart keeps the buckets. The secret is 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import time
@@ -40,17 +41,28 @@ def load_client_key_secret(settings: Settings) -> bytes:
 
 
 def _file_secret(path: Path) -> bytes:
-    """Read the secret at `path`, creating it (mode 0600) if no process has yet."""
+    """Read the secret at `path`, creating it (mode 0600) if no process has yet.
+
+    Written whole to a file of this process's own, then linked into place: `link` fails if
+    the name exists, so of several processes starting at once exactly one secret wins, and no
+    reader ever sees a half-written or empty file, even if the disk fills or the process dies
+    midway (what is left then is a stray temporary file, never a broken secret).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        # O_EXCL: of several processes starting at once, exactly one writes the file.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
+    if path.exists():
         return _read_secret(path)
-    with os.fdopen(fd, "w", encoding="ascii") as file:
-        file.write(secrets.token_hex(_SECRET_BYTES))
-        file.flush()
-        os.fsync(file.fileno())
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    try:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as file:
+            file.write(secrets.token_hex(_SECRET_BYTES))
+            file.flush()
+            os.fsync(file.fileno())
+        with contextlib.suppress(FileExistsError):
+            os.link(temporary, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()
     return _read_secret(path)
 
 

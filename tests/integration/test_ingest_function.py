@@ -93,3 +93,27 @@ async def test_an_unexpected_error_is_a_counted_500_with_a_generic_body(
     # the detail is in the log only
     assert "Traceback" in caplog.text
     assert "/srv/app/internal.py" in caplog.text
+
+
+async def test_services_that_cannot_start_for_a_full_or_unusable_data_folder_answer_503(tmp_path: Path) -> None:
+    # GIVEN a data folder that cannot be created (its parent is a file), as a full or
+    # unwritable disk would leave it: the client-key secret cannot be written
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    container = Container(load_settings({"CLOUDSCALE_DATA_DIR": str(blocker / "data")}))
+    set_container(container)
+    try:
+        request = func.HttpRequest(
+            "POST",
+            "http://127.0.0.1/api/events",
+            headers={"Content-Type": "application/json"},
+            body=orjson.dumps({"eventType": "page_view", "tenantId": "acme"}),
+        )
+        response = await _ingest(request)
+    finally:
+        set_container(None)
+        await container.close()
+    # THEN the producer is told to retry, not that the request was at fault (and not a 500)
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "5"
+    assert orjson.loads(response.get_body())["error"] == "unavailable"
