@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from shared.adapters.client_key_secret import load_client_key_secret
 from shared.bootstrap import Container
 from shared.ports import PortError
 from shared.settings import SettingsError
@@ -44,7 +45,7 @@ CHECK_BUDGET_SECONDS = 12.0
 """Per probe. Above the Service Bus link-open bound (10 s) and the SQLite lock wait (5 s), so
 those report their own error first; far above ingest's p99, so a busy instance still passes."""
 
-CRITICAL_CHECKS = frozenset({"queue", "rateLimitStore"})
+CRITICAL_CHECKS = frozenset({"queue", "rateLimitStore", "clientKey"})
 """The checks whose failure makes ingest fail (503); the others only degrade the pipeline."""
 
 Status = Literal["healthy", "degraded", "unhealthy"]
@@ -105,9 +106,15 @@ async def check_readiness(container: Container, *, budget: float = CHECK_BUDGET_
         "rateLimitStore": lambda: container.rate_limit_store.check(),
         "eventStore": lambda: container.event_store.check(),
         "analytics": lambda: container.analytics_sink.check(),
+        # Ingest cannot key a client without it (on Azure a setting; locally a file).
+        "clientKey": lambda: _client_key_secret(container),
     }
     results = await asyncio.gather(*(_probe(name, probe, budget) for name, probe in probes.items()))
     return HealthReport(dict(zip(probes, results, strict=True)))
+
+
+async def _client_key_secret(container: Container) -> None:
+    await asyncio.to_thread(load_client_key_secret, container.settings)
 
 
 async def _probe(name: str, probe: Callable[[], Awaitable[None]], budget: float) -> CheckResult:

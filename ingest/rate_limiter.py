@@ -66,8 +66,12 @@ class RateLimiter:
         sync_seconds: float = 1.0,
         clock: Callable[[], float] = time.time,
         instance_id: str | None = None,
+        predecessor_id: str | None = None,
     ) -> None:
         self._store = store
+        # What a predecessor (a killed host this one replaces) admitted still counts, but its
+        # claim is void: it will admit nothing more.
+        self._void_claims = frozenset({predecessor_id} if predecessor_id else ())
         self._ip_limits = ip_limits
         # The bucket's window: the time it takes to refill from empty.
         refill_window = max(1, math.ceil(ip_limits.capacity / ip_limits.refill_per_second))
@@ -187,6 +191,7 @@ class RateLimiter:
             now,
             active_within=self._sync_seconds * _ACTIVE_SYNC_INTERVALS,
             joining=self._quota is None,
+            void_claims=self._void_claims,
         )
 
     async def _exchange_in_background(self) -> None:

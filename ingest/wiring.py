@@ -29,7 +29,8 @@ def build_ingest_services(container: Container) -> IngestServices:
         ip_limits=settings.rate_limit_client_limits,
         global_per_minute=settings.rate_limit_global_per_minute,
         sync_seconds=settings.rate_limit_global_sync_seconds,
-        instance_id=container.instance_id,
+        instance_id=container.instance_identity[0],
+        predecessor_id=container.instance_identity[1],
     )
     container.on_close(limiter.close)
     return IngestServices(

@@ -50,14 +50,14 @@ class Container:
         return self.settings.data_dir.resolve()
 
     @cached_property
-    def instance_id(self) -> str | None:
-        """This process's id in the shared rate-limit state; None for a fresh random one.
+    def instance_identity(self) -> tuple[str | None, str | None]:
+        """This process's id in the shared rate-limit state and its predecessor's, if known.
 
-        Embedded backend: a slot in the data folder that a restarted host takes again
-        (`shared.adapters.instance_slot`). On Azure each worker process gets a random id.
+        Embedded backend: a slot in the data folder, which names the process that held it
+        last (`shared.adapters.instance_slot`). On Azure: (None, None), a random id each.
         """
         if self.settings.backend != "embedded":
-            return None
+            return None, None
         from shared.adapters.instance_slot import InstanceSlot
 
         slot = InstanceSlot(self.data_dir / "instances")
@@ -66,7 +66,7 @@ class Container:
             slot.release()
 
         self.on_close(release)
-        return slot.instance_id
+        return slot.instance_id, slot.predecessor_id
 
     @cached_property
     def embedded_queue(self) -> EmbeddedQueue:

@@ -1,14 +1,15 @@
-"""A stable instance id for a host process on one machine: a numbered slot held with a file lock.
+"""Which host process came before this one on a machine: a numbered slot held with a file lock.
 
 The global rate-limit window is shared by instances through their records in the rate-limit
-store, each under its instance id, with the allowance it claimed. A host that was killed
-leaves its record behind, claim included, until the others stop counting it; a host started
-again at once under a new id would count its own predecessor's claim against itself and
-refuse requests well under the limit. So a host process takes the lowest free slot in the
-data folder (`instances/slot-<n>.lock`, held with an exclusive `flock` for as long as the
-process lives: the kernel releases it when the process dies, however it dies) and uses
-`local-<n>` as its id. Restarted, it takes the same slot and overwrites its old record;
-several hosts on one data folder get different slots.
+store, each under its instance id, with what it admitted and the allowance it claimed. A host
+that was killed leaves its record behind until the others stop counting it; a host started
+again at once would count its own predecessor's claim against itself and refuse requests
+well under the limit. What its predecessor admitted still counts (those requests were let
+in), but its claim is void: it will admit nothing more. So a host process takes the lowest
+free slot in the data folder (`instances/slot-<n>.lock`, held with an exclusive `flock` for
+as long as the process lives: the kernel releases it when the process dies, however it dies),
+reads the id its predecessor in that slot wrote there, and writes its own fresh id. Several
+hosts on one data folder get different slots.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import secrets
 from pathlib import Path
 
 __all__ = ["InstanceSlot"]
@@ -38,13 +40,13 @@ class InstanceSlot:
                 continue
             self.number = number
             self._descriptor: int | None = descriptor
+            self.predecessor_id = os.read(descriptor, 256).decode("ascii", "replace").strip() or None
+            self.instance_id = f"local-{number}-{secrets.token_hex(6)}"
+            os.lseek(descriptor, 0, os.SEEK_SET)
+            os.ftruncate(descriptor, 0)
+            os.write(descriptor, self.instance_id.encode("ascii"))
             return
         raise OSError(f"all {MAX_SLOTS} instance slots in {folder} are taken")
-
-    @property
-    def instance_id(self) -> str:
-        """The id this process publishes its rate-limit record under."""
-        return f"local-{self.number}"
 
     def release(self) -> None:
         """Give the slot up (closing the file releases the lock)."""

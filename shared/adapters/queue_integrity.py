@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import tempfile
 from pathlib import Path
 
 from shared.adapters.sqlite_worker import StoreFileError
@@ -64,8 +65,11 @@ def check_queue_file(connection: sqlite3.Connection, queue_file: Path) -> int:
             f" (with its -wal and -shm files), restore it from a backup if you have one, and start again;"
             f" see docs/architecture.md, 'Embedded queue'."
         )
-    sequence = current_sequence(connection)
+    # The mark first: it is written only after the commit it names, so a file read after it
+    # has at least that sequence, even while another process is sending (the other order
+    # could see a commit's mark and not yet the commit).
     acknowledged = read_high_water(queue_file)
+    sequence = current_sequence(connection)
     if sequence < acknowledged:
         raise QueueIntegrityError(
             f"the queue file {queue_file} has lost acknowledged messages: it has handed out message"
@@ -82,6 +86,8 @@ def read_high_water(queue_file: Path) -> int:
         text = mark_path(queue_file).read_text(encoding="ascii").strip()
     except FileNotFoundError:
         return 0
+    if not text:
+        return 0  # left empty by a power cut after the rename: as good as no mark
     try:
         return int(text)
     except ValueError:
@@ -92,11 +98,25 @@ def read_high_water(queue_file: Path) -> int:
 
 
 def record_high_water(queue_file: Path, sequence: int) -> None:
-    """Write the mark (after the commit that reached `sequence` is durable)."""
+    """Write the mark (after the commit that reached `sequence` is durable).
+
+    Written whole to a file of this process's own, then renamed over the mark: a reader
+    sees the old mark or the new one, never a torn one, and two processes writing at once do
+    not share a temporary file. A mark may go back a little when two processes race (each
+    writes what it read); that only makes the check less strict, never wrong.
+    """
     mark = mark_path(queue_file)
-    temporary = mark.with_name(mark.name + ".tmp")
-    temporary.write_text(f"{sequence}\n", encoding="ascii")
-    os.replace(temporary, mark)
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{mark.name}.", dir=mark.parent)
+    try:
+        with os.fdopen(descriptor, "w", encoding="ascii") as file:
+            file.write(f"{sequence}\n")
+        # Not synced: one more fsync per commit would halve what the queue can take, and a
+        # mark lost to a power cut (empty after the rename) only reads as no mark at all.
+        os.replace(temporary, mark)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
 
 
 def forget_high_water(queue_file: Path) -> None:

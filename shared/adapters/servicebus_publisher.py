@@ -83,7 +83,7 @@ class ServiceBusPublisher:
     """`EventPublisher` on an Azure Service Bus queue.
 
     A publish that fails part-way leaves the batches already sent on the queue and raises
-    `PublishError`. That is safe by design: each message's `message_id` is its eventId, so the
+    `PublishError`. That is safe by design: each message's `message_id` is its `<tenantId>/<eventId>`, so the
     queue's duplicate detection (`requiresDuplicateDetection`, within its time window) drops a
     resend of the same event, and the process stage is idempotent besides. The caller answers
     503, the producer resends the whole request, and no event is lost or counted twice.

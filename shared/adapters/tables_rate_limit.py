@@ -90,6 +90,7 @@ class TableRateLimitStore:
         prune_interval_seconds: float = 600.0,
         client_idle_seconds: float = 3600.0,
         prune_rows: int = 1000,
+        first_prune_after_seconds: float | None = None,
         credential: AsyncTokenCredential | None = None,
     ) -> None:
         """Wrap `client`; nothing connects until first use.
@@ -110,7 +111,10 @@ class TableRateLimitStore:
         self._prune_interval = prune_interval_seconds
         self._client_idle = client_idle_seconds
         self._prune_rows = prune_rows
-        self._next_prune = float("-inf")
+        # Not at the first exchange, which the instance's first request waits for, and not at
+        # the same moment on every instance: somewhere within the first interval.
+        self._next_prune: float | None = None
+        self._first_prune_after = first_prune_after_seconds
         self._table_ready = False
         self._table_lock = asyncio.Lock()
         self._queues: dict[str, list[_Pending]] = {}
@@ -161,6 +165,11 @@ class TableRateLimitStore:
                 },
                 mode=UpdateMode.REPLACE,
             )
+        if self._next_prune is None:
+            delay = self._first_prune_after
+            if delay is None:
+                delay = random.uniform(0.1, 1.0) * self._prune_interval
+            self._next_prune = now + delay
         if now >= self._next_prune:
             self._next_prune = now + self._prune_interval
             await self._prune_windows(before=now - _PRUNE_AFTER_SECONDS)

@@ -14,7 +14,7 @@ Stores persist these values (see `shared.ports.RateLimitStore`); nothing here do
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 __all__ = [
@@ -225,6 +225,7 @@ def share_quota(
     active_within: float,
     *,
     joining: bool = False,
+    void_claims: Collection[str] = (),
 ) -> GlobalQuota:
     """Claim a share of the global window that no instance holds yet.
 
@@ -247,9 +248,14 @@ def share_quota(
     `active_within` keeps admitting from its claim while others stop counting it: at most
     that claim. Capacity freed as the window slides is handed out at the next exchange,
     which errs on the side of refusing.
+
+    `void_claims` names instances known to be gone (a killed host this one replaces): what
+    they admitted still counts in the window, but their claims and their share do not.
     """
     others = [peer for peer in peers if peer.instance_id != instance_id]
-    active = [peer for peer in others if now - peer.exchanged_at <= active_within]
+    active = [
+        peer for peer in others if now - peer.exchanged_at <= active_within and peer.instance_id not in void_claims
+    ]
     total = own.total(now) + sum(peer.window.total(now) for peer in others)
     held = sum(peer.reserved for peer in active)
     free = max(0, limit - total - (0 if joining else held))

@@ -228,6 +228,7 @@ def test_health_reports_each_dependency(host: LocalHost) -> None:
             "rateLimitStore": {"status": "healthy"},
             "eventStore": {"status": "healthy"},
             "analytics": {"status": "healthy"},
+            "clientKey": {"status": "healthy"},
         },
     }
 

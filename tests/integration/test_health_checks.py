@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest.health import check_readiness
+from ingest.health import CRITICAL_CHECKS, _client_key_secret, _probe, check_readiness
 from shared.adapters.embedded_analytics import ANALYTICS_FILE
 from shared.bootstrap import Container
 from shared.settings import load_settings
@@ -57,6 +57,25 @@ async def test_analytics_down_degrades_without_failing_readiness(container: Cont
             "rateLimitStore": {"status": "healthy"},
             "eventStore": {"status": "healthy"},
             "analytics": {"status": "unhealthy", "reason": "unavailable"},
+            "clientKey": {"status": "healthy"},
         },
     }
     assert str(tmp_path) in str(report.detailed()), "operators get the error text with the file"
+
+
+async def test_without_its_client_key_secret_on_azure_the_instance_is_not_ready() -> None:
+    # GIVEN Azure settings without CLOUDSCALE_CLIENT_KEY_SECRET (ingest then answers 503)
+    settings = load_settings(
+        {
+            "CLOUDSCALE_BACKEND": "azure",
+            "ServiceBusConnection__fullyQualifiedNamespace": "cs.servicebus.windows.net",
+            "CLOUDSCALE_RATE_LIMIT_TABLE_ENDPOINT": "https://cs.table.core.windows.net",
+            "CosmosDBConnection__accountEndpoint": "https://cs.documents.azure.com:443/",
+        }
+    )
+    # (only this probe is run: the others would reach for Azure, which no test may)
+    container = Container(settings)
+    result = await _probe("clientKey", lambda: _client_key_secret(container), 0.5)
+    # THEN readiness fails on it, critically, with the code an anonymous caller may see
+    assert (result.healthy, result.reason) == (False, "misconfigured")
+    assert "clientKey" in CRITICAL_CHECKS

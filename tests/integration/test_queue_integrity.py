@@ -86,3 +86,38 @@ def test_a_damaged_file_is_refused_naming_the_file(tmp_path: Path) -> None:
     with pytest.raises(StoreFileError, match="not a usable SQLite database") as raised:
         EmbeddedQueue(path)
     assert str(path) in str(raised.value)
+
+
+def test_opening_while_another_process_sends_never_reads_a_healthy_queue_as_short(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    sender = """
+import asyncio, sys
+from pathlib import Path
+from shared.adapters.embedded_queue import EmbeddedQueue
+from shared.domain.envelope import QueueMessage
+async def main() -> None:
+    queue = EmbeddedQueue(Path(sys.argv[1]))
+    for n in range(3000):
+        await queue.send([QueueMessage(message_id=f"m-{n}", body=b"{}")])
+    queue.close()
+asyncio.run(main())
+"""
+    path = tmp_path / "queue.sqlite3"
+    EmbeddedQueue(path).close()
+    repo = Path(__file__).resolve().parents[2]
+    process = subprocess.Popen([sys.executable, "-c", sender, str(path)], cwd=repo)
+    refusals = 0
+    try:
+        for _ in range(300):
+            if process.poll() is not None:
+                break
+            try:
+                EmbeddedQueue(path).close()
+            except QueueIntegrityError:
+                refusals += 1
+    finally:
+        process.wait(timeout=60)
+    assert process.returncode == 0
+    assert refusals == 0

@@ -231,11 +231,29 @@ async def test_windows_older_than_an_hour_are_deleted(
     await make_store().exchange_window("gone", SlotWindow(), NOW - 7_200, reserving(0))
     await make_store().exchange_window("recent", SlotWindow(), NOW - 600, reserving(0))
 
-    await make_store().exchange_window("current", SlotWindow(), NOW, reserving(0))
+    client = TableClient.from_connection_string(azurite_table_connection_string, table_name=table_name)
+    current = TableRateLimitStore(client, first_prune_after_seconds=0)
+    try:
+        await current.exchange_window("current", SlotWindow(), NOW, reserving(0))
+    finally:
+        await current.close()
 
     async with TableClient.from_connection_string(azurite_table_connection_string, table_name=table_name) as raw:
         left = {entity["RowKey"] async for entity in raw.query_entities("PartitionKey eq 'window'")}
     assert left == {"recent", "current"}
+
+
+@pytest.mark.azurite
+async def test_a_new_instance_does_not_prune_on_its_first_exchange(
+    make_store: MakeStore, azurite_table_connection_string: str, table_name: str
+) -> None:
+    # The first exchange is the one an instance's first request waits for.
+    await make_store().exchange_window("gone", SlotWindow(), NOW - 7_200, reserving(0))
+    await make_store().exchange_window("current", SlotWindow(), NOW, reserving(0))
+
+    async with TableClient.from_connection_string(azurite_table_connection_string, table_name=table_name) as raw:
+        left = {entity["RowKey"] async for entity in raw.query_entities("PartitionKey eq 'window'")}
+    assert left == {"gone", "current"}
 
 
 @pytest.mark.azurite
@@ -305,7 +323,7 @@ async def test_clients_idle_past_the_bucket_refill_and_velocity_window_are_delet
 ) -> None:
     limits = BucketLimits(capacity=5, refill_per_second=0.5)
     client = TableClient.from_connection_string(azurite_table_connection_string, table_name=table_name)
-    store = TableRateLimitStore(client, client_idle_seconds=600.0)
+    store = TableRateLimitStore(client, client_idle_seconds=600.0, first_prune_after_seconds=0)
     try:
         await store.update_client("idle", admit(limits, NOW - 601))
         await store.update_client("active", admit(limits, NOW - 599))

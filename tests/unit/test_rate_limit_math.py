@@ -419,3 +419,16 @@ def test_a_client_is_forgotten_only_once_its_deepest_debt_is_repaid_and_its_wind
 def test_a_request_costs_at_least_one_token() -> None:
     with pytest.raises(ValueError, match="at least one"):
         take_token(None, BucketLimits(capacity=1, refill_per_second=1.0), 0.0, cost=0)
+
+
+def test_a_replaced_instance_still_counts_what_it_admitted_but_not_its_claim() -> None:
+    # GIVEN a killed predecessor that admitted 40 of 100 and claimed the 60 left
+    predecessor = peer("old", 40, reserved=60)
+    # WHEN its successor exchanges, knowing it replaces it
+    quota = share_quota([predecessor], ME, own(0), 100, NOW, active_within=3, void_claims={"old"})
+    # THEN the 40 admitted still count, its claim does not, and it is not a live instance
+    assert quota.window_total == 40
+    assert quota.allowance == 60
+    assert quota.instances == 1
+    # (without knowing, the successor would hold the 60 against itself)
+    assert share_quota([predecessor], ME, own(0), 100, NOW, active_within=3).allowance == 0
