@@ -162,6 +162,27 @@ def test_a_chunked_body_over_1_mib_gets_413_as_it_passes_the_limit(host: LocalHo
     assert status in (413, None)
 
 
+def trickle_until_closed(sock: socket.socket, piece: bytes, deadline: float) -> tuple[bytes, bool]:
+    """Send `piece` each turn (nothing if empty) and read, until the host closes or `deadline`.
+
+    Returns what the host answered and whether it closed the connection in time.
+    """
+    answer = b""
+    while time.monotonic() < deadline:
+        try:
+            if piece:
+                sock.sendall(piece)
+            chunk = sock.recv(4096)
+        except TimeoutError:
+            continue
+        except (BrokenPipeError, ConnectionResetError):
+            return answer, True
+        answer += chunk
+        if not chunk:
+            return answer, True
+    return answer, False
+
+
 @pytest.mark.parametrize("stage", ["idle", "headers", "body"])
 def test_a_slow_client_is_cut_off_after_the_read_timeout(host: LocalHost, stage: str) -> None:
     # GIVEN a client that connects and then sends nothing, or its head or body a byte at a time
@@ -173,20 +194,8 @@ def test_a_slow_client_is_cut_off_after_the_read_timeout(host: LocalHost, stage:
             sock.sendall(b"POST /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
         if stage == "body":
             sock.sendall(head("/api/events", ip, "Content-Type: application/json", "Content-Length: 1000"))
-        answer = b""
-        while time.monotonic() < deadline:
-            try:
-                if stage != "idle":
-                    sock.sendall(b"a")
-                chunk = sock.recv(4096)
-            except TimeoutError:
-                continue
-            except (BrokenPipeError, ConnectionResetError):
-                break
-            answer += chunk
-            if not chunk:
-                break
-        else:
+        answer, closed = trickle_until_closed(sock, b"" if stage == "idle" else b"a", deadline)
+        if not closed:
             pytest.fail(f"the host still held the connection after {READ_TIMEOUT * 4} s")
 
     # THEN the host closed it within the bound (with a 408 if it could still answer)
@@ -233,20 +242,9 @@ def test_a_body_trickled_below_240_bytes_a_second_is_cut_off_after_the_grace_per
     running = start_host(tmp_path, **INGEST_ONLY)
     try:
         began = time.monotonic()
-        answer = b""
         with connect(running, timeout=0.25) as sock:
             sock.sendall(head("/api/events", new_ip(), "Content-Type: application/json", "Content-Length: 10000"))
-            while time.monotonic() - began < 15:
-                try:
-                    sock.sendall(b"a" * 10)
-                    chunk = sock.recv(4096)
-                except TimeoutError:
-                    continue
-                except (BrokenPipeError, ConnectionResetError):
-                    break
-                answer += chunk
-                if not chunk:
-                    break
+            answer, _ = trickle_until_closed(sock, b"a" * 10, began + 15)
         elapsed = time.monotonic() - began
     finally:
         running.stop()
