@@ -111,7 +111,7 @@ async def test_health_checks_every_dependency(deployed_app: DeployedApp) -> None
 
     assert answer.status == 200, answer.body
     assert answer.body["status"] == "healthy"
-    assert set(answer.body["checks"]) == {"queue", "rateLimitStore", "eventStore", "analytics"}
+    assert set(answer.body["checks"]) == {"queue", "rateLimitStore", "eventStore", "analytics", "clientKey"}
 
 
 async def test_liveness_answers_without_dependencies(deployed_app: DeployedApp) -> None:
