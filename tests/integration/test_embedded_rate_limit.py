@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +20,8 @@ def admit(now: float) -> Callable[[ClientState | None], tuple[ClientState, Clien
 
 
 def stored_keys(path: Path) -> set[str]:
-    with sqlite3.connect(path) as connection:
+    # (sqlite3's context manager only ends a transaction; closing() closes the connection)
+    with contextlib.closing(sqlite3.connect(path)) as connection:
         return {row[0] for row in connection.execute("SELECT client_key FROM clients")}
 
 
