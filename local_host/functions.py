@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -61,11 +61,11 @@ class ServiceBusFunction:
     many: bool = False
     """Cardinality many: the function takes a list of messages."""
 
-    async def invoke(self, messages: list[func.ServiceBusMessage], context: func.Context | None = None) -> None:
+    async def invoke(self, messages: Sequence[func.ServiceBusMessage], context: func.Context | None = None) -> None:
         """Call the function as the Python worker does: with the list (cardinality many) or its one message."""
         if not self.many and len(messages) != 1:
             raise ValueError(f"{self.name} takes one message per invocation, not {len(messages)}")
-        argument: object = messages if self.many else messages[0]
+        argument: object = list(messages) if self.many else messages[0]
         await _call(self.handler, {self.argument: argument}, self.name, context)
 
 

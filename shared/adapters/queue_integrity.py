@@ -32,7 +32,6 @@ __all__ = [
     "QueueIntegrityError",
     "check_queue_file",
     "current_sequence",
-    "forget_high_water",
     "mark_path",
     "record_high_water",
 ]
@@ -117,9 +116,3 @@ def record_high_water(queue_file: Path, sequence: int) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
-
-
-def forget_high_water(queue_file: Path) -> None:
-    """Remove the mark (tests and deliberate resets)."""
-    with contextlib.suppress(FileNotFoundError):
-        mark_path(queue_file).unlink()
