@@ -146,7 +146,7 @@ endif
 
 # BENCH_ARGS, e.g. BENCH_ARGS="--duration 20 --only bare ingest"
 bench: $(VENV)/.local-installed
-	$(PY) -m bench $(BENCH_ARGS)
+	$(PY) -m cloudscale_local.bench $(BENCH_ARGS)
 
 # mypy twice: pyproject.toml targets 3.11, the oldest Python we run (development, CI), and
 # Azure runs 3.13, where the standard library's types differ here and there.

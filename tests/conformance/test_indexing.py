@@ -110,7 +110,7 @@ def test_the_worker_initialises_from_the_deployment_package(deployed_app: Deploy
     loaded_from = sys.modules["function_app"].__file__
     assert loaded_from is not None
     assert loaded_from.startswith(str(deployed_app.package)), "the app must be imported from the package copy"
-    for module in ("local_host", "cli", "tests.conformance.apps"):
+    for module in ("cloudscale_local", "tests.conformance.apps"):
         assert not (deployed_app.package / module.replace(".", "/")).exists(), f"{module} is not deployed"
 
 

@@ -63,7 +63,7 @@ def _start(data_dir: Path, args: tuple[str, ...], settings: dict[str, str], fd_l
         **settings,
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "run", "--port", "0", *args],
+        [sys.executable, "-m", "cloudscale_local.cli.main", "run", "--port", "0", *args],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,

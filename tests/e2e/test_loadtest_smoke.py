@@ -13,7 +13,7 @@ from collections.abc import Callable
 import orjson
 import pytest
 
-from loadtest import LoadConfig, run_load
+from cloudscale_local.loadtest import LoadConfig, run_load
 from tests.e2e.conftest import REPO, LocalHost
 
 pytestmark = pytest.mark.e2e
@@ -47,7 +47,7 @@ def test_the_command_runs_end_to_end_and_writes_its_json(
         [
             sys.executable,
             "-m",
-            "cli.main",
+            "cloudscale_local.cli.main",
             "loadtest",
             "--url",
             host.url,

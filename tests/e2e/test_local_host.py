@@ -73,7 +73,7 @@ def test_the_global_window_refuses_past_its_limit_across_clients(host_factory: C
 )
 def test_bad_settings_stop_the_host_before_it_listens_naming_the_setting(name: str, value: str) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "cli.main", "run", "--port", "0"],
+        [sys.executable, "-m", "cloudscale_local.cli.main", "run", "--port", "0"],
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO), name: value},
         capture_output=True,
@@ -91,7 +91,7 @@ def test_a_placeholder_in_a_connection_string_stops_the_host_without_printing_th
     key = "c2VjcmV0LWtleS1kby1ub3QtbG9nLWl0LWFueXdoZXJlIQ="
     value = f"Endpoint=sb://<namespace>.servicebus.windows.net/;SharedAccessKeyName=send;SharedAccessKey={key}"
     result = subprocess.run(
-        [sys.executable, "-m", "cli.main", "run", "--port", "0"],
+        [sys.executable, "-m", "cloudscale_local.cli.main", "run", "--port", "0"],
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO), "CLOUDSCALE_BACKEND": "azure", "ServiceBusConnection": value},
         capture_output=True,
@@ -108,7 +108,7 @@ def test_a_placeholder_in_a_connection_string_stops_the_host_without_printing_th
 def test_azure_backend_without_connections_names_what_is_missing() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ServiceBus", "AzureWebJobs"))}
     result = subprocess.run(
-        [sys.executable, "-m", "cli.main", "run", "--port", "0"],
+        [sys.executable, "-m", "cloudscale_local.cli.main", "run", "--port", "0"],
         cwd=REPO,
         env={**env, "PYTHONPATH": str(REPO), "CLOUDSCALE_BACKEND": "azure"},
         capture_output=True,
@@ -278,7 +278,7 @@ def test_a_host_whose_queue_file_was_emptied_refuses_to_start_naming_the_file(
         queue_file.with_name(queue_file.name + suffix).unlink(missing_ok=True)
     queue_file.write_bytes(b"")
     result = subprocess.run(
-        [sys.executable, "-m", "cli.main", "run", "--port", "0"],
+        [sys.executable, "-m", "cloudscale_local.cli.main", "run", "--port", "0"],
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO), "CLOUDSCALE_DATA_DIR": str(host.data_dir), **INGEST_ONLY},
         capture_output=True,
@@ -301,7 +301,7 @@ def test_a_damaged_store_file_stops_the_host_with_a_message_naming_it(
     data_dir = tmp_path_factory.mktemp("data")
     (data_dir / store_file).write_bytes(b"not a database at all " * 200)
     result = subprocess.run(
-        [sys.executable, "-m", "cli.main", "run", "--port", "0"],
+        [sys.executable, "-m", "cloudscale_local.cli.main", "run", "--port", "0"],
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO), "CLOUDSCALE_DATA_DIR": str(data_dir)},
         capture_output=True,

@@ -228,7 +228,7 @@ def test_a_thirty_second_store_outage_loses_and_dead_letters_nothing(host_factor
 def cloudscale(host: LocalHost, *args: str) -> subprocess.CompletedProcess[str]:
     """Run the `cloudscale` command against the host's data folder, as an operator would."""
     return subprocess.run(
-        [sys.executable, "-m", "cli.main", *args],
+        [sys.executable, "-m", "cloudscale_local.cli.main", *args],
         cwd=REPO,
         env={**os.environ, "CLOUDSCALE_DATA_DIR": str(host.data_dir), "PYTHONPATH": str(REPO)},
         capture_output=True,

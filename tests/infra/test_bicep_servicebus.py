@@ -9,8 +9,8 @@ from typing import Any
 import orjson
 
 import function_app
-from local_host.functions import index_functions
-from local_host.host_config import load_host_config
+from cloudscale_local.host.functions import index_functions
+from cloudscale_local.host.host_config import load_host_config
 from process import blueprint as process_blueprint
 from shared.domain.delivery import MAX_LOCK_SECONDS, check_retry_fits_lock, outage_bound_seconds
 from shared.settings import Settings

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 import pytest
 
-from cli.main import main as cloudscale
+from cloudscale_local.cli.main import main as cloudscale
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "deploy.md"

@@ -23,9 +23,9 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from changefeed.service import AnalyticsFeedService
-from local_host.changefeed_trigger import IDLE_POLL_SECONDS, ChangeFeedTrigger
-from local_host.functions import ChangeFeedFunction, RetryPolicy
-from local_host.leases import LeaseStore
+from cloudscale_local.host.changefeed_trigger import IDLE_POLL_SECONDS, ChangeFeedTrigger
+from cloudscale_local.host.functions import ChangeFeedFunction, RetryPolicy
+from cloudscale_local.host.leases import LeaseStore
 from shared.adapters.embedded_analytics import EmbeddedAnalyticsStore
 from shared.adapters.embedded_event_store import EmbeddedEventStore
 from shared.domain.stored_event import StoredEvent

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-import cli.dlq as dlq_module
-from cli.main import main
+import cloudscale_local.cli.dlq as dlq_module
+from cloudscale_local.cli.main import main
 from shared.adapters.dead_letter_browser import (
     DeadLetter,
     DeadLetterBrowser,

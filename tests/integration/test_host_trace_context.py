@@ -17,12 +17,12 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 
-from local_host.functions import HttpFunction, ServiceBusFunction
-from local_host.gateway import Gateway
-from local_host.host_config import HostConfig, ServiceBusOptions
-from local_host.invocation import change_feed_invocation
-from local_host.routing import RouteTemplate
-from local_host.servicebus_trigger import ServiceBusTrigger
+from cloudscale_local.host.functions import HttpFunction, ServiceBusFunction
+from cloudscale_local.host.gateway import Gateway
+from cloudscale_local.host.host_config import HostConfig, ServiceBusOptions
+from cloudscale_local.host.invocation import change_feed_invocation
+from cloudscale_local.host.routing import RouteTemplate
+from cloudscale_local.host.servicebus_trigger import ServiceBusTrigger
 from shared.adapters.embedded_queue import EmbeddedQueue
 from shared.domain.envelope import QueueMessage
 from tests.spans import RecordedSpans

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 from click.testing import CliRunner, Result
 
-import cli.kusto as kusto_cli
-from cli.main import main
+import cloudscale_local.cli.kusto as kusto_cli
+from cloudscale_local.cli.main import main
 from shared.adapters.kusto_schema import events_commands
 from tests.integration.kusto_server import KustoServer, StaticTokenCredential, kusto_error, run_kusto_server
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from cli.main import main
+from cloudscale_local.cli.main import main
 from shared.adapters.embedded_analytics import ANALYTICS_FILE, EmbeddedAnalyticsStore
 
 

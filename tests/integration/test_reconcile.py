@@ -24,8 +24,8 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from changefeed.reconcile import HOUR, RESEND_BATCH, HourDifference, Reconciler
 from changefeed.service import AnalyticsFeedService
-from cli.main import main
-from local_host.changefeed_trigger import to_documents
+from cloudscale_local.cli.main import main
+from cloudscale_local.host.changefeed_trigger import to_documents
 from shared.adapters.embedded_analytics import EmbeddedAnalyticsStore
 from shared.adapters.embedded_event_store import EmbeddedEventStore
 from shared.domain.analytics import AnalyticsRow

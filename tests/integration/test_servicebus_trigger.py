@@ -10,9 +10,9 @@ from pathlib import Path
 import azure.functions as func
 import pytest
 
-from local_host.functions import ServiceBusFunction
-from local_host.host_config import ConcurrencyOptions, HostConfig, ServiceBusOptions
-from local_host.servicebus_trigger import ServiceBusTrigger
+from cloudscale_local.host.functions import ServiceBusFunction
+from cloudscale_local.host.host_config import ConcurrencyOptions, HostConfig, ServiceBusOptions
+from cloudscale_local.host.servicebus_trigger import ServiceBusTrigger
 from shared.adapters.embedded_queue import MAX_DELIVERY_COUNT_EXCEEDED, EmbeddedQueue, ReceivedMessage
 from shared.domain.envelope import QueueMessage
 

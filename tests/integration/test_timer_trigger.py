@@ -20,11 +20,11 @@ import pytest
 from azure.functions.timer import TimerRequest as WorkerTimerRequest
 
 import function_app
-from local_host.functions import RetryPolicy, TimerFunction, index_functions
-from local_host.ncrontab import CronSchedule
-from local_host.schedule_monitor import NEVER, ScheduleMonitor, ScheduleStatus
-from local_host.server import _servable_timer_functions
-from local_host.timer_trigger import TimerTrigger
+from cloudscale_local.host.functions import RetryPolicy, TimerFunction, index_functions
+from cloudscale_local.host.ncrontab import CronSchedule
+from cloudscale_local.host.schedule_monitor import NEVER, ScheduleMonitor, ScheduleStatus
+from cloudscale_local.host.server import _servable_timer_functions
+from cloudscale_local.host.timer_trigger import TimerTrigger
 from shared.settings import load_settings
 from tests.spans import RecordedSpans
 from tests.waiting import wait_until

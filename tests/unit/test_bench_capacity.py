@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from bench.capacity import find_capacity, probe_verdict
-from bench.harness import ScenarioResult
-from bench.report import capacity_text, markdown_report
+from cloudscale_local.bench.capacity import find_capacity, probe_verdict
+from cloudscale_local.bench.harness import ScenarioResult
+from cloudscale_local.bench.report import capacity_text, markdown_report
 from tests.unit.test_bench_report import SCENARIO, report
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from bench.harness import ScenarioResult
-from bench.report import judge, markdown_report, table_rows
-from bench.scenarios import SCENARIOS
-from loadtest.latency import LatencySummary
-from loadtest.report import BehindSchedule, EndToEnd, LoadReport
+from cloudscale_local.bench.harness import ScenarioResult
+from cloudscale_local.bench.report import judge, markdown_report, table_rows
+from cloudscale_local.bench.scenarios import SCENARIOS
+from cloudscale_local.loadtest.latency import LatencySummary
+from cloudscale_local.loadtest.report import BehindSchedule, EndToEnd, LoadReport
 
 SCENARIO = {scenario.key: scenario for scenario in SCENARIOS}
 

@@ -21,7 +21,7 @@ def test_the_app_and_its_settings_are_deployed() -> None:
 
 @pytest.mark.parametrize(
     "prefix",
-    ["local_host/", "cli/", "tests/", "docs/", "infra/", ".github/", ".venv/", ".venv-deploy/", ".emulators/"],
+    ["cloudscale_local/", "tests/", "docs/", "infra/", ".github/", ".venv/", ".venv-deploy/", ".emulators/"],
 )
 def test_tooling_is_not_deployed(prefix: str) -> None:
     assert not [name for name in package_files(REPOSITORY) if name.startswith(prefix)]

@@ -10,10 +10,10 @@ import orjson
 from click.testing import CliRunner
 from rich.console import Console
 
-from cli.loadtest import print_summary
-from cli.main import main
-from loadtest.latency import summarize
-from loadtest.report import BehindSchedule, EndToEnd, LoadReport
+from cloudscale_local.cli.loadtest import print_summary
+from cloudscale_local.cli.main import main
+from cloudscale_local.loadtest.latency import summarize
+from cloudscale_local.loadtest.report import BehindSchedule, EndToEnd, LoadReport
 from tests.unit.test_loadtest_report import make_report
 
 

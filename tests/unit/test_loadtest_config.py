@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from loadtest import LoadConfig, is_loopback_url
+from cloudscale_local.loadtest import LoadConfig, is_loopback_url
 
 
 def test_the_config_has_the_agreed_shape_and_defaults() -> None:

@@ -12,8 +12,8 @@ from uuid import UUID
 import orjson
 import pytest
 
+from cloudscale_local.loadtest.events import EVENT_WEIGHTS, BodyFactory, build_templates, client_ips, rfc3339_millis
 from ingest.validation import parse_body, validate_event
-from loadtest.events import EVENT_WEIGHTS, BodyFactory, build_templates, client_ips, rfc3339_millis
 from shared.domain.events import MAX_BODY_BYTES, MAX_EVENT_BYTES, Event
 
 NOW = 1_767_225_600.25  # 2026-01-01T00:00:00.250Z

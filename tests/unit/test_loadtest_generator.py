@@ -14,8 +14,8 @@ import orjson
 import pytest
 from aiohttp import web
 
-import loadtest.worker
-from loadtest import LoadConfig, Progress, run_load
+import cloudscale_local.loadtest.worker
+from cloudscale_local.loadtest import LoadConfig, Progress, run_load
 
 
 @dataclass
@@ -138,7 +138,7 @@ def test_a_bare_endpoint_is_measured_without_counting_events(serve: Callable[...
 def test_the_in_flight_cap_holds_sends_back_and_counts_them_late(
     serve: Callable[..., Stub], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(loadtest.worker, "max_in_flight_for", lambda rate: 2)
+    monkeypatch.setattr(cloudscale_local.loadtest.worker, "max_in_flight_for", lambda rate: 2)
     stub = serve(delay=0.3)
     report = run_load(LoadConfig(url=stub.url, duration=0.5, target_rps=20, drain_seconds=0))
     assert stub.max_concurrent <= 2

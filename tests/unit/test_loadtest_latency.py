@@ -7,12 +7,12 @@ from array import array
 
 import pytest
 
-from loadtest.config import LoadConfig
-from loadtest.generator import build_report
-from loadtest.latency import LatencyHistogram, LatencySummary, merge_samples, percentile, summarize
-from loadtest.report import EndToEnd
-from loadtest.schedule import Schedule
-from loadtest.worker import WorkerResult
+from cloudscale_local.loadtest.config import LoadConfig
+from cloudscale_local.loadtest.generator import build_report
+from cloudscale_local.loadtest.latency import LatencyHistogram, LatencySummary, merge_samples, percentile, summarize
+from cloudscale_local.loadtest.report import EndToEnd
+from cloudscale_local.loadtest.schedule import Schedule
+from cloudscale_local.loadtest.worker import WorkerResult
 
 
 def test_nearest_rank_percentiles_are_real_samples() -> None:

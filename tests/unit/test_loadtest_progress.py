@@ -6,8 +6,8 @@ import io
 
 import pytest
 
-from loadtest.progress import Progress, ProgressAggregator, ProgressPrinter
-from loadtest.worker import WorkerSnapshot
+from cloudscale_local.loadtest.progress import Progress, ProgressAggregator, ProgressPrinter
+from cloudscale_local.loadtest.worker import WorkerSnapshot
 
 
 def progress(**overrides: object) -> Progress:

@@ -13,9 +13,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from loadtest.e2e import measure_end_to_end
-from loadtest.latency import LatencySummary, summarize
-from loadtest.report import BehindSchedule, EndToEnd, LoadReport, camel_case_keys, judge_kept_up
+from cloudscale_local.loadtest.e2e import measure_end_to_end
+from cloudscale_local.loadtest.latency import LatencySummary, summarize
+from cloudscale_local.loadtest.report import BehindSchedule, EndToEnd, LoadReport, camel_case_keys, judge_kept_up
 
 ACCEPTED_AT = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 

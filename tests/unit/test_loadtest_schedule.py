@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from loadtest.schedule import Schedule
+from cloudscale_local.loadtest.schedule import Schedule
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from local_host.ncrontab import CronSchedule, ScheduleError
-from local_host.timer_trigger import parse_schedule
+from cloudscale_local.host.ncrontab import CronSchedule, ScheduleError
+from cloudscale_local.host.timer_trigger import parse_schedule
 
 
 def at(text: str) -> datetime:

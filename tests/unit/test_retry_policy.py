@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import function_app
-from local_host.functions import RetryPolicy, index_functions
+from cloudscale_local.host.functions import RetryPolicy, index_functions
 
 APP_POLICY = RetryPolicy(
     strategy="exponential_backoff", max_retry_count=12, minimum_interval=1.0, maximum_interval=300.0

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from local_host.routing import RouteTemplate
+from cloudscale_local.host.routing import RouteTemplate
 
 GUID = "0b6f3c4e-8a51-4c4e-9d0a-3c5e1f7b2a90"
 

@@ -9,8 +9,8 @@ from typing import Any
 import azure.functions as func
 import pytest
 
-from local_host.functions import index_functions
-from local_host.worker_rules import FunctionLoadError, _is_typing_generic
+from cloudscale_local.host.functions import index_functions
+from cloudscale_local.host.worker_rules import FunctionLoadError, _is_typing_generic
 
 
 def app_with_queue_function(handler: Callable[..., Any], *, many: bool = True) -> func.FunctionApp:

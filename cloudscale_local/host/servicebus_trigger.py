@@ -37,10 +37,10 @@ from datetime import UTC, datetime
 
 from azure.functions.servicebus import ServiceBusMessage as FunctionsServiceBusMessage
 
-from local_host.concurrency import CpuThrottle, HostConcurrency
-from local_host.functions import ServiceBusFunction
-from local_host.host_config import HostConfig
-from local_host.invocation import service_bus_invocation
+from cloudscale_local.host.concurrency import CpuThrottle, HostConcurrency
+from cloudscale_local.host.functions import ServiceBusFunction
+from cloudscale_local.host.host_config import HostConfig
+from cloudscale_local.host.invocation import service_bus_invocation
 from shared.adapters.embedded_queue import EmbeddedQueue, ReceivedMessage
 
 __all__ = ["ServiceBusTrigger", "TriggerStats", "to_function_message"]

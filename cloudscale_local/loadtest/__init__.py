@@ -1,6 +1,6 @@
 """`cloudscale loadtest` as a library: an open-loop, constant-arrival-rate load generator.
 
-    from loadtest import LoadConfig, run_load
+    from cloudscale_local.loadtest import LoadConfig, run_load
     report = run_load(LoadConfig(duration=10, target_rps=500))
     print(report.to_dict())
 
@@ -9,11 +9,11 @@ Request i is sent at start + i / rate whether or not earlier requests have been 
 The report says whether the generator itself kept up (`kept_up`).
 """
 
-from loadtest.config import LoadConfig, is_loopback_url
-from loadtest.generator import run_load
-from loadtest.latency import LatencySummary
-from loadtest.progress import Progress, ProgressPrinter
-from loadtest.report import BehindSchedule, EndToEnd, LoadReport
+from cloudscale_local.loadtest.config import LoadConfig, is_loopback_url
+from cloudscale_local.loadtest.generator import run_load
+from cloudscale_local.loadtest.latency import LatencySummary
+from cloudscale_local.loadtest.progress import Progress, ProgressPrinter
+from cloudscale_local.loadtest.report import BehindSchedule, EndToEnd, LoadReport
 
 __all__ = [
     "BehindSchedule",

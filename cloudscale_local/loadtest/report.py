@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from loadtest.latency import LatencySummary
+from cloudscale_local.loadtest.latency import LatencySummary
 
 __all__ = ["BehindSchedule", "EndToEnd", "LoadReport", "camel_case_keys", "judge_kept_up"]
 

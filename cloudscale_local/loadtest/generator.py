@@ -21,14 +21,14 @@ from multiprocessing.process import BaseProcess
 from multiprocessing.synchronize import Event as EventType
 from typing import Any
 
-from loadtest.config import LoadConfig
-from loadtest.e2e import measure_end_to_end
-from loadtest.events import BodyFactory
-from loadtest.latency import merge_samples, summarize
-from loadtest.progress import Progress, ProgressAggregator
-from loadtest.report import BehindSchedule, EndToEnd, LoadReport, judge_kept_up
-from loadtest.schedule import Schedule
-from loadtest.worker import LATE_THRESHOLD_SECONDS, WorkerResult, WorkerSpec, run_worker
+from cloudscale_local.loadtest.config import LoadConfig
+from cloudscale_local.loadtest.e2e import measure_end_to_end
+from cloudscale_local.loadtest.events import BodyFactory
+from cloudscale_local.loadtest.latency import merge_samples, summarize
+from cloudscale_local.loadtest.progress import Progress, ProgressAggregator
+from cloudscale_local.loadtest.report import BehindSchedule, EndToEnd, LoadReport, judge_kept_up
+from cloudscale_local.loadtest.schedule import Schedule
+from cloudscale_local.loadtest.worker import LATE_THRESHOLD_SECONDS, WorkerResult, WorkerSpec, run_worker
 
 __all__ = ["E2E_MAX_TRACKED", "build_report", "run_load", "track_stride"]
 

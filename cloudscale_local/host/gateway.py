@@ -30,9 +30,9 @@ import azure.functions as func
 import orjson
 from opentelemetry import trace
 
-from local_host.functions import HttpFunction
-from local_host.http_limits import HttpLimits, count_refusal
-from local_host.invocation import http_invocation
+from cloudscale_local.host.functions import HttpFunction
+from cloudscale_local.host.http_limits import HttpLimits, count_refusal
+from cloudscale_local.host.invocation import http_invocation
 
 __all__ = ["Gateway", "HostEndpoint", "PlainResponse"]
 

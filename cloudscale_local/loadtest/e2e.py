@@ -15,8 +15,8 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
-from loadtest.latency import summarize
-from loadtest.report import EndToEnd
+from cloudscale_local.loadtest.latency import summarize
+from cloudscale_local.loadtest.report import EndToEnd
 from shared.adapters.embedded_analytics import ANALYTICS_FILE
 
 __all__ = ["measure_end_to_end"]

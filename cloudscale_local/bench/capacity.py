@@ -22,7 +22,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bench.harness import ScenarioResult
+from cloudscale_local.bench.harness import ScenarioResult
 
 __all__ = ["Capacity", "Probe", "find_capacity", "probe_verdict"]
 

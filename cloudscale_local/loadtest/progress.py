@@ -7,8 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from loadtest.latency import LatencyHistogram
-from loadtest.worker import WorkerSnapshot
+from cloudscale_local.loadtest.latency import LatencyHistogram
+from cloudscale_local.loadtest.worker import WorkerSnapshot
 
 __all__ = ["Progress", "ProgressAggregator", "ProgressPrinter"]
 

@@ -19,7 +19,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from local_host.functions import RetryPolicy
+from cloudscale_local.host.functions import RetryPolicy
 
 __all__ = ["Outcome", "RetryResult", "run_with_retries"]
 

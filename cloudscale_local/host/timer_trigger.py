@@ -34,11 +34,11 @@ from datetime import UTC, datetime, timedelta
 
 from azure.functions.timer import TimerRequest
 
-from local_host.functions import TimerFunction
-from local_host.invocation import timer_invocation
-from local_host.ncrontab import CronSchedule, ScheduleError
-from local_host.retries import Outcome, run_with_retries
-from local_host.schedule_monitor import NEVER, ScheduleMonitor, ScheduleStatus, next_occurrence
+from cloudscale_local.host.functions import TimerFunction
+from cloudscale_local.host.invocation import timer_invocation
+from cloudscale_local.host.ncrontab import CronSchedule, ScheduleError
+from cloudscale_local.host.retries import Outcome, run_with_retries
+from cloudscale_local.host.schedule_monitor import NEVER, ScheduleMonitor, ScheduleStatus, next_occurrence
 
 __all__ = ["ServableTimer", "TimerStats", "TimerTrigger", "parse_schedule"]
 

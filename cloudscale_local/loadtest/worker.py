@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 import aiohttp
 import orjson
 
-from loadtest.events import BodyFactory
-from loadtest.schedule import Schedule
+from cloudscale_local.loadtest.events import BodyFactory
+from cloudscale_local.loadtest.schedule import Schedule
 
 __all__ = [
     "LATE_THRESHOLD_SECONDS",

@@ -1,4 +1,4 @@
-"""`python -m bench` (`make bench`): measure every scenario, print one table, write docs/benchmarks.md."""
+"""`make bench`: measure every scenario, print one table, write docs/benchmarks.md."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
-from bench.capacity import find_capacity, probe_verdict
-from bench.harness import ScenarioResult, run_scenario, wait_for_idle
-from bench.report import markdown_report, table_rows
-from bench.scenarios import SCENARIOS, Scenario
+from cloudscale_local.bench.capacity import find_capacity, probe_verdict
+from cloudscale_local.bench.harness import ScenarioResult, run_scenario, wait_for_idle
+from cloudscale_local.bench.report import markdown_report, table_rows
+from cloudscale_local.bench.scenarios import SCENARIOS, Scenario
 
 __all__ = ["main"]
 

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import click
 
-from cli.analytics import query, report
-from cli.dlq import dlq
-from cli.kusto import kusto_setup
-from cli.loadtest import loadtest
-from cli.reconcile import reconcile
-from local_host.host_config import HostConfigError
-from local_host.worker_rules import FunctionLoadError
+from cloudscale_local.cli.analytics import query, report
+from cloudscale_local.cli.dlq import dlq
+from cloudscale_local.cli.kusto import kusto_setup
+from cloudscale_local.cli.loadtest import loadtest
+from cloudscale_local.cli.reconcile import reconcile
+from cloudscale_local.host.host_config import HostConfigError
+from cloudscale_local.host.worker_rules import FunctionLoadError
 from shared.adapters.sqlite_worker import StoreFileError
 from shared.settings import SettingsError
 
@@ -53,8 +53,8 @@ def run(
     host: str, port: int, log_level: str, bare_endpoint: bool, trace_file: Path | None, read_timeout: float
 ) -> None:
     """Run the whole pipeline on this machine (embedded backends, data in CLOUDSCALE_DATA_DIR)."""
-    from local_host import HostOptions, serve
-    from local_host.http_limits import HttpLimits
+    from cloudscale_local.host import HostOptions, serve
+    from cloudscale_local.host.http_limits import HttpLimits
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     options = HostOptions(

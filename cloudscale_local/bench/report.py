@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.harness import ScenarioResult
+from cloudscale_local.bench.harness import ScenarioResult
 
 __all__ = ["Verdict", "judge", "markdown_report", "table_rows"]
 
@@ -154,8 +154,8 @@ def markdown_report(
         f"Measured {machine['date']} by `{command}`, on {machine['cores']} cores ({machine['cpu']}), "
         f"{machine['system']}, Python {machine['python']}. The load generator (`cloudscale loadtest`, open loop, "
         "constant arrival rate) runs on the same machine as the host, over loopback. Each scenario gets a fresh "
-        f"`cloudscale run` with the benchmark settings (`bench/scenarios.py`) and {duration:g} s of sustained load "
-        "after a short warm-up.",
+        "`cloudscale run` with the benchmark settings (`cloudscale_local/bench/scenarios.py`) and "
+        f"{duration:g} s of sustained load after a short warm-up.",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
@@ -163,8 +163,8 @@ def markdown_report(
         "",
         "Capacity is the highest offered rate at which the host kept up in a short probe on a fresh host (every "
         "request answered with 202, ingest p99 at most 200 ms, answers keeping pace, and for the pipeline "
-        "scenarios a queue that did not grow); see `bench/capacity.py`. The other columns are the long run at the "
-        "target rate, which may be far above capacity: then they measure an overloaded server.",
+        "scenarios a queue that did not grow); see `cloudscale_local/bench/capacity.py`. The other columns are the "
+        "long run at the target rate, which may be far above capacity: then they measure an overloaded server.",
         "",
         "The local host runs the triggers as one Azure Functions instance would: the process stage (cardinality "
         "many) one batch of up to `maxMessageBatchSize` at a time with no lock renewal, the change feed one batch "

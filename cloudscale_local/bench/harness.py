@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.scenarios import BENCH_SETTINGS, Scenario
-from loadtest import LoadConfig, LoadReport, run_load
+from cloudscale_local.bench.scenarios import BENCH_SETTINGS, Scenario
+from cloudscale_local.loadtest import LoadConfig, LoadReport, run_load
 
 if TYPE_CHECKING:
-    from bench.capacity import Capacity
+    from cloudscale_local.bench.capacity import Capacity
 
 __all__ = ["ScenarioResult", "run_scenario"]
 
@@ -120,7 +120,7 @@ def run_scenario(
 @contextmanager
 def _host(data_dir: Path, scenario: Scenario) -> Iterator[tuple[str, int]]:
     environment = {**os.environ, **BENCH_SETTINGS, **scenario.settings, "CLOUDSCALE_DATA_DIR": str(data_dir)}
-    command = [sys.executable, "-m", "cli.main", "run", "--port", "0"]
+    command = [sys.executable, "-m", "cloudscale_local.cli.main", "run", "--port", "0"]
     if scenario.bare_endpoint:
         command.append("--bare-endpoint")
     process = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

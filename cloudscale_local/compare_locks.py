@@ -7,7 +7,7 @@ for a newer Python, say). Failing on those would fail CI for what nobody changed
 hash-checking mode, passes over files whose hashes a lock does not list, so the committed lock
 still installs the files it was made with.
 
-Usage: python tools/compare_locks.py COMMITTED REGENERATED (exit 1, with the reasons, if they
+Usage: python cloudscale_local/compare_locks.py COMMITTED REGENERATED (exit 1, with the reasons, if they
 differ). Standard library only: it runs before any venv exists.
 """
 

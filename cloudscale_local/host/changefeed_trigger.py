@@ -32,10 +32,10 @@ from dataclasses import dataclass
 
 import azure.functions as func
 
-from local_host.functions import ChangeFeedFunction
-from local_host.invocation import change_feed_invocation
-from local_host.leases import LeaseStore
-from local_host.retries import Outcome, run_with_retries
+from cloudscale_local.host.functions import ChangeFeedFunction
+from cloudscale_local.host.invocation import change_feed_invocation
+from cloudscale_local.host.leases import LeaseStore
+from cloudscale_local.host.retries import Outcome, run_with_retries
 from shared.adapters.embedded_event_store import EmbeddedEventStore, StoredChange
 from shared.ports import PortError
 

@@ -30,17 +30,23 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-from local_host import accept_errors
-from local_host.changefeed_trigger import ChangeFeedTrigger
-from local_host.functions import ChangeFeedFunction, FunctionIndex, HttpFunction, ServiceBusFunction, index_functions
-from local_host.gateway import Gateway, HostEndpoint, PlainResponse
-from local_host.host_config import HostConfig, load_host_config
-from local_host.http_limits import HttpLimits, bounded_protocol
-from local_host.leases import LeaseStore
-from local_host.ncrontab import ScheduleError
-from local_host.schedule_monitor import ScheduleMonitor
-from local_host.servicebus_trigger import ServiceBusTrigger
-from local_host.timer_trigger import ServableTimer, TimerTrigger, parse_schedule
+from cloudscale_local.host import accept_errors
+from cloudscale_local.host.changefeed_trigger import ChangeFeedTrigger
+from cloudscale_local.host.functions import (
+    ChangeFeedFunction,
+    FunctionIndex,
+    HttpFunction,
+    ServiceBusFunction,
+    index_functions,
+)
+from cloudscale_local.host.gateway import Gateway, HostEndpoint, PlainResponse
+from cloudscale_local.host.host_config import HostConfig, load_host_config
+from cloudscale_local.host.http_limits import HttpLimits, bounded_protocol
+from cloudscale_local.host.leases import LeaseStore
+from cloudscale_local.host.ncrontab import ScheduleError
+from cloudscale_local.host.schedule_monitor import ScheduleMonitor
+from cloudscale_local.host.servicebus_trigger import ServiceBusTrigger
+from cloudscale_local.host.timer_trigger import ServableTimer, TimerTrigger, parse_schedule
 from shared.adapters.client_key_secret import load_client_key_secret
 from shared.adapters.sqlite_worker import check_readable
 from shared.bootstrap import Container, close_container, set_container

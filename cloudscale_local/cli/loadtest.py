@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:
-    from loadtest import LatencySummary, LoadReport
+    from cloudscale_local.loadtest import LatencySummary, LoadReport
 
 __all__ = ["loadtest"]
 
@@ -88,7 +88,7 @@ def loadtest(
       cloudscale loadtest --duration 60 --target-rps 1000 --data-dir .cloudscale --json-out load.json
     """
     # Imported here: aiohttp and the generator would slow every other `cloudscale` command's start.
-    from loadtest import LoadConfig, ProgressPrinter, is_loopback_url, run_load
+    from cloudscale_local.loadtest import LoadConfig, ProgressPrinter, is_loopback_url, run_load
 
     if not allow_remote and not is_loopback_url(url):
         raise click.UsageError(

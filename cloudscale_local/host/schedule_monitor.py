@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from local_host.ncrontab import CronSchedule
+from cloudscale_local.host.ncrontab import CronSchedule
 
 __all__ = ["NEVER", "ScheduleMonitor", "ScheduleStatus"]
 

@@ -22,7 +22,7 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
-from cli.read_only_sql import READ_ONLY_MESSAGE, open_read_only, refused_as_a_write
+from cloudscale_local.cli.read_only_sql import READ_ONLY_MESSAGE, open_read_only, refused_as_a_write
 from shared.adapters.embedded_analytics import ANALYTICS_FILE, time_text
 from shared.settings import Settings, SettingsError, load_settings
 

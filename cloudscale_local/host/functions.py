@@ -17,10 +17,10 @@ from typing import Any
 import azure.functions as func
 from opentelemetry import context as otel_context
 
-from local_host.host_config import parse_timespan
-from local_host.invocation import bare_context
-from local_host.routing import RouteTemplate
-from local_host.worker_rules import check_function
+from cloudscale_local.host.host_config import parse_timespan
+from cloudscale_local.host.invocation import bare_context
+from cloudscale_local.host.routing import RouteTemplate
+from cloudscale_local.host.worker_rules import check_function
 
 __all__ = [
     "ChangeFeedFunction",

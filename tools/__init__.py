@@ -1,1 +1,0 @@
-"""Developer tooling that is neither deployed nor part of the app."""
