@@ -6,9 +6,9 @@ made lazily by `shared.bootstrap` on first use.
 
 import azure.functions as func
 
-from changefeed import bp as changefeed_bp
-from ingest import bp as ingest_bp
-from process import bp as process_bp
+from changefeed.blueprint import bp as changefeed_bp
+from ingest.blueprint import bp as ingest_bp
+from process.blueprint import bp as process_bp
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(ingest_bp)
