@@ -89,7 +89,7 @@ class RateLimiter:
         self._exchange_task: asyncio.Task[None] | None = None
         self._first_exchange = asyncio.Lock()
 
-    async def check(self, client_key: str, cost: int = 1) -> RateLimitDecision:
+    async def admit(self, client_key: str, cost: int = 1) -> RateLimitDecision:
         """Decide for one request of `cost` events from the client keyed `client_key`.
 
         `client_key` is the keyed hash of the client (`shared.domain.client_identity`), never

@@ -20,9 +20,9 @@ from ingest.rate_limiter import RateLimitDecision, RateLimiter
 from ingest.validation import (
     FieldError,
     ParsedBody,
-    check_body_size,
-    check_content_type,
     parse_body,
+    require_body_within_limit,
+    require_json_content_type,
     validate_event,
 )
 from shared.domain.client_identity import ClientIdentity, ClientKeyer
@@ -118,8 +118,8 @@ class IngestService:
         Each queued event carries the current trace context (the caller's span, under the
         host's request activity), so its processing continues the same trace.
         """
-        check_content_type(request.content_type)
-        check_body_size(len(request.body))
+        require_json_content_type(request.content_type)
+        require_body_within_limit(len(request.body))
         # From here on only the client's keyed hash and network are kept: never its address.
         client = self._keyer.identify(request.client_ip)
         # Parsed before limiting: a request costs its number of events. A body that does not
@@ -155,7 +155,7 @@ class IngestService:
 
     async def _limit(self, client_key: str, cost: int) -> RateLimitDecision:
         try:
-            decision = await self._limiter.check(client_key, cost)
+            decision = await self._limiter.admit(client_key, cost)
         except PortError as exc:
             logger.error("rate-limit store unavailable: %s", exc)
             raise UnavailableError(

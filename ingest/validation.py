@@ -25,7 +25,14 @@ from shared.domain.events import (
     nesting_depth,
 )
 
-__all__ = ["FieldError", "ParsedBody", "check_content_type", "check_body_size", "parse_body", "validate_event"]
+__all__ = [
+    "FieldError",
+    "ParsedBody",
+    "parse_body",
+    "require_body_within_limit",
+    "require_json_content_type",
+    "validate_event",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +53,7 @@ class ParsedBody:
     is_batch: bool
 
 
-def check_content_type(content_type: str | None) -> None:
+def require_json_content_type(content_type: str | None) -> None:
     """Accept `application/json` with any parameters (`; charset=utf-8`), nothing else."""
     media_type = (content_type or "").split(";", 1)[0].strip().lower()
     if media_type != "application/json":
@@ -54,7 +61,7 @@ def check_content_type(content_type: str | None) -> None:
         raise UnsupportedMediaTypeError(f"Content-Type must be application/json (got {shown})")
 
 
-def check_body_size(size: int) -> None:
+def require_body_within_limit(size: int) -> None:
     if size > MAX_BODY_BYTES:
         raise PayloadTooLargeError(f"request body is {size} bytes; the limit is {MAX_BODY_BYTES} bytes (1 MiB)")
 

@@ -19,7 +19,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
-from shared.domain.delivery import MAX_LOCK_SECONDS, check_retry_fits_lock
+from shared.domain.delivery import MAX_LOCK_SECONDS, require_retry_fits_lock
 from shared.domain.events import MAX_BATCH_EVENTS
 from shared.domain.ratelimit import BucketLimits, idle_after
 
@@ -141,7 +141,7 @@ class Settings(BaseModel):
     @model_validator(mode="after")
     def _retry_budget_fits_the_lock(self) -> Settings:
         try:
-            check_retry_fits_lock(self.process_retry_seconds, self.queue_lock_seconds)
+            require_retry_fits_lock(self.process_retry_seconds, self.queue_lock_seconds)
         except ValueError as exc:
             raise ValueError(f"CLOUDSCALE_PROCESS_RETRY_SECONDS and CLOUDSCALE_QUEUE_LOCK_SECONDS: {exc}") from None
         return self

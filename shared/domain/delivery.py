@@ -28,7 +28,7 @@ from __future__ import annotations
 __all__ = [
     "MAX_LOCK_SECONDS",
     "RETRY_SHARE_OF_LOCK",
-    "check_retry_fits_lock",
+    "require_retry_fits_lock",
     "last_attempt_seconds",
     "outage_bound_seconds",
 ]
@@ -46,7 +46,7 @@ def last_attempt_seconds(retry_seconds: float) -> float:
     return min(LAST_ATTEMPT_SECONDS, retry_seconds / 4)
 
 
-def check_retry_fits_lock(retry_seconds: float, lock_seconds: float) -> None:
+def require_retry_fits_lock(retry_seconds: float, lock_seconds: float) -> None:
     """Raise `ValueError` unless `retry_seconds` leaves a fifth of `lock_seconds` unused (rule 1)."""
     if retry_seconds > RETRY_SHARE_OF_LOCK * lock_seconds:
         raise ValueError(

@@ -90,7 +90,7 @@ class FraudSignals:
         )
 
 
-# --- Rules: one model per kind, each with its parameters and its check -------------------------
+# --- Rules: one model per kind, each with its parameters and its evaluation -------------------------
 
 # JSON names only, unknown fields refused: a typo in a rules file must fail, not be ignored.
 _CONFIG = ConfigDict(frozen=True, extra="forbid", validate_by_name=False, validate_by_alias=True, allow_inf_nan=False)
@@ -100,7 +100,7 @@ ReasonCode = Annotated[str, StringConstraints(min_length=1, max_length=64, patte
 
 
 class _Rule(BaseModel):
-    """What every rule has; subclasses add `kind`, `parameters` and `check`."""
+    """What every rule has; subclasses add `kind`, `parameters` and `evaluate`."""
 
     model_config = _CONFIG
 
@@ -109,7 +109,7 @@ class _Rule(BaseModel):
     weight: float = Field(ge=0, le=1)
     reason_code: ReasonCode = Field(alias="reasonCode")
 
-    def check(self, signals: FraudSignals) -> str | None:
+    def evaluate(self, signals: FraudSignals) -> str | None:
         """None if the rule does not fire, else what was observed, for a person to read."""
         raise NotImplementedError
 
@@ -126,7 +126,7 @@ class IpVelocityRule(_Rule):
     kind: Literal["ip_velocity"]
     parameters: IpVelocityParameters
 
-    def check(self, signals: FraudSignals) -> str | None:
+    def evaluate(self, signals: FraudSignals) -> str | None:
         # The count includes the current request: with a limit of 10, the 10th request is clean.
         limit = self.parameters.max_requests_per_minute
         observed = signals.ip_requests_last_minute
@@ -149,7 +149,7 @@ class BotUserAgentRule(_Rule):
     kind: Literal["bot_user_agent"]
     parameters: BotUserAgentParameters
 
-    def check(self, signals: FraudSignals) -> str | None:
+    def evaluate(self, signals: FraudSignals) -> str | None:
         agent = signals.agent
         if agent is not None and agent.is_bot:
             return f"user agent is a known bot or crawler ({agent.browser or 'unnamed'})"
@@ -174,7 +174,7 @@ class TimestampSkewRule(_Rule):
     kind: Literal["timestamp_skew"]
     parameters: TimestampSkewParameters
 
-    def check(self, signals: FraudSignals) -> str | None:
+    def evaluate(self, signals: FraudSignals) -> str | None:
         ahead = (signals.event_timestamp - signals.received_at).total_seconds()
         if ahead > self.parameters.max_ahead_seconds:
             return (
@@ -202,7 +202,7 @@ class DistinctUsersPerIpRule(_Rule):
     kind: Literal["distinct_users_per_ip"]
     parameters: DistinctUsersPerIpParameters
 
-    def check(self, signals: FraudSignals) -> str | None:
+    def evaluate(self, signals: FraudSignals) -> str | None:
         limit = self.parameters.max_distinct_users
         observed = signals.distinct_users_from_ip
         if observed <= limit:
@@ -264,7 +264,7 @@ class FraudRuleSet(BaseModel):
         reasons: list[FraudReason] = []
         clean = 1.0
         for rule in self.rules:
-            observed = rule.check(signals)
+            observed = rule.evaluate(signals)
             if observed is not None:
                 reasons.append(
                     FraudReason(rule=rule.id, code=rule.reason_code, weight=rule.weight, description=observed)

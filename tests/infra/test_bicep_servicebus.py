@@ -12,7 +12,7 @@ import function_app
 from cloudscale_local.host.functions import index_functions
 from cloudscale_local.host.host_config import load_host_config
 from process import blueprint as process_blueprint
-from shared.domain.delivery import MAX_LOCK_SECONDS, check_retry_fits_lock, outage_bound_seconds
+from shared.domain.delivery import MAX_LOCK_SECONDS, outage_bound_seconds, require_retry_fits_lock
 from shared.settings import Settings
 from tests.infra.bicep import at, infra_file, literal, text
 
@@ -92,12 +92,12 @@ def test_the_outage_arithmetic_holds_across_host_json_settings_and_the_queue() -
     # the process stage takes batches, so the host renews no lock and runs one batch at a time
     assert process_event.many
     # the retry budget (and the hold of a misconfigured stage) leave a fifth of the lock
-    check_retry_fits_lock(retry_seconds, lock_seconds)
-    check_retry_fits_lock(hold_seconds, lock_seconds)
+    require_retry_fits_lock(retry_seconds, lock_seconds)
+    require_retry_fits_lock(hold_seconds, lock_seconds)
     # so does the sample settings file a developer copies for `func start`
     sample = orjson.loads((REPO / "local.settings.sample.json").read_bytes())["Values"]
     assert float(sample["CLOUDSCALE_QUEUE_LOCK_SECONDS"]) == lock_seconds
-    check_retry_fits_lock(float(sample["CLOUDSCALE_PROCESS_RETRY_SECONDS"]), lock_seconds)
+    require_retry_fits_lock(float(sample["CLOUDSCALE_PROCESS_RETRY_SECONDS"]), lock_seconds)
     # the host does not time an invocation out before its lock would run out anyway
     assert host.function_timeout_seconds is None or host.function_timeout_seconds >= lock_seconds
     # and the bound the README states is what these numbers give

@@ -71,11 +71,11 @@ async def test_a_host_replacing_a_killed_one_does_not_admit_its_predecessors_min
     first = RateLimiter(
         store, ip_limits=BucketLimits(1000, 100), global_per_minute=100, sync_seconds=0.05, instance_id="old"
     )
-    admitted = [(await first.check(f"client-{n}")).allowed for n in range(120)]
+    admitted = [(await first.admit(f"client-{n}")).allowed for n in range(120)]
     assert admitted.count(True) <= 100
     # one more exchange after a sync interval, so its window is published
     await asyncio.sleep(0.1)
-    await first.check("client-x")
+    await first.admit("client-x")
     await asyncio.sleep(0.1)
     # WHEN its successor starts in the same minute, knowing whom it replaces
     successor = RateLimiter(
@@ -86,7 +86,7 @@ async def test_a_host_replacing_a_killed_one_does_not_admit_its_predecessors_min
         instance_id="new",
         predecessor_id="old",
     )
-    again = [(await successor.check(f"client-{n}")).allowed for n in range(50)]
+    again = [(await successor.admit(f"client-{n}")).allowed for n in range(50)]
     # THEN what the predecessor admitted still counts: the successor admits nothing more
     assert again.count(True) == 0
     await store.close()

@@ -15,7 +15,13 @@ import orjson
 import pytest
 
 from ingest.errors import MalformedJsonError, PayloadTooLargeError, UnsupportedMediaTypeError
-from ingest.validation import FieldError, check_body_size, check_content_type, parse_body, validate_event
+from ingest.validation import (
+    FieldError,
+    parse_body,
+    require_body_within_limit,
+    require_json_content_type,
+    validate_event,
+)
 from shared.domain.events import (
     MAX_BATCH_EVENTS,
     MAX_BODY_BYTES,
@@ -430,13 +436,13 @@ def test_without_a_receive_time_the_model_does_not_judge_skew() -> None:
     ["application/json", "application/json; charset=utf-8", "APPLICATION/JSON", " application/json ;x=1"],
 )
 def test_json_content_types_are_accepted(content_type: str) -> None:
-    check_content_type(content_type)
+    require_json_content_type(content_type)
 
 
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "application/jsonx", ""])
 def test_other_content_types_are_refused_naming_what_was_sent(content_type: str) -> None:
     with pytest.raises(UnsupportedMediaTypeError) as raised:
-        check_content_type(content_type)
+        require_json_content_type(content_type)
 
     assert raised.value.status == 415
     assert raised.value.code == "unsupported_media_type"
@@ -445,16 +451,16 @@ def test_other_content_types_are_refused_naming_what_was_sent(content_type: str)
 
 def test_a_missing_content_type_is_refused() -> None:
     with pytest.raises(UnsupportedMediaTypeError, match=r"got none"):
-        check_content_type(None)
+        require_json_content_type(None)
 
 
 def test_a_body_of_exactly_one_mebibyte_is_allowed() -> None:
-    check_body_size(MAX_BODY_BYTES)
+    require_body_within_limit(MAX_BODY_BYTES)
 
 
 def test_a_body_one_byte_over_one_mebibyte_is_refused() -> None:
     with pytest.raises(PayloadTooLargeError) as raised:
-        check_body_size(MAX_BODY_BYTES + 1)
+        require_body_within_limit(MAX_BODY_BYTES + 1)
 
     assert raised.value.status == 413
     assert str(MAX_BODY_BYTES + 1) in raised.value.message

@@ -126,14 +126,14 @@ async def make_limiter(clock: FakeClock, store: FakeRateLimitStore) -> AsyncIter
         await limiter.close()
 
 
-async def checks(limiter: RateLimiter, count: int, ip: str = IP_A) -> list[RateLimitDecision]:
-    return [await limiter.check(ip) for _ in range(count)]
+async def admit_many(limiter: RateLimiter, count: int, ip: str = IP_A) -> list[RateLimitDecision]:
+    return [await limiter.admit(ip) for _ in range(count)]
 
 
 async def drain(limiter: RateLimiter, ip: str = IP_A) -> int:
     """Send requests until one is refused; return how many were admitted."""
     admitted = 0
-    while (decision := await limiter.check(ip)).allowed:
+    while (decision := await limiter.admit(ip)).allowed:
         admitted += 1
     assert decision.refused_by == "global"
     return admitted
@@ -145,7 +145,7 @@ async def drain(limiter: RateLimiter, ip: str = IP_A) -> int:
 async def test_the_101st_request_from_one_ip_is_refused_by_the_ip_limit(make_limiter: MakeLimiter) -> None:
     limiter = make_limiter(ip_capacity=100, ip_refill=10.0)
 
-    decisions = await checks(limiter, 101)
+    decisions = await admit_many(limiter, 101)
 
     assert all(d.allowed and d.refused_by is None for d in decisions[:100])
     refused = decisions[100]
@@ -157,7 +157,7 @@ async def test_the_101st_request_from_one_ip_is_refused_by_the_ip_limit(make_lim
 async def test_ip_decisions_carry_the_rate_limit_header_numbers(make_limiter: MakeLimiter) -> None:
     limiter = make_limiter(ip_capacity=100, ip_refill=10.0)
 
-    decisions = await checks(limiter, 101)
+    decisions = await admit_many(limiter, 101)
 
     first, last_admitted, refused = decisions[0], decisions[99], decisions[100]
     assert first == RateLimitDecision(
@@ -186,7 +186,7 @@ async def test_ip_decisions_carry_the_rate_limit_header_numbers(make_limiter: Ma
 async def test_retry_after_is_rounded_up_to_whole_seconds(make_limiter: MakeLimiter) -> None:
     limiter = make_limiter(ip_capacity=1, ip_refill=0.4)  # one token every 2.5 s
 
-    _, refused = await checks(limiter, 2)
+    _, refused = await admit_many(limiter, 2)
 
     assert refused.retry_after_seconds == 3
     assert refused.reset_seconds == 3
@@ -194,19 +194,19 @@ async def test_retry_after_is_rounded_up_to_whole_seconds(make_limiter: MakeLimi
 
 async def test_the_bucket_refills_with_time(make_limiter: MakeLimiter, clock: FakeClock) -> None:
     limiter = make_limiter(ip_capacity=100, ip_refill=10.0)
-    await checks(limiter, 101)
+    await admit_many(limiter, 101)
 
     clock.advance(0.5)
-    decisions = await checks(limiter, 6)
+    decisions = await admit_many(limiter, 6)
 
     assert [d.allowed for d in decisions] == [True] * 5 + [False]
 
 
 async def test_different_ips_do_not_share_a_bucket(make_limiter: MakeLimiter, store: FakeRateLimitStore) -> None:
     limiter = make_limiter(ip_capacity=100)
-    await checks(limiter, 101, IP_A)
+    await admit_many(limiter, 101, IP_A)
 
-    other = await limiter.check(IP_B)
+    other = await limiter.admit(IP_B)
 
     assert other.allowed is True
     assert other.remaining == 99
@@ -217,7 +217,7 @@ async def test_different_ips_do_not_share_a_bucket(make_limiter: MakeLimiter, st
 async def test_the_client_state_lives_in_the_store(make_limiter: MakeLimiter, store: FakeRateLimitStore) -> None:
     limiter = make_limiter(ip_capacity=100)
 
-    await checks(limiter, 3)
+    await admit_many(limiter, 3)
 
     state = store.clients[IP_A]
     assert state.bucket.tokens == 97
@@ -228,8 +228,8 @@ async def test_two_instances_share_one_ip_bucket_through_the_store(make_limiter:
     a = make_limiter(ip_capacity=100, instance_id="a")
     b = make_limiter(ip_capacity=100, instance_id="b")
 
-    await checks(a, 60)
-    decisions = await checks(b, 41)
+    await admit_many(a, 60)
+    decisions = await admit_many(b, 41)
 
     assert [d.allowed for d in decisions].count(True) == 40
     assert decisions[-1].refused_by == "ip"
@@ -240,7 +240,7 @@ async def test_a_store_retrying_the_change_does_not_double_count(make_limiter: M
     replaying = FakeRateLimitStore(replay_changes=True)
     limiter = make_limiter(ip_capacity=100, on=replaying)
 
-    decisions = await checks(limiter, 101)
+    decisions = await admit_many(limiter, 101)
 
     assert [d.allowed for d in decisions].count(True) == 100
     assert decisions[-1].requests_last_minute == 101
@@ -252,7 +252,7 @@ async def test_a_store_retrying_the_change_does_not_double_count(make_limiter: M
 async def test_the_51st_request_is_refused_by_a_global_limit_of_50(make_limiter: MakeLimiter) -> None:
     limiter = make_limiter(ip_capacity=1_000_000, global_per_minute=50)
 
-    decisions = [await limiter.check(f"10.0.0.{n}") for n in range(51)]
+    decisions = [await limiter.admit(f"10.0.0.{n}") for n in range(51)]
 
     assert all(d.allowed for d in decisions[:50])
     assert decisions[50] == RateLimitDecision(
@@ -271,9 +271,9 @@ async def test_a_global_refusal_does_not_touch_the_clients_bucket(
     make_limiter: MakeLimiter, store: FakeRateLimitStore
 ) -> None:
     limiter = make_limiter(global_per_minute=1)
-    await limiter.check(IP_A)
+    await limiter.admit(IP_A)
 
-    refused = await limiter.check(IP_B)
+    refused = await limiter.admit(IP_B)
 
     assert refused.refused_by == "global"
     assert IP_B not in store.clients
@@ -284,13 +284,13 @@ async def test_once_the_full_window_is_known_retry_after_says_when_it_frees(
 ) -> None:
     # GIVEN the global limit used up at T0
     limiter = make_limiter(ip_capacity=1_000_000, global_per_minute=50)
-    await checks(limiter, 50)
+    await admit_many(limiter, 50)
 
     # WHEN ten seconds later the instance has exchanged counts again
     clock.advance(10)
-    await limiter.check(IP_A)
+    await limiter.admit(IP_A)
     await settle()
-    refused = await limiter.check(IP_A)
+    refused = await limiter.admit(IP_A)
 
     # THEN the refusal says the window frees when second T0 leaves it, 50 s later
     assert refused.refused_by == "global"
@@ -300,12 +300,12 @@ async def test_once_the_full_window_is_known_retry_after_says_when_it_frees(
 
 async def test_the_global_window_slides(make_limiter: MakeLimiter, clock: FakeClock) -> None:
     limiter = make_limiter(ip_capacity=1_000_000, global_per_minute=50)
-    await checks(limiter, 50)
+    await admit_many(limiter, 50)
 
     clock.advance(60)
-    await limiter.check(IP_A)  # decided on the old quota; starts the exchange
+    await limiter.admit(IP_A)  # decided on the old quota; starts the exchange
     await settle()
-    decisions = await checks(limiter, 51)
+    decisions = await admit_many(limiter, 51)
 
     assert [d.allowed for d in decisions].count(True) == 50
 
@@ -314,16 +314,16 @@ async def test_counts_are_exchanged_in_the_background_at_most_once_per_interval(
     make_limiter: MakeLimiter, store: FakeRateLimitStore, clock: FakeClock
 ) -> None:
     limiter = make_limiter()
-    await checks(limiter, 5)
+    await admit_many(limiter, 5)
     assert store.exchange_calls == 1  # the first request waits for the first exchange
 
     clock.advance(0.5)
-    await checks(limiter, 5)
+    await admit_many(limiter, 5)
     await settle()
     assert store.exchange_calls == 1
 
     clock.advance(0.5)
-    await limiter.check(IP_A)  # decided on the current quota, then the exchange runs
+    await limiter.admit(IP_A)  # decided on the current quota, then the exchange runs
     await settle()
     assert store.exchange_calls == 2
     record = store.windows[limiter.instance_id]
@@ -333,26 +333,26 @@ async def test_counts_are_exchanged_in_the_background_at_most_once_per_interval(
 async def test_a_request_refused_by_its_ip_gives_back_its_global_slot(make_limiter: MakeLimiter) -> None:
     # GIVEN a global limit of 3 and an IP that may make one request
     limiter = make_limiter(ip_capacity=1, ip_refill=0.001, global_per_minute=3)
-    assert (await limiter.check(IP_A)).allowed
+    assert (await limiter.admit(IP_A)).allowed
 
     # WHEN that IP keeps trying
-    refusals = await checks(limiter, 10, IP_A)
+    refusals = await admit_many(limiter, 10, IP_A)
 
     # THEN its refusals used none of the global window: two more clients get in
     assert {d.refused_by for d in refusals} == {"ip"}
-    assert (await limiter.check("10.0.0.1")).allowed
-    assert (await limiter.check("10.0.0.2")).allowed
-    assert (await limiter.check("10.0.0.3")).refused_by == "global"
+    assert (await limiter.admit("10.0.0.1")).allowed
+    assert (await limiter.admit("10.0.0.2")).allowed
+    assert (await limiter.admit("10.0.0.3")).refused_by == "global"
 
 
 async def test_given_back_slots_are_not_reported_to_the_other_instances(
     make_limiter: MakeLimiter, store: FakeRateLimitStore, clock: FakeClock
 ) -> None:
     limiter = make_limiter(ip_capacity=1, ip_refill=0.001)
-    await checks(limiter, 10)  # 1 admitted, 9 refused by the IP limit
+    await admit_many(limiter, 10)  # 1 admitted, 9 refused by the IP limit
 
     clock.advance(1)
-    await limiter.check(IP_B)
+    await limiter.admit(IP_B)
     await settle()
 
     assert store.windows[limiter.instance_id].window.total(clock.now) == 2
@@ -424,7 +424,7 @@ async def test_an_instance_that_went_quiet_stops_holding_a_share(
 ) -> None:
     # GIVEN instance a joined once and then went quiet (scaled in)
     a = make_limiter(ip_capacity=1_000_000, global_per_minute=LIMIT, instance_id="a")
-    await a.check(IP_A)
+    await a.admit(IP_A)
 
     # WHEN instance b joins 90 s later, after a's window and activity have expired
     clock.advance(90)
@@ -445,7 +445,7 @@ async def test_a_store_failure_on_the_first_request_is_raised(
     limiter = make_limiter()
 
     with pytest.raises(RateLimitStoreError, match="tables down"):
-        await limiter.check(IP_A)
+        await limiter.admit(IP_A)
 
 
 async def test_the_first_exchange_is_retried_by_the_next_request(
@@ -454,22 +454,22 @@ async def test_the_first_exchange_is_retried_by_the_next_request(
     store.exchange_error = RateLimitStoreError("tables down")
     limiter = make_limiter()
     with pytest.raises(PortError):
-        await limiter.check(IP_A)
+        await limiter.admit(IP_A)
 
     store.exchange_error = None
 
-    assert (await limiter.check(IP_A)).allowed
+    assert (await limiter.admit(IP_A)).allowed
 
 
 async def test_a_failing_client_update_is_raised_as_the_port_error(
     make_limiter: MakeLimiter, store: FakeRateLimitStore
 ) -> None:
     limiter = make_limiter()
-    await limiter.check(IP_A)
+    await limiter.admit(IP_A)
     store.update_error = RateLimitStoreError("timeout")
 
     with pytest.raises(RateLimitStoreError, match="timeout"):
-        await limiter.check(IP_A)
+        await limiter.admit(IP_A)
 
 
 async def test_a_failed_update_does_not_use_up_the_global_window(
@@ -477,18 +477,18 @@ async def test_a_failed_update_does_not_use_up_the_global_window(
 ) -> None:
     # GIVEN a global limit of 2 and a store whose per-IP updates fail for a while
     limiter = make_limiter(global_per_minute=2)
-    await limiter.check(IP_A)  # 1 of 2 used, first exchange done
+    await limiter.admit(IP_A)  # 1 of 2 used, first exchange done
     store.update_error = RateLimitStoreError("timeout")
     for _ in range(5):
         with pytest.raises(RateLimitStoreError):
-            await limiter.check(IP_B)
+            await limiter.admit(IP_B)
 
     # WHEN the store recovers
     store.update_error = None
 
     # THEN the failed requests took no global slot: one more is admitted, then refused
-    assert (await limiter.check(IP_B)).allowed
-    assert (await limiter.check(IP_B)).refused_by == "global"
+    assert (await limiter.admit(IP_B)).allowed
+    assert (await limiter.admit(IP_B)).refused_by == "global"
 
 
 async def test_a_failing_background_exchange_keeps_the_old_quota(
@@ -496,19 +496,19 @@ async def test_a_failing_background_exchange_keeps_the_old_quota(
 ) -> None:
     # GIVEN an instance with a quota of 10 that has used 4
     limiter = make_limiter(ip_capacity=1_000_000, global_per_minute=10)
-    await checks(limiter, 4)
+    await admit_many(limiter, 4)
 
     # WHEN its next exchange fails
     clock.advance(1)
     store.exchange_error = RateLimitStoreError("tables down")
     with caplog.at_level(logging.WARNING, logger="ingest.rate_limiter"):
-        first = await limiter.check(IP_A)
+        first = await limiter.admit(IP_A)
         await settle()
 
     # THEN it keeps admitting within what was left of the old quota, then refuses
     assert first.allowed
     assert "global rate-limit exchange failed" in caplog.text
-    decisions = await checks(limiter, 6)
+    decisions = await admit_many(limiter, 6)
     assert [d.allowed for d in decisions] == [True] * 5 + [False]
     assert decisions[-1].refused_by == "global"
 
@@ -518,40 +518,40 @@ async def test_while_the_store_is_down_the_quota_is_not_renewed_even_when_the_wi
 ) -> None:
     # GIVEN the quota used up, and the store down
     limiter = make_limiter(ip_capacity=1_000_000, global_per_minute=10)
-    await checks(limiter, 10)
+    await admit_many(limiter, 10)
     store.exchange_error = RateLimitStoreError("tables down")
 
     # WHEN the window has long slid past those requests
     clock.advance(120)
-    await limiter.check(IP_A)
+    await limiter.admit(IP_A)
     await settle()
 
     # THEN the limiter fails towards refusing
-    assert (await limiter.check(IP_A)).refused_by == "global"
+    assert (await limiter.admit(IP_A)).refused_by == "global"
 
     # ... and it retries the exchange next interval, recovering once the store does
     store.exchange_error = None
     calls = store.exchange_calls
     clock.advance(1)
-    await limiter.check(IP_A)
+    await limiter.admit(IP_A)
     await settle()
     assert store.exchange_calls == calls + 1
-    assert (await limiter.check(IP_A)).allowed
+    assert (await limiter.admit(IP_A)).allowed
 
 
 async def test_a_failed_exchange_is_retried_no_sooner_than_the_next_interval(
     make_limiter: MakeLimiter, store: FakeRateLimitStore, clock: FakeClock
 ) -> None:
     limiter = make_limiter()
-    await limiter.check(IP_A)
+    await limiter.admit(IP_A)
     store.exchange_error = RateLimitStoreError("tables down")
     clock.advance(1)
-    await limiter.check(IP_A)
+    await limiter.admit(IP_A)
     await settle()
     calls = store.exchange_calls
 
     clock.advance(0.5)
-    await checks(limiter, 3)
+    await admit_many(limiter, 3)
     await settle()
 
     assert store.exchange_calls == calls
@@ -575,9 +575,9 @@ async def test_close_stops_an_exchange_in_flight(make_limiter: MakeLimiter, cloc
 
     hanging = HangingStore()
     limiter = make_limiter(on=hanging)
-    await limiter.check(IP_A)
+    await limiter.admit(IP_A)
     clock.advance(1)
-    await limiter.check(IP_A)
+    await limiter.admit(IP_A)
     await settle()
 
     await limiter.close()  # returns although the exchange never completes
@@ -592,7 +592,7 @@ async def events_admitted(limiter: RateLimiter, clock: FakeClock, client: str, b
     """Send `batch`-event requests from `client` whenever the limiter lets it, for `seconds`; count the events."""
     admitted = 0
     for _ in range(seconds * 10):
-        while (await limiter.check(client, batch)).allowed:
+        while (await limiter.admit(client, batch)).allowed:
             admitted += batch
         clock.advance(0.1)
     return admitted
@@ -616,13 +616,13 @@ async def test_a_client_sending_big_batches_gets_the_events_per_second_of_one_se
 
 async def test_a_batch_the_bucket_cannot_pay_is_refused_with_the_wait_for_its_cost(make_limiter: MakeLimiter) -> None:
     limiter = make_limiter(ip_capacity=100, ip_refill=10.0)
-    assert (await limiter.check(IP_A, 50)).allowed
+    assert (await limiter.admit(IP_A, 50)).allowed
 
-    refused = await limiter.check(IP_A, 100)
+    refused = await limiter.admit(IP_A, 100)
 
     assert (refused.allowed, refused.refused_by, refused.remaining) == (False, "ip", 50)
     assert refused.retry_after_seconds == 5, "50 more tokens at 10 per second"
-    assert (await limiter.check(IP_A, 50)).allowed, "the refused batch took nothing"
+    assert (await limiter.admit(IP_A, 50)).allowed, "the refused batch took nothing"
 
 
 async def test_a_batch_bigger_than_the_bucket_is_admitted_when_it_is_full_and_paid_back(
@@ -630,18 +630,18 @@ async def test_a_batch_bigger_than_the_bucket_is_admitted_when_it_is_full_and_pa
 ) -> None:
     limiter = make_limiter(ip_capacity=100, ip_refill=10.0)
 
-    assert (await limiter.check(IP_A, 500)).allowed
-    refused = await limiter.check(IP_A, 1)
+    assert (await limiter.admit(IP_A, 500)).allowed
+    refused = await limiter.admit(IP_A, 1)
 
     # 400 in debt: 401 tokens to refill before even one event, 40.1 s.
     assert (refused.allowed, refused.remaining, refused.retry_after_seconds) == (False, 0, 41)
     clock.advance(41)
-    assert (await limiter.check(IP_A, 1)).allowed
+    assert (await limiter.admit(IP_A, 1)).allowed
 
 
 async def test_the_policy_names_what_each_limit_counts(make_limiter: MakeLimiter) -> None:
-    by_client = await make_limiter(ip_capacity=100, ip_refill=10.0).check(IP_A, 3)
+    by_client = await make_limiter(ip_capacity=100, ip_refill=10.0).admit(IP_A, 3)
     assert by_client.policy == '100;w=10;comment="events per client"'
 
-    by_service = await make_limiter(global_per_minute=1).check(IP_B)
+    by_service = await make_limiter(global_per_minute=1).admit(IP_B)
     assert (by_service.refused_by, by_service.policy) == ("global", '1;w=60;comment="requests, whole service"')
