@@ -29,10 +29,11 @@ from opentelemetry import trace
 from process.decoding import PoisonMessageError, decode_envelope
 from process.security_alerts import SecurityAlerts
 from process.store_guard import StoreGuard
-from shared.domain.enrichment import enrich
+from shared.domain.distinct_users import DistinctUsersTracker
 from shared.domain.envelope import Envelope, QueueMessage
-from shared.domain.fraud import DistinctUsersTracker, FraudRuleSet, FraudSignals
-from shared.domain.stored_event import StoredEvent, build_stored_event
+from shared.domain.fraud import FraudRuleSet
+from shared.domain.scoring import score_event
+from shared.domain.stored_event import StoredEvent
 from shared.ports import DeadLetterSink, EventStore
 from shared.telemetry import ProcessMetrics, message_parent
 
@@ -159,9 +160,10 @@ class ProcessService:
                 self._metrics.processing_duration.record(elapsed, {"outcome": done.value if done else "failed"})
 
     def score(self, envelope: Envelope, message: DeliveredMessage) -> StoredEvent:
-        """Enrich and score `envelope` into the document to store (pure but for the clocks and the tracker)."""
-        now = self._clock()
-        enrichment = enrich(envelope, processed_at=now, enqueued_at=message.enqueued_at)
+        """The document to store for `envelope` (`shared.domain.scoring`), at this clock's time.
+
+        Not pure: it reads the clock and records the event in the distinct-users tracker.
+        """
         distinct_users = (
             # Receive time, not processing time: a backlog drained after an outage, or a
             # replay, must not crowd hours of traffic into one window.
@@ -169,8 +171,13 @@ class ProcessService:
             if self._users is not None
             else 0
         )
-        signals = FraudSignals.from_envelope(envelope, agent=enrichment.agent, distinct_users_from_ip=distinct_users)
-        return build_stored_event(envelope, enrichment, self._rules.evaluate(signals))
+        return score_event(
+            envelope,
+            self._rules,
+            processed_at=self._clock(),
+            enqueued_at=message.enqueued_at,
+            distinct_users_from_ip=distinct_users,
+        )
 
     async def _store_all(self, pending: Sequence[_Pending]) -> list[ProcessOutcome]:
         if not pending:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from process.service import ProcessService
 from process.store_guard import StoreGuard
 from shared.bootstrap import Container, get_container
-from shared.domain.fraud import FraudRuleSet
+from shared.domain.fraud_rules import default_rules, rules_from_path
 from shared.ports import EventStore
 from shared.settings import Settings
 from shared.telemetry import process_metrics
@@ -26,7 +26,7 @@ class ProcessServices:
 def build_process_services(container: Container) -> ProcessServices:
     settings = container.settings
     metrics = process_metrics()
-    rules = FraudRuleSet.from_path(settings.fraud_rules_file) if settings.fraud_rules_file else FraudRuleSet.default()
+    rules = rules_from_path(settings.fraud_rules_file) if settings.fraud_rules_file else default_rules()
     guard = StoreGuard(
         budget_seconds=settings.process_retry_seconds,
         on_retry=lambda error: metrics.processing_retries.add(1, {"error": type(error).__name__}),

@@ -151,10 +151,10 @@ class Settings(BaseModel):
         # Read at startup so a broken rules file stops the app before the first message, not
         # at every message (where it would burn deliveries).
         if self.fraud_rules_file is not None:
-            from shared.domain.fraud import FraudRulesError, FraudRuleSet
+            from shared.domain.fraud_rules import FraudRulesError, rules_from_path
 
             try:
-                FraudRuleSet.from_path(self.fraud_rules_file)
+                rules_from_path(self.fraud_rules_file)
             except FraudRulesError as exc:
                 raise ValueError(f"CLOUDSCALE_FRAUD_RULES_FILE: {exc}") from None
         return self

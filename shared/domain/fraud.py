@@ -1,52 +1,41 @@
 """Fraud scoring: rules are data, evaluated in one pass over an event's signals.
 
 A rule set (`fraud_rules.json` in this package, or a file named by
-`CLOUDSCALE_FRAUD_RULES_FILE`) lists rules and the `suspiciousThreshold`. Each rule names its
-evaluator (`kind`), that evaluator's `parameters`, a `weight` in [0, 1] and a `reasonCode`.
-`FraudRuleSet.evaluate` runs every rule over a `FraudSignals` value and combines the weights
-of the rules that fired with a noisy-or, `1 - prod(1 - weight)`: the score stays in [0, 1]
-and another fired rule can only raise it. The event is suspicious when the score reaches
-the threshold.
+`CLOUDSCALE_FRAUD_RULES_FILE`; `shared.domain.fraud_rules` reads them) lists rules and the
+`suspiciousThreshold`. Each rule names its evaluator (`kind`), that evaluator's `parameters`,
+a `weight` in [0, 1] and a `reasonCode`. `FraudRuleSet.evaluate` runs every rule over a
+`FraudSignals` value and combines the weights of the rules that fired with a noisy-or,
+`1 - prod(1 - weight)`: the score stays in [0, 1] and another fired rule can only raise it.
+The event is suspicious when the score reaches the threshold.
 
-`DistinctUsersTracker` supplies the one signal that needs memory across events (distinct
-users per client). Nothing here reads a clock or does I/O, except reading a rules file.
+`shared.domain.distinct_users.DistinctUsersTracker` supplies the one signal that needs memory
+across events (distinct users per client). Nothing here reads a clock or does I/O.
 """
 
 from __future__ import annotations
 
 import math
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
-from importlib import resources
-from pathlib import Path
-from typing import Annotated, Any, Final, Literal, get_args
+from typing import Annotated, Final, Literal, get_args
 
-import orjson
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
-from pydantic_core import ErrorDetails
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from shared.domain.distinct_users import DistinctUsersTracker
 from shared.domain.envelope import Envelope
 from shared.domain.stored_event import FraudReason, FraudResult, ParsedUserAgent
 
 __all__ = [
-    "DEFAULT_RULES_RESOURCE",
     "DISTINCT_USERS_HEADROOM",
+    "RULE_KINDS",
     "BotUserAgentRule",
     "DistinctUsersPerIpRule",
-    "DistinctUsersTracker",
     "FraudRule",
     "FraudRuleSet",
-    "FraudRulesError",
     "FraudSignals",
     "IpVelocityRule",
-    "RULE_KINDS",
     "TimestampSkewRule",
 ]
-
-DEFAULT_RULES_RESOURCE: Final = "fraud_rules.json"
-"""The built-in rule set, a data file of the `shared.domain` package."""
 
 DISTINCT_USERS_HEADROOM: Final = 5
 """How many distinct users past the rule's limit a tracker keeps per client.
@@ -56,10 +45,6 @@ One past the limit is enough to decide; a few more let the reason say by how muc
 
 _SCORE_DIGITS: Final = 6
 """Scores are rounded so a lone rule of weight 0.7 scores exactly 0.7, not 0.7000000000000001."""
-
-
-class FraudRulesError(ValueError):
-    """A rules file is unreadable or invalid; the message names the rule and the field."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,131 +268,3 @@ class FraudRuleSet(BaseModel):
                     max_clients=max_clients,
                 )
         return None
-
-    @classmethod
-    def default(cls) -> FraudRuleSet:
-        """The built-in rules (`shared/domain/fraud_rules.json`)."""
-        data = resources.files(__package__ or "shared.domain").joinpath(DEFAULT_RULES_RESOURCE).read_bytes()
-        return cls.from_bytes(data, source=f"the built-in {DEFAULT_RULES_RESOURCE}")
-
-    @classmethod
-    def from_path(cls, path: Path | str) -> FraudRuleSet:
-        """Rules from a JSON file (the shape of the built-in one)."""
-        try:
-            data = Path(path).read_bytes()
-        except OSError as exc:
-            raise FraudRulesError(f"cannot read fraud rules file {str(path)!r}: {exc.strerror or exc}") from exc
-        return cls.from_bytes(data, source=str(path))
-
-    @classmethod
-    def from_bytes(cls, data: bytes, *, source: str = "the given rules") -> FraudRuleSet:
-        """Rules from JSON text; `source` names it in error messages."""
-        try:
-            raw = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise FraudRulesError(f"fraud rules in {source} are not valid JSON: {exc}") from None
-        try:
-            return cls.model_validate(raw)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{_where(error['loc'], error['type'], raw)}: {_message(error)}" for error in exc.errors()
-            )
-            # `from None`: pydantic's own text repeats every input; the message above says it all.
-            raise FraudRulesError(f"invalid fraud rules in {source}: {problems}") from None
-
-
-def _message(error: ErrorDetails) -> str:
-    if error["type"] == "union_tag_not_found":
-        # pydantic says "Unable to extract tag using discriminator 'kind'": say what is expected.
-        return f"Field required; one of {', '.join(RULE_KINDS)}"
-    return error["msg"]
-
-
-def _where(loc: tuple[int | str, ...], error_type: str, raw: Any) -> str:
-    """Name the place of a validation error: `rule 'ip-velocity' (rules[0]) weight`."""
-    if len(loc) < 2 or loc[0] != "rules" or not isinstance(loc[1], int):
-        return ".".join(str(part) for part in loc) or "rule set"
-    index = loc[1]
-    rule = raw["rules"][index] if isinstance(raw, dict) and isinstance(raw.get("rules"), list) else None
-    rule_id = rule.get("id") if isinstance(rule, dict) else None
-    name = f"rule {rule_id!r} (rules[{index}])" if isinstance(rule_id, str) else f"rules[{index}]"
-    rest = [str(part) for part in loc[2:]]
-    # pydantic puts the matched `kind` into the path of a tagged union's errors; readers don't need it.
-    if rest and isinstance(rule, dict) and rest[0] == rule.get("kind"):
-        rest = rest[1:]
-    if not rest and error_type in ("union_tag_invalid", "union_tag_not_found"):
-        rest = ["kind"]
-    return " ".join([name, ".".join(rest)]) if rest else name
-
-
-# --- Distinct users per client -------------------------------------------------------------------
-
-
-class DistinctUsersTracker:
-    """Distinct user ids per client over a sliding window, in bounded memory.
-
-    `observe` records one event and answers how many distinct user ids the client sent in the
-    last `window_seconds` (this event's included; events without a user id add none). Time is
-    passed in, never read.
-
-    Memory is bounded twice: at most `max_clients` clients (the least recently seen is
-    forgotten first) and, per client, at most `max_users_per_client` ids (the most recently
-    seen are kept). A count therefore saturates at `max_users_per_client`: size it a few
-    above the rule's limit, enough to decide. Ids are kept as their (per-process salted)
-    `hash`, not as text; a collision could only under-count.
-
-    `client_key` should be `shared.domain.enrichment.client_key(ip)`, never the raw IP.
-
-    Scope: the state lives in one process. On Azure each instance of the process stage sees
-    only its share of the messages, so a client's users are split across instances and the
-    count is an under-count: it errs towards not flagging. Locally (one process) it is exact.
-    """
-
-    def __init__(self, window_seconds: float, max_users_per_client: int, max_clients: int = 10_000) -> None:
-        if window_seconds <= 0:
-            raise ValueError(f"window_seconds must be positive, got {window_seconds}")
-        if max_users_per_client < 1 or max_clients < 1:
-            raise ValueError("max_users_per_client and max_clients must be at least 1")
-        self.window_seconds = window_seconds
-        self.max_users_per_client = max_users_per_client
-        self.max_clients = max_clients
-        # client -> {hash(user id): last seen}; both least recently seen first.
-        self._clients: OrderedDict[str, dict[int, float]] = OrderedDict()
-        # The process stage may call from several worker threads.
-        self._lock = threading.Lock()
-
-    def observe(self, client_key: str, user_id: str | None, now: float) -> int:
-        """Record an event from `client_key` at `now`; return its distinct users in the window."""
-        with self._lock:
-            users = self._clients.get(client_key)
-            if users is None:
-                if user_id is None:
-                    return 0  # nothing to remember: don't spend a client slot on it
-                users = self._clients[client_key] = {}
-                if len(self._clients) > self.max_clients:
-                    self._clients.popitem(last=False)
-            else:
-                self._clients.move_to_end(client_key)
-            self._expire(users, now)
-            if user_id is not None:
-                self._remember(users, hash(user_id), now)
-            return len(users)
-
-    def __len__(self) -> int:
-        """How many clients are remembered (at most `max_clients`)."""
-        return len(self._clients)
-
-    def _expire(self, users: dict[int, float], now: float) -> None:
-        horizon = now - self.window_seconds
-        while users:
-            oldest = next(iter(users))
-            if users[oldest] > horizon:
-                break
-            del users[oldest]
-
-    def _remember(self, users: dict[int, float], user: int, now: float) -> None:
-        # Re-inserting moves the id to the end, keeping the dict ordered by last seen.
-        users.pop(user, None)
-        users[user] = now
-        if len(users) > self.max_users_per_client:
-            del users[next(iter(users))]

@@ -18,17 +18,12 @@ from typing import Any
 import orjson
 import pytest
 
+from shared.domain.distinct_users import DistinctUsersTracker
 from shared.domain.enrichment import parse_user_agent
 from shared.domain.envelope import Envelope
 from shared.domain.events import Event
-from shared.domain.fraud import (
-    DISTINCT_USERS_HEADROOM,
-    RULE_KINDS,
-    DistinctUsersTracker,
-    FraudRulesError,
-    FraudRuleSet,
-    FraudSignals,
-)
+from shared.domain.fraud import DISTINCT_USERS_HEADROOM, RULE_KINDS, FraudRuleSet, FraudSignals
+from shared.domain.fraud_rules import FraudRulesError, default_rules, rules_from_bytes, rules_from_path
 from shared.domain.stored_event import FraudReason, FraudResult
 
 RECEIVED_AT = datetime(2026, 1, 31, 12, 0, tzinfo=UTC)
@@ -36,7 +31,7 @@ MICROSECOND = timedelta(microseconds=1)
 T0 = 1_000_000.0
 """A whole second, far from zero, like a Unix time (the tracker's clock)."""
 
-RULES = FraudRuleSet.default()
+RULES = default_rules()
 
 CLEAN = FraudSignals(
     ip_requests_last_minute=1,
@@ -136,7 +131,7 @@ def rule_data(data: dict[str, Any], rule_id: str) -> dict[str, Any]:
 
 
 def load(data: Any) -> FraudRuleSet:
-    return FraudRuleSet.from_bytes(orjson.dumps(data), source="test-rules.json")
+    return rules_from_bytes(orjson.dumps(data), source="test-rules.json")
 
 
 def load_error(data: Any) -> str:
@@ -186,8 +181,8 @@ def test_the_rules_file_on_disk_loads_like_the_packaged_resource() -> None:
 
     path = Path(shared.domain.__file__).parent / "fraud_rules.json"
 
-    assert FraudRuleSet.from_path(path) == RULES
-    assert FraudRuleSet.from_path(str(path)) == RULES
+    assert rules_from_path(path) == RULES
+    assert rules_from_path(str(path)) == RULES
 
 
 # --- ip_velocity: the 10th request in a minute is clean, the 11th fires ------------------------------
@@ -669,12 +664,12 @@ def test_two_distinct_users_rules_are_an_error() -> None:
 
 def test_a_rules_file_that_is_not_json_is_an_error() -> None:
     with pytest.raises(FraudRulesError, match=r"fraud rules in rules\.json are not valid JSON"):
-        FraudRuleSet.from_bytes(b'{"suspiciousThreshold": 0.6,', source="rules.json")
+        rules_from_bytes(b'{"suspiciousThreshold": 0.6,', source="rules.json")
 
 
 def test_a_missing_rules_file_is_an_error_naming_it() -> None:
     with pytest.raises(FraudRulesError, match=r"cannot read fraud rules file '/nonexistent/rules\.json'"):
-        FraudRuleSet.from_path("/nonexistent/rules.json")
+        rules_from_path("/nonexistent/rules.json")
 
 
 # --- Signals from a queued event ----------------------------------------------------------------------------

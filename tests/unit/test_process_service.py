@@ -17,7 +17,7 @@ from process.service import DeliveredMessage, ProcessOutcome, ProcessService
 from process.store_guard import StoreGuard, StoreUnavailableError
 from shared.domain.client_identity import ClientKeyer
 from shared.domain.envelope import QueueMessage
-from shared.domain.fraud import FraudRuleSet
+from shared.domain.fraud_rules import default_rules
 from shared.domain.stored_event import StoredEvent
 from shared.ports import EventStoreError, PortError
 from shared.telemetry import ProcessMetrics
@@ -81,7 +81,7 @@ class Harness:
         self.dead_letters = InMemoryDeadLetters()
         self.reader = InMemoryMetricReader()
         meter = MeterProvider(metric_readers=[self.reader]).get_meter("test")
-        rules = FraudRuleSet.default()
+        rules = default_rules()
         self.service = ProcessService(
             self.store,
             self.dead_letters,
