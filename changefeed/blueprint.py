@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 import azure.functions as func
 
 from changefeed.reconcile import hour_window
-from changefeed.wiring import feed_service, reconciler
+from shared.bootstrap import analytics_feed, analytics_reconciler
 from shared.telemetry import invocation_span
 
 __all__ = ["bp"]
@@ -64,7 +64,7 @@ async def events_to_analytics(documents: func.DocumentList, context: func.Contex
     """
     batch = [document.to_dict() for document in documents]
     with invocation_span(context, "events to analytics", linked=(document.get("traceContext") for document in batch)):
-        await feed_service().handle(batch)
+        await analytics_feed().handle(batch)
 
 
 @bp.function_name("reconcile_analytics")
@@ -73,7 +73,7 @@ async def reconcile_analytics(timer: func.TimerRequest, context: func.Context) -
     """Every hour at :15, re-send to analytics what the change feed skipped in the last hours."""
     start, end = hour_window(datetime.now(UTC) - RECONCILE_SETTLE, RECONCILE_HOURS)
     with invocation_span(context, "reconcile analytics"):
-        report = await reconciler().reconcile(start, end)
+        report = await analytics_reconciler().reconcile(start, end)
     logger.info(
         "reconciled %s to %s: %d hour(s) checked, %d event(s) re-sent",
         start.isoformat(),

@@ -1,8 +1,8 @@
 """The ingest stage's HTTP functions: `POST /api/events`, the health routes, `GET /api/openapi.json`.
 
-Function bodies only translate: HTTP in, the use case, HTTP out. Errors the use case
-raises become their status codes; anything unexpected becomes a JSON 500 with no detail
-(the detail goes to the log).
+Function bodies only translate: HTTP in, the use case, HTTP out (`ingest.http` holds every
+status and header). Errors the use case raises become their status codes; anything
+unexpected becomes a JSON 500 with no detail (the detail goes to the log).
 """
 
 from __future__ import annotations
@@ -12,12 +12,21 @@ import time
 
 import azure.functions as func
 
-from ingest.errors import IngestError, RateLimitedError
-from ingest.health import HealthReport, check_readiness, misconfigured_report
-from ingest.http import accepted_response, error_response, ingest_request, json_response
+from ingest.errors import IngestError
+from ingest.health import readiness
+from ingest.http import (
+    NO_STORE,
+    accepted_response,
+    error_response,
+    ingest_request,
+    internal_error_response,
+    json_response,
+    misconfigured_response,
+    readiness_response,
+    unavailable_response,
+)
 from ingest.openapi import openapi_document
-from ingest.wiring import ingest_services
-from shared.bootstrap import get_container
+from shared.bootstrap import ingest_endpoint, readiness_probes
 from shared.settings import SettingsError
 from shared.telemetry import invocation_span
 
@@ -26,8 +35,6 @@ __all__ = ["bp"]
 logger = logging.getLogger(__name__)
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]  # the library leaves __init__ unannotated
-
-_NO_STORE = {"Cache-Control": "no-store"}
 
 
 @bp.function_name("ingest_events")
@@ -43,7 +50,7 @@ async def ingest_events(req: func.HttpRequest, context: func.Context) -> func.Ht
 async def health_live(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     """Liveness: the process answers HTTP. Calls no dependency, so an outage never restarts it."""
     with invocation_span(context, "liveness check"):
-        return json_response(200, {"status": "healthy"}, _NO_STORE)
+        return json_response(200, {"status": "healthy"}, NO_STORE)
 
 
 @bp.function_name("health_ready")
@@ -56,8 +63,7 @@ async def health_ready(req: func.HttpRequest, context: func.Context) -> func.Htt
     The answer carries a status and a reason code per check, never error text.
     """
     with invocation_span(context, "readiness check"):
-        report = await _readiness()
-        return json_response(report.status_code, report.public(), _NO_STORE)
+        return readiness_response(await readiness(readiness_probes))
 
 
 @bp.function_name("health")
@@ -65,8 +71,7 @@ async def health_ready(req: func.HttpRequest, context: func.Context) -> func.Htt
 async def health(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     """`GET /api/health/ready` under its older name (the deployment's smoke test and outputs use it)."""
     with invocation_span(context, "health check"):
-        report = await _readiness()
-        return json_response(report.status_code, report.public(), _NO_STORE)
+        return readiness_response(await readiness(readiness_probes))
 
 
 @bp.function_name("health_details")
@@ -74,17 +79,7 @@ async def health(req: func.HttpRequest, context: func.Context) -> func.HttpRespo
 async def health_details(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     """Readiness with each failure's error text, for operators (a function key on Azure)."""
     with invocation_span(context, "health details"):
-        report = await _readiness()
-        return json_response(report.status_code, report.detailed(), _NO_STORE)
-
-
-async def _readiness() -> HealthReport:
-    try:
-        container = get_container()
-    except SettingsError:
-        logger.exception("the app is misconfigured")
-        return misconfigured_report()
-    return await check_readiness(container)
+        return readiness_response(await readiness(readiness_probes), detailed=True)
 
 
 @bp.function_name("openapi")
@@ -98,46 +93,23 @@ async def openapi(req: func.HttpRequest, context: func.Context) -> func.HttpResp
 async def _ingest(req: func.HttpRequest) -> func.HttpResponse:
     started = time.perf_counter()
     try:
-        services = ingest_services()
+        endpoint = ingest_endpoint()
     except SettingsError:
         logger.exception("ingest is misconfigured")
-        return json_response(503, _misconfigured(), {"Retry-After": "60"})
+        return misconfigured_response()
     except OSError:
         # Building the services touches the data folder (the client-key secret, store files):
         # a full disk or a missing permission is an outage to retry, not a fault of the request.
         logger.exception("ingest could not start its services")
-        return json_response(
-            503,
-            {
-                "error": "unavailable",
-                "message": "the service cannot accept events right now; retry later",
-                "details": [],
-            },
-            {"Retry-After": "5"},
-        )
-    metrics = services.metrics
+        return unavailable_response()
     try:
-        outcome = await services.service.ingest(ingest_request(req, services.settings))
-        response = accepted_response(outcome)
-        metrics.events_ingested.add(outcome.accepted, {"outcome": "accepted"})
-        if outcome.rejected:
-            metrics.events_ingested.add(outcome.rejected, {"outcome": "rejected"})
+        response = accepted_response(await endpoint.use_case.ingest(ingest_request(req, endpoint.trusted_proxies)))
     except IngestError as error:
         response = error_response(error)
-        if isinstance(error, RateLimitedError):
-            metrics.rate_limit_rejections.add(1, {"limit": error.limit})
     except Exception:
         # A fault of ours, not the client's: answered here (not left to the host) so it is
         # counted like every other answer and the caller sees no detail; the log has the traceback.
         logger.exception("ingest failed unexpectedly")
-        response = json_response(500, _internal_error())
-    metrics.ingestion_duration.record(time.perf_counter() - started, {"status_code": response.status_code})
+        response = internal_error_response()
+    endpoint.answer_time.record(time.perf_counter() - started, {"status_code": response.status_code})
     return response
-
-
-def _internal_error() -> dict[str, object]:
-    return {"error": "internal_error", "message": "the request failed unexpectedly; retry later", "details": []}
-
-
-def _misconfigured() -> dict[str, object]:
-    return {"error": "misconfigured", "message": "the service is misconfigured; see its log", "details": []}

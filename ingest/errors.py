@@ -1,20 +1,24 @@
-"""Errors of the ingest API, each mapped to an HTTP status and a stable error code.
+"""Errors of the ingest use case: why a request fails as a whole, each with a stable code.
+
+No HTTP here: `ingest.http` maps each error to its status and headers.
 
 Error tree::
 
-    IngestError                      (status, code, message, details, headers)
-    ├── UnsupportedMediaTypeError    415 unsupported_media_type
-    ├── PayloadTooLargeError         413 payload_too_large
-    ├── MalformedJsonError           400 malformed_json
-    ├── InvalidEventsError           400 invalid_events     every event was rejected
-    ├── RateLimitedError             429 rate_limited
-    └── UnavailableError             503 <code>             a dependency is down; retry later
+    IngestError                      (code, message, details)
+    ├── UnsupportedMediaTypeError    unsupported_media_type
+    ├── PayloadTooLargeError         payload_too_large
+    ├── MalformedJsonError           malformed_json
+    ├── InvalidEventsError           invalid_events          every event was rejected
+    ├── RateLimitedError             rate_limited            with the refusing decision
+    └── UnavailableError             <code>                  a dependency is down; retry later
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
+
+from ingest.rate_limiter import RateLimitDecision
 
 __all__ = [
     "IngestError",
@@ -28,56 +32,56 @@ __all__ = [
 
 
 class IngestError(Exception):
-    """A request the API answers with an error status and a JSON error body."""
+    """A request that fails as a whole; `code` and `details` are what the caller is told."""
 
-    status: ClassVar[int] = 400
     default_code: ClassVar[str] = "bad_request"
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        code: str | None = None,
-        details: Sequence[Mapping[str, Any]] = (),
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
+    def __init__(self, message: str, *, code: str | None = None, details: Sequence[Mapping[str, Any]] = ()) -> None:
         super().__init__(message)
         self.message = message
         self.code = code or self.default_code
         self.details = list(details)
-        self.headers = dict(headers or {})
 
 
 class UnsupportedMediaTypeError(IngestError):
-    status = 415
     default_code = "unsupported_media_type"
 
 
 class PayloadTooLargeError(IngestError):
-    status = 413
     default_code = "payload_too_large"
 
 
 class MalformedJsonError(IngestError):
-    status = 400
     default_code = "malformed_json"
 
 
 class InvalidEventsError(IngestError):
-    status = 400
+    """Every event of the request was rejected; the request still counted against the limits."""
+
     default_code = "invalid_events"
+
+    def __init__(self, message: str, *, details: Sequence[Mapping[str, Any]], rate_limit: RateLimitDecision) -> None:
+        super().__init__(message, details=details)
+        self.rate_limit = rate_limit
+        """The limits' decision for this request (it was admitted)."""
 
 
 class RateLimitedError(IngestError):
-    status = 429
     default_code = "rate_limited"
 
-    def __init__(self, message: str, *, limit: str, headers: Mapping[str, str]) -> None:
-        super().__init__(message, details=[{"limit": limit}], headers=headers)
+    def __init__(self, message: str, *, decision: RateLimitDecision) -> None:
+        limit = decision.refused_by or "ip"
+        super().__init__(message, details=[{"limit": limit}])
+        self.decision = decision
         self.limit = limit
         """Which limit refused the request: `ip` or `global`."""
 
 
 class UnavailableError(IngestError):
-    status = 503
+    """A dependency is down: nothing was accepted, and the caller may retry after `retry_after_seconds`."""
+
     default_code = "service_unavailable"
+
+    def __init__(self, message: str, *, code: str, retry_after_seconds: int) -> None:
+        super().__init__(message, code=code)
+        self.retry_after_seconds = retry_after_seconds

@@ -1,11 +1,16 @@
 """Readiness: can this instance accept events now? One probe per dependency, each with a budget.
 
+The policy only: which checks there are, their budget, and the verdict they add up to. The
+probes come from the composition root (`shared.bootstrap.readiness_probes`); the HTTP edge
+(`ingest.http.readiness_response`) turns a report into a status code.
+
 Two kinds of dependency:
 
-- **critical** (the queue, the rate-limit store): ingest answers 503 without them, so a
-  failed probe makes the instance `unhealthy` (503) and a load balancer should take it out;
+- **critical** (the queue, the rate-limit store, the client-key secret): ingest cannot accept
+  without them, so a failed probe makes the instance `unhealthy` and a load balancer should
+  take it out;
 - **non-critical** (the event store, analytics): they sit behind the queue, which absorbs
-  their outage, so a failed probe only makes the pipeline `degraded` (still 200).
+  their outage, so a failed probe only makes the pipeline `degraded` (still ready).
 
 Each probe has `CHECK_BUDGET_SECONDS`, far above ingest's p99 (milliseconds; see
 `docs/benchmarks.md`) and above the embedded stores' lock wait (`BUSY_TIMEOUT_SECONDS`): a probe
@@ -25,8 +30,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from shared.adapters.client_key_secret import load_client_key_secret
-from shared.bootstrap import Container
 from shared.ports import PortError
 from shared.settings import SettingsError
 
@@ -35,8 +38,11 @@ __all__ = [
     "CRITICAL_CHECKS",
     "CheckResult",
     "HealthReport",
+    "Probe",
+    "ReadinessProbes",
     "check_readiness",
     "misconfigured_report",
+    "readiness",
 ]
 
 logger = logging.getLogger(__name__)
@@ -46,10 +52,38 @@ CHECK_BUDGET_SECONDS = 12.0
 those report their own error first; far above ingest's p99, so a busy instance still passes."""
 
 CRITICAL_CHECKS = frozenset({"queue", "rateLimitStore", "clientKey"})
-"""The checks whose failure makes ingest fail (503); the others only degrade the pipeline."""
+"""The checks whose failure makes the instance unready; the others only degrade the pipeline."""
 
 Status = Literal["healthy", "degraded", "unhealthy"]
 Reason = Literal["timeout", "unavailable", "misconfigured"]
+Probe = Callable[[], Awaitable[None]]
+"""Returns if the dependency can do what ingest needs of it, raises if not."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReadinessProbes:
+    """One probe per dependency ingest relies on.
+
+    Each builds its adapter on first use, so an adapter that cannot be built fails its own
+    probe and not the whole report.
+    """
+
+    queue: Probe
+    rate_limit_store: Probe
+    event_store: Probe
+    analytics: Probe
+    client_key: Probe
+    """Ingest cannot key a client without its secret (on Azure a setting; locally a file)."""
+
+    def by_name(self) -> dict[str, Probe]:
+        """The probes under the names the report gives them."""
+        return {
+            "queue": self.queue,
+            "rateLimitStore": self.rate_limit_store,
+            "eventStore": self.event_store,
+            "analytics": self.analytics,
+            "clientKey": self.client_key,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,9 +109,9 @@ class HealthReport:
         return "degraded" if failed else "healthy"
 
     @property
-    def status_code(self) -> int:
-        """503 only when ingest cannot accept; `degraded` is still 200."""
-        return 503 if self.status == "unhealthy" else 200
+    def ready(self) -> bool:
+        """Whether ingest can accept events: `degraded` still can."""
+        return self.status != "unhealthy"
 
     def public(self) -> dict[str, object]:
         """The anonymous view: a status and a reason code per check, nothing else."""
@@ -99,25 +133,24 @@ def misconfigured_report() -> HealthReport:
     return HealthReport({"settings": CheckResult(False, "misconfigured", "invalid or missing settings; see the log")})
 
 
-async def check_readiness(container: Container, *, budget: float = CHECK_BUDGET_SECONDS) -> HealthReport:
+async def readiness(probes: Callable[[], ReadinessProbes], *, budget: float = CHECK_BUDGET_SECONDS) -> HealthReport:
+    """This instance's readiness; `probes` builds the probes, and may fail for invalid settings."""
+    try:
+        built = probes()
+    except SettingsError:
+        logger.exception("the app is misconfigured")
+        return misconfigured_report()
+    return await check_readiness(built, budget=budget)
+
+
+async def check_readiness(probes: ReadinessProbes, *, budget: float = CHECK_BUDGET_SECONDS) -> HealthReport:
     """Run every probe concurrently, each bounded by `budget` seconds."""
-    probes: dict[str, Callable[[], Awaitable[None]]] = {
-        "queue": lambda: container.publisher.check(),
-        "rateLimitStore": lambda: container.rate_limit_store.check(),
-        "eventStore": lambda: container.event_store.check(),
-        "analytics": lambda: container.analytics_sink.check(),
-        # Ingest cannot key a client without it (on Azure a setting; locally a file).
-        "clientKey": lambda: _client_key_secret(container),
-    }
-    results = await asyncio.gather(*(_probe(name, probe, budget) for name, probe in probes.items()))
-    return HealthReport(dict(zip(probes, results, strict=True)))
+    named = probes.by_name()
+    results = await asyncio.gather(*(_probe(name, probe, budget) for name, probe in named.items()))
+    return HealthReport(dict(zip(named, results, strict=True)))
 
 
-async def _client_key_secret(container: Container) -> None:
-    await asyncio.to_thread(load_client_key_secret, container.settings)
-
-
-async def _probe(name: str, probe: Callable[[], Awaitable[None]], budget: float) -> CheckResult:
+async def _probe(name: str, probe: Probe, budget: float) -> CheckResult:
     try:
         async with asyncio.timeout(budget):
             await probe()

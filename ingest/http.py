@@ -1,19 +1,73 @@
-"""Translation between the ingest use case and `azure.functions` HTTP types."""
+"""The ingest stage's HTTP edge: requests into the use case's terms, its outcomes into responses.
+
+Every status code and header of the ingest API is decided here: the use case (`ingest.service`)
+returns an outcome or raises an `IngestError`, the health policy (`ingest.health`) returns a
+report, and this module maps them.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
 import azure.functions as func
+from opentelemetry.metrics import Histogram
 
-from ingest.client_ip import client_ip
-from ingest.errors import IngestError
-from ingest.service import IngestOutcome, IngestRequest, rate_limit_headers
+from ingest.client_ip import IpNetwork, client_ip
+from ingest.errors import (
+    IngestError,
+    InvalidEventsError,
+    MalformedJsonError,
+    PayloadTooLargeError,
+    RateLimitedError,
+    UnavailableError,
+    UnsupportedMediaTypeError,
+)
+from ingest.health import HealthReport
+from ingest.rate_limiter import RateLimitDecision
+from ingest.service import IngestOutcome, IngestRequest, IngestService
 from shared.http import json_response
-from shared.settings import Settings
 
-__all__ = ["accepted_response", "error_response", "ingest_request", "json_response"]
+__all__ = [
+    "NO_STORE",
+    "IngestEndpoint",
+    "accepted_response",
+    "error_response",
+    "ingest_request",
+    "internal_error_response",
+    "json_response",
+    "misconfigured_response",
+    "rate_limit_headers",
+    "readiness_response",
+    "status_for",
+    "unavailable_response",
+]
+
+NO_STORE: Final = {"Cache-Control": "no-store"}
+
+_STATUS: Final[dict[type[IngestError], int]] = {
+    UnsupportedMediaTypeError: 415,
+    PayloadTooLargeError: 413,
+    MalformedJsonError: 400,
+    InvalidEventsError: 400,
+    RateLimitedError: 429,
+    UnavailableError: 503,
+}
 
 
-def ingest_request(req: func.HttpRequest, settings: Settings) -> IngestRequest:
+@dataclass(frozen=True, slots=True)
+class IngestEndpoint:
+    """What `POST /api/events` runs: the use case, and what only the HTTP edge needs around it."""
+
+    use_case: IngestService
+    trusted_proxies: Sequence[IpNetwork]
+    """Proxies whose `X-Forwarded-For` entries are believed (`ingest.client_ip`)."""
+    answer_time: Histogram
+    """`cloudscale_ingestion_duration_seconds`: labelled by status code, which only this edge knows."""
+
+
+def ingest_request(req: func.HttpRequest, trusted_proxies: Sequence[IpNetwork]) -> IngestRequest:
     """What the use case needs from the request.
 
     Not the `traceparent` header: the host's request activity continues it already, and the
@@ -24,12 +78,30 @@ def ingest_request(req: func.HttpRequest, settings: Settings) -> IngestRequest:
     return IngestRequest(
         body=req.get_body(),
         content_type=headers.get("content-type"),
-        client_ip=client_ip(headers.get("x-forwarded-for"), settings.trusted_proxies),
+        client_ip=client_ip(headers.get("x-forwarded-for"), trusted_proxies),
         user_agent=headers.get("user-agent"),
     )
 
 
+def rate_limit_headers(decision: RateLimitDecision) -> dict[str, str]:
+    """The `RateLimit-*` headers (IETF draft), plus `Retry-After` when refused.
+
+    The policy's comment names the unit: the per-client limit counts events, the global one
+    requests.
+    """
+    headers = {
+        "RateLimit-Policy": decision.policy,
+        "RateLimit-Limit": str(decision.limit),
+        "RateLimit-Remaining": str(decision.remaining),
+        "RateLimit-Reset": str(decision.reset_seconds),
+    }
+    if not decision.allowed:
+        headers["Retry-After"] = str(decision.retry_after_seconds)
+    return headers
+
+
 def accepted_response(outcome: IngestOutcome) -> func.HttpResponse:
+    """202: the accepted events are durably queued; one result per event."""
     body = {
         "accepted": outcome.accepted,
         "rejected": outcome.rejected,
@@ -38,6 +110,57 @@ def accepted_response(outcome: IngestOutcome) -> func.HttpResponse:
     return json_response(202, body, rate_limit_headers(outcome.rate_limit))
 
 
+def status_for(error: IngestError) -> int:
+    """The HTTP status of a failed request (400 for an error this table does not name)."""
+    for kind in type(error).__mro__:
+        if kind in _STATUS:
+            return _STATUS[kind]
+    return 400
+
+
 def error_response(error: IngestError) -> func.HttpResponse:
+    """The API's error shape `{error, message, details}` under the error's status and headers."""
     body = {"error": error.code, "message": error.message, "details": error.details}
-    return json_response(error.status, body, error.headers)
+    return json_response(status_for(error), body, _headers(error))
+
+
+def _headers(error: IngestError) -> dict[str, str]:
+    if isinstance(error, RateLimitedError):
+        return rate_limit_headers(error.decision)
+    if isinstance(error, InvalidEventsError):
+        return rate_limit_headers(error.rate_limit)
+    if isinstance(error, UnavailableError):
+        return {"Retry-After": str(error.retry_after_seconds)}
+    return {}
+
+
+def internal_error_response() -> func.HttpResponse:
+    """500 for a fault of ours, with no detail (the log has it)."""
+    return json_response(
+        500, {"error": "internal_error", "message": "the request failed unexpectedly; retry later", "details": []}
+    )
+
+
+def misconfigured_response() -> func.HttpResponse:
+    """503 while the app's settings are invalid: an operator must act, so retry in a minute."""
+    body = {"error": "misconfigured", "message": "the service is misconfigured; see its log", "details": []}
+    return json_response(503, body, {"Retry-After": "60"})
+
+
+def unavailable_response() -> func.HttpResponse:
+    """503 when the stage cannot start its services (a full disk, a missing permission): retry soon."""
+    body = {
+        "error": "unavailable",
+        "message": "the service cannot accept events right now; retry later",
+        "details": [],
+    }
+    return json_response(503, body, {"Retry-After": "5"})
+
+
+def readiness_response(report: HealthReport, *, detailed: bool = False) -> func.HttpResponse:
+    """200 while ingest can accept (`healthy` or `degraded`), 503 when not; never cached.
+
+    `detailed` adds each failure's error text: for operators only.
+    """
+    body = report.detailed() if detailed else report.public()
+    return json_response(200 if report.ready else 503, body, NO_STORE)

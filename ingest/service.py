@@ -1,6 +1,10 @@
-"""The ingest use case: check, limit, validate, enqueue. No HTTP and no Azure in here.
+"""The ingest use case: admit, limit, validate, enqueue. No HTTP and no Azure in here.
 
-Order matters: cheap checks that need no state come first (media type, size), then parsing
+It returns an `IngestOutcome` or raises an `IngestError` (`ingest.errors`); the HTTP edge
+(`ingest.http`) turns either into a status, headers and a body. It records the stage's
+metrics itself: events accepted and rejected, requests refused by a limit.
+
+Order matters: cheap refusals that need no state come first (media type, size), then parsing
 (a request costs its number of events), then the rate limits, then per-event validation, and the
 events are acknowledged only after the publisher returned, that is once they are durably
 queued.
@@ -29,8 +33,9 @@ from shared.domain.client_identity import ClientIdentity, ClientKeyer
 from shared.domain.envelope import Envelope, to_queue_message
 from shared.domain.events import Event
 from shared.ports import EventPublisher, PortError
+from shared.telemetry import IngestMetrics
 
-__all__ = ["EventResult", "IngestOutcome", "IngestRequest", "IngestService", "rate_limit_headers"]
+__all__ = ["EventResult", "IngestOutcome", "IngestRequest", "IngestService"]
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +70,7 @@ class EventResult:
 
 @dataclass(frozen=True, slots=True)
 class IngestOutcome:
-    """A 202: the accepted events are durably queued; `results` has one entry per event."""
+    """The request was accepted: its accepted events are durably queued; `results` has one entry per event."""
 
     results: list[EventResult]
     rate_limit: RateLimitDecision
@@ -79,23 +84,6 @@ class IngestOutcome:
         return len(self.results) - self.accepted
 
 
-def rate_limit_headers(decision: RateLimitDecision) -> dict[str, str]:
-    """The `RateLimit-*` headers (IETF draft), plus `Retry-After` when refused.
-
-    The policy's comment names the unit: the per-client limit counts events, the global one
-    requests.
-    """
-    headers = {
-        "RateLimit-Policy": decision.policy,
-        "RateLimit-Limit": str(decision.limit),
-        "RateLimit-Remaining": str(decision.remaining),
-        "RateLimit-Reset": str(decision.reset_seconds),
-    }
-    if not decision.allowed:
-        headers["Retry-After"] = str(decision.retry_after_seconds)
-    return headers
-
-
 class IngestService:
     """Turns one HTTP request's body into queued events."""
 
@@ -104,12 +92,14 @@ class IngestService:
         limiter: RateLimiter,
         publisher: EventPublisher,
         keyer: ClientKeyer,
+        metrics: IngestMetrics,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._limiter = limiter
         self._publisher = publisher
         self._keyer = keyer
+        self._metrics = metrics
         self._clock = clock
 
     async def ingest(self, request: IngestRequest) -> IngestOutcome:
@@ -146,12 +136,14 @@ class IngestService:
                 results.append(EventResult(index, None, checked))
         if not events:
             raise InvalidEventsError(
-                "no event was accepted",
-                details=[r.to_dict() for r in results],
-                headers=rate_limit_headers(decision),
+                "no event was accepted", details=[r.to_dict() for r in results], rate_limit=decision
             )
         await self._enqueue(events, request, client, received_at, decision)
-        return IngestOutcome(results, decision)
+        outcome = IngestOutcome(results, decision)
+        self._metrics.events_ingested.add(outcome.accepted, {"outcome": "accepted"})
+        if outcome.rejected:
+            self._metrics.events_ingested.add(outcome.rejected, {"outcome": "rejected"})
+        return outcome
 
     async def _limit(self, client_key: str, cost: int) -> RateLimitDecision:
         try:
@@ -161,7 +153,7 @@ class IngestService:
             raise UnavailableError(
                 "the rate limiter is temporarily unavailable; retry later",
                 code="rate_limiter_unavailable",
-                headers={"Retry-After": str(RETRY_AFTER_UNAVAILABLE_SECONDS)},
+                retry_after_seconds=RETRY_AFTER_UNAVAILABLE_SECONDS,
             ) from exc
         if not decision.allowed:
             scope = (
@@ -169,11 +161,11 @@ class IngestService:
                 if decision.refused_by == "ip"
                 else "the service as a whole"
             )
-            raise RateLimitedError(
-                f"rate limit exceeded for {scope}; retry after {decision.retry_after_seconds} s",
-                limit=decision.refused_by or "ip",
-                headers=rate_limit_headers(decision),
+            refused = RateLimitedError(
+                f"rate limit exceeded for {scope}; retry after {decision.retry_after_seconds} s", decision=decision
             )
+            self._metrics.rate_limit_rejections.add(1, {"limit": refused.limit})
+            raise refused
         return decision
 
     async def _enqueue(
@@ -207,5 +199,5 @@ class IngestService:
             raise UnavailableError(
                 "the event queue is temporarily unavailable; nothing was accepted, retry later",
                 code="queue_unavailable",
-                headers={"Retry-After": str(RETRY_AFTER_UNAVAILABLE_SECONDS)},
+                retry_after_seconds=RETRY_AFTER_UNAVAILABLE_SECONDS,
             ) from exc

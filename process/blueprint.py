@@ -21,7 +21,7 @@ from datetime import UTC
 import azure.functions as func
 
 from process.service import DeliveredMessage
-from process.wiring import process_services
+from shared.bootstrap import event_processor, event_reader
 from shared.domain.events import TENANT_ID_PATTERN
 from shared.http import error_response, json_response
 from shared.ports import PortError
@@ -61,14 +61,14 @@ async def process_event(
     """
     with invocation_span(context, "process events"):
         try:
-            services = process_services()
+            processor = event_processor()
         except SettingsError:
             # Not the messages' fault: failing at once would spend their deliveries in seconds and
             # dead-letter good events. Hold them as long as a store outage would, then hand them back.
             logger.critical("the process stage is misconfigured; holding %d message(s)", len(messages), exc_info=True)
             await asyncio.sleep(MISCONFIGURED_HOLD_SECONDS)
             raise
-        await services.service.handle_batch([delivered_message(message) for message in messages])
+        await processor.handle_batch([delivered_message(message) for message in messages])
 
 
 def delivered_message(message: func.ServiceBusMessage) -> DeliveredMessage:
@@ -111,8 +111,7 @@ async def _get_event(req: func.HttpRequest) -> func.HttpResponse:
     except ValueError:
         return error_response(400, "invalid_event_id", "eventId must be a UUID")
     try:
-        store = process_services().store
-        stored = await store.get(tenant_id, event_id)
+        stored = await event_reader().get(tenant_id, event_id)
     except SettingsError:
         logger.exception("the process stage is misconfigured")
         return error_response(503, "misconfigured", "the service is misconfigured; see its log", retry_after=60)

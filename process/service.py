@@ -194,7 +194,9 @@ class ProcessService:
         links = [trace.Link(item.span.get_span_context()) for item in pending]
         try:
             with tracer.start_as_current_span("store events", links=links):
-                saved = await self._guard.run(lambda: self._store.save_many([pending[i].document for i in unique]))
+                saved = await self._guard.run(
+                    lambda: self._store.save_many([pending[i].document for i in unique]), on_retry=self._count_retry
+                )
         except Exception as exc:
             for item in pending:
                 item.span.record_exception(exc)
@@ -217,6 +219,9 @@ class ProcessService:
                 self._alerts.alert(document, item.envelope.client_key, redelivered=not stored)
             outcomes.append(outcome)
         return outcomes
+
+    def _count_retry(self, error: BaseException) -> None:
+        self._metrics.processing_retries.add(1, {"error": type(error).__name__})
 
     async def _park(self, message: DeliveredMessage, poison: PoisonMessageError) -> None:
         # Parked before the host completes the message: if parking fails, this raises, the

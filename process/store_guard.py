@@ -65,7 +65,6 @@ class StoreGuard:
         failure_threshold: int = 5,
         open_seconds: float = 2.0,
         attempt_cap_seconds: float = ATTEMPT_CAP_SECONDS,
-        on_retry: Callable[[BaseException], None] | None = None,
     ) -> None:
         self._budget_seconds = budget_seconds
         self._last_attempt_seconds = last_attempt_seconds(budget_seconds)
@@ -81,18 +80,19 @@ class StoreGuard:
             failure_types=(EventStoreError,),
             on_state_change=_log_circuit_change,
         )
-        self._on_retry = on_retry
 
     @property
     def circuit_state(self) -> CircuitState:
         """ "closed", "open" or "half-open" (for logs and tests)."""
         return self._breaker.state
 
-    async def run(self, call: Callable[[], Awaitable[T]]) -> T:
+    async def run(
+        self, call: Callable[[], Awaitable[T]], *, on_retry: Callable[[BaseException], None] | None = None
+    ) -> T:
         """`await call()`, retried on `EventStoreError` until it succeeds or the budget is spent.
 
-        Raises `StoreUnavailableError` when the last attempt failed too; any other error of
-        `call` at once.
+        `on_retry` is told each failure that is retried (the caller counts them). Raises
+        `StoreUnavailableError` when the last attempt failed too; any other error of `call` at once.
         """
         deadline = time.monotonic() + self._budget_seconds
         last_start = deadline - self._last_attempt_seconds
@@ -111,8 +111,8 @@ class StoreGuard:
                 return await self._breaker.call(functools.partial(self._attempt, call, timeout))
             except (EventStoreError, CircuitOpenError) as exc:
                 failures += 1
-                if self._on_retry is not None:
-                    self._on_retry(exc)
+                if on_retry is not None:
+                    on_retry(exc)
                 pause = min(self._pause(failures, exc), max(0.0, last_start - time.monotonic()))
                 await asyncio.sleep(pause)
 

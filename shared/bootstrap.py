@@ -6,10 +6,15 @@ it (SDK clients are expensive and hold connection pools). Nothing connects at im
 
 Tests and the local host install their own container with `set_container`; Azure Functions
 builds the default one from the environment on first use.
+
+The stage assembly (the end of this module) gives each function exactly what it runs, built
+from the container's adapters on first use and kept with the container: `ingest_endpoint`,
+`readiness_probes`, `event_processor`, `event_reader`, `analytics_feed`, `analytics_reconciler`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Awaitable, Callable, Mapping
 from functools import cached_property
@@ -173,7 +178,7 @@ class Container:
         return sink
 
     def singleton(self, factory: Callable[[Container], T]) -> T:
-        """`factory(self)`, built on first call and reused: how each stage keeps its services."""
+        """`factory(self)`, built on first call and reused: how each function keeps what it runs."""
         if factory not in self._singletons:
             self._singletons[factory] = factory(self)
         return self._singletons[factory]  # type: ignore[no-any-return]
@@ -212,3 +217,125 @@ async def close_container() -> None:
     if _container is not None:
         container, _container = _container, None
         await container.close()
+
+
+# --- Stage assembly: what each function runs, from this worker's container ------------------------
+# Built on first use and kept with the container (`Container.singleton`), so a container a
+# test or the local host installs brings its own. The stages are imported here, when first
+# needed, as the adapters are above: importing this module stays cheap for the CLI.
+
+if TYPE_CHECKING:
+    from changefeed.reconcile import Reconciler
+    from changefeed.service import AnalyticsFeedService
+    from ingest.health import ReadinessProbes
+    from ingest.http import IngestEndpoint
+    from process.service import ProcessService
+
+
+def ingest_endpoint() -> IngestEndpoint:
+    """`POST /api/events`: the ingest use case and what its HTTP edge needs."""
+    return get_container().singleton(build_ingest_endpoint)
+
+
+def readiness_probes() -> ReadinessProbes:
+    """The health routes: one probe per dependency of ingest."""
+    return get_container().singleton(build_readiness_probes)
+
+
+def event_processor() -> ProcessService:
+    """The Service Bus trigger: the process use case."""
+    return get_container().singleton(build_event_processor)
+
+
+def event_reader() -> EventStore:
+    """`GET /api/events/{tenantId}/{eventId}`: the event store, read by key."""
+    return get_container().event_store
+
+
+def analytics_feed() -> AnalyticsFeedService:
+    """The change-feed trigger: stored events into analytics."""
+    return get_container().singleton(build_analytics_feed)
+
+
+def analytics_reconciler() -> Reconciler:
+    """The hourly timer (and `cloudscale reconcile`): what analytics missed, sent again."""
+    return get_container().singleton(build_analytics_reconciler)
+
+
+def build_ingest_endpoint(container: Container) -> IngestEndpoint:
+    """The ingest use case over the container's rate-limit store and queue."""
+    from ingest.http import IngestEndpoint
+    from ingest.rate_limiter import RateLimiter
+    from ingest.service import IngestService
+    from shared.adapters.client_key_secret import load_client_key_secret
+    from shared.domain.client_identity import ClientKeyer
+    from shared.telemetry import ingest_metrics
+
+    settings = container.settings
+    limiter = RateLimiter(
+        container.rate_limit_store,
+        ip_limits=settings.rate_limit_client_limits,
+        global_per_minute=settings.rate_limit_global_per_minute,
+        sync_seconds=settings.rate_limit_global_sync_seconds,
+        instance_id=container.instance_identity[0],
+        predecessor_id=container.instance_identity[1],
+    )
+    container.on_close(limiter.close)
+    metrics = ingest_metrics()
+    keyer = ClientKeyer(load_client_key_secret(settings), settings.rate_limit_ipv6_prefix)
+    return IngestEndpoint(
+        use_case=IngestService(limiter, container.publisher, keyer, metrics),
+        trusted_proxies=settings.trusted_proxies,
+        answer_time=metrics.ingestion_duration,
+    )
+
+
+def build_readiness_probes(container: Container) -> ReadinessProbes:
+    """Probes of the container's adapters; each adapter is built when its probe first runs."""
+    from ingest.health import ReadinessProbes
+    from shared.adapters.client_key_secret import load_client_key_secret
+
+    async def client_key() -> None:
+        await asyncio.to_thread(load_client_key_secret, container.settings)
+
+    return ReadinessProbes(
+        queue=lambda: container.publisher.check(),
+        rate_limit_store=lambda: container.rate_limit_store.check(),
+        event_store=lambda: container.event_store.check(),
+        analytics=lambda: container.analytics_sink.check(),
+        client_key=client_key,
+    )
+
+
+def build_event_processor(container: Container) -> ProcessService:
+    """The process use case over the container's event store and dead-letter sink."""
+    from process.service import ProcessService
+    from process.store_guard import StoreGuard
+    from shared.domain.fraud_rules import default_rules, rules_from_path
+    from shared.telemetry import process_metrics
+
+    settings = container.settings
+    rules = rules_from_path(settings.fraud_rules_file) if settings.fraud_rules_file else default_rules()
+    return ProcessService(
+        container.event_store,
+        container.dead_letter_sink,
+        StoreGuard(budget_seconds=settings.process_retry_seconds),
+        rules,
+        rules.distinct_users_tracker(),
+        process_metrics(),
+    )
+
+
+def build_analytics_feed(container: Container) -> AnalyticsFeedService:
+    """The change-feed use case over the container's analytics sink."""
+    from changefeed.service import AnalyticsFeedService
+    from shared.telemetry import analytics_metrics
+
+    return AnalyticsFeedService(container.analytics_sink, analytics_metrics())
+
+
+def build_analytics_reconciler(container: Container) -> Reconciler:
+    """Reconciliation over the container's event history, analytics history and analytics sink."""
+    from changefeed.reconcile import Reconciler
+
+    return Reconciler(container.event_history, container.analytics_history, container.analytics_sink)

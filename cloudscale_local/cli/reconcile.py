@@ -16,8 +16,7 @@ import click
 import orjson
 
 from changefeed.reconcile import ReconcileReport, hour_window
-from changefeed.wiring import build_reconciler
-from shared.bootstrap import Container
+from shared.bootstrap import Container, build_analytics_reconciler
 from shared.ports import PortError
 from shared.settings import SettingsError, load_settings
 
@@ -59,7 +58,7 @@ def reconcile(hours: int, settle_seconds: int, as_json: bool) -> None:
 
 async def _reconcile(container: Container, start: datetime, end: datetime) -> ReconcileReport:
     try:
-        return await build_reconciler(container).reconcile(start, end)
+        return await build_analytics_reconciler(container).reconcile(start, end)
     finally:
         await container.close()
 

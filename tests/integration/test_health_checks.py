@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from ingest.health import CRITICAL_CHECKS, _client_key_secret, _probe, check_readiness
+from ingest.health import CRITICAL_CHECKS, _probe, check_readiness
+from ingest.http import readiness_response
 from shared.adapters.embedded_analytics import ANALYTICS_FILE
-from shared.bootstrap import Container
+from shared.bootstrap import Container, build_readiness_probes
 from shared.settings import load_settings
 
 
@@ -32,24 +33,24 @@ async def test_a_busy_queue_writer_does_not_make_the_instance_unready(container:
     await asyncio.sleep(0.2)  # the long job has started
     started = time.monotonic()
 
-    report = await check_readiness(container)
+    report = await check_readiness(build_readiness_probes(container))
     waited = time.monotonic() - started
     await busy
 
     # THEN readiness waited within its budget instead of flipping to 503
     assert waited >= 3.0, "the probe did not wait behind the busy writer"
     assert report.status == "healthy", report.detailed()
-    assert report.status_code == 200
+    assert readiness_response(report).status_code == 200
 
 
 async def test_analytics_down_degrades_without_failing_readiness(container: Container, tmp_path: Path) -> None:
     # GIVEN the analytics file cannot be opened (a folder stands where the database should be)
     (tmp_path / ANALYTICS_FILE).mkdir()
 
-    report = await check_readiness(container)
+    report = await check_readiness(build_readiness_probes(container))
 
     # THEN ingest still accepts (200), and the answer says what is down
-    assert report.status_code == 200
+    assert readiness_response(report).status_code == 200
     assert report.public() == {
         "status": "degraded",
         "checks": {
@@ -75,7 +76,7 @@ async def test_without_its_client_key_secret_on_azure_the_instance_is_not_ready(
     )
     # (only this probe is run: the others would reach for Azure, which no test may)
     container = Container(settings)
-    result = await _probe("clientKey", lambda: _client_key_secret(container), 0.5)
+    result = await _probe("clientKey", build_readiness_probes(container).client_key, 0.5)
     # THEN readiness fails on it, critically, with the code an anonymous caller may see
     assert (result.healthy, result.reason) == (False, "misconfigured")
     assert "clientKey" in CRITICAL_CHECKS

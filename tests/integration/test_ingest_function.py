@@ -17,10 +17,10 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from ingest.blueprint import _ingest
+from ingest.http import IngestEndpoint
 from ingest.rate_limiter import RateLimiter
 from ingest.service import IngestService
-from ingest.wiring import IngestServices, build_ingest_services
-from shared.bootstrap import Container, set_container
+from shared.bootstrap import Container, build_ingest_endpoint, set_container
 from shared.domain.client_identity import ClientKeyer
 from shared.domain.envelope import QueueMessage
 from shared.domain.ratelimit import BucketLimits
@@ -43,17 +43,18 @@ class BuggyPublisher:
 
 @pytest.fixture
 async def reader(tmp_path: Path) -> AsyncIterator[InMemoryMetricReader]:
-    """A container whose ingest services publish to `BuggyPublisher` and record into the reader."""
+    """A container whose ingest endpoint publishes to `BuggyPublisher` and records into the reader."""
     container = Container(load_settings({"CLOUDSCALE_DATA_DIR": str(tmp_path)}))
     reader = InMemoryMetricReader()
     limiter = RateLimiter(container.rate_limit_store, ip_limits=BucketLimits(100, 10), global_per_minute=10_000)
     container.on_close(limiter.close)
-    services = IngestServices(
-        settings=container.settings,
-        service=IngestService(limiter, BuggyPublisher(), ClientKeyer(b"a test secret of 32 bytes length")),
-        metrics=IngestMetrics(MeterProvider(metric_readers=[reader]).get_meter("test")),
+    metrics = IngestMetrics(MeterProvider(metric_readers=[reader]).get_meter("test"))
+    endpoint = IngestEndpoint(
+        use_case=IngestService(limiter, BuggyPublisher(), ClientKeyer(b"a test secret of 32 bytes length"), metrics),
+        trusted_proxies=container.settings.trusted_proxies,
+        answer_time=metrics.ingestion_duration,
     )
-    container._singletons[build_ingest_services] = services  # the wiring's own cache slot
+    container._singletons[build_ingest_endpoint] = endpoint  # the assembly's own cache slot
     set_container(container)
     yield reader
     set_container(None)

@@ -15,6 +15,7 @@ import orjson
 import pytest
 
 from ingest.errors import MalformedJsonError, PayloadTooLargeError, UnsupportedMediaTypeError
+from ingest.http import status_for
 from ingest.validation import (
     FieldError,
     parse_body,
@@ -444,7 +445,7 @@ def test_other_content_types_are_refused_naming_what_was_sent(content_type: str)
     with pytest.raises(UnsupportedMediaTypeError) as raised:
         require_json_content_type(content_type)
 
-    assert raised.value.status == 415
+    assert status_for(raised.value) == 415
     assert raised.value.code == "unsupported_media_type"
     assert (content_type or "none") in raised.value.message
 
@@ -462,7 +463,7 @@ def test_a_body_one_byte_over_one_mebibyte_is_refused() -> None:
     with pytest.raises(PayloadTooLargeError) as raised:
         require_body_within_limit(MAX_BODY_BYTES + 1)
 
-    assert raised.value.status == 413
+    assert status_for(raised.value) == 413
     assert str(MAX_BODY_BYTES + 1) in raised.value.message
 
 
@@ -489,7 +490,7 @@ def test_unreadable_bodies_are_malformed_json(body: bytes) -> None:
     with pytest.raises(MalformedJsonError) as raised:
         parse_body(body)
 
-    assert raised.value.status == 400
+    assert status_for(raised.value) == 400
     assert raised.value.code == "malformed_json"
 
 
@@ -520,7 +521,7 @@ def test_a_single_event_over_32_kib_is_refused_as_too_large() -> None:
     with pytest.raises(PayloadTooLargeError) as raised:
         parse_body(body_of_size(MAX_EVENT_BYTES + 1))
 
-    assert raised.value.status == 413
+    assert status_for(raised.value) == 413
     assert raised.value.code == "payload_too_large"
 
 
@@ -619,7 +620,7 @@ def test_a_body_nested_beyond_what_the_parser_reads_is_malformed_json(body: byte
     with pytest.raises(MalformedJsonError) as raised:
         parse_body(body)
 
-    assert raised.value.status == 400
+    assert status_for(raised.value) == 400
     assert "depth" in raised.value.message
 
 
