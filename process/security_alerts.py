@@ -55,10 +55,10 @@ class SecurityAlerts:
         self._clock = clock
         self._windows: OrderedDict[tuple[str, str], _Window] = OrderedDict()
 
-    def alert(self, document: StoredEvent, client: str, *, redelivered: bool) -> bool:
+    def alert(self, event: StoredEvent, client: str, *, redelivered: bool) -> bool:
         """Alert on a suspicious event; True if it was logged, False if only counted."""
         now = self._clock()
-        codes = [reason.code for reason in document.fraud.reasons]
+        codes = [reason.code for reason in event.fraud.reasons]
         pairs = [(code, client) for code in codes] or [("", client)]
         suppressed_before = 0
         new_pair = False
@@ -75,7 +75,7 @@ class SecurityAlerts:
             for pair in pairs:
                 self._windows[pair].suppressed += 1
             return False
-        self._log(document, client, ",".join(codes), redelivered, suppressed_before)
+        self._log(event, client, ",".join(codes), redelivered, suppressed_before)
         return True
 
     def _remember(self, pair: tuple[str, str], now: float) -> None:
@@ -83,12 +83,12 @@ class SecurityAlerts:
         while len(self._windows) > self._max_pairs:
             self._windows.popitem(last=False)
 
-    def _log(self, document: StoredEvent, client: str, codes: str, redelivered: bool, suppressed: int) -> None:
+    def _log(self, event: StoredEvent, client: str, codes: str, redelivered: bool, suppressed: int) -> None:
         security_log.warning(
             "suspicious event %s tenant=%s score=%.2f reasons=%s client=%s%s%s",
-            document.event_id,
-            document.tenant_id,
-            document.fraud.score,
+            event.event_id,
+            event.tenant_id,
+            event.fraud.score,
             codes,
             client,
             " (redelivered)" if redelivered else "",
@@ -96,9 +96,9 @@ class SecurityAlerts:
             extra={
                 "redelivered": redelivered,
                 "alert": "SuspiciousEvent",
-                "eventId": document.event_id,
-                "tenantId": document.tenant_id,
-                "fraudScore": document.fraud.score,
+                "eventId": event.event_id,
+                "tenantId": event.tenant_id,
+                "fraudScore": event.fraud.score,
                 "reasonCodes": codes,
                 "clientKey": client,
                 "suppressed": suppressed,

@@ -127,7 +127,7 @@ class ProcessService:
             for position, message in enumerate(messages):
                 try:
                     envelope = decode_envelope(message.body)
-                    document = self.score(envelope, message)
+                    stored_event = self.score(envelope, message)
                 except PoisonMessageError as poison:
                     await self._park(message, poison)
                     outcomes[position] = ProcessOutcome.DEAD_LETTERED
@@ -145,9 +145,12 @@ class ProcessService:
                     context=message_parent(message.application_properties, envelope.trace_context),
                     kind=trace.SpanKind.CONSUMER,
                     links=invocation_links,
-                    attributes={"messaging.message.id": message.message_id or "", "cloudscale.event_id": document.id},
+                    attributes={
+                        "messaging.message.id": message.message_id or "",
+                        "cloudscale.event_id": stored_event.id,
+                    },
                 )
-                pending.append(_Pending(position, envelope, document, span))
+                pending.append(_Pending(position, envelope, stored_event, span))
             for item, stored in zip(pending, await self._store_all(pending), strict=True):
                 outcomes[item.position] = stored
             return [outcome for outcome in outcomes if outcome is not None]
@@ -186,7 +189,7 @@ class ProcessService:
         # first copy is saved, the others are duplicates as they would be a batch later.
         first_of: dict[tuple[str, str], int] = {}
         for index, item in enumerate(pending):
-            first_of.setdefault((item.document.tenant_id, item.document.event_id), index)
+            first_of.setdefault((item.stored_event.tenant_id, item.stored_event.event_id), index)
         unique = sorted(set(first_of.values()))
         # One span for the batch's write, under the invocation's span and linked to each
         # event's span (each continues its producer's trace), so the store's own spans hang
@@ -195,7 +198,7 @@ class ProcessService:
         try:
             with tracer.start_as_current_span("store events", links=links):
                 saved = await self._guard.run(
-                    lambda: self._store.save_many([pending[i].document for i in unique]), on_retry=self._count_retry
+                    lambda: self._store.save_many([pending[i].stored_event for i in unique]), on_retry=self._count_retry
                 )
         except Exception as exc:
             for item in pending:
@@ -209,14 +212,14 @@ class ProcessService:
             outcome = ProcessOutcome.STORED if stored else ProcessOutcome.DUPLICATE
             item.span.set_attribute("cloudscale.outcome", outcome.value)
             self._metrics.events_processed.add(1, {"outcome": outcome.value})
-            document = item.document
-            if document.fraud.suspicious:
+            stored_event = item.stored_event
+            if stored_event.fraud.suspicious:
                 if stored:
-                    for reason in document.fraud.reasons:
+                    for reason in stored_event.fraud.reasons:
                         self._metrics.fraud_detected.add(1, {"rule": reason.rule})
                 # Alerted on a duplicate too: the first delivery may have stored the event and
                 # died before its alert (at least once; the alert says which it was).
-                self._alerts.alert(document, item.envelope.client_key, redelivered=not stored)
+                self._alerts.alert(stored_event, item.envelope.client_key, redelivered=not stored)
             outcomes.append(outcome)
         return outcomes
 
@@ -243,5 +246,5 @@ class _Pending:
 
     position: int
     envelope: Envelope
-    document: StoredEvent
+    stored_event: StoredEvent
     span: trace.Span
