@@ -31,7 +31,7 @@ help:
 	@echo "make test   - install everything needed (emulators included) and run the test suite"
 	@echo "make conformance - load and invoke the app with Microsoft's Python worker (part of make test)"
 	@echo "make test-py313 - the test suite under Python 3.13 (what CI runs after make test)"
-	@echo "make lint   - ruff and mypy"
+	@echo "make lint   - ruff, mypy and the import (layering) contracts"
 	@echo "make check  - lint, lock check and test (what CI runs)"
 	@echo "make lock   - regenerate the pinned, hashed requirements*.txt from requirements*.in"
 	@echo "make lock-check - the locks match their .in files and requirements.txt installs on Python 3.13"
@@ -149,12 +149,14 @@ bench: $(VENV)/.local-installed
 	$(PY) -m cloudscale_local.bench $(BENCH_ARGS)
 
 # mypy twice: pyproject.toml targets 3.11, the oldest Python we run (development, CI), and
-# Azure runs 3.13, where the standard library's types differ here and there.
+# Azure runs 3.13, where the standard library's types differ here and there. lint-imports
+# checks the layering contracts in pyproject.toml ([tool.importlinter]).
 lint: $(VENV)/.dev-installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy .
 	$(VENV)/bin/mypy --python-version 3.13 .
+	$(VENV)/bin/lint-imports --no-cache
 
 format: $(VENV)/.dev-installed
 	$(VENV)/bin/ruff format .

@@ -31,30 +31,30 @@ from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProces
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from cloudscale_local.host import accept_errors
+from cloudscale_local.host.banner import BARE_ENDPOINT_PATH, Banner, print_banner
 from cloudscale_local.host.changefeed_trigger import ChangeFeedTrigger
 from cloudscale_local.host.functions import (
-    ChangeFeedFunction,
-    FunctionIndex,
-    HttpFunction,
-    ServiceBusFunction,
     index_functions,
 )
 from cloudscale_local.host.gateway import Gateway, HostEndpoint, PlainResponse
 from cloudscale_local.host.host_config import HostConfig, load_host_config
 from cloudscale_local.host.http_limits import HttpLimits, bounded_protocol
 from cloudscale_local.host.leases import LeaseStore
-from cloudscale_local.host.ncrontab import ScheduleError
 from cloudscale_local.host.schedule_monitor import ScheduleMonitor
+from cloudscale_local.host.servable import (
+    is_disabled,
+    servable_feed_functions,
+    servable_queue_functions,
+    servable_timer_functions,
+)
 from cloudscale_local.host.servicebus_trigger import ServiceBusTrigger
-from cloudscale_local.host.timer_trigger import ServableTimer, TimerTrigger, parse_schedule
+from cloudscale_local.host.timer_trigger import ServableTimer, TimerTrigger
 from shared.adapters.client_key_secret import load_client_key_secret
 from shared.adapters.sqlite_worker import check_readable
 from shared.bootstrap import Container, close_container, set_container
-from shared.settings import Settings, SettingsError, load_settings
+from shared.settings import Settings, load_settings
 
-__all__ = ["BARE_ENDPOINT_PATH", "HostOptions", "is_disabled", "resolve_app_setting", "serve"]
-
-BARE_ENDPOINT_PATH = "/_bench/bare"
+__all__ = ["HostOptions", "serve"]
 
 logger = logging.getLogger(__name__)
 
@@ -89,10 +89,11 @@ def _serve(options: HostOptions, environ: Mapping[str, str], settings: Settings,
     container = Container(settings)
     set_container(container)
     _open_stores_first(container)
-    servable, unservable = _servable_queue_functions(index, settings, environ)
-    feeds, unfed = _servable_feed_functions(index, settings, environ)
+    embedded = settings.backend == "embedded"
+    servable, unservable = servable_queue_functions(index, settings, environ, embedded=embedded)
+    feeds, unfed = servable_feed_functions(index, settings, environ, embedded=embedded)
     unservable.update(unfed)
-    timers, untimed = _servable_timer_functions(index, settings, environ)
+    timers, untimed = servable_timer_functions(index, settings, environ, embedded=embedded)
     unservable.update(untimed)
     http_functions = [function for function in index.http if not is_disabled(function.name, environ)]
     triggers: list[ServiceBusTrigger] = []
@@ -169,71 +170,10 @@ def _serve(options: HostOptions, environ: Mapping[str, str], settings: Settings,
         http=bounded_protocol(limits),
         timeout_keep_alive=limits.keep_alive_seconds,
     )
-    banner = _Banner(
+    banner = Banner(
         settings, index, http_functions, host_config, servable, feeds, unservable, options.bare_endpoint, timers=timers
     )
     asyncio.run(_Server(config, banner).serve())
-
-
-def _servable_queue_functions(
-    index: FunctionIndex, settings: Settings, environ: Mapping[str, str]
-) -> tuple[list[ServiceBusFunction], dict[str, str]]:
-    """The Service Bus functions the embedded queue can feed, and why the others cannot be fed."""
-    servable: list[ServiceBusFunction] = []
-    unservable: dict[str, str] = {}
-    for function in index.service_bus:
-        queue = resolve_app_setting(function.queue_name, environ)
-        if is_disabled(function.name, environ):
-            unservable[function.name] = f"disabled by AzureWebJobs.{function.name}.Disabled"
-        elif settings.backend != "embedded":
-            unservable[function.name] = "Service Bus trigger: the azure backend's queue is consumed on Azure"
-        elif queue != settings.events_queue:
-            unservable[function.name] = f"Service Bus trigger on {queue!r}: only {settings.events_queue!r} is embedded"
-        else:
-            servable.append(function)
-    return servable, unservable
-
-
-def _servable_feed_functions(
-    index: FunctionIndex, settings: Settings, environ: Mapping[str, str]
-) -> tuple[list[ChangeFeedFunction], dict[str, str]]:
-    """The change-feed functions the embedded event store can feed, and why the others cannot be fed."""
-    servable: list[ChangeFeedFunction] = []
-    unservable: dict[str, str] = {}
-    for function in index.change_feed:
-        container = resolve_app_setting(function.container, environ)
-        if is_disabled(function.name, environ):
-            unservable[function.name] = f"disabled by AzureWebJobs.{function.name}.Disabled"
-        elif settings.backend != "embedded":
-            unservable[function.name] = "Cosmos DB trigger: the azure backend's change feed is consumed on Azure"
-        elif container != settings.cosmos_container:
-            unservable[function.name] = (
-                f"Cosmos DB trigger on {container!r}: only {settings.cosmos_container!r} is embedded"
-            )
-        else:
-            servable.append(function)
-    return servable, unservable
-
-
-def _servable_timer_functions(
-    index: FunctionIndex, settings: Settings, environ: Mapping[str, str]
-) -> tuple[list[ServableTimer], dict[str, str]]:
-    """The timer functions the local host runs, with their schedules, and why the others do not run."""
-    servable: list[ServableTimer] = []
-    unservable: dict[str, str] = {}
-    for function in index.timer:
-        if is_disabled(function.name, environ):
-            unservable[function.name] = f"disabled by AzureWebJobs.{function.name}.Disabled"
-        elif settings.backend != "embedded":
-            # On Azure one instance runs the timer under a lock in the app's storage; a local
-            # copy outside that lock would be a second run.
-            unservable[function.name] = "timer trigger: with the azure backend the schedule runs on Azure"
-        else:
-            try:
-                servable.append((function, parse_schedule(resolve_app_setting(function.schedule, environ))))
-            except ScheduleError as error:
-                unservable[function.name] = f"timer trigger: {error}"
-    return servable, unservable
 
 
 def _start_timers(
@@ -254,45 +194,10 @@ def _closer(leases: LeaseStore) -> Callable[[], Awaitable[None]]:
     return close
 
 
-def is_disabled(function_name: str, environ: Mapping[str, str]) -> bool:
-    """`AzureWebJobs.<name>.Disabled` set to true turns a function off, as on Azure."""
-    return environ.get(f"AzureWebJobs.{function_name}.Disabled", "").strip().lower() in ("true", "1")
-
-
-def resolve_app_setting(expression: str, environ: Mapping[str, str]) -> str:
-    """Resolve a `%NAME%` binding expression the way the Functions host does, from app settings.
-
-    A setting the environment leaves unset takes the app's own default for it, so the local
-    host needs no extra configuration.
-    """
-    if not (expression.startswith("%") and expression.endswith("%") and len(expression) > 2):
-        return expression
-    name = expression[1:-1]
-    if environ.get(name):
-        return environ[name]
-    for model_field in Settings.model_fields.values():
-        if model_field.alias == name and isinstance(model_field.default, str):
-            return model_field.default
-    raise SettingsError(f"{name} is not set (a function binding refers to %{name}%)")
-
-
-@dataclass(frozen=True, slots=True)
-class _Banner:
-    settings: Settings
-    index: FunctionIndex
-    http: list[HttpFunction]
-    host_config: HostConfig
-    servable: list[ServiceBusFunction]
-    feeds: list[ChangeFeedFunction]
-    unservable: dict[str, str]
-    bare_endpoint: bool
-    timers: list[ServableTimer] = field(default_factory=list)
-
-
 class _Server(uvicorn.Server):
     """uvicorn's server, printing where it listens once the socket is bound (port 0 included)."""
 
-    def __init__(self, config: uvicorn.Config, banner: _Banner) -> None:
+    def __init__(self, config: uvicorn.Config, banner: Banner) -> None:
         super().__init__(config)
         self._banner = banner
 
@@ -316,47 +221,7 @@ class _Server(uvicorn.Server):
         accept_errors.install(asyncio.get_running_loop())
         await super().startup(sockets)
         if self.started:
-            _print_banner(self.servers[0].sockets[0].getsockname(), self._banner)
-
-
-def _print_banner(address: tuple[str, int], banner: _Banner) -> None:
-    host, port = address[:2]
-    base = f"http://{host}:{port}"
-    settings = banner.settings
-    lines = [
-        "CloudScale local host",
-        f"  listening on {base}",
-        f"  data in {settings.data_dir.resolve()} ({settings.backend} backend)",
-        "  functions:",
-    ]
-    for function in banner.http:
-        lines.append(f"    {function.name:<20} {','.join(function.methods):<6} {base}/api/{function.route.template}")
-    for queue_function in banner.servable:
-        concurrency = _describe_concurrency(queue_function, banner.host_config)
-        lines.append(f"    {queue_function.name:<20} queue  {settings.events_queue} ({concurrency})")
-    for feed in banner.feeds:
-        lines.append(
-            f"    {feed.name:<20} feed   {settings.cosmos_container} change feed (batches of {feed.max_items})"
-        )
-    for timer_function, schedule in banner.timers:
-        lines.append(f"    {timer_function.name:<20} timer  {schedule} (UTC)")
-    lines.append(f"  metrics: {base}/metrics")
-    if banner.bare_endpoint:
-        lines.append(f"  benchmark ceiling: POST {base}{BARE_ENDPOINT_PATH} (answers 202, does nothing)")
-    for name, reason in banner.unservable.items():
-        lines.append(f"  not served locally: {name} ({reason})")
-    for name, trigger in banner.index.other.items():
-        lines.append(f"  not served locally: {name} ({trigger})")
-    lines.append("  press Ctrl-C to stop")
-    print("\n".join(lines), flush=True)
-
-
-def _describe_concurrency(function: ServiceBusFunction, config: HostConfig) -> str:
-    if function.many:
-        return f"one batch of up to {config.service_bus.max_message_batch_size} at a time, locks not renewed"
-    if config.dynamic_concurrency:
-        return f"dynamic concurrency from 1, at most {config.concurrency.maximum_function_concurrency}"
-    return f"at most {config.service_bus.max_concurrent_calls} at once"
+            print_banner(self.servers[0].sockets[0].getsockname(), self._banner)
 
 
 @contextlib.contextmanager

@@ -23,7 +23,7 @@ import function_app
 from cloudscale_local.host.functions import RetryPolicy, TimerFunction, index_functions
 from cloudscale_local.host.ncrontab import CronSchedule
 from cloudscale_local.host.schedule_monitor import NEVER, ScheduleMonitor, ScheduleStatus
-from cloudscale_local.host.server import _servable_timer_functions
+from cloudscale_local.host.servable import servable_timer_functions
 from cloudscale_local.host.timer_trigger import TimerTrigger
 from shared.settings import load_settings
 from tests.spans import RecordedSpans
@@ -282,8 +282,8 @@ def test_the_app_timer_is_served_locally_unless_disabled() -> None:
     index = index_functions(function_app.app)
     settings = load_settings({})
 
-    [(served, schedule)], unserved = _servable_timer_functions(index, settings, {})
-    off, reasons = _servable_timer_functions(index, settings, {f"AzureWebJobs.{NAME}.Disabled": "true"})
+    [(served, schedule)], unserved = servable_timer_functions(index, settings, {}, embedded=True)
+    off, reasons = servable_timer_functions(index, settings, {f"AzureWebJobs.{NAME}.Disabled": "true"}, embedded=True)
 
     assert (served.name, served.run_on_startup, served.use_monitor, str(schedule)) == (NAME, False, True, HOURLY)
     assert unserved == {}

@@ -8,7 +8,7 @@ import pytest
 
 from cloudscale_local.host.concurrency import CpuThrottle, HostConcurrency
 from cloudscale_local.host.host_config import HostConfigError, load_host_config, parse_timespan
-from cloudscale_local.host.server import resolve_app_setting
+from cloudscale_local.host.servable import resolve_app_setting
 from shared.settings import SettingsError
 
 REPO_HOST_JSON = Path(__file__).resolve().parents[2] / "host.json"

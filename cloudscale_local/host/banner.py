@@ -1,0 +1,71 @@
+"""The lines `cloudscale run` prints once it listens: where, which functions, what is not served."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cloudscale_local.host.functions import ChangeFeedFunction, FunctionIndex, HttpFunction, ServiceBusFunction
+from cloudscale_local.host.host_config import HostConfig
+from cloudscale_local.host.timer_trigger import ServableTimer
+from shared.settings import Settings
+
+__all__ = ["BARE_ENDPOINT_PATH", "Banner", "describe_concurrency", "print_banner"]
+
+BARE_ENDPOINT_PATH = "/_bench/bare"
+
+
+@dataclass(frozen=True, slots=True)
+class Banner:
+    """What the host serves, gathered before it listens; printed once the port is known."""
+
+    settings: Settings
+    index: FunctionIndex
+    http: list[HttpFunction]
+    host_config: HostConfig
+    servable: list[ServiceBusFunction]
+    feeds: list[ChangeFeedFunction]
+    unservable: dict[str, str]
+    bare_endpoint: bool
+    timers: list[ServableTimer] = field(default_factory=list)
+
+
+def print_banner(address: tuple[str, int], banner: Banner) -> None:
+    """Print where the host listens and what it serves (or does not, and why)."""
+    host, port = address[:2]
+    base = f"http://{host}:{port}"
+    settings = banner.settings
+    lines = [
+        "CloudScale local host",
+        f"  listening on {base}",
+        f"  data in {settings.data_dir.resolve()} ({settings.backend} backend)",
+        "  functions:",
+    ]
+    for function in banner.http:
+        lines.append(f"    {function.name:<20} {','.join(function.methods):<6} {base}/api/{function.route.template}")
+    for queue_function in banner.servable:
+        concurrency = describe_concurrency(queue_function, banner.host_config)
+        lines.append(f"    {queue_function.name:<20} queue  {settings.events_queue} ({concurrency})")
+    for feed in banner.feeds:
+        lines.append(
+            f"    {feed.name:<20} feed   {settings.cosmos_container} change feed (batches of {feed.max_items})"
+        )
+    for timer_function, schedule in banner.timers:
+        lines.append(f"    {timer_function.name:<20} timer  {schedule} (UTC)")
+    lines.append(f"  metrics: {base}/metrics")
+    if banner.bare_endpoint:
+        lines.append(f"  benchmark ceiling: POST {base}{BARE_ENDPOINT_PATH} (answers 202, does nothing)")
+    for name, reason in banner.unservable.items():
+        lines.append(f"  not served locally: {name} ({reason})")
+    for name, trigger in banner.index.other.items():
+        lines.append(f"  not served locally: {name} ({trigger})")
+    lines.append("  press Ctrl-C to stop")
+    print("\n".join(lines), flush=True)
+
+
+def describe_concurrency(function: ServiceBusFunction, config: HostConfig) -> str:
+    """How many messages of `function` run at once, in the banner's words."""
+    if function.many:
+        return f"one batch of up to {config.service_bus.max_message_batch_size} at a time, locks not renewed"
+    if config.dynamic_concurrency:
+        return f"dynamic concurrency from 1, at most {config.concurrency.maximum_function_concurrency}"
+    return f"at most {config.service_bus.max_concurrent_calls} at once"

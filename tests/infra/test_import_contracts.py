@@ -1,0 +1,62 @@
+"""The layering rules are contracts that `make lint` checks: breaking one fails the build."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+PACKAGES = ("ingest", "process", "changefeed", "shared", "cloudscale_local")
+LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
+
+pytestmark = pytest.mark.skipif(not LINT_IMPORTS.exists(), reason="import-linter is not installed")
+
+
+def lint_imports(tree: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--no-cache"], cwd=tree, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+@pytest.fixture
+def tree_copy(tmp_path: Path) -> Path:
+    """The packages and the contracts, copied so that a test can break a rule in them."""
+    for package in PACKAGES:
+        shutil.copytree(REPOSITORY / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPOSITORY / "pyproject.toml", tmp_path)
+    return tmp_path
+
+
+def test_the_tree_keeps_every_contract() -> None:
+    result = lint_imports(REPOSITORY)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("module", "forbidden_import", "contract"),
+    [
+        ("shared/domain/events.py", "import shared.settings", "The domain is plain Python"),
+        ("shared/domain/events.py", "import azure.functions", "The domain is plain Python"),
+        ("ingest/validation.py", "import shared.adapters", "Stages reach external systems through ports"),
+        ("process/decoding.py", "import ingest.validation", "The stages are independent"),
+        ("shared/adapters/__init__.py", "import process.service", "Adapters import no stage"),
+        ("shared/ports.py", "import shared.settings", "Ports are defined on the domain alone"),
+        ("shared/settings.py", "import cloudscale_local.host", "What deploys never imports the local half"),
+    ],
+)
+def test_a_forbidden_import_breaks_its_contract(
+    tree_copy: Path, module: str, forbidden_import: str, contract: str
+) -> None:
+    path = tree_copy / module
+    path.write_text(path.read_text() + f"\n{forbidden_import}  # noqa\n")
+
+    result = lint_imports(tree_copy)
+
+    assert result.returncode == 1
+    broken = result.stdout.split("Broken contracts", 1)[-1]
+    assert contract in broken
