@@ -44,6 +44,7 @@ def test_the_tree_keeps_every_contract() -> None:
         ("shared/domain/events.py", "import azure.functions", "The domain is plain Python"),
         ("ingest/validation.py", "import shared.adapters", "Stages reach external systems through ports"),
         ("process/decoding.py", "import ingest.validation", "The stages are independent"),
+        ("ingest/service.py", "import azure.functions", "Use cases are free of HTTP and Azure"),
         ("shared/adapters/__init__.py", "import process.service", "Adapters import no stage"),
         ("shared/ports.py", "import shared.settings", "Ports are defined on the domain alone"),
         ("shared/settings.py", "import cloudscale_local.host", "What deploys never imports the local half"),
