@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from shared.adapters.client_key_secret import load_client_key_secret
+from shared.adapters.instance.client_key_secret import load_client_key_secret
 from shared.bootstrap import Container
 from shared.ports import PortError
 from shared.settings import SettingsError

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from ingest.rate_limiter import RateLimiter
 from ingest.service import IngestService
-from shared.adapters.client_key_secret import load_client_key_secret
+from shared.adapters.instance.client_key_secret import load_client_key_secret
 from shared.bootstrap import Container, get_container
 from shared.domain.client_identity import ClientKeyer
 from shared.settings import Settings

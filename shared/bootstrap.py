@@ -31,7 +31,7 @@ from shared.telemetry import configure_azure_monitor, observe_queue_depth
 __all__ = ["Container", "close_container", "get_container", "set_container"]
 
 if TYPE_CHECKING:
-    from shared.adapters.embedded_queue import EmbeddedQueue
+    from shared.adapters.event_queue.embedded_queue import EmbeddedQueue
 
 Closer = Callable[[], Awaitable[None]]
 T = TypeVar("T")
@@ -54,11 +54,11 @@ class Container:
         """This process's id in the shared rate-limit state and its predecessor's, if known.
 
         Embedded backend: a slot in the data folder, which names the process that held it
-        last (`shared.adapters.instance_slot`). On Azure: (None, None), a random id each.
+        last (`shared.adapters.instance.instance_slot`). On Azure: (None, None), a random id each.
         """
         if self.settings.backend != "embedded":
             return None, None
-        from shared.adapters.instance_slot import InstanceSlot
+        from shared.adapters.instance.instance_slot import InstanceSlot
 
         slot = InstanceSlot(self.data_dir / "instances")
 
@@ -71,7 +71,7 @@ class Container:
     @cached_property
     def embedded_queue(self) -> EmbeddedQueue:
         """The embedded broker (embedded backend only)."""
-        from shared.adapters.embedded_queue import EMBEDDED_QUEUE_FILE, EmbeddedQueue
+        from shared.adapters.event_queue.embedded_queue import EMBEDDED_QUEUE_FILE, EmbeddedQueue
 
         queue = EmbeddedQueue(
             self.data_dir / EMBEDDED_QUEUE_FILE,
@@ -85,11 +85,11 @@ class Container:
     def publisher(self) -> EventPublisher:
         publisher: EventPublisher
         if self.settings.backend == "azure":
-            from shared.adapters.servicebus_publisher import create_service_bus_publisher
+            from shared.adapters.event_queue.servicebus_publisher import create_service_bus_publisher
 
             publisher = create_service_bus_publisher(self.settings)
         else:
-            from shared.adapters.embedded_queue import EmbeddedPublisher
+            from shared.adapters.event_queue.embedded_queue import EmbeddedPublisher
 
             publisher = EmbeddedPublisher(self.embedded_queue)
         self.on_close(publisher.close)
@@ -99,11 +99,11 @@ class Container:
     def rate_limit_store(self) -> RateLimitStore:
         store: RateLimitStore
         if self.settings.backend == "azure":
-            from shared.adapters.tables_rate_limit import create_table_rate_limit_store
+            from shared.adapters.rate_limit.tables_rate_limit import create_table_rate_limit_store
 
             store = create_table_rate_limit_store(self.settings)
         else:
-            from shared.adapters.embedded_rate_limit import EmbeddedRateLimitStore
+            from shared.adapters.rate_limit.embedded_rate_limit import EmbeddedRateLimitStore
 
             store = EmbeddedRateLimitStore(
                 self.data_dir / "ratelimit.sqlite3", client_idle_seconds=self.settings.rate_limit_client_idle_seconds
@@ -116,11 +116,11 @@ class Container:
         """Stored events: Cosmos DB on Azure, SQLite with a change feed embedded."""
         store: EventStore
         if self.settings.backend == "azure":
-            from shared.adapters.cosmos_event_store import create_cosmos_event_store
+            from shared.adapters.event_store.cosmos_event_store import create_cosmos_event_store
 
             store = create_cosmos_event_store(self.settings)
         else:
-            from shared.adapters.embedded_event_store import EVENTS_FILE, EmbeddedEventStore
+            from shared.adapters.event_store.embedded_event_store import EVENTS_FILE, EmbeddedEventStore
 
             store = EmbeddedEventStore(self.data_dir / EVENTS_FILE)
         self.on_close(store.close)
@@ -131,11 +131,11 @@ class Container:
         """Analytics: Data Explorer on Azure, a SQLite table embedded."""
         sink: AnalyticsSink
         if self.settings.backend == "azure":
-            from shared.adapters.kusto_sink import create_kusto_sink
+            from shared.adapters.analytics.kusto_sink import create_kusto_sink
 
             sink = create_kusto_sink(self.settings)
         else:
-            from shared.adapters.embedded_analytics import ANALYTICS_FILE, EmbeddedAnalyticsStore
+            from shared.adapters.analytics.embedded_analytics import ANALYTICS_FILE, EmbeddedAnalyticsStore
 
             sink = EmbeddedAnalyticsStore(self.data_dir / ANALYTICS_FILE)
         self.on_close(sink.close)
@@ -150,7 +150,7 @@ class Container:
     def analytics_history(self) -> AnalyticsHistory:
         """Analytics read by commit time: Data Explorer queries on Azure, the embedded table locally."""
         if self.settings.backend == "azure":
-            from shared.adapters.kusto_history import create_kusto_history
+            from shared.adapters.analytics.kusto_history import create_kusto_history
 
             history = create_kusto_history(self.settings)
             self.on_close(history.close)
@@ -162,11 +162,11 @@ class Container:
         """Where poison messages are parked: the poison queue on Azure, the embedded dead-letter queue."""
         sink: DeadLetterSink
         if self.settings.backend == "azure":
-            from shared.adapters.servicebus_dead_letters import create_service_bus_dead_letter_sink
+            from shared.adapters.dead_letters.servicebus_browser import create_service_bus_dead_letter_sink
 
             sink = create_service_bus_dead_letter_sink(self.settings)
         else:
-            from shared.adapters.embedded_queue import EmbeddedDeadLetterSink
+            from shared.adapters.event_queue.embedded_queue import EmbeddedDeadLetterSink
 
             sink = EmbeddedDeadLetterSink(self.embedded_queue)
         self.on_close(sink.close)

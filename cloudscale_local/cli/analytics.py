@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cloudscale_local.cli.read_only_sql import READ_ONLY_MESSAGE, open_read_only, refused_as_a_write
-from shared.adapters.embedded_analytics import ANALYTICS_FILE, time_text
+from shared.adapters.analytics.embedded_analytics import ANALYTICS_FILE, time_text
 from shared.settings import Settings, SettingsError, load_settings
 
 __all__ = ["query", "report"]

@@ -26,7 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from shared.adapters.dead_letter_browser import (
+from shared.adapters.dead_letters.embedded import (
     DeadLetter,
     DeadLetterBrowser,
     ReplayProgress,

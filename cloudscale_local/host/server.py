@@ -47,8 +47,8 @@ from cloudscale_local.host.ncrontab import ScheduleError
 from cloudscale_local.host.schedule_monitor import ScheduleMonitor
 from cloudscale_local.host.servicebus_trigger import ServiceBusTrigger
 from cloudscale_local.host.timer_trigger import ServableTimer, TimerTrigger, parse_schedule
-from shared.adapters.client_key_secret import load_client_key_secret
-from shared.adapters.sqlite_worker import check_readable
+from shared.adapters.instance.client_key_secret import load_client_key_secret
+from shared.adapters.sqlite.worker import check_readable
 from shared.bootstrap import Container, close_container, set_container
 from shared.settings import Settings, SettingsError, load_settings
 
@@ -122,7 +122,7 @@ def _serve(options: HostOptions, environ: Mapping[str, str], settings: Settings,
             trigger.start()
             triggers.append(trigger)
         if feeds:
-            from shared.adapters.embedded_event_store import EmbeddedEventStore
+            from shared.adapters.event_store.embedded_event_store import EmbeddedEventStore
 
             store = container.event_store
             assert isinstance(store, EmbeddedEventStore)  # the embedded backend's store

@@ -18,14 +18,14 @@ from click.testing import CliRunner, Result
 
 import cloudscale_local.cli.dlq as dlq_module
 from cloudscale_local.cli.main import main
-from shared.adapters.dead_letter_browser import (
+from shared.adapters.dead_letters.embedded import (
     DeadLetter,
     DeadLetterBrowser,
     ProgressCallback,
     ReplayResult,
     open_dead_letter_browser,
 )
-from shared.adapters.embedded_queue import MAX_DELIVERY_COUNT_EXCEEDED, DeadLetteredMessage, EmbeddedQueue
+from shared.adapters.event_queue.embedded_queue import MAX_DELIVERY_COUNT_EXCEEDED, DeadLetteredMessage, EmbeddedQueue
 from shared.domain.envelope import QueueMessage
 from shared.ports import PortError
 

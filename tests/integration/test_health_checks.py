@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ingest.health import CRITICAL_CHECKS, _client_key_secret, _probe, check_readiness
-from shared.adapters.embedded_analytics import ANALYTICS_FILE
+from shared.adapters.analytics.embedded_analytics import ANALYTICS_FILE
 from shared.bootstrap import Container
 from shared.settings import load_settings
 

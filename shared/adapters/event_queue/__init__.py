@@ -1,0 +1,7 @@
+"""The `EventPublisher` port: where ingest queues events for the process stage.
+
+Azure: `servicebus_publisher` (Service Bus, duplicate detection on the message id).
+Embedded: `embedded_queue`, a durable peek-lock queue in one SQLite file with Service Bus's
+semantics (lock, delivery count, dead-letter table); `embedded_publisher` adapts it to the
+port, and `queue_integrity` refuses a queue file that lost acknowledged messages.
+"""

@@ -1,0 +1,337 @@
+"""`TableRateLimitStore` against the real Azurite Table emulator."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+
+import pytest
+from azure.data.tables import TableClient as SyncTableClient
+from azure.data.tables import UpdateMode
+from azure.data.tables.aio import TableClient
+
+from shared.adapters.rate_limit.tables_rate_limit import TableRateLimitStore, create_table_rate_limit_store, escape_key
+from shared.domain.ratelimit import BucketLimits, ClientDecision, ClientState, PeerWindow, SlotWindow, admit_client
+from shared.ports import ContentionError, RateLimitStoreError
+from shared.settings import load_settings
+from tests.integration.azurite import free_port
+
+MakeStore = Callable[[], TableRateLimitStore]
+
+NOW = 1_700_000_000.0
+
+
+@pytest.fixture
+def table_name() -> str:
+    """A fresh table per test, so tests share one emulator without sharing state."""
+    return f"rl{uuid.uuid4().hex[:16]}"
+
+
+@pytest.fixture
+async def make_store(azurite_table_connection_string: str, table_name: str) -> AsyncIterator[MakeStore]:
+    """Builds stores with their own TableClient (as separate instances of the app would have)."""
+    stores: list[TableRateLimitStore] = []
+
+    def make() -> TableRateLimitStore:
+        client = TableClient.from_connection_string(azurite_table_connection_string, table_name=table_name)
+        stores.append(TableRateLimitStore(client))
+        return stores[-1]
+
+    yield make
+    for store in stores:
+        await store.close()
+
+
+async def read_state(store: TableRateLimitStore, client_key: str) -> ClientState:
+    """The stored state, via an update that changes nothing."""
+
+    def unchanged(state: ClientState | None) -> tuple[ClientState, ClientState]:
+        assert state is not None
+        return state, state
+
+    return await store.update_client(client_key, unchanged)
+
+
+def admit(limits: BucketLimits, now: float) -> Callable[[ClientState | None], tuple[ClientState, ClientDecision]]:
+    return lambda state: admit_client(state, limits, now)
+
+
+@pytest.mark.azurite
+async def test_client_state_round_trips_through_the_table(make_store: MakeStore) -> None:
+    limits = BucketLimits(capacity=5, refill_per_second=0.5)
+    writer, reader = make_store(), make_store()
+
+    first = await writer.update_client("203.0.113.7", admit(limits, NOW))
+    second = await writer.update_client("203.0.113.7", admit(limits, NOW + 0.5))
+    # A second store (own client, nothing cached) sees what the first one wrote.
+    third = await reader.update_client("203.0.113.7", admit(limits, NOW + 1.0))
+
+    assert (first.bucket.allowed, first.bucket.remaining, first.requests_last_minute) == (True, 4, 1)
+    assert (second.bucket.remaining, second.requests_last_minute) == (3, 2)  # 4 + 0.25 refilled - 1 = 3.25
+    assert (third.bucket.remaining, third.requests_last_minute) == (2, 3)  # 3.25 + 0.25 - 1 = 2.5
+    assert third.bucket.retry_after == 0
+
+    state = await read_state(reader, "203.0.113.7")
+    assert state.bucket.tokens == pytest.approx(2.5)
+    assert state.bucket.updated_at == NOW + 1.0
+    assert state.recent == SlotWindow(((int(NOW), 2), (int(NOW) + 1, 1)))
+
+
+@pytest.mark.azurite
+async def test_keys_with_characters_tables_forbid_are_stored_apart(make_store: MakeStore) -> None:
+    store = make_store()
+    limits = BucketLimits(capacity=10, refill_per_second=1.0)
+    keys = ["2001:db8::1", "a/b", "a%2Fb", "a\\b#c?d", "tab\there", "ctl\x7f\x85", ""]
+
+    for _ in range(2):
+        for key in keys:
+            await store.update_client(key, admit(limits, NOW))
+    key_counts = {key: (await store.update_client(key, admit(limits, NOW))).requests_last_minute for key in keys}
+
+    assert key_counts == dict.fromkeys(keys, 3)
+    assert escape_key("a/b") != escape_key("a%2Fb")
+
+
+def rival_write(connection_string: str, table_name: str, client_key: str) -> None:
+    """Another instance updating the client's entity, synchronously, from inside a `change`."""
+    with SyncTableClient.from_connection_string(connection_string, table_name=table_name) as rival:
+        entity = rival.get_entity(f"client:{escape_key(client_key)}", "state")
+        entity["recent"] = json.dumps(SlotWindow(((int(NOW), 2),)).to_list())
+        rival.update_entity(entity, mode=UpdateMode.REPLACE)
+
+
+@pytest.mark.azurite
+async def test_a_write_between_read_and_write_is_retried_not_lost(
+    make_store: MakeStore, azurite_table_connection_string: str, table_name: str
+) -> None:
+    store = make_store()
+    limits = BucketLimits(capacity=100, refill_per_second=1.0)
+    await store.update_client("198.51.100.1", admit(limits, NOW))
+    calls = 0
+
+    def admit_after_a_rival_write(state: ClientState | None) -> tuple[ClientState, ClientDecision]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:  # our ETag is stale from here on
+            rival_write(azurite_table_connection_string, table_name, "198.51.100.1")
+        return admit_client(state, limits, NOW)
+
+    decision = await store.update_client("198.51.100.1", admit_after_a_rival_write)
+
+    assert calls == 2  # the first write hit 412 and `change` ran again on the fresh state
+    assert decision.requests_last_minute == 3  # the rival's 2 plus ours
+
+
+@pytest.mark.azurite
+async def test_losing_every_race_raises_contention_error(azurite_table_connection_string: str, table_name: str) -> None:
+    client = TableClient.from_connection_string(azurite_table_connection_string, table_name=table_name)
+    store = TableRateLimitStore(client, max_attempts=3)
+    limits = BucketLimits(capacity=100, refill_per_second=1.0)
+    calls = 0
+
+    def always_overtaken(state: ClientState | None) -> tuple[ClientState, ClientDecision]:
+        nonlocal calls
+        calls += 1
+        rival_write(azurite_table_connection_string, table_name, "198.51.100.2")
+        return admit_client(state, limits, NOW)
+
+    try:
+        await store.update_client("198.51.100.2", admit(limits, NOW))
+        with pytest.raises(ContentionError):
+            await store.update_client("198.51.100.2", always_overtaken)
+    finally:
+        await store.close()
+    assert calls == 3
+
+
+@pytest.mark.azurite
+async def test_concurrent_updates_from_several_instances_are_all_applied(make_store: MakeStore) -> None:
+    stores = [make_store() for _ in range(4)]
+    limits = BucketLimits(capacity=1_000, refill_per_second=1e-9)
+    applied = 0
+
+    def count_applications(state: ClientState | None) -> tuple[ClientState, ClientDecision]:
+        nonlocal applied
+        applied += 1
+        return admit_client(state, limits, NOW)
+
+    async def worker(store: TableRateLimitStore) -> None:
+        # Sequential calls keep all four instances writing the entity round after round.
+        for _ in range(5):
+            await store.update_client("192.0.2.10", count_applications)
+
+    await asyncio.gather(*(worker(store) for store in stores for _ in range(5)))
+
+    final = await read_state(stores[0], "192.0.2.10")
+    assert final.recent.total(NOW) == 100  # every one of the 100 updates landed once
+    assert final.bucket.tokens == pytest.approx(900)
+    assert applied > 100  # some writes lost the ETag race and were re-applied to fresh state
+
+
+@pytest.mark.azurite
+async def test_four_instances_hammering_one_ip_admit_exactly_the_capacity(make_store: MakeStore) -> None:
+    stores = [make_store() for _ in range(4)]
+    # The time is fixed, so nothing refills: the bound is exact, not "capacity plus refill".
+    limits = BucketLimits(capacity=100, refill_per_second=0.001)
+
+    decisions = await asyncio.gather(
+        *(store.update_client("192.0.2.99", admit(limits, NOW)) for store in stores for _ in range(60))
+    )
+
+    assert sum(d.bucket.allowed for d in decisions) == 100
+    assert max(d.requests_last_minute for d in decisions) == 240
+
+
+def reserving(amount: int, seen: list[list[str]] | None = None) -> Callable[[Sequence[PeerWindow]], int]:
+    """A `reserve` callback that claims `amount` and records which instances it was shown."""
+
+    def reserve(peers: Sequence[PeerWindow]) -> int:
+        if seen is not None:
+            seen.append(sorted(peer.instance_id for peer in peers))
+        return amount
+
+    return reserve
+
+
+@pytest.mark.azurite
+async def test_exchange_window_reads_the_others_then_writes_its_claim(make_store: MakeStore) -> None:
+    a, b, stale = make_store(), make_store(), make_store()
+    await stale.exchange_window("instance-stale", SlotWindow(((int(NOW) - 100, 7),)), NOW - 100, reserving(0))
+    await a.exchange_window("instance-a", SlotWindow(((int(NOW) - 5, 1),)), NOW - 5, reserving(10))
+    # Written twice: the later record replaces the earlier one.
+    await a.exchange_window("instance-a", SlotWindow(((int(NOW) - 5, 1), (int(NOW), 2))), NOW, reserving(20))
+
+    seen: list[list[str]] = []
+    peers = await b.exchange_window("instance/b", SlotWindow(((int(NOW) + 1, 3),)), NOW + 1, reserving(30, seen))
+
+    # b's claim is computed from what it read, before its own record was written
+    assert seen == [["instance-a"]]  # stale is older than the 60 s retention
+    [record_a] = peers
+    assert record_a.window == SlotWindow(((int(NOW) - 5, 1), (int(NOW), 2)))
+    assert (record_a.exchanged_at, record_a.reserved) == (NOW, 20)
+    # and the next reader sees b's window and claim
+    [record_b] = [
+        p
+        for p in await a.exchange_window("instance-a", SlotWindow(), NOW + 2, reserving(0))
+        if p.instance_id == "instance/b"
+    ]
+    assert (record_b.window, record_b.exchanged_at, record_b.reserved) == (
+        SlotWindow(((int(NOW) + 1, 3),)),
+        NOW + 1,
+        30,
+    )
+
+
+@pytest.mark.azurite
+async def test_windows_older_than_an_hour_are_deleted(
+    make_store: MakeStore, azurite_table_connection_string: str, table_name: str
+) -> None:
+    await make_store().exchange_window("gone", SlotWindow(), NOW - 7_200, reserving(0))
+    await make_store().exchange_window("recent", SlotWindow(), NOW - 600, reserving(0))
+
+    client = TableClient.from_connection_string(azurite_table_connection_string, table_name=table_name)
+    current = TableRateLimitStore(client, first_prune_after_seconds=0)
+    try:
+        await current.exchange_window("current", SlotWindow(), NOW, reserving(0))
+    finally:
+        await current.close()
+
+    async with TableClient.from_connection_string(azurite_table_connection_string, table_name=table_name) as raw:
+        left = {entity["RowKey"] async for entity in raw.query_entities("PartitionKey eq 'window'")}
+    assert left == {"recent", "current"}
+
+
+@pytest.mark.azurite
+async def test_a_new_instance_does_not_prune_on_its_first_exchange(
+    make_store: MakeStore, azurite_table_connection_string: str, table_name: str
+) -> None:
+    # The first exchange is the one an instance's first request waits for.
+    await make_store().exchange_window("gone", SlotWindow(), NOW - 7_200, reserving(0))
+    await make_store().exchange_window("current", SlotWindow(), NOW, reserving(0))
+
+    async with TableClient.from_connection_string(azurite_table_connection_string, table_name=table_name) as raw:
+        left = {entity["RowKey"] async for entity in raw.query_entities("PartitionKey eq 'window'")}
+    assert left == {"gone", "current"}
+
+
+@pytest.mark.azurite
+async def test_check_proves_a_write_without_touching_rate_limit_state(
+    make_store: MakeStore, azurite_table_connection_string: str, table_name: str
+) -> None:
+    store = make_store()
+
+    # WHEN readiness checks the store twice
+    await store.check()
+    await store.check()
+
+    # THEN it wrote (one fixed entity, replaced; a read alone passes while writes are refused)
+    async with TableClient.from_connection_string(azurite_table_connection_string, table_name=table_name) as raw:
+        entities = [entity async for entity in raw.list_entities()]
+    assert [(entity["PartitionKey"], entity["RowKey"]) for entity in entities] == [("health", "probe")]
+    # AND no instance mistakes it for a peer's window
+    assert await store.exchange_window("a", SlotWindow(), NOW, lambda _peers: 0) == []
+
+
+@pytest.mark.azurite
+async def test_store_built_from_settings_reaches_the_emulator(
+    azurite_table_connection_string: str, table_name: str
+) -> None:
+    settings = load_settings(
+        {"AzureWebJobsStorage": azurite_table_connection_string, "CLOUDSCALE_RATE_LIMIT_TABLE": table_name}
+    )
+    store = create_table_rate_limit_store(settings)
+    try:
+        await store.check()
+    finally:
+        await store.close()
+
+
+async def test_identity_based_store_connects_nothing_until_used() -> None:
+    settings = load_settings({"CLOUDSCALE_RATE_LIMIT_TABLE_ENDPOINT": "https://example.invalid"})
+    store = create_table_rate_limit_store(settings)
+    await store.close()
+
+
+async def test_an_unreachable_table_raises_the_port_error() -> None:
+    port = free_port()  # nothing listens there
+    conn_str = (
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
+        f"TableEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"
+    )
+    # No SDK-level retries, so the test does not wait out the default backoff.
+    store = TableRateLimitStore(TableClient.from_connection_string(conn_str, table_name="ratelimits", retry_total=0))
+    try:
+        with pytest.raises(RateLimitStoreError) as update_error:
+            await store.update_client("192.0.2.1", admit(BucketLimits(10, 1.0), NOW))
+        with pytest.raises(RateLimitStoreError) as check_error:
+            await store.check()
+        with pytest.raises(RateLimitStoreError):
+            await store.exchange_window("instance", SlotWindow(), NOW, reserving(0))
+    finally:
+        await store.close()
+
+    for error in (update_error.value, check_error.value):
+        assert not isinstance(error, ContentionError)
+        assert error.__cause__ is not None  # the SDK error is chained, not leaked
+
+
+@pytest.mark.azurite
+async def test_clients_idle_past_the_bucket_refill_and_velocity_window_are_deleted(
+    azurite_table_connection_string: str, table_name: str
+) -> None:
+    limits = BucketLimits(capacity=5, refill_per_second=0.5)
+    client = TableClient.from_connection_string(azurite_table_connection_string, table_name=table_name)
+    store = TableRateLimitStore(client, client_idle_seconds=600.0, first_prune_after_seconds=0)
+    try:
+        await store.update_client("idle", admit(limits, NOW - 601))
+        await store.update_client("active", admit(limits, NOW - 599))
+
+        await store.exchange_window("instance", SlotWindow(), NOW, reserving(0))
+    finally:
+        await store.close()
+
+    async with TableClient.from_connection_string(azurite_table_connection_string, table_name=table_name) as raw:
+        left = {entity["PartitionKey"] async for entity in raw.query_entities("RowKey eq 'state'")}
+    assert left == {"client:active"}
