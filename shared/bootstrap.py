@@ -14,14 +14,15 @@ import os
 from collections.abc import Awaitable, Callable, Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from shared.ports import (
     AnalyticsHistory,
     AnalyticsSink,
+    DeadLetterBrowser,
     DeadLetterSink,
     EventPublisher,
-    EventStore,
+    EventStoreWithHistory,
     RateLimitStore,
     StoredEventHistory,
 )
@@ -31,6 +32,7 @@ from shared.telemetry import configure_azure_monitor, observe_queue_depth
 __all__ = ["Container", "close_container", "get_container", "set_container"]
 
 if TYPE_CHECKING:
+    from shared.adapters.analytics.embedded_analytics import EmbeddedAnalyticsStore
     from shared.adapters.event_queue.embedded_queue import EmbeddedQueue
 
 Closer = Callable[[], Awaitable[None]]
@@ -89,7 +91,7 @@ class Container:
 
             publisher = create_service_bus_publisher(self.settings)
         else:
-            from shared.adapters.event_queue.embedded_queue import EmbeddedPublisher
+            from shared.adapters.event_queue.embedded_publisher import EmbeddedPublisher
 
             publisher = EmbeddedPublisher(self.embedded_queue)
         self.on_close(publisher.close)
@@ -112,9 +114,9 @@ class Container:
         return store
 
     @cached_property
-    def event_store(self) -> EventStore:
-        """Stored events: Cosmos DB on Azure, SQLite with a change feed embedded."""
-        store: EventStore
+    def event_store(self) -> EventStoreWithHistory:
+        """Stored events: Cosmos DB on Azure, SQLite with a change feed embedded (both read by commit time too)."""
+        store: EventStoreWithHistory
         if self.settings.backend == "azure":
             from shared.adapters.event_store.cosmos_event_store import create_cosmos_event_store
 
@@ -129,22 +131,27 @@ class Container:
     @cached_property
     def analytics_sink(self) -> AnalyticsSink:
         """Analytics: Data Explorer on Azure, a SQLite table embedded."""
-        sink: AnalyticsSink
         if self.settings.backend == "azure":
             from shared.adapters.analytics.kusto_sink import create_kusto_sink
 
             sink = create_kusto_sink(self.settings)
-        else:
-            from shared.adapters.analytics.embedded_analytics import ANALYTICS_FILE, EmbeddedAnalyticsStore
+            self.on_close(sink.close)
+            return sink
+        return self.embedded_analytics
 
-            sink = EmbeddedAnalyticsStore(self.data_dir / ANALYTICS_FILE)
-        self.on_close(sink.close)
-        return sink
+    @cached_property
+    def embedded_analytics(self) -> EmbeddedAnalyticsStore:
+        """The embedded analytics table (embedded backend only): the sink, and its own history."""
+        from shared.adapters.analytics.embedded_analytics import ANALYTICS_FILE, EmbeddedAnalyticsStore
+
+        store = EmbeddedAnalyticsStore(self.data_dir / ANALYTICS_FILE)
+        self.on_close(store.close)
+        return store
 
     @property
     def event_history(self) -> StoredEventHistory:
         """The event store read by commit time (both adapters implement it; see the contract tests)."""
-        return cast(StoredEventHistory, self.event_store)
+        return self.event_store
 
     @cached_property
     def analytics_history(self) -> AnalyticsHistory:
@@ -155,22 +162,48 @@ class Container:
             history = create_kusto_history(self.settings)
             self.on_close(history.close)
             return history
-        return cast(AnalyticsHistory, self.analytics_sink)
+        return self.embedded_analytics
 
     @cached_property
     def dead_letter_sink(self) -> DeadLetterSink:
         """Where poison messages are parked: the poison queue on Azure, the embedded dead-letter queue."""
         sink: DeadLetterSink
         if self.settings.backend == "azure":
-            from shared.adapters.dead_letters.servicebus_browser import create_service_bus_dead_letter_sink
+            from shared.adapters.dead_letters.servicebus_sink import create_service_bus_dead_letter_sink
 
             sink = create_service_bus_dead_letter_sink(self.settings)
         else:
-            from shared.adapters.event_queue.embedded_queue import EmbeddedDeadLetterSink
+            from shared.adapters.dead_letters.embedded import EmbeddedDeadLetterSink
 
             sink = EmbeddedDeadLetterSink(self.embedded_queue)
         self.on_close(sink.close)
         return sink
+
+    @cached_property
+    def dead_letter_browser(self) -> DeadLetterBrowser:
+        """Dead letters for `cloudscale dlq`: both Service Bus dead-letter queues on Azure, the
+        embedded queue's otherwise. Connects lazily on Azure; raises `PortError` if there is
+        nothing to browse (embedded: no queue file yet, most likely the wrong data folder).
+
+        The embedded browser opens the queue file on its own (it must not create it) and
+        closes it with the container.
+        """
+        browser: DeadLetterBrowser
+        if self.settings.backend == "azure":
+            from shared.adapters.dead_letters.servicebus_browser import create_service_bus_dead_letter_browser
+
+            browser = create_service_bus_dead_letter_browser(self.settings)
+        else:
+            from shared.adapters.dead_letters.embedded import open_embedded_dead_letter_browser
+            from shared.adapters.event_queue.embedded_queue import EMBEDDED_QUEUE_FILE
+
+            browser = open_embedded_dead_letter_browser(
+                self.data_dir / EMBEDDED_QUEUE_FILE,
+                lock_seconds=self.settings.queue_lock_seconds,
+                max_delivery_count=self.settings.queue_max_delivery_count,
+            )
+        self.on_close(browser.close)
+        return browser
 
     def singleton(self, factory: Callable[[Container], T]) -> T:
         """`factory(self)`, built on first call and reused: how each stage keeps its services."""

@@ -1,24 +1,10 @@
-"""Browsing and replaying dead-lettered messages: the port behind `cloudscale dlq`.
+"""Dead letters on the embedded queue: the process stage's sink, and the `cloudscale dlq` browser.
 
-A dead letter is a message the pipeline gave up on. There are two kinds, and an operator
-handles both the same way (look, fix the cause, replay):
-
-- *poison* messages the process stage parked because they can never succeed
-  (`UndecodableMessage`, `UnknownSchemaVersion`, `SchemaInvalid`);
-- messages the *broker* dead-lettered (`MaxDeliveryCountExceeded` after repeated transient
-  failures, or an expired time to live).
-
-On Service Bus they live in two places (the poison queue, and the events queue's
-dead-letter sub-queue; see `shared.adapters.dead_letters.servicebus_browser`). The embedded queue
-keeps both in its one `dead_letters` table, so every embedded dead letter has source
-`dead-letter` and its reason tells the kinds apart.
-
-Replaying puts a message back on the events queue (embedded: under its own message id;
-Service Bus: under an id derived from the dead letter, see `replay_message`), so a replay
-repeated (or one that ran twice after a crash) is dropped by duplicate detection or stored
-once by the idempotent event store.
-
-This is a tool-side port: only the CLI uses it, so it lives here rather than in `shared.ports`.
+The embedded queue keeps both kinds of dead letter (poison messages the process stage
+parked, and those the queue dead-lettered itself after `max_delivery_count` deliveries) in
+its one `dead_letters` table, so every embedded dead letter has source `dead-letter` and its
+reason tells the kinds apart. Replaying moves a message back onto the queue under its own
+message id; the idempotent event store keeps one document per event if it was stored before.
 """
 
 from __future__ import annotations
@@ -26,114 +12,32 @@ from __future__ import annotations
 import builtins
 import contextlib
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal, Protocol
 
-from shared.adapters.event_queue.embedded_queue import EMBEDDED_QUEUE_FILE, DeadLetteredMessage, EmbeddedQueue
+from shared.adapters.event_queue.dead_letter_table import DeadLetteredMessage
+from shared.adapters.event_queue.embedded_queue import EmbeddedQueue
 from shared.domain.envelope import QueueMessage
-from shared.ports import PortError
-from shared.settings import Settings
+from shared.ports import DeadLetter, PortError, ProgressCallback, ReplayProgress, ReplayResult
 
-__all__ = [
-    "DeadLetter",
-    "DeadLetterBrowser",
-    "DeadLetterSource",
-    "EmbeddedDeadLetterBrowser",
-    "ProgressCallback",
-    "ReplayProgress",
-    "ReplayResult",
-    "embedded_queue_path",
-    "open_dead_letter_browser",
-]
-
-DeadLetterSource = Literal["dead-letter", "poison"]
-"""`poison`: parked by the process stage (Service Bus poison queue). `dead-letter`: a
-dead-letter queue proper (Service Bus: the events queue's sub-queue; embedded: every one)."""
+__all__ = ["EmbeddedDeadLetterBrowser", "EmbeddedDeadLetterSink", "open_embedded_dead_letter_browser"]
 
 
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """One dead-lettered message, as an operator sees it.
+class EmbeddedDeadLetterSink:
+    """`DeadLetterSink` over the embedded queue's own dead-letter queue."""
 
-    `id` is what the user types back to `show` or `replay` it: the embedded queue's sequence
-    number (`"42"`), or the Service Bus source and sequence number (`"dlq-42"`, `"poison-7"`),
-    since the two Service Bus queues number their messages independently. Times are UTC;
-    None where the backend does not record them.
-    """
+    def __init__(self, queue: EmbeddedQueue) -> None:
+        self.queue = queue
 
-    id: str
-    source: DeadLetterSource
-    message: QueueMessage
-    """The message as it was sent (the dead-letter reason properties removed): what replay sends."""
-    reason: str | None
-    description: str | None
-    delivery_count: int | None
-    """Deliveries before it was dead-lettered (None for Service Bus poison messages: not recorded)."""
-    enqueued_at: datetime | None
-    dead_lettered_at: datetime | None
+    async def dead_letter(self, message: QueueMessage, reason: str, description: str) -> None:
+        try:
+            await self.queue.park(message, reason, description)
+        except (sqlite3.Error, OSError) as exc:
+            raise PortError(f"the embedded dead-letter queue could not store the message: {exc}") from exc
 
-    @property
-    def message_id(self) -> str:
-        return self.message.message_id
-
-    @property
-    def body(self) -> bytes:
-        return self.message.body
-
-
-@dataclass(frozen=True, slots=True)
-class ReplayProgress:
-    """Reported once before a replay starts (`done == 0`, `dead_letter is None`) and after each message."""
-
-    total: int
-    """Messages the replay is looking for (the ids given, or every dead letter when it started)."""
-    done: int
-    """Messages replayed so far."""
-    dead_letter: DeadLetter | None = None
-    """The message just replayed."""
-
-
-ProgressCallback = Callable[[ReplayProgress], None]
-
-
-@dataclass(frozen=True, slots=True)
-class ReplayResult:
-    """What a replay did: the messages now back on the events queue, and the ids it could not find."""
-
-    replayed: tuple[DeadLetter, ...] = ()
-    not_found: tuple[str, ...] = ()
-    """Requested ids not in the dead-letter queue (a wrong id, or already replayed)."""
-
-
-class DeadLetterBrowser(Protocol):
-    """Look at dead-lettered messages and put them back on the events queue.
-
-    Every method raises `PortError` when the backend fails.
-    """
-
-    async def list(self, limit: int) -> Sequence[DeadLetter]:
-        """Up to `limit` dead letters, oldest first, without locking or counting a delivery."""
-        ...
-
-    async def get(self, dead_letter_id: str) -> DeadLetter | None:
-        """The dead letter with this id, or None (an unknown or malformed id is simply not found)."""
-        ...
-
-    async def replay(
-        self, dead_letter_ids: Sequence[str] | None, on_progress: ProgressCallback | None = None
-    ) -> ReplayResult:
-        """Send the given dead letters (None: every one there now) back to the events queue, then remove them.
-
-        Each message is removed only after the events queue durably took it, so a failure
-        part-way leaves the rest (and the failed one) in the dead-letter queue; running the
-        same replay again is harmless. Raises `PortError` on the first failure.
-        """
-        ...
-
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """The queue is closed by its owner (the container)."""
 
 
 class EmbeddedDeadLetterBrowser:
@@ -193,33 +97,21 @@ class EmbeddedDeadLetterBrowser:
             return [str(dead.sequence_number) for dead in await self.queue.dead_letters(count)] if count else []
 
 
-def embedded_queue_path(settings: Settings) -> Path:
-    """Where the embedded queue of `settings` lives."""
-    return settings.data_dir.resolve() / EMBEDDED_QUEUE_FILE
+def open_embedded_dead_letter_browser(
+    path: Path, *, lock_seconds: float, max_delivery_count: int
+) -> EmbeddedDeadLetterBrowser:
+    """The browser over the queue file at `path`, which must already exist; raises `PortError` otherwise.
 
-
-def open_dead_letter_browser(settings: Settings) -> DeadLetterBrowser:
-    """The browser for `settings.backend`. Connects lazily on Azure; raises `PortError` if there is nothing to browse.
-
-    Embedded: the queue file under `settings.data_dir` must already exist. A missing file
-    most likely means the wrong `CLOUDSCALE_DATA_DIR` (or folder), and creating an empty
-    queue there would only hide that.
+    A missing file most likely means the wrong `CLOUDSCALE_DATA_DIR` (or folder), and creating
+    an empty queue there would only hide that. The browser opens the file itself and closes it.
     """
-    if settings.backend == "azure":
-        # Imported here so the embedded path never loads the Azure SDK.
-        from shared.adapters.dead_letters.servicebus_browser import create_service_bus_dead_letter_browser
-
-        return create_service_bus_dead_letter_browser(settings)
-    path = embedded_queue_path(settings)
     if not path.is_file():
         raise PortError(
             f"No embedded queue at {path}: nothing was ever queued there. "
             "Set CLOUDSCALE_DATA_DIR to the data folder of the host (`cloudscale run` prints it)."
         )
     try:
-        queue = EmbeddedQueue(
-            path, lock_seconds=settings.queue_lock_seconds, max_delivery_count=settings.queue_max_delivery_count
-        )
+        queue = EmbeddedQueue(path, lock_seconds=lock_seconds, max_delivery_count=max_delivery_count)
     except (sqlite3.Error, OSError) as exc:
         raise PortError(f"Cannot open the embedded queue at {path}: {exc}") from exc
     return EmbeddedDeadLetterBrowser(queue)

@@ -1,25 +1,19 @@
-"""Dead letters on Azure Service Bus: the process stage's sink, and the `cloudscale dlq` browser.
+"""`DeadLetterBrowser` on Azure Service Bus: the `cloudscale dlq` backend.
 
-Two queues hold dead letters on Azure:
-
-- the **poison queue** (`settings.poison_queue`): the Python Service Bus trigger cannot
-  settle messages itself, so the process stage parks a message that can never succeed by
-  sending a copy here (`ServiceBusDeadLetterSink`) and lets the host complete the original.
-  The copy keeps the original message id, body and properties, plus the reason in the same
-  application properties the broker uses for its own dead letters (`DeadLetterReason`,
-  `DeadLetterErrorDescription`), so both kinds read alike.
-- the events queue's **dead-letter sub-queue**: what the broker dead-lettered itself
-  (`MaxDeliveryCountExceeded` after repeated transient failures, `TTLExpiredException`).
+Two queues hold dead letters on Azure: the **poison queue** (`settings.poison_queue`), where
+the process stage parks messages (`servicebus_sink`), and the events queue's **dead-letter
+sub-queue**, what the broker dead-lettered itself (`MaxDeliveryCountExceeded` after repeated
+transient failures, `TTLExpiredException`; see `shared.domain.dead_letter_reasons`).
 
 `ServiceBusDeadLetterBrowser` reads both. Listing and showing *peek* (no lock, no delivery
 counted). Replaying *receives* in peek-lock, re-sends each selected message to the events
-queue under a message id derived from the dead letter (see `replay_message`), and completes it
-only once the send succeeded, so a failure at any point leaves the message where it was and
-repeating a replay is harmless (duplicate detection, then the idempotent event store, drop
-the second copy).
+queue under a message id derived from the dead letter (see `servicebus_messages.replay_message`),
+and completes it only once the send succeeded, so a failure at any point leaves the message
+where it was and repeating a replay is harmless (duplicate detection, then the idempotent
+event store, drop the second copy).
 
-The SDK sits behind the small Protocols below so the tests fake the receivers while the
-messages the adapter builds are real `azure.servicebus` ones (sent through the real
+The SDK sits behind `servicebus_receivers` so the tests fake the receivers while the messages
+the adapter builds are real `azure.servicebus` ones (sent through the real
 `ServiceBusPublisher`). Every SDK error becomes a `PortError`.
 """
 
@@ -27,131 +21,41 @@ from __future__ import annotations
 
 import builtins
 import logging
-import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
-from dataclasses import replace
-from typing import Final, Protocol, TypeVar
+from typing import TypeVar
 
 from azure.core.exceptions import AzureError
-from azure.servicebus import (
-    ServiceBusReceivedMessage,
-    ServiceBusReceiveMode,
-    ServiceBusSubQueue,
-)
-from azure.servicebus.aio import ServiceBusClient
-from azure.servicebus.amqp import AmqpMessageBodyType
+from azure.servicebus import ServiceBusReceivedMessage
 
-from shared.adapters.dead_letters.embedded import (
+from shared.adapters.dead_letters.servicebus_messages import (
+    SOURCES,
+    format_id,
+    parse_service_bus_id,
+    replay_message,
+    to_dead_letter,
+)
+from shared.adapters.dead_letters.servicebus_receivers import (
+    ReceiverFactory,
+    ServiceBusReceiverLike,
+    service_bus_receiver_factory,
+)
+from shared.adapters.event_queue.servicebus_publisher import create_service_bus_publisher
+from shared.ports import (
     DeadLetter,
     DeadLetterSource,
+    EventPublisher,
+    PortError,
     ProgressCallback,
     ReplayProgress,
     ReplayResult,
 )
-from shared.adapters.event_queue.servicebus_publisher import create_service_bus_publisher, service_bus_client
-from shared.domain.envelope import MAX_MESSAGE_ID_LENGTH, QueueMessage
-from shared.ports import EventPublisher, PortError
-from shared.settings import Settings, SettingsError
+from shared.settings import Settings
 
-__all__ = [
-    "DEAD_LETTER_DESCRIPTION_PROPERTY",
-    "DEAD_LETTER_REASON_PROPERTY",
-    "MAX_DESCRIPTION_CHARS",
-    "ReceiverFactory",
-    "ServiceBusDeadLetterBrowser",
-    "ServiceBusDeadLetterSink",
-    "ServiceBusReceiverLike",
-    "create_service_bus_dead_letter_browser",
-    "create_service_bus_dead_letter_sink",
-    "parse_service_bus_id",
-    "replay_message_id",
-    "service_bus_receiver_factory",
-]
+__all__ = ["ServiceBusDeadLetterBrowser", "create_service_bus_dead_letter_browser"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
-
-DEAD_LETTER_REASON_PROPERTY: Final = "DeadLetterReason"
-DEAD_LETTER_DESCRIPTION_PROPERTY: Final = "DeadLetterErrorDescription"
-"""The application properties Service Bus itself sets on dead letters; the sink sets the same."""
-MAX_DESCRIPTION_CHARS: Final = 4096
-"""Service Bus caps its own dead-letter descriptions at 4 KiB; the poison copy keeps to that."""
-
-_REPLAY_NAMESPACE: Final = uuid.UUID("5b0c3f5e-8a4c-5d0e-9c1a-63a1f0d2e7b4")
-"""A fixed namespace for `replay_message_id`'s name-based UUIDs (any fixed value serves)."""
-
-_ID_PREFIX: Final[Mapping[DeadLetterSource, str]] = {"dead-letter": "dlq", "poison": "poison"}
-_SOURCE_OF_PREFIX: Final = {prefix: source for source, prefix in _ID_PREFIX.items()}
-
-
-class ServiceBusDeadLetterSink:
-    """`DeadLetterSink` that parks a message in the Service Bus poison queue.
-
-    `publisher` sends to the poison queue (`create_service_bus_dead_letter_sink` builds it).
-    Parking the same delivery twice (the host crashed before completing the original) sends
-    the same message id twice, which the poison queue's duplicate detection drops.
-    """
-
-    def __init__(self, publisher: EventPublisher, *, queue_name: str | None = None) -> None:
-        """`queue_name` only names the queue in error messages."""
-        self._publisher = publisher
-        self._where = f"poison queue {queue_name!r}" if queue_name else "the poison queue"
-
-    async def dead_letter(self, message: QueueMessage, reason: str, description: str) -> None:
-        """Send `message` to the poison queue with the reason; return once the broker has it."""
-        properties: dict[str, str | int] = {
-            **message.application_properties,
-            DEAD_LETTER_REASON_PROPERTY: reason,
-            DEAD_LETTER_DESCRIPTION_PROPERTY: description[:MAX_DESCRIPTION_CHARS],
-        }
-        try:
-            await self._publisher.publish([replace(message, application_properties=properties)])
-        except PortError as exc:
-            raise PortError(
-                f"Parking message {message.message_id!r} ({reason}) in {self._where} failed: {exc}"
-            ) from exc
-
-    async def close(self) -> None:
-        await self._publisher.close()
-
-
-def create_service_bus_dead_letter_sink(settings: Settings) -> ServiceBusDeadLetterSink:
-    """The sink on `settings.poison_queue`; connects lazily, on first use."""
-    publisher = create_service_bus_publisher(settings, queue_name=settings.poison_queue)
-    return ServiceBusDeadLetterSink(publisher, queue_name=settings.poison_queue)
-
-
-class ServiceBusReceiverLike(Protocol):
-    """The calls the browser makes on `azure.servicebus.aio.ServiceBusReceiver` (peek-lock mode), and no more."""
-
-    # `timeout` is the SDK's own bound on the call including its retries (see the publisher).
-    async def peek_messages(
-        self,
-        max_message_count: int = 1,
-        *,
-        sequence_number: int = 0,
-        timeout: float | None = None,  # noqa: ASYNC109
-    ) -> list[ServiceBusReceivedMessage]:
-        """Up to `max_message_count` messages from `sequence_number` on, neither locked nor counted."""
-        ...
-
-    async def receive_messages(
-        self, max_message_count: int | None = 1, max_wait_time: float | None = None
-    ) -> list[ServiceBusReceivedMessage]:
-        """Lock and return up to `max_message_count` messages; an empty list after `max_wait_time` seconds."""
-        ...
-
-    async def complete_message(self, message: ServiceBusReceivedMessage) -> None: ...
-
-    async def abandon_message(self, message: ServiceBusReceivedMessage) -> None: ...
-
-    async def close(self) -> None: ...
-
-
-ReceiverFactory = Callable[[AsyncExitStack, DeadLetterSource], ServiceBusReceiverLike]
-"""Builds the receiver for one source (without connecting), pushing onto the stack how to close
-whatever it created besides the receiver (client, credential). The browser closes receivers."""
 
 
 class ServiceBusDeadLetterBrowser:
@@ -200,8 +104,8 @@ class ServiceBusDeadLetterBrowser:
     async def list(self, limit: int) -> Sequence[DeadLetter]:
         """Up to `limit` dead letters from both queues, oldest first (by when they arrived where they are)."""
         found = [
-            _dead_letter(source, message)
-            for source in _ID_PREFIX
+            to_dead_letter(source, message)
+            for source in SOURCES
             for message in await self._peek(source, limit=limit, start=1)
         ]
         found.sort(key=_arrival)
@@ -215,7 +119,7 @@ class ServiceBusDeadLetterBrowser:
         # Peeking from a sequence number returns the first message at or after it.
         page = await self._peek(source, limit=1, start=sequence_number)
         if page and page[0].sequence_number == sequence_number:
-            return _dead_letter(source, page[0])
+            return to_dead_letter(source, page[0])
         return None
 
     async def replay(
@@ -235,7 +139,7 @@ class ServiceBusDeadLetterBrowser:
         for source, numbers in wanted.items():
             if numbers:
                 missing = await self._replay_from(source, numbers, done)
-                not_found.extend(_format_id(source, number) for number in sorted(missing))
+                not_found.extend(format_id(source, number) for number in sorted(missing))
         return ReplayResult(replayed=tuple(replayed), not_found=tuple(not_found))
 
     async def close(self) -> None:
@@ -253,11 +157,11 @@ class ServiceBusDeadLetterBrowser:
         self, dead_letter_ids: Sequence[str] | None
     ) -> tuple[dict[DeadLetterSource, set[int]], builtins.list[str]]:
         """The sequence numbers to replay per source, and the requested ids that are not there."""
-        wanted: dict[DeadLetterSource, set[int]] = {source: set() for source in _ID_PREFIX}
+        wanted: dict[DeadLetterSource, set[int]] = {source: set() for source in SOURCES}
         if dead_letter_ids is None:
             # "All" means what is there now, so the pass ends even if replayed messages come
             # back (the cause is not fixed yet): those wait for the next replay.
-            for source in _ID_PREFIX:
+            for source in SOURCES:
                 messages = await self._peek(source, limit=None, start=1)
                 wanted[source] = {m.sequence_number for m in messages if m.sequence_number is not None}
             return wanted, []
@@ -295,7 +199,7 @@ class ServiceBusDeadLetterBrowser:
                 if not new:
                     # Only messages this pass already holds came back: their locks expired
                     # before it got through the queue. Going on could loop; say so instead.
-                    missing = ", ".join(_format_id(source, number) for number in sorted(remaining))
+                    missing = ", ".join(format_id(source, number) for number in sorted(remaining))
                     raise PortError(
                         f"The locks on {self._queue_names[source]!r} expired before the replay reached {missing}; "
                         "nothing was lost: replay those again (fewer at a time, or with a longer lockDuration)"
@@ -314,7 +218,7 @@ class ServiceBusDeadLetterBrowser:
         self, source: DeadLetterSource, receiver: ServiceBusReceiverLike, message: ServiceBusReceivedMessage
     ) -> DeadLetter:
         """Send first, complete second: a crash in between leaves a duplicate, never a loss."""
-        dead_letter = _dead_letter(source, message)
+        dead_letter = to_dead_letter(source, message)
         try:
             await self._publisher.publish([replay_message(dead_letter)])
         except PortError as exc:
@@ -343,7 +247,7 @@ class ServiceBusDeadLetterBrowser:
                 # Its lock expires on its own; failing here would hide the replay's real outcome.
                 logger.warning(
                     "could not abandon %s in %s (its lock will expire): %s",
-                    _format_id(source, message.sequence_number or 0),
+                    format_id(source, message.sequence_number or 0),
                     self._queue_names[source],
                     exc,
                 )
@@ -386,152 +290,9 @@ class ServiceBusDeadLetterBrowser:
             ) from exc
 
 
-def parse_service_bus_id(dead_letter_id: str) -> tuple[DeadLetterSource, int] | None:
-    """`"dlq-42"` -> `("dead-letter", 42)`; None if the id names no Service Bus dead letter."""
-    prefix, _, number = dead_letter_id.strip().lower().rpartition("-")
-    source = _SOURCE_OF_PREFIX.get(prefix)
-    if source is None or not (number.isascii() and number.isdigit()):
-        return None
-    return source, int(number)
-
-
-def replay_message(dead_letter: DeadLetter) -> QueueMessage:
-    """The message a replay sends: the original, under a message id derived from the dead letter.
-
-    Not the original id: the events queue already saw it, and while it is inside the queue's
-    duplicate-detection window Service Bus would accept the resend and silently drop it (after
-    the dead letter was completed: a loss). The derived id is fixed per dead letter, so a
-    replay retried after a crash between send and complete is still dropped as a duplicate;
-    and the event store is keyed on (tenantId, eventId) in the body, so the event is stored once.
-
-    The id reads `<original id>:replay:<dead-letter id>`. Where that would pass Service Bus's
-    `MAX_MESSAGE_ID_LENGTH` (a long tenant id, or a replay of a replay), the original id is
-    replaced by a name-based UUID of it: still one fixed id per dead letter, still within the
-    limit, and the original id stays readable in the `ReplayOf` property.
-    """
-    original = dead_letter.message
-    return QueueMessage(
-        message_id=replay_message_id(original.message_id, dead_letter.id),
-        body=original.body,
-        content_type=original.content_type,
-        subject=original.subject,
-        correlation_id=original.correlation_id,
-        application_properties={**original.application_properties, "ReplayOf": original.message_id},
-    )
-
-
-def replay_message_id(message_id: str, dead_letter_id: str) -> str:
-    """`<message id>:replay:<dead-letter id>`, within `MAX_MESSAGE_ID_LENGTH`; see `replay_message`."""
-    suffix = f":replay:{dead_letter_id}"
-    if len(message_id) + len(suffix) <= MAX_MESSAGE_ID_LENGTH:
-        return message_id + suffix
-    return f"{uuid.uuid5(_REPLAY_NAMESPACE, message_id)}{suffix}"
-
-
-def _format_id(source: DeadLetterSource, sequence_number: int) -> str:
-    return f"{_ID_PREFIX[source]}-{sequence_number}"
-
-
-def _dead_letter(source: DeadLetterSource, message: ServiceBusReceivedMessage) -> DeadLetter:
-    """Map a received message onto a `DeadLetter` (and the `QueueMessage` a replay sends)."""
-    properties = _text_properties(message.application_properties)
-    reason = properties.pop(DEAD_LETTER_REASON_PROPERTY, None)
-    description = properties.pop(DEAD_LETTER_DESCRIPTION_PROPERTY, None)
-    queue_message = QueueMessage(
-        message_id=message.message_id or "",
-        body=_body_bytes(message),
-        content_type=message.content_type or "application/json",
-        subject=message.subject,
-        correlation_id=message.correlation_id,
-        application_properties=properties,
-    )
-    poison = source == "poison"
-    return DeadLetter(
-        id=_format_id(source, message.sequence_number or 0),
-        source=source,
-        message=queue_message,
-        reason=None if reason is None else str(reason),
-        description=None if description is None else str(description),
-        # A poison copy was enqueued when it was parked; its own delivery count only counts
-        # this tool's receives, and the original's was not recorded.
-        delivery_count=None if poison else message.delivery_count,
-        enqueued_at=None if poison else message.enqueued_time_utc,
-        dead_lettered_at=message.enqueued_time_utc if poison else None,
-    )
-
-
-def _text_properties(raw: Mapping[str | bytes, object] | None) -> dict[str, str | int]:
-    """Received application properties come back with bytes keys and bytes string values."""
-    properties: dict[str, str | int] = {}
-    for key, value in (raw or {}).items():
-        name = key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)
-        if isinstance(value, bytes):
-            properties[name] = value.decode("utf-8", "replace")
-        elif isinstance(value, str | int):
-            properties[name] = value
-        else:  # float, UUID, AMQP timestamp: not types this pipeline sends; kept as text
-            properties[name] = str(value)
-    return properties
-
-
-def _body_bytes(message: ServiceBusReceivedMessage) -> bytes:
-    """The body as bytes. This pipeline only sends data bodies; anything else is shown as text."""
-    body = message.body
-    if message.body_type == AmqpMessageBodyType.DATA:
-        return body if isinstance(body, bytes) else b"".join(body)
-    if isinstance(body, bytes):
-        return body
-    return str(body).encode()
-
-
 def _arrival(dead_letter: DeadLetter) -> float:
     moment = dead_letter.dead_lettered_at or dead_letter.enqueued_at
     return moment.timestamp() if moment is not None else 0.0
-
-
-class _ClientReceivers:
-    """The real `ReceiverFactory`: one client (and credential) for both receivers, built on first use."""
-
-    def __init__(self, settings: Settings, *, try_timeout: float, retry_total: int) -> None:
-        self._settings = settings
-        self._try_timeout = try_timeout
-        self._retry_total = retry_total
-        self._client: ServiceBusClient | None = None
-
-    def __call__(self, resources: AsyncExitStack, source: DeadLetterSource) -> ServiceBusReceiverLike:
-        client = self._client or self._build_client(resources)
-        # Prefetch stays 0: prefetched messages are locked (and their delivery counted) before
-        # the browser ever sees them.
-        if source == "dead-letter":
-            return client.get_queue_receiver(
-                self._settings.events_queue,
-                sub_queue=ServiceBusSubQueue.DEAD_LETTER,
-                receive_mode=ServiceBusReceiveMode.PEEK_LOCK,
-                prefetch_count=0,
-            )
-        return client.get_queue_receiver(
-            self._settings.poison_queue, receive_mode=ServiceBusReceiveMode.PEEK_LOCK, prefetch_count=0
-        )
-
-    def _build_client(self, resources: AsyncExitStack) -> ServiceBusClient:
-        client = service_bus_client(
-            self._settings, resources, retry_total=self._retry_total, try_timeout=self._try_timeout
-        )
-        self._client = client
-        return client
-
-
-def service_bus_receiver_factory(
-    settings: Settings, *, try_timeout: float = 10.0, retry_total: int = 3
-) -> ReceiverFactory:
-    """The factory building real receivers from `settings` (namespace with `DefaultAzureCredential`
-    preferred over a connection string, like the publisher)."""
-    if not (settings.service_bus_namespace or settings.service_bus_connection_string):
-        raise SettingsError(
-            "ServiceBusConnection__fullyQualifiedNamespace (or ServiceBusConnection) is required "
-            "to read the Service Bus dead-letter queues"
-        )
-    return _ClientReceivers(settings, try_timeout=try_timeout, retry_total=retry_total)
 
 
 def create_service_bus_dead_letter_browser(settings: Settings) -> ServiceBusDeadLetterBrowser:

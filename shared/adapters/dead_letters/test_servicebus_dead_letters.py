@@ -21,18 +21,16 @@ from azure.servicebus._pyamqp.types import TYPE, VALUE, AMQPTypes
 from azure.servicebus.aio import ServiceBusReceiver
 from azure.servicebus.exceptions import MessageLockLostError, ServiceBusConnectionError
 
-from shared.adapters.dead_letters.embedded import DeadLetter, DeadLetterSource, ReplayProgress
 from shared.adapters.dead_letters.servicebus_browser import (
-    MAX_DESCRIPTION_CHARS,
     ServiceBusDeadLetterBrowser,
-    ServiceBusDeadLetterSink,
     create_service_bus_dead_letter_browser,
-    parse_service_bus_id,
-    service_bus_receiver_factory,
 )
+from shared.adapters.dead_letters.servicebus_messages import parse_service_bus_id
+from shared.adapters.dead_letters.servicebus_receivers import service_bus_receiver_factory
+from shared.adapters.dead_letters.servicebus_sink import MAX_DESCRIPTION_CHARS, ServiceBusDeadLetterSink
 from shared.adapters.event_queue.servicebus_publisher import ServiceBusPublisher
 from shared.domain.envelope import QueueMessage
-from shared.ports import PortError
+from shared.ports import DeadLetter, DeadLetterSource, PortError, ReplayProgress
 from shared.settings import SettingsError, load_settings
 
 T0 = datetime(2026, 1, 31, 12, 0, tzinfo=UTC)

@@ -11,7 +11,9 @@ What the local host needs from a broker, and no more:
 - Once a message has been delivered `max_delivery_count` times, the next delivery attempt
   moves it to the dead-letter queue instead, with reason `MaxDeliveryCountExceeded`.
 
-`EmbeddedPublisher` adapts the queue to the `EventPublisher` port.
+The dead-letter table's jobs are in `dead_letter_table`, the file's tables in `queue_schema`.
+`EmbeddedPublisher` (`embedded_publisher`) adapts the queue to the `EventPublisher` port, and
+`shared.adapters.dead_letters.embedded` to the dead-letter ports.
 """
 
 from __future__ import annotations
@@ -24,74 +26,30 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import orjson
 
+from shared.adapters.event_queue import dead_letter_table
+from shared.adapters.event_queue.dead_letter_table import DeadLetteredMessage, MessageStillQueuedError
 from shared.adapters.event_queue.queue_integrity import check_queue_file, current_sequence, record_high_water
+from shared.adapters.event_queue.queue_schema import COLUMNS, SCHEMA, message_from_row
 from shared.adapters.sqlite.worker import SqliteWorker
+from shared.domain.dead_letter_reasons import MAX_DELIVERY_COUNT_EXCEEDED
 from shared.domain.envelope import QueueMessage
-from shared.ports import PortError, PublishError
+from shared.ports import PortError
 
 __all__ = [
-    "DeadLetteredMessage",
     "EMBEDDED_QUEUE_FILE",
-    "EmbeddedDeadLetterSink",
-    "EmbeddedPublisher",
     "EmbeddedQueue",
     "MessageLockLostError",
     "MessageStillQueuedError",
     "ReceivedMessage",
-    "MAX_DELIVERY_COUNT_EXCEEDED",
 ]
 
-MAX_DELIVERY_COUNT_EXCEEDED = "MaxDeliveryCountExceeded"
 EMBEDDED_QUEUE_FILE = "queue.sqlite3"
 """The queue file's name in the data folder (`CLOUDSCALE_DATA_DIR`)."""
 
 logger = logging.getLogger(__name__)
-
-_SCHEMA = """
--- One row, rewritten by each readiness probe: a committed write proves the file takes writes.
-CREATE TABLE IF NOT EXISTS health_probe (
-    id         INTEGER PRIMARY KEY CHECK (id = 1),
-    written_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS messages (
-    seq            INTEGER PRIMARY KEY AUTOINCREMENT,
-    message_id     TEXT NOT NULL UNIQUE,
-    body           BLOB NOT NULL,
-    content_type   TEXT,
-    subject        TEXT,
-    correlation_id TEXT,
-    properties     BLOB NOT NULL,
-    enqueued_at    REAL NOT NULL,
-    delivery_count INTEGER NOT NULL DEFAULT 0,
-    lock_token     TEXT UNIQUE,
-    locked_until   REAL NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS messages_visible ON messages (locked_until, seq);
-CREATE TABLE IF NOT EXISTS dead_letters (
-    seq              INTEGER PRIMARY KEY,
-    message_id       TEXT NOT NULL,
-    body             BLOB NOT NULL,
-    content_type     TEXT,
-    subject          TEXT,
-    correlation_id   TEXT,
-    properties       BLOB NOT NULL,
-    enqueued_at      REAL NOT NULL,
-    delivery_count   INTEGER NOT NULL,
-    dead_lettered_at REAL NOT NULL,
-    reason           TEXT NOT NULL,
-    description      TEXT
-);
-"""
-
-_COLUMNS = "seq, message_id, body, content_type, subject, correlation_id, properties, enqueued_at, delivery_count"
-
-
-class MessageStillQueuedError(PortError):
-    """A dead letter cannot be replayed while a message with its id is still in the queue."""
 
 
 class MessageLockLostError(PortError):
@@ -108,17 +66,6 @@ class ReceivedMessage:
     delivery_count: int
     lock_token: str
     locked_until: float
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetteredMessage:
-    message: QueueMessage
-    sequence_number: int
-    enqueued_at: float
-    delivery_count: int
-    dead_lettered_at: float
-    reason: str
-    description: str | None
 
 
 class EmbeddedQueue:
@@ -141,7 +88,7 @@ class EmbeddedQueue:
         self._arrival_listeners: list[Callable[[], None]] = []
 
     def _open(self, connection: sqlite3.Connection) -> None:
-        connection.executescript(_SCHEMA)
+        connection.executescript(SCHEMA)
         # Refuse a damaged file, or one that lost messages acknowledged before (queue_integrity).
         self._acknowledged = check_queue_file(connection, self.path)
 
@@ -196,14 +143,16 @@ class EmbeddedQueue:
             received: list[ReceivedMessage] = []
             while len(received) < max_messages:
                 rows = connection.execute(
-                    f"SELECT {_COLUMNS} FROM messages WHERE locked_until <= ? ORDER BY seq LIMIT ?",
+                    f"SELECT {COLUMNS} FROM messages WHERE locked_until <= ? ORDER BY seq LIMIT ?",
                     (now, max_messages - len(received)),
                 ).fetchall()
                 if not rows:
                     break
                 for row in rows:
                     if row[8] >= self.max_delivery_count:
-                        _move_to_dead_letters(connection, row[0], now, MAX_DELIVERY_COUNT_EXCEEDED, None)
+                        dead_letter_table.move_to_dead_letters(
+                            connection, row[0], now, MAX_DELIVERY_COUNT_EXCEEDED, None
+                        )
                         logger.warning(
                             "message %s was delivered %d times without success; moved to the dead-letter queue (%s)",
                             row[1],
@@ -219,7 +168,7 @@ class EmbeddedQueue:
                     )
                     received.append(
                         ReceivedMessage(
-                            message=_message(row),
+                            message=message_from_row(row),
                             sequence_number=row[0],
                             enqueued_at=row[7],
                             delivery_count=row[8] + 1,
@@ -235,8 +184,8 @@ class EmbeddedQueue:
         """The oldest messages, locked or not, without locking them or counting a delivery."""
 
         def read(connection: sqlite3.Connection) -> list[QueueMessage]:
-            rows = connection.execute(f"SELECT {_COLUMNS} FROM messages ORDER BY seq LIMIT ?", (max_messages,))
-            return [_message(row) for row in rows]
+            rows = connection.execute(f"SELECT {COLUMNS} FROM messages ORDER BY seq LIMIT ?", (max_messages,))
+            return [message_from_row(row) for row in rows]
 
         return await self._worker.run(read)
 
@@ -269,7 +218,10 @@ class EmbeddedQueue:
     async def dead_letter(self, lock_token: str, reason: str, description: str | None = None) -> None:
         """Move a message that can never succeed to the dead-letter queue."""
         await self._settle_one(
-            lock_token, lambda connection, seq, now: _move_to_dead_letters(connection, seq, now, reason, description)
+            lock_token,
+            lambda connection, seq, now: dead_letter_table.move_to_dead_letters(
+                connection, seq, now, reason, description
+            ),
         )
 
     async def park(self, message: QueueMessage, reason: str, description: str | None = None) -> None:
@@ -281,40 +233,13 @@ class EmbeddedQueue:
         A message no longer in the queue is parked under a fresh sequence number.
         """
         now = self._clock()
-        properties = orjson.dumps(message.application_properties)
-
-        def copy(connection: sqlite3.Connection) -> None:
-            row = connection.execute("SELECT seq FROM messages WHERE message_id = ?", (message.message_id,)).fetchone()
-            if row is not None:
-                _copy_to_dead_letters(connection, row[0], now, reason, description)
-                return
-            # Allocate a sequence number the queue will never reuse, then move the row.
-            cursor = connection.execute(
-                "INSERT INTO messages (message_id, body, content_type, subject, correlation_id, properties,"
-                " enqueued_at, delivery_count) VALUES (?, ?, ?, ?, ?, ?, ?, 1)",
-                (
-                    message.message_id,
-                    message.body,
-                    message.content_type,
-                    message.subject,
-                    message.correlation_id,
-                    properties,
-                    now,
-                ),
-            )
-            _move_to_dead_letters(connection, int(cursor.lastrowid or 0), now, reason, description)
-
-        await self._worker.run(copy)
+        await self._worker.run(lambda connection: dead_letter_table.park(connection, message, now, reason, description))
 
     async def dead_letter_by_sequence(self, sequence_number: int) -> DeadLetteredMessage | None:
         """One dead-lettered message, or None."""
-        rows = await self._worker.run(
-            lambda c: c.execute(
-                f"SELECT {_COLUMNS}, dead_lettered_at, reason, description FROM dead_letters WHERE seq = ?",
-                (sequence_number,),
-            ).fetchall()
+        return await self._worker.run(
+            lambda connection: dead_letter_table.read_dead_letter(connection, sequence_number)
         )
-        return _dead_lettered(rows[0]) if rows else None
 
     async def resubmit(self, sequence_number: int) -> bool:
         """Move a dead-lettered message back onto the queue, delivery count reset.
@@ -325,27 +250,9 @@ class EmbeddedQueue:
         drop the copy.
         """
         now = self._clock()
-
-        def move(connection: sqlite3.Connection) -> bool:
-            row = connection.execute("SELECT message_id FROM dead_letters WHERE seq = ?", (sequence_number,)).fetchone()
-            if row is None:
-                return False
-            if connection.execute("SELECT 1 FROM messages WHERE message_id = ?", (row[0],)).fetchone():
-                raise MessageStillQueuedError(
-                    f"message {row[0]!r} is still in the queue (being processed or waiting); "
-                    "replay its dead letter once it has left the queue"
-                )
-            connection.execute(
-                "INSERT INTO messages"
-                " (message_id, body, content_type, subject, correlation_id, properties, enqueued_at)"
-                " SELECT message_id, body, content_type, subject, correlation_id, properties, ?"
-                " FROM dead_letters WHERE seq = ?",
-                (now, sequence_number),
-            )
-            connection.execute("DELETE FROM dead_letters WHERE seq = ?", (sequence_number,))
-            return True
-
-        resubmitted = await self._worker.run(move)
+        resubmitted = await self._worker.run(
+            lambda connection: dead_letter_table.resubmit(connection, sequence_number, now)
+        )
         for listener in self._arrival_listeners:
             listener()
         return resubmitted
@@ -371,15 +278,7 @@ class EmbeddedQueue:
 
     async def dead_letters(self, limit: int = 100) -> list[DeadLetteredMessage]:
         """The oldest dead-lettered messages, for inspection."""
-
-        def read(connection: sqlite3.Connection) -> list[DeadLetteredMessage]:
-            rows = connection.execute(
-                f"SELECT {_COLUMNS}, dead_lettered_at, reason, description FROM dead_letters ORDER BY seq LIMIT ?",
-                (limit,),
-            ).fetchall()
-            return [_dead_lettered(row) for row in rows]
-
-        return await self._worker.run(read)
+        return await self._worker.run(lambda connection: dead_letter_table.read_dead_letters(connection, limit))
 
     async def check(self) -> None:
         """Commit a write (one row rewritten): a full disk or a held lock fails it, as it fails publishes.
@@ -452,81 +351,3 @@ def _lock_until(until: float) -> _SettleAction:
         return connection.execute("UPDATE messages SET locked_until = ? WHERE seq = ?", (until, seq))
 
     return extend
-
-
-def _move_to_dead_letters(
-    connection: sqlite3.Connection, seq: int, now: float, reason: str, description: str | None
-) -> None:
-    _copy_to_dead_letters(connection, seq, now, reason, description)
-    connection.execute("DELETE FROM messages WHERE seq = ?", (seq,))
-
-
-def _copy_to_dead_letters(
-    connection: sqlite3.Connection, seq: int, now: float, reason: str, description: str | None
-) -> None:
-    connection.execute(
-        f"INSERT OR REPLACE INTO dead_letters ({_COLUMNS}, dead_lettered_at, reason, description)"
-        f" SELECT {_COLUMNS}, ?, ?, ? FROM messages WHERE seq = ?",
-        (now, reason, description, seq),
-    )
-
-
-def _dead_lettered(row: tuple[Any, ...]) -> DeadLetteredMessage:
-    return DeadLetteredMessage(
-        message=_message(row),
-        sequence_number=row[0],
-        enqueued_at=row[7],
-        delivery_count=row[8],
-        dead_lettered_at=row[9],
-        reason=row[10],
-        description=row[11],
-    )
-
-
-def _message(row: tuple[Any, ...]) -> QueueMessage:
-    return QueueMessage(
-        message_id=str(row[1]),
-        body=bytes(row[2]),
-        content_type=str(row[3]) if row[3] is not None else "application/json",
-        subject=row[4] if isinstance(row[4], str) else None,
-        correlation_id=row[5] if isinstance(row[5], str) else None,
-        application_properties=orjson.loads(row[6]),
-    )
-
-
-class EmbeddedPublisher:
-    """`EventPublisher` over the embedded queue."""
-
-    def __init__(self, queue: EmbeddedQueue) -> None:
-        self.queue = queue
-
-    async def publish(self, messages: Sequence[QueueMessage]) -> None:
-        try:
-            await self.queue.send(messages)
-        except (sqlite3.Error, OSError) as exc:
-            raise PublishError(f"the embedded queue could not store the messages: {exc}") from exc
-
-    async def check(self) -> None:
-        try:
-            await self.queue.check()
-        except (sqlite3.Error, OSError) as exc:
-            raise PublishError(f"the embedded queue is unavailable: {exc}") from exc
-
-    async def close(self) -> None:
-        self.queue.close()
-
-
-class EmbeddedDeadLetterSink:
-    """`DeadLetterSink` over the embedded queue's own dead-letter queue."""
-
-    def __init__(self, queue: EmbeddedQueue) -> None:
-        self.queue = queue
-
-    async def dead_letter(self, message: QueueMessage, reason: str, description: str) -> None:
-        try:
-            await self.queue.park(message, reason, description)
-        except (sqlite3.Error, OSError) as exc:
-            raise PortError(f"the embedded dead-letter queue could not store the message: {exc}") from exc
-
-    async def close(self) -> None:
-        """The queue is closed by its owner (the container)."""

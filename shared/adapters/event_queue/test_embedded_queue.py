@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from shared.adapters.event_queue.embedded_publisher import EmbeddedPublisher
 from shared.adapters.event_queue.embedded_queue import (
-    MAX_DELIVERY_COUNT_EXCEEDED,
-    EmbeddedPublisher,
     EmbeddedQueue,
     MessageLockLostError,
     MessageStillQueuedError,
 )
+from shared.domain.dead_letter_reasons import MAX_DELIVERY_COUNT_EXCEEDED
 from shared.domain.envelope import Envelope, QueueMessage, to_queue_message
 from shared.domain.events import Event
 from shared.ports import PublishError
