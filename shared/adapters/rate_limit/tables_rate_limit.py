@@ -1,11 +1,7 @@
 """`RateLimitStore` on Azure Table Storage (also runs against the Azurite emulator).
 
-Layout of the table:
-
-- one entity per client, PartitionKey ``client:<escaped key>``, RowKey ``state``. Every client
-  gets its own partition, so a busy client never throttles the others (no hot partition);
-- one entity per instance in partition ``window``, RowKey = the escaped instance id;
-- one entity in partition ``health``, rewritten by each readiness check.
+One entity per client, each in a partition of its own (no hot partition), one per instance
+for the global window, one for the readiness probe: see `table_entities` for the layout.
 
 Client updates are optimistic: read the entity and its ETag, apply the change, write back only
 if the ETag still matches, and re-read and retry on a lost race.
@@ -19,7 +15,6 @@ live, so clients idle longer than `client_idle_seconds` are deleted by a bounded
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import time
@@ -34,37 +29,31 @@ from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModif
 from azure.data.tables import TableEntity, UpdateMode
 from azure.data.tables.aio import TableClient
 
-from shared.domain.ratelimit import ClientState, PeerWindow, SlotWindow, TokenBucket
+from shared.adapters.rate_limit.table_entities import (
+    CLIENT_PREFIX,
+    CLIENT_PREFIX_END,
+    HEALTH_PARTITION,
+    HEALTH_ROW,
+    STATE_ROW,
+    WINDOW_PARTITION,
+    client_entity,
+    client_partition,
+    client_state,
+    peer_window,
+    window_entity,
+)
+from shared.domain.ratelimit import ClientState, PeerWindow, SlotWindow
 from shared.ports import ContentionError, RateLimitStoreError
 from shared.settings import Settings
 
-__all__ = ["TableRateLimitStore", "create_table_rate_limit_store", "escape_key"]
+__all__ = ["TableRateLimitStore", "create_table_rate_limit_store"]
 
 T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
-_STATE_ROW = "state"
-_CLIENT_PREFIX = "client:"
-_CLIENT_PREFIX_END = "client;"
-"""The first string after every `client:...` partition key (`;` follows `:`)."""
-_WINDOW_PARTITION = "window"
-_HEALTH_PARTITION = "health"
-_HEALTH_ROW = "probe"
 _PRUNE_AFTER_SECONDS = 3600.0
 """Instance entities older than this are deleted (instances that scaled in long ago)."""
-_FORBIDDEN_KEY_CHARS = frozenset("/\\#?%")
-"""Table keys forbid / \\ # ?; % is escaped too so that escaping stays reversible (no collisions)."""
-
-
-def escape_key(value: str) -> str:
-    """Make `value` a valid PartitionKey/RowKey: forbidden and control characters become %XX."""
-    return "".join(f"%{ord(char):02X}" if char in _FORBIDDEN_KEY_CHARS or _is_control(char) else char for char in value)
-
-
-def _is_control(char: str) -> bool:
-    code = ord(char)
-    return code <= 0x1F or 0x7F <= code <= 0x9F
 
 
 _Change = Callable[[ClientState | None], tuple[ClientState, Any]]
@@ -127,7 +116,7 @@ class TableRateLimitStore:
         every queued change in arrival order and writes once. Letting them race each other for
         the ETag instead starved some callers into `ContentionError` under a burst from one IP.
         """
-        partition = _CLIENT_PREFIX + escape_key(client_key)
+        partition = client_partition(client_key)
         pending = _Pending(change, asyncio.get_running_loop().create_future())
         queue = self._queues.get(partition)
         if queue is None:
@@ -153,17 +142,9 @@ class TableRateLimitStore:
         even split keeps within the limit.
         """
         async with self._guard():
-            peers = [_peer_window(entity) async for entity in self._windows_since(now - self._peer_retention)]
+            peers = [peer_window(entity) async for entity in self._windows_since(now - self._peer_retention)]
             await self._client.upsert_entity(
-                {
-                    "PartitionKey": _WINDOW_PARTITION,
-                    "RowKey": escape_key(instance_id),
-                    "instanceId": instance_id,
-                    "window": json.dumps(window.to_list()),
-                    "exchangedAt": float(now),
-                    "reserved": int(reserve(peers)),
-                },
-                mode=UpdateMode.REPLACE,
+                window_entity(instance_id, window, now, reserve(peers)), mode=UpdateMode.REPLACE
             )
         if self._next_prune is None:
             delay = self._first_prune_after
@@ -185,7 +166,7 @@ class TableRateLimitStore:
         """
         async with self._guard():
             await self._client.upsert_entity(
-                {"PartitionKey": _HEALTH_PARTITION, "RowKey": _HEALTH_ROW, "writtenAt": time.time()},
+                {"PartitionKey": HEALTH_PARTITION, "RowKey": HEALTH_ROW, "writtenAt": time.time()},
                 mode=UpdateMode.REPLACE,
             )
 
@@ -250,7 +231,7 @@ class TableRateLimitStore:
                 if attempt:
                     await _backoff(attempt)
                 entity = await self._read_client(partition)
-                state = _client_state(entity) if entity is not None else None
+                state = client_state(entity) if entity is not None else None
                 results = []
                 for change in changes:
                     state, result = change(state)
@@ -262,19 +243,13 @@ class TableRateLimitStore:
 
     async def _read_client(self, partition: str) -> TableEntity | None:
         try:
-            return await self._client.get_entity(partition, _STATE_ROW)
+            return await self._client.get_entity(partition, STATE_ROW)
         except ResourceNotFoundError:
             return None
 
     async def _write_client(self, partition: str, state: ClientState, current: TableEntity | None) -> bool:
         """Write `state` if the entity is still `current`; False when another writer got there first."""
-        entity = {
-            "PartitionKey": partition,
-            "RowKey": _STATE_ROW,
-            "tokens": float(state.bucket.tokens),
-            "updatedAt": float(state.bucket.updated_at),
-            "recent": json.dumps(state.recent.to_list()),
-        }
+        entity = client_entity(partition, state)
         try:
             if current is None:
                 await self._client.create_entity(entity)
@@ -292,7 +267,7 @@ class TableRateLimitStore:
     def _windows_since(self, cutoff: float) -> AsyncIterator[TableEntity]:
         return self._client.query_entities(
             "PartitionKey eq @pk and exchangedAt ge @cutoff",
-            parameters={"pk": _WINDOW_PARTITION, "cutoff": float(cutoff)},
+            parameters={"pk": WINDOW_PARTITION, "cutoff": float(cutoff)},
         )
 
     async def _prune_windows(self, before: float) -> None:
@@ -300,7 +275,7 @@ class TableRateLimitStore:
         try:
             stale = self._client.query_entities(
                 "PartitionKey eq @pk and exchangedAt lt @before",
-                parameters={"pk": _WINDOW_PARTITION, "before": float(before)},
+                parameters={"pk": WINDOW_PARTITION, "before": float(before)},
                 select=["PartitionKey", "RowKey"],
             )
             async for entity in stale:
@@ -319,7 +294,7 @@ class TableRateLimitStore:
         try:
             idle = self._client.query_entities(
                 "PartitionKey ge @first and PartitionKey lt @last and updatedAt lt @before",
-                parameters={"first": _CLIENT_PREFIX, "last": _CLIENT_PREFIX_END, "before": float(before)},
+                parameters={"first": CLIENT_PREFIX, "last": CLIENT_PREFIX_END, "before": float(before)},
                 select=["PartitionKey", "RowKey"],
                 results_per_page=min(self._prune_rows, 1000),
             )
@@ -357,28 +332,6 @@ def create_table_rate_limit_store(settings: Settings) -> TableRateLimitStore:
         ),
         client_idle_seconds=settings.rate_limit_client_idle_seconds,
     )
-
-
-def _client_state(entity: TableEntity) -> ClientState:
-    try:
-        return ClientState(
-            bucket=TokenBucket(tokens=float(entity["tokens"]), updated_at=float(entity["updatedAt"])),
-            recent=SlotWindow.from_list(json.loads(entity["recent"])),
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise RateLimitStoreError(f"malformed client entity {entity.get('PartitionKey')!r}") from exc
-
-
-def _peer_window(entity: TableEntity) -> PeerWindow:
-    try:
-        return PeerWindow(
-            instance_id=str(entity["instanceId"]),
-            window=SlotWindow.from_list(json.loads(entity["window"])),
-            exchanged_at=float(entity["exchangedAt"]),
-            reserved=int(entity.get("reserved", 0)),
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise RateLimitStoreError(f"malformed instance window entity {entity.get('RowKey')!r}") from exc
 
 
 async def _backoff(attempt: int) -> None:
