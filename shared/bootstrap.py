@@ -205,6 +205,17 @@ class Container:
         self.on_close(browser.close)
         return browser
 
+    def client_key_secret(self) -> bytes:
+        """The secret client keys are HMACs under, read afresh (a readiness probe proves it is readable).
+
+        The setting's; on the embedded backend without it, one generated once and kept in the
+        data folder (`shared.adapters.instance.client_key_secret`). Raises `SettingsError` on
+        Azure without the setting. Stages ask here rather than name the adapter.
+        """
+        from shared.adapters.instance.client_key_secret import load_client_key_secret
+
+        return load_client_key_secret(self.settings)
+
     def singleton(self, factory: Callable[[Container], T]) -> T:
         """`factory(self)`, built on first call and reused: how each stage keeps its services."""
         if factory not in self._singletons:

@@ -10,6 +10,7 @@ from shared.adapters.analytics.embedded_analytics import EmbeddedAnalyticsStore
 from shared.adapters.dead_letters.embedded import EmbeddedDeadLetterBrowser
 from shared.adapters.dead_letters.servicebus_browser import ServiceBusDeadLetterBrowser
 from shared.adapters.event_queue.embedded_queue import EMBEDDED_QUEUE_FILE, EmbeddedQueue
+from shared.adapters.instance.client_key_secret import CLIENT_KEY_SECRET_FILE, load_client_key_secret
 from shared.bootstrap import Container
 from shared.ports import PortError
 from shared.settings import load_settings
@@ -66,3 +67,12 @@ async def test_embedded_the_histories_are_the_stores_themselves(tmp_path: Path) 
     assert isinstance(container.analytics_history, EmbeddedAnalyticsStore)
     assert container.analytics_history is container.analytics_sink
     await container.close()
+
+
+def test_embedded_the_client_key_secret_is_kept_in_the_data_folder(tmp_path: Path) -> None:
+    container = embedded(tmp_path)
+
+    secret = container.client_key_secret()
+
+    assert secret == container.client_key_secret() == load_client_key_secret(container.settings)
+    assert (tmp_path / CLIENT_KEY_SECRET_FILE).exists()
