@@ -14,20 +14,17 @@ import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from shared.adapters.analytics.embedded_analytics import ANALYTICS_TABLE, EmbeddedAnalyticsStore
 from shared.adapters.analytics.kusto_sink import create_kusto_sink
+from shared.adapters.analytics.test_kusto_sink import row
 from shared.domain.analytics import AnalyticsRow
 from shared.ports import AnalyticsSink, AnalyticsSinkError
 from shared.settings import load_settings
 from tests.integration.kusto_server import StaticTokenCredential, run_kusto_server
-
-MOMENT = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
 Key = tuple[str, str]
 
@@ -38,34 +35,6 @@ class Analytics:
 
     sink: AnalyticsSink
     held: Callable[[], dict[Key, str]]
-
-
-def row(n: int, *, tenant_id: str = "acme", event_type: str = "page_view", **changes: Any) -> AnalyticsRow:
-    moment = MOMENT + timedelta(seconds=n)
-    fields: dict[str, Any] = {
-        "event_id": f"00000000-0000-4000-8000-{n:012d}",
-        "tenant_id": tenant_id,
-        "event_type": event_type,
-        "timestamp": moment,
-        "received_at": moment,
-        "processed_at": moment + timedelta(milliseconds=250),
-        "stored_at": moment + timedelta(milliseconds=300),
-        "correlation_id": f"corr-{n}",
-        "user_id": None,
-        "session_id": None,
-        "url": "/home",
-        "client_network": "203.0.113.0/24",
-        "browser": "Firefox",
-        "os": "Linux",
-        "device": None,
-        "is_bot": False,
-        "fraud_score": 0.0,
-        "suspicious": False,
-        "fraud_reasons": (),
-        "properties": {"n": n},
-    }
-    fields.update(changes)
-    return AnalyticsRow(**fields)
 
 
 @pytest.fixture(params=["embedded", "kusto"])

@@ -30,6 +30,7 @@ from shared.adapters.dead_letters.servicebus_sink import ServiceBusDeadLetterSin
 from shared.adapters.dead_letters.test_servicebus_dead_letters import T0, Broker, RecordingSender
 from shared.adapters.event_queue.embedded_queue import EmbeddedQueue
 from shared.adapters.event_queue.servicebus_publisher import ServiceBusPublisher
+from shared.adapters.event_queue.test_servicebus_publisher import as_queue_message
 from shared.domain.dead_letter_reasons import POISON_REASONS, SCHEMA_INVALID, UNDECODABLE
 from shared.domain.envelope import QueueMessage
 from shared.ports import DeadLetterBrowser, DeadLetterSink
@@ -100,17 +101,7 @@ async def dead_letters(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
         browser: ServiceBusDeadLetterBrowser = broker.browser(receive_wait_seconds=0)
 
         async def replayed() -> list[QueueMessage]:
-            return [
-                QueueMessage(
-                    message_id=str(sent.message_id),
-                    body=b"".join(sent.body),
-                    content_type=sent.content_type or "",
-                    subject=sent.subject,
-                    correlation_id=sent.correlation_id,
-                    application_properties={str(k): v for k, v in (sent.application_properties or {}).items()},  # type: ignore[misc]
-                )
-                for sent in broker.sender.sent
-            ]
+            return [as_queue_message(sent) for sent in broker.sender.sent]
 
         backend = DeadLetters(sink, browser, replayed)
     yield backend

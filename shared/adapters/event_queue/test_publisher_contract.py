@@ -19,7 +19,7 @@ import pytest
 from shared.adapters.event_queue.embedded_publisher import EmbeddedPublisher
 from shared.adapters.event_queue.embedded_queue import EmbeddedQueue
 from shared.adapters.event_queue.servicebus_publisher import ServiceBusPublisher
-from shared.adapters.event_queue.test_servicebus_publisher import SenderFactory, queue_message
+from shared.adapters.event_queue.test_servicebus_publisher import SenderFactory, as_queue_message, queue_message
 from shared.domain.envelope import QueueMessage
 from shared.ports import EventPublisher, PublishError
 
@@ -47,18 +47,7 @@ async def queue(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     factory = SenderFactory()
 
     async def sent() -> list[QueueMessage]:
-        return [
-            QueueMessage(
-                message_id=str(message.message_id),
-                body=b"".join(message.body),
-                content_type=message.content_type or "",
-                subject=message.subject,
-                correlation_id=message.correlation_id,
-                application_properties={str(k): v for k, v in (message.application_properties or {}).items()},  # type: ignore[misc]
-            )
-            for batch in factory.sender.sent
-            for message in batch
-        ]
+        return [as_queue_message(message) for batch in factory.sender.sent for message in batch]
 
     publisher = ServiceBusPublisher(factory, queue_name="events")
     yield Queue(publisher, sent)

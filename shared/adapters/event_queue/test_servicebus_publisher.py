@@ -62,6 +62,19 @@ def queue_message(number: int, *, padding: int = 200) -> QueueMessage:
     return to_queue_message(envelope)
 
 
+def as_queue_message(sent: ServiceBusMessage) -> QueueMessage:
+    """A sent Service Bus message read back field by field, as the queue would hold it."""
+    properties = {str(key): value for key, value in (sent.application_properties or {}).items()}
+    return QueueMessage(
+        message_id=str(sent.message_id),
+        body=b"".join(sent.body),
+        content_type=sent.content_type or "",
+        subject=sent.subject,
+        correlation_id=sent.correlation_id,
+        application_properties=properties,  # type: ignore[arg-type]
+    )
+
+
 def messages_in(batch: ServiceBusMessageBatch) -> list[ServiceBusMessage]:
     # The SDK keeps the added messages on the batch (its own sender reads this list when it
     # re-batches); there is no public accessor, so the fake reads it to see what was sent.

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from azure.data.tables import TableClient as SyncTableClient
@@ -16,14 +16,13 @@ from azure.data.tables.aio import TableClient
 
 from shared.adapters.rate_limit.table_entities import escape_key
 from shared.adapters.rate_limit.tables_rate_limit import TableRateLimitStore, create_table_rate_limit_store
-from shared.domain.ratelimit import BucketLimits, ClientDecision, ClientState, PeerWindow, SlotWindow, admit_client
+from shared.adapters.rate_limit.test_rate_limit_contract import NOW, admit, read_state, reserving
+from shared.domain.ratelimit import BucketLimits, ClientDecision, ClientState, SlotWindow, admit_client
 from shared.ports import ContentionError, RateLimitStoreError
 from shared.settings import load_settings
 from tests.integration.azurite import free_port
 
 MakeStore = Callable[[], TableRateLimitStore]
-
-NOW = 1_700_000_000.0
 
 
 @pytest.fixture
@@ -45,20 +44,6 @@ async def make_store(azurite_table_connection_string: str, table_name: str) -> A
     yield make
     for store in stores:
         await store.close()
-
-
-async def read_state(store: TableRateLimitStore, client_key: str) -> ClientState:
-    """The stored state, via an update that changes nothing."""
-
-    def unchanged(state: ClientState | None) -> tuple[ClientState, ClientState]:
-        assert state is not None
-        return state, state
-
-    return await store.update_client(client_key, unchanged)
-
-
-def admit(limits: BucketLimits, now: float) -> Callable[[ClientState | None], tuple[ClientState, ClientDecision]]:
-    return lambda state: admit_client(state, limits, now)
 
 
 def test_escaping_keeps_keys_apart_and_is_reversible() -> None:
@@ -118,17 +103,6 @@ async def test_losing_every_race_raises_contention_error(azurite_table_connectio
     finally:
         await store.close()
     assert calls == 3
-
-
-def reserving(amount: int, seen: list[list[str]] | None = None) -> Callable[[Sequence[PeerWindow]], int]:
-    """A `reserve` callback that claims `amount` and records which instances it was shown."""
-
-    def reserve(peers: Sequence[PeerWindow]) -> int:
-        if seen is not None:
-            seen.append(sorted(peer.instance_id for peer in peers))
-        return amount
-
-    return reserve
 
 
 @pytest.mark.azurite
