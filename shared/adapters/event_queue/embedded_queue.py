@@ -30,7 +30,11 @@ from pathlib import Path
 import orjson
 
 from shared.adapters.event_queue import dead_letter_table
-from shared.adapters.event_queue.dead_letter_table import DeadLetteredMessage, MessageStillQueuedError
+from shared.adapters.event_queue.dead_letter_table import (
+    DeadLetteredMessage,
+    MessageStillQueuedError,
+    move_to_dead_letters,
+)
 from shared.adapters.event_queue.queue_integrity import check_queue_file, current_sequence, record_high_water
 from shared.adapters.event_queue.queue_schema import COLUMNS, SCHEMA, message_from_row
 from shared.adapters.sqlite.worker import SqliteWorker
@@ -150,9 +154,7 @@ class EmbeddedQueue:
                     break
                 for row in rows:
                     if row[8] >= self.max_delivery_count:
-                        dead_letter_table.move_to_dead_letters(
-                            connection, row[0], now, MAX_DELIVERY_COUNT_EXCEEDED, None
-                        )
+                        move_to_dead_letters(connection, row[0], now, MAX_DELIVERY_COUNT_EXCEEDED, None)
                         logger.warning(
                             "message %s was delivered %d times without success; moved to the dead-letter queue (%s)",
                             row[1],
@@ -217,12 +219,7 @@ class EmbeddedQueue:
 
     async def dead_letter(self, lock_token: str, reason: str, description: str | None = None) -> None:
         """Move a message that can never succeed to the dead-letter queue."""
-        await self._settle_one(
-            lock_token,
-            lambda connection, seq, now: dead_letter_table.move_to_dead_letters(
-                connection, seq, now, reason, description
-            ),
-        )
+        await self._settle_one(lock_token, lambda c, seq, now: move_to_dead_letters(c, seq, now, reason, description))
 
     async def park(self, message: QueueMessage, reason: str, description: str | None = None) -> None:
         """Copy a message into the dead-letter queue while it stays locked for its consumer.
@@ -237,9 +234,7 @@ class EmbeddedQueue:
 
     async def dead_letter_by_sequence(self, sequence_number: int) -> DeadLetteredMessage | None:
         """One dead-lettered message, or None."""
-        return await self._worker.run(
-            lambda connection: dead_letter_table.read_dead_letter(connection, sequence_number)
-        )
+        return await self._worker.run(lambda c: dead_letter_table.read_dead_letter(c, sequence_number))
 
     async def resubmit(self, sequence_number: int) -> bool:
         """Move a dead-lettered message back onto the queue, delivery count reset.
@@ -250,9 +245,7 @@ class EmbeddedQueue:
         drop the copy.
         """
         now = self._clock()
-        resubmitted = await self._worker.run(
-            lambda connection: dead_letter_table.resubmit(connection, sequence_number, now)
-        )
+        resubmitted = await self._worker.run(lambda c: dead_letter_table.resubmit(c, sequence_number, now))
         for listener in self._arrival_listeners:
             listener()
         return resubmitted
