@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 import azure.functions as func
 
 from changefeed.reconcile import hour_window
-from shared.bootstrap import analytics_feed, analytics_reconciler
+from shared.assembly import analytics_feed, analytics_reconciler
 from shared.telemetry import invocation_span
 
 __all__ = ["bp"]

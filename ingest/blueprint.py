@@ -26,7 +26,7 @@ from ingest.http import (
     unavailable_response,
 )
 from ingest.openapi import openapi_document
-from shared.bootstrap import ingest_endpoint, readiness_probes
+from shared.assembly import ingest_endpoint, readiness_probes
 from shared.settings import SettingsError
 from shared.telemetry import invocation_span
 

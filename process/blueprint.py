@@ -21,7 +21,7 @@ from datetime import UTC
 import azure.functions as func
 
 from process.service import DeliveredMessage
-from shared.bootstrap import event_processor, event_reader
+from shared.assembly import event_processor, event_reader
 from shared.domain.events import TENANT_ID_PATTERN
 from shared.http import error_response, json_response
 from shared.ports import PortError

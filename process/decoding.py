@@ -2,7 +2,7 @@
 
 A message that fails here fails the same way on every delivery (its bytes do not change),
 so it is *poison*: retrying cannot help, and it goes to the dead-letter queue with one of
-the reasons below and a description naming what is wrong.
+the reasons of `shared.domain.dead_letter_reasons` and a description naming what is wrong.
 """
 
 from __future__ import annotations
@@ -14,21 +14,10 @@ import orjson
 from pydantic import ValidationError
 
 from shared.domain.client_identity import ClientKeyer, anonymize_address
+from shared.domain.dead_letter_reasons import SCHEMA_INVALID, UNDECODABLE, UNKNOWN_SCHEMA_VERSION
 from shared.domain.envelope import SCHEMA_VERSION, Envelope
 
-__all__ = [
-    "POISON_REASONS",
-    "PoisonMessageError",
-    "SCHEMA_INVALID",
-    "UNDECODABLE",
-    "UNKNOWN_SCHEMA_VERSION",
-    "decode_envelope",
-]
-
-UNDECODABLE: Final = "UndecodableMessage"
-UNKNOWN_SCHEMA_VERSION: Final = "UnknownSchemaVersion"
-SCHEMA_INVALID: Final = "SchemaInvalid"
-POISON_REASONS: Final = (UNDECODABLE, UNKNOWN_SCHEMA_VERSION, SCHEMA_INVALID)
+__all__ = ["PoisonMessageError", "decode_envelope"]
 
 # Dead-letter descriptions are shown by `cloudscale dlq` and kept by Service Bus (which caps
 # them at 4 KiB); the field paths and messages fit well within this.

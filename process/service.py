@@ -29,6 +29,7 @@ from opentelemetry import trace
 from process.decoding import PoisonMessageError, decode_envelope
 from process.security_alerts import SecurityAlerts
 from process.store_guard import StoreGuard
+from shared.domain.dead_letter_reasons import PROCESSING_FAILED
 from shared.domain.distinct_users import DistinctUsersTracker
 from shared.domain.envelope import Envelope, QueueMessage
 from shared.domain.fraud import FraudRuleSet
@@ -41,8 +42,6 @@ __all__ = ["DeliveredMessage", "ProcessOutcome", "ProcessService"]
 
 logger = logging.getLogger(__name__)
 
-PROCESSING_FAILED = "ProcessingFailed"
-"""Dead-letter reason for a message that decoded but could not be scored (a defect to fix, then replay)."""
 tracer = trace.get_tracer("cloudscale.process")
 
 

@@ -14,29 +14,31 @@ from the container's adapters on first use and kept with the container: `ingest_
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Awaitable, Callable, Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from shared.ports import (
     AnalyticsHistory,
     AnalyticsSink,
+    DeadLetterBrowser,
     DeadLetterSink,
     EventPublisher,
-    EventStore,
+    EventStoreWithHistory,
     RateLimitStore,
     StoredEventHistory,
 )
-from shared.settings import Settings, load_settings
+from shared.settings import Settings, SettingsError, load_settings
 from shared.telemetry import configure_azure_monitor, observe_queue_depth
 
 __all__ = ["Container", "close_container", "get_container", "set_container"]
 
 if TYPE_CHECKING:
-    from shared.adapters.embedded_queue import EmbeddedQueue
+    from shared.adapters.analytics.embedded_analytics import EmbeddedAnalyticsStore
+    from shared.adapters.event_queue.embedded_queue import EmbeddedQueue
+    from shared.adapters.event_store.embedded_event_store import EmbeddedEventStore
 
 Closer = Callable[[], Awaitable[None]]
 T = TypeVar("T")
@@ -59,11 +61,11 @@ class Container:
         """This process's id in the shared rate-limit state and its predecessor's, if known.
 
         Embedded backend: a slot in the data folder, which names the process that held it
-        last (`shared.adapters.instance_slot`). On Azure: (None, None), a random id each.
+        last (`shared.adapters.instance.instance_slot`). On Azure: (None, None), a random id each.
         """
         if self.settings.backend != "embedded":
             return None, None
-        from shared.adapters.instance_slot import InstanceSlot
+        from shared.adapters.instance.instance_slot import InstanceSlot
 
         slot = InstanceSlot(self.data_dir / "instances")
 
@@ -73,10 +75,17 @@ class Container:
         self.on_close(release)
         return slot.instance_id, slot.predecessor_id
 
+    @property
+    def is_embedded(self) -> bool:
+        """Whether the adapters are the embedded ones. Then the queue, the change feed and the
+        schedules run on this machine, fed by a local host; with the Azure adapters they run on
+        Azure, and a local copy would be a second consumer."""
+        return self.settings.backend == "embedded"
+
     @cached_property
     def embedded_queue(self) -> EmbeddedQueue:
         """The embedded broker (embedded backend only)."""
-        from shared.adapters.embedded_queue import EMBEDDED_QUEUE_FILE, EmbeddedQueue
+        from shared.adapters.event_queue.embedded_queue import EMBEDDED_QUEUE_FILE, EmbeddedQueue
 
         queue = EmbeddedQueue(
             self.data_dir / EMBEDDED_QUEUE_FILE,
@@ -90,11 +99,11 @@ class Container:
     def publisher(self) -> EventPublisher:
         publisher: EventPublisher
         if self.settings.backend == "azure":
-            from shared.adapters.servicebus_publisher import create_service_bus_publisher
+            from shared.adapters.event_queue.servicebus_publisher import create_service_bus_publisher
 
             publisher = create_service_bus_publisher(self.settings)
         else:
-            from shared.adapters.embedded_queue import EmbeddedPublisher
+            from shared.adapters.event_queue.embedded_publisher import EmbeddedPublisher
 
             publisher = EmbeddedPublisher(self.embedded_queue)
         self.on_close(publisher.close)
@@ -104,11 +113,11 @@ class Container:
     def rate_limit_store(self) -> RateLimitStore:
         store: RateLimitStore
         if self.settings.backend == "azure":
-            from shared.adapters.tables_rate_limit import create_table_rate_limit_store
+            from shared.adapters.rate_limit.tables_rate_limit import create_table_rate_limit_store
 
             store = create_table_rate_limit_store(self.settings)
         else:
-            from shared.adapters.embedded_rate_limit import EmbeddedRateLimitStore
+            from shared.adapters.rate_limit.embedded_rate_limit import EmbeddedRateLimitStore
 
             store = EmbeddedRateLimitStore(
                 self.data_dir / "ratelimit.sqlite3", client_idle_seconds=self.settings.rate_limit_client_idle_seconds
@@ -117,65 +126,121 @@ class Container:
         return store
 
     @cached_property
-    def event_store(self) -> EventStore:
-        """Stored events: Cosmos DB on Azure, SQLite with a change feed embedded."""
-        store: EventStore
+    def event_store(self) -> EventStoreWithHistory:
+        """Stored events: Cosmos DB on Azure, SQLite with a change feed embedded (both read by commit time too)."""
         if self.settings.backend == "azure":
-            from shared.adapters.cosmos_event_store import create_cosmos_event_store
+            from shared.adapters.event_store.cosmos_event_store import create_cosmos_event_store
 
             store = create_cosmos_event_store(self.settings)
-        else:
-            from shared.adapters.embedded_event_store import EVENTS_FILE, EmbeddedEventStore
+            self.on_close(store.close)
+            return store
+        return self.embedded_event_store
 
-            store = EmbeddedEventStore(self.data_dir / EVENTS_FILE)
+    @cached_property
+    def embedded_event_store(self) -> EmbeddedEventStore:
+        """The embedded event store (embedded backend only): the store, its history and its change feed."""
+        from shared.adapters.event_store.embedded_event_store import EVENTS_FILE, EmbeddedEventStore
+
+        store = EmbeddedEventStore(self.data_dir / EVENTS_FILE)
         self.on_close(store.close)
         return store
 
     @cached_property
     def analytics_sink(self) -> AnalyticsSink:
         """Analytics: Data Explorer on Azure, a SQLite table embedded."""
-        sink: AnalyticsSink
         if self.settings.backend == "azure":
-            from shared.adapters.kusto_sink import create_kusto_sink
+            from shared.adapters.analytics.kusto_sink import create_kusto_sink
 
             sink = create_kusto_sink(self.settings)
-        else:
-            from shared.adapters.embedded_analytics import ANALYTICS_FILE, EmbeddedAnalyticsStore
+            self.on_close(sink.close)
+            return sink
+        return self.embedded_analytics
 
-            sink = EmbeddedAnalyticsStore(self.data_dir / ANALYTICS_FILE)
-        self.on_close(sink.close)
-        return sink
+    @cached_property
+    def embedded_analytics(self) -> EmbeddedAnalyticsStore:
+        """The embedded analytics table (embedded backend only): the sink, and its own history."""
+        from shared.adapters.analytics.embedded_analytics import ANALYTICS_FILE, EmbeddedAnalyticsStore
+
+        store = EmbeddedAnalyticsStore(self.data_dir / ANALYTICS_FILE)
+        self.on_close(store.close)
+        return store
 
     @property
     def event_history(self) -> StoredEventHistory:
         """The event store read by commit time (both adapters implement it; see the contract tests)."""
-        return cast(StoredEventHistory, self.event_store)
+        return self.event_store
 
     @cached_property
     def analytics_history(self) -> AnalyticsHistory:
         """Analytics read by commit time: Data Explorer queries on Azure, the embedded table locally."""
         if self.settings.backend == "azure":
-            from shared.adapters.kusto_history import create_kusto_history
+            from shared.adapters.analytics.kusto_history import create_kusto_history
 
             history = create_kusto_history(self.settings)
             self.on_close(history.close)
             return history
-        return cast(AnalyticsHistory, self.analytics_sink)
+        return self.embedded_analytics
 
     @cached_property
     def dead_letter_sink(self) -> DeadLetterSink:
         """Where poison messages are parked: the poison queue on Azure, the embedded dead-letter queue."""
         sink: DeadLetterSink
         if self.settings.backend == "azure":
-            from shared.adapters.servicebus_dead_letters import create_service_bus_dead_letter_sink
+            from shared.adapters.dead_letters.servicebus_sink import create_service_bus_dead_letter_sink
 
             sink = create_service_bus_dead_letter_sink(self.settings)
         else:
-            from shared.adapters.embedded_queue import EmbeddedDeadLetterSink
+            from shared.adapters.dead_letters.embedded import EmbeddedDeadLetterSink
 
             sink = EmbeddedDeadLetterSink(self.embedded_queue)
         self.on_close(sink.close)
         return sink
+
+    @cached_property
+    def dead_letter_browser(self) -> DeadLetterBrowser:
+        """Dead letters for `cloudscale dlq`: both Service Bus dead-letter queues on Azure, the
+        embedded queue's otherwise. Connects lazily on Azure; raises `PortError` if there is
+        nothing to browse (embedded: no queue file yet, most likely the wrong data folder).
+
+        The embedded browser opens the queue file on its own (it must not create it) and
+        closes it with the container.
+        """
+        browser: DeadLetterBrowser
+        if self.settings.backend == "azure":
+            from shared.adapters.dead_letters.servicebus_browser import create_service_bus_dead_letter_browser
+
+            browser = create_service_bus_dead_letter_browser(self.settings)
+        else:
+            from shared.adapters.dead_letters.embedded import open_embedded_dead_letter_browser
+            from shared.adapters.event_queue.embedded_queue import EMBEDDED_QUEUE_FILE
+
+            browser = open_embedded_dead_letter_browser(
+                self.data_dir / EMBEDDED_QUEUE_FILE,
+                lock_seconds=self.settings.queue_lock_seconds,
+                max_delivery_count=self.settings.queue_max_delivery_count,
+            )
+        self.on_close(browser.close)
+        return browser
+
+    def client_key_secret(self) -> bytes:
+        """The secret client keys are HMACs under, read afresh (a readiness probe proves it is readable).
+
+        `CLOUDSCALE_CLIENT_KEY_SECRET` when set. On Azure it must be (every instance must hash
+        client addresses under the same secret, or one client gets a bucket per instance): raises
+        `SettingsError` without it. Checked here, where ingest needs it, not when settings load:
+        the operator commands read the same settings and never hash a client. Embedded without
+        the setting: one generated once and kept in the data folder.
+        """
+        if self.settings.client_key_secret is not None:
+            return self.settings.client_key_secret.get_secret_value().encode()
+        if self.settings.backend == "azure":
+            raise SettingsError(
+                "CLOUDSCALE_CLIENT_KEY_SECRET is required when CLOUDSCALE_BACKEND=azure "
+                "(every instance must hash client addresses under the same secret)"
+            )
+        from shared.adapters.instance.client_key_secret import data_folder_secret
+
+        return data_folder_secret(self.data_dir)
 
     def singleton(self, factory: Callable[[Container], T]) -> T:
         """`factory(self)`, built on first call and reused: how each function keeps what it runs."""
@@ -217,125 +282,3 @@ async def close_container() -> None:
     if _container is not None:
         container, _container = _container, None
         await container.close()
-
-
-# --- Stage assembly: what each function runs, from this worker's container ------------------------
-# Built on first use and kept with the container (`Container.singleton`), so a container a
-# test or the local host installs brings its own. The stages are imported here, when first
-# needed, as the adapters are above: importing this module stays cheap for the CLI.
-
-if TYPE_CHECKING:
-    from changefeed.reconcile import Reconciler
-    from changefeed.service import AnalyticsFeedService
-    from ingest.health import ReadinessProbes
-    from ingest.http import IngestEndpoint
-    from process.service import ProcessService
-
-
-def ingest_endpoint() -> IngestEndpoint:
-    """`POST /api/events`: the ingest use case and what its HTTP edge needs."""
-    return get_container().singleton(build_ingest_endpoint)
-
-
-def readiness_probes() -> ReadinessProbes:
-    """The health routes: one probe per dependency of ingest."""
-    return get_container().singleton(build_readiness_probes)
-
-
-def event_processor() -> ProcessService:
-    """The Service Bus trigger: the process use case."""
-    return get_container().singleton(build_event_processor)
-
-
-def event_reader() -> EventStore:
-    """`GET /api/events/{tenantId}/{eventId}`: the event store, read by key."""
-    return get_container().event_store
-
-
-def analytics_feed() -> AnalyticsFeedService:
-    """The change-feed trigger: stored events into analytics."""
-    return get_container().singleton(build_analytics_feed)
-
-
-def analytics_reconciler() -> Reconciler:
-    """The hourly timer (and `cloudscale reconcile`): what analytics missed, sent again."""
-    return get_container().singleton(build_analytics_reconciler)
-
-
-def build_ingest_endpoint(container: Container) -> IngestEndpoint:
-    """The ingest use case over the container's rate-limit store and queue."""
-    from ingest.http import IngestEndpoint
-    from ingest.rate_limiter import RateLimiter
-    from ingest.service import IngestService
-    from shared.adapters.client_key_secret import load_client_key_secret
-    from shared.domain.client_identity import ClientKeyer
-    from shared.telemetry import ingest_metrics
-
-    settings = container.settings
-    limiter = RateLimiter(
-        container.rate_limit_store,
-        ip_limits=settings.rate_limit_client_limits,
-        global_per_minute=settings.rate_limit_global_per_minute,
-        sync_seconds=settings.rate_limit_global_sync_seconds,
-        instance_id=container.instance_identity[0],
-        predecessor_id=container.instance_identity[1],
-    )
-    container.on_close(limiter.close)
-    metrics = ingest_metrics()
-    keyer = ClientKeyer(load_client_key_secret(settings), settings.rate_limit_ipv6_prefix)
-    return IngestEndpoint(
-        use_case=IngestService(limiter, container.publisher, keyer, metrics),
-        trusted_proxies=settings.trusted_proxies,
-        answer_time=metrics.ingestion_duration,
-    )
-
-
-def build_readiness_probes(container: Container) -> ReadinessProbes:
-    """Probes of the container's adapters; each adapter is built when its probe first runs."""
-    from ingest.health import ReadinessProbes
-    from shared.adapters.client_key_secret import load_client_key_secret
-
-    async def client_key() -> None:
-        await asyncio.to_thread(load_client_key_secret, container.settings)
-
-    return ReadinessProbes(
-        queue=lambda: container.publisher.check(),
-        rate_limit_store=lambda: container.rate_limit_store.check(),
-        event_store=lambda: container.event_store.check(),
-        analytics=lambda: container.analytics_sink.check(),
-        client_key=client_key,
-    )
-
-
-def build_event_processor(container: Container) -> ProcessService:
-    """The process use case over the container's event store and dead-letter sink."""
-    from process.service import ProcessService
-    from process.store_guard import StoreGuard
-    from shared.domain.fraud_rules import default_rules, rules_from_path
-    from shared.telemetry import process_metrics
-
-    settings = container.settings
-    rules = rules_from_path(settings.fraud_rules_file) if settings.fraud_rules_file else default_rules()
-    return ProcessService(
-        container.event_store,
-        container.dead_letter_sink,
-        StoreGuard(budget_seconds=settings.process_retry_seconds),
-        rules,
-        rules.distinct_users_tracker(),
-        process_metrics(),
-    )
-
-
-def build_analytics_feed(container: Container) -> AnalyticsFeedService:
-    """The change-feed use case over the container's analytics sink."""
-    from changefeed.service import AnalyticsFeedService
-    from shared.telemetry import analytics_metrics
-
-    return AnalyticsFeedService(container.analytics_sink, analytics_metrics())
-
-
-def build_analytics_reconciler(container: Container) -> Reconciler:
-    """Reconciliation over the container's event history, analytics history and analytics sink."""
-    from changefeed.reconcile import Reconciler
-
-    return Reconciler(container.event_history, container.analytics_history, container.analytics_sink)

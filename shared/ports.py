@@ -1,7 +1,7 @@
 """Ports: the small interfaces every external system sits behind.
 
-Each port has two real adapters in `shared.adapters`: one on Azure services and one embedded
-(SQLite under the data folder). Adapters translate vendor errors into the errors below
+Each port has two real adapters in its folder of `shared.adapters`: one on Azure services and
+one embedded (SQLite under the data folder). Adapters translate vendor errors into the errors below
 (`raise PortError(...) from exc`), so callers never see an SDK exception.
 
 Error tree::
@@ -17,8 +17,9 @@ Error tree::
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol, TypeVar
+from typing import Literal, Protocol, TypeVar
 
 from shared.domain.analytics import AnalyticsRow
 from shared.domain.envelope import QueueMessage
@@ -30,10 +31,17 @@ __all__ = [
     "AnalyticsSink",
     "AnalyticsSinkError",
     "ContentionError",
+    "DeadLetter",
+    "DeadLetterBrowser",
     "DeadLetterSink",
+    "DeadLetterSource",
     "EventPublisher",
     "EventStore",
     "EventStoreError",
+    "EventStoreWithHistory",
+    "ProgressCallback",
+    "ReplayProgress",
+    "ReplayResult",
     "StoredEventHistory",
     "PortError",
     "PublishError",
@@ -156,7 +164,8 @@ class DeadLetterSink(Protocol):
     """Where the process stage parks a message that can never succeed, with the reason."""
 
     async def dead_letter(self, message: QueueMessage, reason: str, description: str) -> None:
-        """Durably park `message`; return only once it is stored. Raises `PortError` on failure."""
+        """Durably park `message` (`reason`: one of `dead_letter_reasons.POISON_REASONS`); return
+        only once it is stored. Raises `PortError` on failure."""
         ...
 
     async def close(self) -> None: ...
@@ -204,3 +213,101 @@ class AnalyticsHistory(Protocol):
         """The (tenantId, eventId) of each event with `StoredAt` in [start, end): an event's
         identity, since two tenants may use the same eventId."""
         ...
+
+
+class EventStoreWithHistory(EventStore, StoredEventHistory, Protocol):
+    """An event store that can also be read by commit time: what both event-store adapters are."""
+
+
+# --- dead letters, as an operator sees them (`cloudscale dlq`) ------------------------------------
+
+DeadLetterSource = Literal["dead-letter", "poison"]
+"""`poison`: parked by the process stage (Service Bus poison queue). `dead-letter`: a
+dead-letter queue proper (Service Bus: the events queue's sub-queue; embedded: every one)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """One dead-lettered message, as an operator sees it.
+
+    `id` is what the user types back to `show` or `replay` it: the embedded queue's sequence
+    number (`"42"`), or the Service Bus source and sequence number (`"dlq-42"`, `"poison-7"`),
+    since the two Service Bus queues number their messages independently. Times are UTC;
+    None where the backend does not record them. `reason` is one of
+    `shared.domain.dead_letter_reasons`.
+    """
+
+    id: str
+    source: DeadLetterSource
+    message: QueueMessage
+    """The message as it was sent (the dead-letter reason properties removed): what replay sends."""
+    reason: str | None
+    description: str | None
+    delivery_count: int | None
+    """Deliveries before it was dead-lettered (None for Service Bus poison messages: not recorded)."""
+    enqueued_at: datetime | None
+    dead_lettered_at: datetime | None
+
+    @property
+    def message_id(self) -> str:
+        return self.message.message_id
+
+    @property
+    def body(self) -> bytes:
+        return self.message.body
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayProgress:
+    """Reported once before a replay starts (`done == 0`, `dead_letter is None`) and after each message."""
+
+    total: int
+    """Messages the replay is looking for (the ids given, or every dead letter when it started)."""
+    done: int
+    """Messages replayed so far."""
+    dead_letter: DeadLetter | None = None
+    """The message just replayed."""
+
+
+ProgressCallback = Callable[[ReplayProgress], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayResult:
+    """What a replay did: the messages now back on the events queue, and the ids it could not find."""
+
+    replayed: tuple[DeadLetter, ...] = ()
+    not_found: tuple[str, ...] = ()
+    """Requested ids not in the dead-letter queue (a wrong id, or already replayed)."""
+
+
+class DeadLetterBrowser(Protocol):
+    """Look at dead-lettered messages and put them back on the events queue (`cloudscale dlq`).
+
+    A dead letter is a message the pipeline gave up on: parked by the process stage as poison,
+    or dead-lettered by the broker; an operator handles both the same way (look, fix the
+    cause, replay). Replaying puts a message back on the events queue, so a replay repeated
+    (or one that ran twice after a crash) is dropped by duplicate detection or stored once by
+    the idempotent event store. Every method raises `PortError` when the backend fails.
+    """
+
+    async def list(self, limit: int) -> Sequence[DeadLetter]:
+        """Up to `limit` dead letters, oldest first, without locking or counting a delivery."""
+        ...
+
+    async def get(self, dead_letter_id: str) -> DeadLetter | None:
+        """The dead letter with this id, or None (an unknown or malformed id is simply not found)."""
+        ...
+
+    async def replay(
+        self, dead_letter_ids: Sequence[str] | None, on_progress: ProgressCallback | None = None
+    ) -> ReplayResult:
+        """Send the given dead letters (None: every one there now) back to the events queue, then remove them.
+
+        Each message is removed only after the events queue durably took it, so a failure
+        part-way leaves the rest (and the failed one) in the dead-letter queue; running the
+        same replay again is harmless. Raises `PortError` on the first failure.
+        """
+        ...
+
+    async def close(self) -> None: ...

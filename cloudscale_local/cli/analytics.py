@@ -23,7 +23,8 @@ from rich.console import Console
 from rich.table import Table
 
 from cloudscale_local.cli.read_only_sql import READ_ONLY_MESSAGE, open_read_only, refused_as_a_write
-from shared.adapters.embedded_analytics import ANALYTICS_FILE, time_text
+from shared.adapters.analytics.embedded_analytics import ANALYTICS_FILE, time_text
+from shared.bootstrap import Container
 from shared.settings import Settings, SettingsError, load_settings
 
 __all__ = ["query", "report"]
@@ -129,13 +130,13 @@ def _percentile(ordered: Sequence[float], percentile: int) -> float | None:
 
 @contextlib.contextmanager
 def _analytics() -> Iterator[sqlite3.Connection]:
-    settings = _settings()
-    if settings.backend != "embedded":
+    container = Container(_settings())
+    if not container.is_embedded:
         raise click.ClickException(
             "query and report read the embedded analytics store; on Azure, query Data Explorer "
             "(the README shows the KQL for each report)"
         )
-    path = settings.data_dir.resolve() / ANALYTICS_FILE
+    path = container.data_dir / ANALYTICS_FILE
     if not path.exists():
         raise click.ClickException(
             f"no analytics store at {path}: start the pipeline with `cloudscale run` (and send events), "

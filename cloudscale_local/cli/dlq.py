@@ -26,14 +26,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from shared.adapters.dead_letter_browser import (
-    DeadLetter,
-    DeadLetterBrowser,
-    ReplayProgress,
-    ReplayResult,
-    open_dead_letter_browser,
-)
-from shared.ports import PortError
+from shared.bootstrap import Container
+from shared.ports import DeadLetter, DeadLetterBrowser, PortError, ReplayProgress, ReplayResult
 from shared.settings import Settings, SettingsError, load_settings
 
 __all__ = ["dlq"]
@@ -173,14 +167,15 @@ def _settings() -> Settings:
 
 
 def _run(settings: Settings, action: Callable[[DeadLetterBrowser], Awaitable[T]]) -> T:
-    """Open the browser, run `action` on it, close it; backend failures become a one-line error."""
+    """Open the browser (the container chooses it from `settings`), run `action` on it, close it;
+    backend failures become a one-line error."""
 
     async def main() -> T:
-        browser = open_dead_letter_browser(settings)
+        container = Container(settings)
         try:
-            return await action(browser)
+            return await action(container.dead_letter_browser)
         finally:
-            await browser.close()
+            await container.close()
 
     try:
         return asyncio.run(main())

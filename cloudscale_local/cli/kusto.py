@@ -24,14 +24,14 @@ from typing import TYPE_CHECKING
 
 import click
 
-from shared.adapters.kusto_schema import events_commands, events_script_path
+from shared.adapters.analytics.kusto_schema import events_commands, events_script_path
 from shared.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
     from azure.kusto.data import KustoClient
     from azure.kusto.data.response import KustoResponseDataSet
 
-    from shared.adapters.kusto_sink import KustoCredential
+    from shared.adapters.analytics.kusto_sink import KustoCredential
 
 __all__ = ["apply_commands", "kusto_setup", "make_credential"]
 
@@ -64,7 +64,7 @@ def kusto_setup(dry_run: bool) -> None:
     # Imported here: the Kusto SDK is only needed when something is sent.
     from azure.kusto.data import KustoClient
 
-    from shared.adapters.kusto_sink import kusto_connection, kusto_endpoints
+    from shared.adapters.analytics.kusto_sink import kusto_connection, kusto_endpoints
 
     try:
         engine = kusto_endpoints(settings).engine

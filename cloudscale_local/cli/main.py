@@ -15,7 +15,7 @@ from cloudscale_local.cli.loadtest import loadtest
 from cloudscale_local.cli.reconcile import reconcile
 from cloudscale_local.host.host_config import HostConfigError
 from cloudscale_local.host.worker_rules import FunctionLoadError
-from shared.adapters.sqlite_worker import StoreFileError
+from shared.adapters.sqlite.worker import StoreFileError
 from shared.settings import SettingsError
 
 __all__ = ["main"]

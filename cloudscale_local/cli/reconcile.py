@@ -16,7 +16,8 @@ import click
 import orjson
 
 from changefeed.reconcile import ReconcileReport, hour_window
-from shared.bootstrap import Container, build_analytics_reconciler
+from shared.assembly import build_analytics_reconciler
+from shared.bootstrap import Container
 from shared.ports import PortError
 from shared.settings import SettingsError, load_settings
 

@@ -36,7 +36,7 @@ from cloudscale_local.host.functions import ChangeFeedFunction
 from cloudscale_local.host.invocation import change_feed_invocation
 from cloudscale_local.host.leases import LeaseStore
 from cloudscale_local.host.retries import Outcome, run_with_retries
-from shared.adapters.embedded_event_store import EmbeddedEventStore, StoredChange
+from shared.adapters.event_store.embedded_event_store import EmbeddedEventStore, StoredChange
 from shared.ports import PortError
 
 __all__ = ["ChangeFeedTrigger", "FeedStats", "to_documents"]

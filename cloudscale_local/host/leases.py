@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from shared.adapters.sqlite_worker import SqliteWorker
+from shared.adapters.sqlite.worker import SqliteWorker
 
 __all__ = ["LeaseStore"]
 

@@ -49,8 +49,7 @@ from cloudscale_local.host.servable import (
 )
 from cloudscale_local.host.servicebus_trigger import ServiceBusTrigger
 from cloudscale_local.host.timer_trigger import ServableTimer, TimerTrigger
-from shared.adapters.client_key_secret import load_client_key_secret
-from shared.adapters.sqlite_worker import check_readable
+from shared.adapters.sqlite.worker import check_readable
 from shared.bootstrap import Container, close_container, set_container
 from shared.settings import Settings, load_settings
 
@@ -89,7 +88,7 @@ def _serve(options: HostOptions, environ: Mapping[str, str], settings: Settings,
     container = Container(settings)
     set_container(container)
     _open_stores_first(container)
-    embedded = settings.backend == "embedded"
+    embedded = container.is_embedded
     servable, unservable = servable_queue_functions(index, settings, environ, embedded=embedded)
     feeds, unfed = servable_feed_functions(index, settings, environ, embedded=embedded)
     unservable.update(unfed)
@@ -123,10 +122,7 @@ def _serve(options: HostOptions, environ: Mapping[str, str], settings: Settings,
             trigger.start()
             triggers.append(trigger)
         if feeds:
-            from shared.adapters.embedded_event_store import EmbeddedEventStore
-
-            store = container.event_store
-            assert isinstance(store, EmbeddedEventStore)  # the embedded backend's store
+            store = container.embedded_event_store
             leases = LeaseStore(container.data_dir / "leases.sqlite3")
             container.on_close(_closer(leases))
             container.analytics_sink  # noqa: B018
@@ -253,7 +249,7 @@ def _open_stores_first(container: Container) -> None:
     """Open the embedded stores before serving: a damaged file, or a queue that lost
     acknowledged messages, stops the host here with a message naming the file
     (`StoreFileError`), not in the middle of the server's startup."""
-    if container.settings.backend != "embedded":
+    if not container.is_embedded:
         return
     # Every store file is looked at, not only those opened at once (the event store and
     # analytics open on first use, and treat a failure as an outage to retry).
@@ -261,7 +257,7 @@ def _open_stores_first(container: Container) -> None:
         check_readable(store_file)
     container.embedded_queue  # noqa: B018
     # The client-key secret too, so that the first request does not have to write it.
-    load_client_key_secret(container.settings)
+    container.client_key_secret()
 
 
 def _load_app(module_name: str) -> func.FunctionApp:

@@ -41,7 +41,7 @@ from cloudscale_local.host.concurrency import CpuThrottle, HostConcurrency
 from cloudscale_local.host.functions import ServiceBusFunction
 from cloudscale_local.host.host_config import HostConfig
 from cloudscale_local.host.invocation import service_bus_invocation
-from shared.adapters.embedded_queue import EmbeddedQueue, ReceivedMessage
+from shared.adapters.event_queue.embedded_queue import EmbeddedQueue, ReceivedMessage
 
 __all__ = ["ServiceBusTrigger", "TriggerStats", "to_function_message"]
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from cloudscale_local.loadtest.latency import summarize
 from cloudscale_local.loadtest.report import EndToEnd
-from shared.adapters.embedded_analytics import ANALYTICS_FILE
+from shared.adapters.analytics.embedded_analytics import ANALYTICS_FILE
 
 __all__ = ["measure_end_to_end"]
 

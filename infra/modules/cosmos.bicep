@@ -4,7 +4,7 @@
 //
 // The events container's partition key, time to live and indexing policy are
 // infra/cosmos/events-container.json: the container definition of
-// shared/adapters/cosmos_container.py as Cosmos DB names its properties, which a test keeps
+// shared/adapters/event_store/cosmos_container.py as Cosmos DB names its properties, which a test keeps
 // equal to the code's.
 
 param location string

@@ -10,7 +10,7 @@ them into one canonical text; `ClientKeyer` turns that into
   (rate-limit buckets, the velocity window, distinct users, security log lines), and
 - `network`: the anonymised network (IPv4 /24, IPv6 /48) enrichment stores with the event.
 
-No I/O; the secret is passed in (see `shared.adapters.client_key_secret`).
+No I/O; the secret is passed in (see `shared.adapters.instance.client_key_secret`).
 """
 
 from __future__ import annotations

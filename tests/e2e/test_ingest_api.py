@@ -16,7 +16,7 @@ import pytest
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
-from shared.adapters.embedded_queue import EmbeddedQueue
+from shared.adapters.event_queue.embedded_queue import EmbeddedQueue
 from shared.domain.envelope import QueueMessage, event_message_id
 from tests.e2e.conftest import INGEST_ONLY, LocalHost
 

@@ -17,7 +17,8 @@ import httpx
 import orjson
 import pytest
 
-from shared.adapters.embedded_queue import DeadLetteredMessage, EmbeddedQueue
+from shared.adapters.event_queue.dead_letter_table import DeadLetteredMessage
+from shared.adapters.event_queue.embedded_queue import EmbeddedQueue
 from shared.domain.delivery import outage_bound_seconds
 from shared.domain.envelope import QueueMessage, event_message_id
 from tests.e2e.conftest import REPO, LocalHost

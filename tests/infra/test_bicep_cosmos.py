@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 import json
 
-from shared.adapters.cosmos_container import EVENTS_CONTAINER
+from shared.adapters.event_store.cosmos_container import EVENTS_CONTAINER
 from shared.settings import Settings
 from tests.infra.bicep import INFRA_DIR, REPO_ROOT, at, calls, infra_file, literal, text
 

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from shared.adapters.kusto_schema import events_commands, events_script_path
+from shared.adapters.analytics.kusto_schema import events_commands, events_script_path
 from shared.settings import Settings
 from tests.infra.bicep import INFRA_DIR, at, calls, infra_file, literal
 

@@ -26,8 +26,8 @@ from changefeed.service import AnalyticsFeedService
 from cloudscale_local.host.changefeed_trigger import IDLE_POLL_SECONDS, ChangeFeedTrigger
 from cloudscale_local.host.functions import ChangeFeedFunction, RetryPolicy
 from cloudscale_local.host.leases import LeaseStore
-from shared.adapters.embedded_analytics import EmbeddedAnalyticsStore
-from shared.adapters.embedded_event_store import EmbeddedEventStore
+from shared.adapters.analytics.embedded_analytics import EmbeddedAnalyticsStore
+from shared.adapters.event_store.embedded_event_store import EmbeddedEventStore
 from shared.domain.stored_event import StoredEvent
 from shared.telemetry import AnalyticsMetrics
 from tests.waiting import wait_until

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import json
 from collections.abc import Callable, Sequence
+from functools import cached_property
 from pathlib import Path
 
 import pytest
@@ -18,16 +19,12 @@ from click.testing import CliRunner, Result
 
 import cloudscale_local.cli.dlq as dlq_module
 from cloudscale_local.cli.main import main
-from shared.adapters.dead_letter_browser import (
-    DeadLetter,
-    DeadLetterBrowser,
-    ProgressCallback,
-    ReplayResult,
-    open_dead_letter_browser,
-)
-from shared.adapters.embedded_queue import MAX_DELIVERY_COUNT_EXCEEDED, DeadLetteredMessage, EmbeddedQueue
+from shared.adapters.event_queue.dead_letter_table import DeadLetteredMessage
+from shared.adapters.event_queue.embedded_queue import EmbeddedQueue
+from shared.bootstrap import Container
+from shared.domain.dead_letter_reasons import MAX_DELIVERY_COUNT_EXCEEDED
 from shared.domain.envelope import QueueMessage
-from shared.ports import PortError
+from shared.ports import DeadLetter, DeadLetterBrowser, PortError, ProgressCallback, ReplayResult
 
 Invoke = Callable[..., Result]
 
@@ -312,9 +309,12 @@ class FailingAfterFirst:
 def test_a_replay_that_fails_part_way_says_what_was_replayed(
     invoke: Invoke, queue_path: Path, ids: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(
-        dlq_module, "open_dead_letter_browser", lambda settings: FailingAfterFirst(open_dead_letter_browser(settings))
-    )
+    class FailingContainer(Container):
+        @cached_property
+        def dead_letter_browser(self) -> DeadLetterBrowser:
+            return FailingAfterFirst(super().dead_letter_browser)
+
+    monkeypatch.setattr(dlq_module, "Container", FailingContainer)
 
     result = invoke("replay", ids["evt-1"], ids["evt-2"])
 

@@ -11,8 +11,9 @@ import pytest
 
 from ingest.health import CRITICAL_CHECKS, _probe, check_readiness
 from ingest.http import readiness_response
-from shared.adapters.embedded_analytics import ANALYTICS_FILE
-from shared.bootstrap import Container, build_readiness_probes
+from shared.adapters.analytics.embedded_analytics import ANALYTICS_FILE
+from shared.assembly import build_readiness_probes
+from shared.bootstrap import Container
 from shared.settings import load_settings
 
 

@@ -23,7 +23,7 @@ from cloudscale_local.host.host_config import HostConfig, ServiceBusOptions
 from cloudscale_local.host.invocation import change_feed_invocation
 from cloudscale_local.host.routing import RouteTemplate
 from cloudscale_local.host.servicebus_trigger import ServiceBusTrigger
-from shared.adapters.embedded_queue import EmbeddedQueue
+from shared.adapters.event_queue.embedded_queue import EmbeddedQueue
 from shared.domain.envelope import QueueMessage
 from tests.spans import RecordedSpans
 

@@ -20,7 +20,8 @@ from ingest.blueprint import _ingest
 from ingest.http import IngestEndpoint
 from ingest.rate_limiter import RateLimiter
 from ingest.service import IngestService
-from shared.bootstrap import Container, build_ingest_endpoint, set_container
+from shared.assembly import build_ingest_endpoint
+from shared.bootstrap import Container, set_container
 from shared.domain.client_identity import ClientKeyer
 from shared.domain.envelope import QueueMessage
 from shared.domain.ratelimit import BucketLimits

@@ -10,7 +10,7 @@ from click.testing import CliRunner, Result
 
 import cloudscale_local.cli.kusto as kusto_cli
 from cloudscale_local.cli.main import main
-from shared.adapters.kusto_schema import events_commands
+from shared.adapters.analytics.kusto_schema import events_commands
 from tests.integration.kusto_server import KustoServer, StaticTokenCredential, kusto_error, run_kusto_server
 
 DATABASE = "cloudscale-tests"

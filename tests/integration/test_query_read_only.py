@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from cloudscale_local.cli.main import main
-from shared.adapters.embedded_analytics import ANALYTICS_FILE, EmbeddedAnalyticsStore
+from shared.adapters.analytics.embedded_analytics import ANALYTICS_FILE, EmbeddedAnalyticsStore
 
 
 @pytest.fixture

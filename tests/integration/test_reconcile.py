@@ -26,8 +26,8 @@ from changefeed.reconcile import HOUR, RESEND_BATCH, HourDifference, Reconciler
 from changefeed.service import AnalyticsFeedService
 from cloudscale_local.cli.main import main
 from cloudscale_local.host.changefeed_trigger import to_documents
-from shared.adapters.embedded_analytics import EmbeddedAnalyticsStore
-from shared.adapters.embedded_event_store import EmbeddedEventStore
+from shared.adapters.analytics.embedded_analytics import EmbeddedAnalyticsStore
+from shared.adapters.event_store.embedded_event_store import EmbeddedEventStore
 from shared.domain.analytics import AnalyticsRow
 from shared.domain.stored_event import StoredEvent
 from shared.telemetry import AnalyticsMetrics

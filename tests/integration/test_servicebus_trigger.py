@@ -13,7 +13,8 @@ import pytest
 from cloudscale_local.host.functions import ServiceBusFunction
 from cloudscale_local.host.host_config import ConcurrencyOptions, HostConfig, ServiceBusOptions
 from cloudscale_local.host.servicebus_trigger import ServiceBusTrigger
-from shared.adapters.embedded_queue import MAX_DELIVERY_COUNT_EXCEEDED, EmbeddedQueue, ReceivedMessage
+from shared.adapters.event_queue.embedded_queue import EmbeddedQueue, ReceivedMessage
+from shared.domain.dead_letter_reasons import MAX_DELIVERY_COUNT_EXCEEDED
 from shared.domain.envelope import QueueMessage
 
 Handler = Callable[[func.ServiceBusMessage], Awaitable[None]]

@@ -27,6 +27,15 @@ def test_tooling_is_not_deployed(prefix: str) -> None:
     assert not [name for name in package_files(REPOSITORY) if name.startswith(prefix)]
 
 
+def test_no_test_module_is_deployed() -> None:
+    files = package_files(REPOSITORY)
+    adapters_tests = [name for name in files if name.startswith("shared/adapters/") and "/test_" in name]
+
+    assert not [name for name in files if Path(name).name.startswith("test_") and name.endswith(".py")]
+    assert not adapters_tests
+    assert any(name.startswith("shared/adapters/event_queue/") for name in files)
+
+
 def test_local_settings_and_ignore_files_are_never_deployed(tmp_path: Path) -> None:
     for name in ("function_app.py", "local.settings.json", ".funcignore", "sub/.gitignore", ".git/HEAD"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)

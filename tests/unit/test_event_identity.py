@@ -7,7 +7,7 @@ from uuid import UUID
 
 from azure.servicebus import ServiceBusMessage
 
-from shared.adapters.servicebus_dead_letters import replay_message_id
+from shared.adapters.dead_letters.servicebus_messages import replay_message_id
 from shared.domain.envelope import MAX_MESSAGE_ID_LENGTH, Envelope, to_queue_message
 from shared.domain.events import Event
 

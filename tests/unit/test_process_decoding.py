@@ -8,13 +8,8 @@ from uuid import uuid4
 import orjson
 import pytest
 
-from process.decoding import (
-    SCHEMA_INVALID,
-    UNDECODABLE,
-    UNKNOWN_SCHEMA_VERSION,
-    PoisonMessageError,
-    decode_envelope,
-)
+from process.decoding import PoisonMessageError, decode_envelope
+from shared.domain.dead_letter_reasons import SCHEMA_INVALID, UNDECODABLE, UNKNOWN_SCHEMA_VERSION
 
 
 def envelope_body(**changes: object) -> dict[str, object]:

@@ -1,0 +1,191 @@
+"""`AnalyticsSink` in a SQLite file: the embedded stand-in for Data Explorer.
+
+One row per event in table `events`, with Data Explorer's column names (so a query reads
+the same in both places, SQLite being case-insensitive about names) plus `AnalyticsAt`,
+when the row arrived here (Data Explorer's `ingestion_time()`). An event is
+(`TenantId`, `EventId`): a unique index on the pair, and `write` is an `INSERT OR IGNORE`, so
+a batch delivered twice leaves one row per event (what the materialized view does on Data
+Explorer) while two tenants' events with the same id are two rows.
+
+A file made before that index existed has `EventId` as its primary key, which would drop the
+second tenant's row; opening it rebuilds the table under the new key, keeping every row.
+
+Writes go through a `SqliteWorker` (group commit, WAL), so `cloudscale query` can read the
+file from another process while the host writes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+
+from shared.adapters.sqlite.worker import SqliteWorker
+from shared.domain.analytics import ANALYTICS_COLUMNS, AnalyticsRow
+from shared.ports import AnalyticsSinkError
+
+__all__ = ["ANALYTICS_FILE", "ANALYTICS_TABLE", "EmbeddedAnalyticsStore", "prepare_schema", "time_text"]
+
+T = TypeVar("T")
+
+ANALYTICS_TABLE = "events"
+ANALYTICS_FILE = "analytics.sqlite3"
+"""The file's name in the data folder (`CLOUDSCALE_DATA_DIR`)."""
+
+_SQLITE_TYPES = {"string": "TEXT", "datetime": "TEXT", "bool": "INTEGER", "real": "REAL", "dynamic": "TEXT"}
+_COLUMN_NAMES = [name for name, _ in ANALYTICS_COLUMNS]
+
+
+# Datetimes are stored as RFC 3339 UTC text with a fixed shape ("...Z"), so they sort and
+# compare as text, and SQLite's date functions read them.
+def _create_table(name: str) -> str:
+    return (
+        f"CREATE TABLE IF NOT EXISTS {name} (\n"
+        + ",\n".join(f"    {column} {_SQLITE_TYPES[kind]}" for column, kind in ANALYTICS_COLUMNS)
+        + ",\n    AnalyticsAt TEXT NOT NULL\n);\n"
+    )
+
+
+_INDEXES = (
+    f"CREATE UNIQUE INDEX IF NOT EXISTS {ANALYTICS_TABLE}_identity ON {ANALYTICS_TABLE} (TenantId, EventId);\n"
+    f"CREATE INDEX IF NOT EXISTS {ANALYTICS_TABLE}_stored ON {ANALYTICS_TABLE} (StoredAt);\n"
+    f"CREATE INDEX IF NOT EXISTS {ANALYTICS_TABLE}_received ON {ANALYTICS_TABLE} (ReceivedAt);\n"
+)
+_REBUILT = f"{ANALYTICS_TABLE}_rebuilt"
+_ALL_COLUMNS = ", ".join([*_COLUMN_NAMES, "AnalyticsAt"])
+
+_INSERT = (
+    f"INSERT OR IGNORE INTO {ANALYTICS_TABLE} ({', '.join(_COLUMN_NAMES)}, AnalyticsAt)"
+    f" VALUES ({', '.join('?' * (len(_COLUMN_NAMES) + 1))})"
+)
+
+
+class EmbeddedAnalyticsStore:
+    """The analytics table in one SQLite file; idempotent on (`TenantId`, `EventId`)."""
+
+    def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
+        self.path = path
+        self._clock = clock
+        self._worker: SqliteWorker | None = None
+        self._closed = False
+        self._opening = asyncio.Lock()
+
+    async def write(self, rows: Sequence[AnalyticsRow]) -> None:
+        if not rows:
+            return
+        arrived = time_text(datetime.fromtimestamp(self._clock(), UTC))
+        values = [_values(row, arrived) for row in rows]
+        await self._run("write to", lambda connection: connection.executemany(_INSERT, values))
+
+    async def hourly_counts(self, start: datetime, end: datetime) -> dict[datetime, int]:
+        """Rows per hour of `StoredAt` in [start, end): what reconciliation compares."""
+
+        def count(connection: sqlite3.Connection) -> list[tuple[str, int]]:
+            return connection.execute(
+                f"SELECT substr(StoredAt, 1, 13), count(*) FROM {ANALYTICS_TABLE}"
+                " WHERE StoredAt >= ? AND StoredAt < ? GROUP BY 1",
+                (time_text(start), time_text(end)),
+            ).fetchall()
+
+        rows = await self._run("count rows in", count)
+        return {datetime.fromisoformat(f"{hour}:00:00+00:00"): number for hour, number in rows}
+
+    async def event_keys(self, start: datetime, end: datetime) -> set[tuple[str, str]]:
+        """The (tenantId, eventId) of each event with `StoredAt` in [start, end)."""
+        rows = await self._run(
+            "read ids from",
+            lambda connection: connection.execute(
+                f"SELECT TenantId, EventId FROM {ANALYTICS_TABLE} WHERE StoredAt >= ? AND StoredAt < ?",
+                (time_text(start), time_text(end)),
+            ).fetchall(),
+        )
+        return {(str(tenant), str(event)) for tenant, event in rows}
+
+    async def check(self) -> None:
+        await self._run("read", lambda connection: connection.execute("SELECT 1").fetchone())
+
+    async def close(self) -> None:
+        """Finish pending writes and close the file. Later calls raise `AnalyticsSinkError`."""
+        self._closed = True
+        if self._worker is not None:
+            worker, self._worker = self._worker, None
+            # Joining the writer thread may wait for a transaction; keep the event loop free.
+            await asyncio.to_thread(worker.close)
+
+    async def _run(self, action: str, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._closed:
+            raise AnalyticsSinkError(f"the embedded analytics store {self.path} is closed")
+        try:
+            return await (await self._opened()).run(fn)
+        except (sqlite3.Error, OSError) as exc:
+            raise AnalyticsSinkError(f"could not {action} the embedded analytics store {self.path}: {exc}") from exc
+
+    async def _opened(self) -> SqliteWorker:
+        async with self._opening:
+            if self._worker is None:
+                # Opening creates the file and its schema: off the event loop.
+                self._worker = await asyncio.to_thread(
+                    SqliteWorker, self.path, prepare_schema, name="embedded-analytics"
+                )
+            return self._worker
+
+
+def prepare_schema(connection: sqlite3.Connection) -> None:
+    """Create the table and its indexes, or bring a file made by an older version up to date.
+
+    One `BEGIN IMMEDIATE` transaction: a second process opening the same file waits, then
+    finds the work done; a crash part-way leaves the old table as it was.
+    """
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        if _keyed_on_event_id_alone(connection):
+            # SQLite cannot drop a primary key in place: copy the rows into a table made
+            # without it, then put that one in the old table's place (its indexes go with it).
+            connection.execute(f"DROP TABLE IF EXISTS {_REBUILT}")
+            connection.execute(_create_table(_REBUILT))
+            connection.execute(f"INSERT INTO {_REBUILT} ({_ALL_COLUMNS}) SELECT {_ALL_COLUMNS} FROM {ANALYTICS_TABLE}")
+            connection.execute(f"DROP TABLE {ANALYTICS_TABLE}")
+            connection.execute(f"ALTER TABLE {_REBUILT} RENAME TO {ANALYTICS_TABLE}")
+        else:
+            connection.execute(_create_table(ANALYTICS_TABLE))
+        for statement in filter(str.strip, _INDEXES.split(";")):
+            connection.execute(statement)
+        connection.execute("COMMIT")
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+
+
+def _keyed_on_event_id_alone(connection: sqlite3.Connection) -> bool:
+    """True for a table made when `EventId` alone was the primary key."""
+    columns = connection.execute(f"PRAGMA table_info({ANALYTICS_TABLE})").fetchall()
+    # Each row: (cid, name, type, notnull, default, pk); pk > 0 marks primary key columns.
+    return [row[1] for row in columns if row[5]] == ["EventId"]
+
+
+def _values(row: AnalyticsRow, arrived: str) -> tuple[Any, ...]:
+    record = row.to_json_dict()
+    values: list[Any] = []
+    for name, kind in ANALYTICS_COLUMNS:
+        value = record[name]
+        if kind == "dynamic":
+            value = None if value is None else orjson.dumps(value).decode()
+        elif kind == "bool":
+            value = int(bool(value))
+        elif kind == "datetime":
+            value = time_text(datetime.fromisoformat(value))
+        values.append(value)
+    values.append(arrived)
+    return tuple(values)
+
+
+def time_text(value: datetime) -> str:
+    """A time as the table stores it. Microsecond precision always, so every stored value has
+    the same length and text order is time order: compare with this, never another format."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

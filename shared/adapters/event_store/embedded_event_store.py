@@ -1,0 +1,192 @@
+"""`EventStore` in a SQLite file, with a change feed: the embedded stand-in for Cosmos DB.
+
+One row per stored event, unique per (tenant, event id). `save` is an INSERT OR IGNORE, so a
+redelivered message changes nothing: not the document, not `stored_at`, not its sequence
+number. Writes go through a `SqliteWorker` (one writer thread, group commit), so `save`
+returns only once the row is durable.
+
+`seq` is the change feed's cursor. SQLite admits one writer at a time and AUTOINCREMENT never
+hands out a number twice, so sequence numbers increase in commit order: a reader that has
+seen everything up to N never later finds a new row at or below N. `changes(after, limit)`
+pages through the feed in that order.
+
+The file is opened on first use, not at construction, so an unavailable disk surfaces as
+`EventStoreError` from the call that needed it (and the next call tries again), exactly
+like an unreachable Cosmos DB account.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TypeVar
+
+import orjson
+
+from shared.adapters.sqlite.worker import SqliteWorker
+from shared.domain.stored_event import StoredEvent
+from shared.ports import EventStoreError
+
+__all__ = ["EVENTS_FILE", "EmbeddedEventStore", "StoredChange"]
+
+EVENTS_FILE = "events.sqlite3"
+"""The store file's name in the data folder (`CLOUDSCALE_DATA_DIR`)."""
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq       INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant_id TEXT NOT NULL,
+    event_id  TEXT NOT NULL,
+    document  BLOB NOT NULL,
+    stored_at REAL NOT NULL,
+    UNIQUE (tenant_id, event_id)
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredChange:
+    """One entry of the change feed: an event as it was first stored."""
+
+    sequence: int
+    stored_at: float
+    event: StoredEvent
+
+
+class EmbeddedEventStore:
+    """Stored events and their change feed in one SQLite file."""
+
+    def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
+        """Nothing is opened here: the file (and its folder) is created on first use."""
+        self.path = path
+        self._clock = clock
+        self._worker: SqliteWorker | None = None
+        self._open_lock = threading.Lock()  # Not an asyncio.Lock: opening runs in a thread.
+        self._closed = False
+        self._change_listeners: list[Callable[[], None]] = []
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Call `listener` (in the writer's event loop) after a save stored a new event, so a
+        change-feed reader in this process wakes at once instead of polling."""
+        self._change_listeners.append(listener)
+
+    async def save(self, event: StoredEvent) -> bool:
+        """Store `event` unless (tenant, id) is already stored; True if this call stored it."""
+        return (await self.save_many([event]))[0]
+
+    async def save_many(self, events: Sequence[StoredEvent]) -> list[bool]:
+        """`save` for each event, in one transaction (all or none are written)."""
+        now = self._clock()
+        rows = [(event.tenant_id, event.id, orjson.dumps(event.to_document()), now) for event in events]
+
+        def insert(connection: sqlite3.Connection) -> list[bool]:
+            return [
+                connection.execute(
+                    "INSERT OR IGNORE INTO events (tenant_id, event_id, document, stored_at) VALUES (?, ?, ?, ?)", row
+                ).rowcount
+                == 1
+                for row in rows
+            ]
+
+        stored = await self._run("store events", insert)
+        if any(stored):
+            for listener in self._change_listeners:
+                listener()
+        return stored
+
+    async def get(self, tenant_id: str, event_id: str) -> StoredEvent | None:
+        def read(connection: sqlite3.Connection) -> bytes | None:
+            found = connection.execute(
+                "SELECT document FROM events WHERE tenant_id = ? AND event_id = ?", (tenant_id, event_id)
+            ).fetchone()
+            return bytes(found[0]) if found is not None else None
+
+        document = await self._run("read an event", read)
+        return StoredEvent.from_document(orjson.loads(document)) if document is not None else None
+
+    async def changes(self, after: int, limit: int) -> list[StoredChange]:
+        """Up to `limit` stored events with a sequence number above `after`, in commit order."""
+
+        def read(connection: sqlite3.Connection) -> list[tuple[int, float, bytes]]:
+            return connection.execute(
+                "SELECT seq, stored_at, document FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
+            ).fetchall()
+
+        rows = await self._run("read the change feed", read)
+        return [
+            StoredChange(sequence=seq, stored_at=stored_at, event=StoredEvent.from_document(orjson.loads(document)))
+            for seq, stored_at, document in rows
+        ]
+
+    async def hourly_counts(self, start: datetime, end: datetime) -> dict[datetime, int]:
+        """Stored events per hour of their commit time in [start, end)."""
+
+        def count(connection: sqlite3.Connection) -> list[tuple[int, int]]:
+            return connection.execute(
+                "SELECT CAST(stored_at / 3600 AS INTEGER), count(*) FROM events"
+                " WHERE stored_at >= ? AND stored_at < ? GROUP BY 1",
+                (start.timestamp(), end.timestamp()),
+            ).fetchall()
+
+        rows = await self._run("count stored events", count)
+        return {datetime.fromtimestamp(hour * 3600, UTC): number for hour, number in rows}
+
+    async def stored_between(self, start: datetime, end: datetime) -> list[tuple[StoredEvent, datetime]]:
+        """Every event committed in [start, end), in commit order, with its commit time."""
+
+        def read(connection: sqlite3.Connection) -> list[tuple[float, bytes]]:
+            return connection.execute(
+                "SELECT stored_at, document FROM events WHERE stored_at >= ? AND stored_at < ? ORDER BY seq",
+                (start.timestamp(), end.timestamp()),
+            ).fetchall()
+
+        rows = await self._run("read stored events", read)
+        return [
+            (StoredEvent.from_document(orjson.loads(document)), datetime.fromtimestamp(stored_at, UTC))
+            for stored_at, document in rows
+        ]
+
+    async def last_sequence(self) -> int:
+        """The highest sequence number stored, 0 when the store is empty."""
+        return await self._run(
+            "read the last sequence number",
+            lambda c: int(c.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]),
+        )
+
+    async def check(self) -> None:
+        """Open the file if needed and take its write lock once; raise `EventStoreError` if that fails."""
+        await self._run("check the store", lambda c: c.execute("SELECT 1 FROM events LIMIT 1").fetchall())
+
+    async def close(self) -> None:
+        """Finish pending writes and close the file. Later calls raise `EventStoreError`."""
+        with self._open_lock:
+            self._closed = True
+            worker, self._worker = self._worker, None
+        if worker is not None:
+            # Joining the writer thread may wait for a transaction; keep the event loop free.
+            await asyncio.to_thread(worker.close)
+
+    async def _run(self, action: str, fn: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            worker = self._worker
+            if worker is None:
+                worker = await asyncio.to_thread(self._open)
+            return await worker.run(fn)
+        except (sqlite3.Error, OSError) as exc:
+            raise EventStoreError(f"the embedded event store ({self.path}) could not {action}: {exc}") from exc
+
+    def _open(self) -> SqliteWorker:
+        with self._open_lock:
+            if self._closed:
+                raise EventStoreError(f"the embedded event store ({self.path}) is closed")
+            if self._worker is None:
+                self._worker = SqliteWorker(self.path, lambda c: c.executescript(_SCHEMA), name="embedded-event-store")
+            return self._worker

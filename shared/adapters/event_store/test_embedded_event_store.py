@@ -1,0 +1,384 @@
+"""The embedded event store on a real SQLite file: change feed, durability, real faults.
+
+The `EventStore` contract itself is in test_event_store_contract.py; this is what only the
+embedded store has (the change feed) or only a file can do (restart, SIGKILL, file locks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared.adapters.event_store.embedded_event_store import EmbeddedEventStore, StoredChange
+from shared.adapters.sqlite.worker import BUSY_TIMEOUT_SECONDS
+from shared.domain.stored_event import StoredEvent
+from shared.ports import EventStoreError
+
+REPO = Path(__file__).resolve().parents[3]
+
+MakeStore = Callable[..., EmbeddedEventStore]
+
+
+def stored_event(n: int, *, tenant: str = "acme", **fields: Any) -> StoredEvent:
+    """A small but complete stored event with id UUID(n); `fields` override document fields."""
+    event_id = str(uuid.UUID(int=n))
+    return StoredEvent.from_document(
+        {
+            "id": event_id,
+            "eventId": event_id,
+            "tenantId": tenant,
+            "eventType": "page_view",
+            "timestamp": "2025-03-01T12:00:00+00:00",
+            "url": f"/page/{n}",
+            "enrichment": {
+                "clientNetwork": "198.51.100.0/24",
+                "receivedAt": "2025-03-01T12:00:00+00:00",
+                "processedAt": "2025-03-01T12:00:01+00:00",
+                "queueLatencyMs": 1000.0,
+            },
+            "fraud": {"score": 0.0, "suspicious": False},
+            **fields,
+        }
+    )
+
+
+class FakeClock:
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        self.now += 1.0  # every reading is a new instant
+        return self.now
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "events.sqlite3"
+
+
+@pytest.fixture
+async def make_store(path: Path) -> AsyncIterator[MakeStore]:
+    """Opens stores on the same file (as separate host processes would), closes them all at the end."""
+    opened: list[EmbeddedEventStore] = []
+
+    def make(**kwargs: Any) -> EmbeddedEventStore:
+        opened.append(EmbeddedEventStore(path, **kwargs))
+        return opened[-1]
+
+    yield make
+    for store in opened:
+        await store.close()
+
+
+async def read_feed(store: EmbeddedEventStore, after: int = 0, page: int = 100) -> list[StoredChange]:
+    """The whole feed after `after`, page by page, as the change-feed stage will read it."""
+    feed: list[StoredChange] = []
+    while batch := await store.changes(after, page):
+        feed.extend(batch)
+        after = batch[-1].sequence
+    return feed
+
+
+def sequences(feed: list[StoredChange]) -> list[int]:
+    return [change.sequence for change in feed]
+
+
+def strictly_increasing(numbers: list[int]) -> bool:
+    return all(a < b for a, b in itertools.pairwise(numbers))
+
+
+async def test_the_feed_lists_events_in_the_order_they_were_stored(make_store: MakeStore) -> None:
+    clock = FakeClock()
+    store = make_store(clock=clock)
+    events = [stored_event(n, tenant="acme" if n % 2 else "globex") for n in range(1, 6)]
+
+    for event in events:
+        assert await store.save(event) is True
+
+    feed = await store.changes(0, 100)
+    assert [change.event for change in feed] == events
+    assert strictly_increasing(sequences(feed))
+    assert [change.stored_at for change in feed] == [1_700_000_001.0 + n for n in range(5)]
+    assert await store.last_sequence() == feed[-1].sequence
+
+
+async def test_an_empty_store_has_an_empty_feed(make_store: MakeStore) -> None:
+    store = make_store()
+
+    assert await store.last_sequence() == 0
+    assert await store.changes(0, 10) == []
+
+
+async def test_the_feed_pages_with_after_and_limit(make_store: MakeStore) -> None:
+    store = make_store()
+    events = [stored_event(n) for n in range(1, 8)]
+    for event in events:
+        await store.save(event)
+
+    first = await store.changes(0, 3)
+    second = await store.changes(first[-1].sequence, 3)
+    third = await store.changes(second[-1].sequence, 3)
+
+    assert [len(first), len(second), len(third)] == [3, 3, 1]
+    assert [change.event for change in first + second + third] == events
+    assert await store.changes(third[-1].sequence, 3) == []
+    assert await store.changes(await store.last_sequence(), 100) == []
+
+
+async def test_a_duplicate_is_not_in_the_feed(make_store: MakeStore) -> None:
+    store = make_store(clock=FakeClock())
+    await store.save(stored_event(1))
+    await store.save(stored_event(2))
+    [original, _] = await store.changes(0, 10)
+
+    assert await store.save(stored_event(1, eventType="purchase")) is False
+    await store.save(stored_event(3))
+
+    feed = await store.changes(0, 10)
+    assert [change.event.url for change in feed] == ["/page/1", "/page/2", "/page/3"]
+    assert feed[0] == original  # same sequence number, stored_at and content as the first save
+
+
+async def test_concurrent_saves_get_distinct_increasing_sequence_numbers(make_store: MakeStore) -> None:
+    store = make_store()
+    events = [stored_event(n) for n in range(1, 301)]
+
+    results = await asyncio.gather(*(store.save(event) for event in events))
+
+    assert all(results)
+    feed = await read_feed(store, page=64)
+    assert strictly_increasing(sequences(feed))
+    assert sorted(change.event.id for change in feed) == sorted(event.id for event in events)
+
+
+async def test_a_reader_following_the_feed_during_writes_misses_nothing(make_store: MakeStore) -> None:
+    # GIVEN two writers on the same file (two host processes, two connections) and a reader
+    # following the feed with its cursor while they write
+    writers = [make_store(), make_store()]
+    reader = make_store()
+    events = [stored_event(n) for n in range(1, 201)]
+    done = asyncio.Event()
+    seen: list[StoredChange] = []
+
+    async def follow() -> None:
+        cursor = 0
+        while True:
+            finished = done.is_set()  # read before the page: after `done`, one last full pass
+            batch = await reader.changes(cursor, 50)
+            seen.extend(batch)
+            if batch:
+                cursor = batch[-1].sequence
+            elif finished:
+                return
+            else:
+                await asyncio.sleep(0)
+
+    async def write() -> None:
+        await asyncio.gather(*(writers[n % 2].save(event) for n, event in enumerate(events)))
+        done.set()
+
+    # WHEN they all run at once
+    await asyncio.gather(follow(), write())
+
+    # THEN the cursor never skipped a commit: sequence numbers grow in commit order
+    assert strictly_increasing(sequences(seen))
+    assert sorted(change.event.id for change in seen) == sorted(event.id for event in events)
+
+
+async def test_everything_survives_a_restart_and_the_sequence_continues(make_store: MakeStore) -> None:
+    # GIVEN a store that stored events and was closed
+    first = make_store()
+    for n in range(1, 11):
+        await first.save(stored_event(n))
+    before = await first.changes(0, 100)
+    last = await first.last_sequence()
+    await first.close()
+
+    # WHEN the file is opened again
+    second = make_store()
+
+    # THEN everything is there, duplicates are still recognised, and new sequence numbers follow
+    assert await second.changes(0, 100) == before
+    assert await second.get("acme", stored_event(4).id) == stored_event(4)
+    assert await second.save(stored_event(4)) is False
+    assert await second.save(stored_event(11)) is True
+    [new] = await second.changes(last, 100)
+    assert new.sequence > last
+    assert new.event == stored_event(11)
+
+
+def test_every_acknowledged_event_survives_a_killed_process(path: Path) -> None:
+    # GIVEN a separate process that saves events in concurrent groups and prints each id once
+    # save() returned for it
+    script = textwrap.dedent(
+        """
+        import asyncio, sys
+        from pathlib import Path
+        from shared.adapters.event_store.embedded_event_store import EmbeddedEventStore
+        from shared.domain.stored_event import StoredEvent
+
+        def event(n):
+            event_id = f"00000000-0000-0000-0000-{n:012d}"
+            return StoredEvent.from_document({
+                "id": event_id, "eventId": event_id, "tenantId": "acme", "eventType": "page_view",
+                "timestamp": "2025-03-01T12:00:00+00:00",
+                "enrichment": {"clientNetwork": "198.51.100.0/24", "receivedAt": "2025-03-01T12:00:00+00:00",
+                               "processedAt": "2025-03-01T12:00:01+00:00", "queueLatencyMs": 1000.0},
+                "fraud": {"score": 0.0, "suspicious": False},
+            })
+
+        async def save(store, n):
+            await store.save(event(n))
+            print(event(n).id, flush=True)
+
+        async def main():
+            store = EmbeddedEventStore(Path(sys.argv[1]))
+            n = 0
+            while True:  # until killed
+                await asyncio.gather(*(save(store, n + k) for k in range(20)))
+                n += 20
+
+        asyncio.run(main())
+        """
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", script, str(path)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert child.stdout is not None
+    acknowledged = [child.stdout.readline().strip() for _ in range(300)]
+
+    # WHEN it is killed mid-stream, without any chance to clean up
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=10)
+    acknowledged += child.stdout.read().split()  # acknowledged before the kill, not yet read
+    child.stdout.close()
+
+    # THEN a new process finds every acknowledged event, each once, in a well-ordered feed
+    async def stored() -> list[StoredChange]:
+        store = EmbeddedEventStore(path)
+        try:
+            return await read_feed(store)
+        finally:
+            await store.close()
+
+    feed = asyncio.run(stored())
+    stored_ids = [change.event.id for change in feed]
+    assert len(set(stored_ids)) == len(stored_ids)
+    assert set(acknowledged) <= set(stored_ids)
+    assert strictly_increasing(sequences(feed))
+
+
+@contextlib.contextmanager
+def write_lock_held_by_another_process(path: Path) -> Iterator[None]:
+    """Another process takes the database's write lock (`BEGIN EXCLUSIVE`) and keeps it until exit."""
+    script = textwrap.dedent(
+        """
+        import sqlite3, sys
+        connection = sqlite3.connect(sys.argv[1], isolation_level=None)
+        connection.execute("BEGIN EXCLUSIVE")
+        print("locked", flush=True)
+        sys.stdin.readline()  # until told to let go
+        connection.execute("ROLLBACK")
+        """
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", script, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdin is not None
+    assert holder.stdout is not None
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        yield
+    finally:
+        holder.stdin.write("release\n")
+        holder.stdin.close()
+        holder.wait(timeout=10)
+        holder.stdout.close()
+
+
+async def test_a_write_lock_held_by_another_process_fails_the_call_and_the_store_recovers(
+    make_store: MakeStore, path: Path
+) -> None:
+    # GIVEN a working store
+    store = make_store()
+    assert await store.save(stored_event(1)) is True
+
+    # WHEN another process holds the database's write lock
+    with write_lock_held_by_another_process(path):
+        started = time.monotonic()
+        with pytest.raises(EventStoreError, match="locked") as error:
+            await store.save(stored_event(2))
+        waited = time.monotonic() - started
+
+    # THEN the call failed as a port error once the busy timeout ran out, instead of hanging
+    assert isinstance(error.value.__cause__, sqlite3.OperationalError)
+    assert BUSY_TIMEOUT_SECONDS - 1 < waited < BUSY_TIMEOUT_SECONDS + 5
+    # AND once the lock is gone the same store works again; the failed save left no trace
+    assert await store.get("acme", stored_event(2).id) is None
+    assert await store.save(stored_event(2)) is True
+    assert [change.event for change in await store.changes(0, 10)] == [stored_event(1), stored_event(2)]
+
+
+@pytest.fixture
+def not_a_database(path: Path) -> Path:
+    path.write_bytes(b"this is not an SQLite database, but it is long enough to have a header" * 10)
+    return path
+
+
+async def test_a_file_that_is_not_a_database_raises_the_port_error(not_a_database: Path) -> None:
+    store = EmbeddedEventStore(not_a_database)
+
+    try:
+        with pytest.raises(EventStoreError) as error:
+            await store.save(stored_event(1))
+    finally:
+        await store.close()
+
+    assert isinstance(error.value.__cause__, sqlite3.DatabaseError)
+
+
+async def test_a_store_that_could_not_open_tries_again_on_the_next_call(tmp_path: Path) -> None:
+    blocked = tmp_path / "data"
+    blocked.write_text("a file where the data folder should be")
+    store = EmbeddedEventStore(blocked / "events.sqlite3")
+    try:
+        with pytest.raises(EventStoreError):
+            await store.check()
+
+        blocked.unlink()  # the operator fixes the folder
+
+        await store.check()
+        assert await store.save(stored_event(1)) is True
+    finally:
+        await store.close()
+
+
+async def test_closing_twice_is_harmless_and_a_closed_store_refuses_calls(make_store: MakeStore) -> None:
+    store = make_store()
+    await store.save(stored_event(1))
+
+    await store.close()
+    await store.close()
+
+    with pytest.raises(EventStoreError):
+        await store.changes(0, 10)
+    with pytest.raises(EventStoreError):
+        await store.last_sequence()

@@ -1,0 +1,145 @@
+"""Stage assembly: what each function runs, built from this worker's container.
+
+The other half of the composition root (`shared.bootstrap` chooses the adapters): one function
+per use a blueprint has (`ingest_endpoint`, `readiness_probes`, `event_processor`,
+`event_reader`, `analytics_feed`, `analytics_reconciler`), each built on first use and kept
+with the container (`Container.singleton`), so a container a test or the local host installs
+brings its own. The stages are imported when first needed, as the adapters are: importing this
+module stays cheap, and a blueprint imports only what it runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from shared.bootstrap import Container, get_container
+from shared.ports import EventStore
+
+__all__ = [
+    "analytics_feed",
+    "analytics_reconciler",
+    "build_analytics_feed",
+    "build_analytics_reconciler",
+    "build_event_processor",
+    "build_ingest_endpoint",
+    "build_readiness_probes",
+    "event_processor",
+    "event_reader",
+    "ingest_endpoint",
+    "readiness_probes",
+]
+
+if TYPE_CHECKING:
+    from changefeed.reconcile import Reconciler
+    from changefeed.service import AnalyticsFeedService
+    from ingest.health import ReadinessProbes
+    from ingest.http import IngestEndpoint
+    from process.service import ProcessService
+
+
+def ingest_endpoint() -> IngestEndpoint:
+    """`POST /api/events`: the ingest use case and what its HTTP edge needs."""
+    return get_container().singleton(build_ingest_endpoint)
+
+
+def readiness_probes() -> ReadinessProbes:
+    """The health routes: one probe per dependency of ingest."""
+    return get_container().singleton(build_readiness_probes)
+
+
+def event_processor() -> ProcessService:
+    """The Service Bus trigger: the process use case."""
+    return get_container().singleton(build_event_processor)
+
+
+def event_reader() -> EventStore:
+    """`GET /api/events/{tenantId}/{eventId}`: the event store, read by key."""
+    return get_container().event_store
+
+
+def analytics_feed() -> AnalyticsFeedService:
+    """The change-feed trigger: stored events into analytics."""
+    return get_container().singleton(build_analytics_feed)
+
+
+def analytics_reconciler() -> Reconciler:
+    """The hourly timer (and `cloudscale reconcile`): what analytics missed, sent again."""
+    return get_container().singleton(build_analytics_reconciler)
+
+
+def build_ingest_endpoint(container: Container) -> IngestEndpoint:
+    """The ingest use case over the container's rate-limit store and queue."""
+    from ingest.http import IngestEndpoint
+    from ingest.rate_limiter import RateLimiter
+    from ingest.service import IngestService
+    from shared.domain.client_identity import ClientKeyer
+    from shared.telemetry import ingest_metrics
+
+    settings = container.settings
+    limiter = RateLimiter(
+        container.rate_limit_store,
+        ip_limits=settings.rate_limit_client_limits,
+        global_per_minute=settings.rate_limit_global_per_minute,
+        sync_seconds=settings.rate_limit_global_sync_seconds,
+        instance_id=container.instance_identity[0],
+        predecessor_id=container.instance_identity[1],
+    )
+    container.on_close(limiter.close)
+    metrics = ingest_metrics()
+    keyer = ClientKeyer(container.client_key_secret(), settings.rate_limit_ipv6_prefix)
+    return IngestEndpoint(
+        use_case=IngestService(limiter, container.publisher, keyer, metrics),
+        trusted_proxies=settings.trusted_proxies,
+        answer_time=metrics.ingestion_duration,
+    )
+
+
+def build_readiness_probes(container: Container) -> ReadinessProbes:
+    """Probes of the container's adapters; each adapter is built when its probe first runs."""
+    from ingest.health import ReadinessProbes
+
+    async def client_key() -> None:
+        await asyncio.to_thread(container.client_key_secret)
+
+    return ReadinessProbes(
+        queue=lambda: container.publisher.check(),
+        rate_limit_store=lambda: container.rate_limit_store.check(),
+        event_store=lambda: container.event_store.check(),
+        analytics=lambda: container.analytics_sink.check(),
+        client_key=client_key,
+    )
+
+
+def build_event_processor(container: Container) -> ProcessService:
+    """The process use case over the container's event store and dead-letter sink."""
+    from process.service import ProcessService
+    from process.store_guard import StoreGuard
+    from shared.domain.fraud_rules import default_rules, rules_from_path
+    from shared.telemetry import process_metrics
+
+    settings = container.settings
+    rules = rules_from_path(settings.fraud_rules_file) if settings.fraud_rules_file else default_rules()
+    return ProcessService(
+        container.event_store,
+        container.dead_letter_sink,
+        StoreGuard(budget_seconds=settings.process_retry_seconds),
+        rules,
+        rules.distinct_users_tracker(),
+        process_metrics(),
+    )
+
+
+def build_analytics_feed(container: Container) -> AnalyticsFeedService:
+    """The change-feed use case over the container's analytics sink."""
+    from changefeed.service import AnalyticsFeedService
+    from shared.telemetry import analytics_metrics
+
+    return AnalyticsFeedService(container.analytics_sink, analytics_metrics())
+
+
+def build_analytics_reconciler(container: Container) -> Reconciler:
+    """Reconciliation over the container's event history, analytics history and analytics sink."""
+    from changefeed.reconcile import Reconciler
+
+    return Reconciler(container.event_history, container.analytics_history, container.analytics_sink)
