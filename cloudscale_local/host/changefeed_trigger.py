@@ -36,7 +36,7 @@ from cloudscale_local.host.functions import ChangeFeedFunction
 from cloudscale_local.host.invocation import change_feed_invocation
 from cloudscale_local.host.leases import LeaseStore
 from cloudscale_local.host.retries import Outcome, run_with_retries
-from shared.adapters.event_store.embedded_event_store import EmbeddedEventStore, StoredChange
+from shared.adapters.event_store.embedded_event_store import ChangeFeedEntry, EmbeddedEventStore
 from shared.ports import PortError
 
 __all__ = ["ChangeFeedTrigger", "FeedStats", "to_documents"]
@@ -78,7 +78,7 @@ class ChangeFeedTrigger:
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._lease_read = False
-        self._ahead: asyncio.Task[list[StoredChange]] | None = None
+        self._ahead: asyncio.Task[list[ChangeFeedEntry]] | None = None
         store.on_change(self._wakeup.set)
 
     def start(self) -> None:
@@ -150,7 +150,7 @@ class ChangeFeedTrigger:
         self.stats.checkpoint = changes[-1].sequence
         return True
 
-    async def _read(self, after: int) -> list[StoredChange]:
+    async def _read(self, after: int) -> list[ChangeFeedEntry]:
         return await self._store.changes(after=after, limit=self.function.max_items)
 
     async def _drop_read_ahead(self) -> None:
@@ -160,7 +160,7 @@ class ChangeFeedTrigger:
             with contextlib.suppress(asyncio.CancelledError, PortError, sqlite3.Error, OSError):
                 await ahead
 
-    async def _deliver(self, changes: list[StoredChange]) -> Outcome:
+    async def _deliver(self, changes: list[ChangeFeedEntry]) -> Outcome:
         """Run the function on one batch under its retry policy."""
 
         attempts = 0
@@ -197,7 +197,7 @@ class ChangeFeedTrigger:
             await asyncio.wait_for(self._wakeup.wait(), timeout=seconds)
 
 
-def to_documents(changes: list[StoredChange]) -> func.DocumentList:
+def to_documents(changes: list[ChangeFeedEntry]) -> func.DocumentList:
     """The batch as the Python worker hands it over: stored documents with their system properties."""
     return func.DocumentList(
         func.Document.from_dict({**change.event.to_document(), "_ts": change.stored_at, "_lsn": change.sequence})

@@ -41,7 +41,7 @@ from cloudscale_local.host.concurrency import CpuThrottle, HostConcurrency
 from cloudscale_local.host.functions import ServiceBusFunction
 from cloudscale_local.host.host_config import HostConfig
 from cloudscale_local.host.invocation import service_bus_invocation
-from shared.adapters.event_queue.embedded_queue import EmbeddedQueue, ReceivedMessage
+from shared.adapters.event_queue.embedded_queue import EmbeddedQueue, LockedMessage
 
 __all__ = ["ServiceBusTrigger", "TriggerStats", "to_function_message"]
 
@@ -165,7 +165,7 @@ class ServiceBusTrigger:
             for message in received:
                 self._spawn([message], renew=True)
 
-    async def _refused_while_stopping(self, received: list[ReceivedMessage]) -> bool:
+    async def _refused_while_stopping(self, received: list[LockedMessage]) -> bool:
         """True once stopping; what was received meanwhile is abandoned, never invoked.
 
         As the extension does with a message that reaches a listener no longer running
@@ -189,7 +189,7 @@ class ServiceBusTrigger:
         self._invocations_at_adjust = self.stats.invocations
         self.stats.limit = self._dynamic.update(throttled, self._throttle.consecutive)
 
-    async def _receive(self, max_messages: int) -> list[ReceivedMessage]:
+    async def _receive(self, max_messages: int) -> list[LockedMessage]:
         try:
             return await self._queue.receive(max_messages)
         except (sqlite3.Error, OSError):
@@ -197,14 +197,14 @@ class ServiceBusTrigger:
             await self._sleep(IDLE_POLL_SECONDS)
             return []
 
-    def _spawn(self, batch: list[ReceivedMessage], *, renew: bool) -> asyncio.Task[None]:
+    def _spawn(self, batch: list[LockedMessage], *, renew: bool) -> asyncio.Task[None]:
         task = asyncio.create_task(self._invoke(batch, renew=renew))
         self._in_flight.add(task)
         self.stats.peak = max(self.stats.peak, len(self._in_flight))
         task.add_done_callback(self._finished)
         return task
 
-    async def _invoke(self, batch: list[ReceivedMessage], *, renew: bool) -> None:
+    async def _invoke(self, batch: list[LockedMessage], *, renew: bool) -> None:
         self.stats.invocations += 1
         if self._dynamic is not None:
             self._dynamic.started()
@@ -241,7 +241,7 @@ class ServiceBusTrigger:
         await asyncio.shield(self._settle(batch, succeeded=False))
         raise cancelled
 
-    def _failed(self, batch: list[ReceivedMessage], what: str) -> None:
+    def _failed(self, batch: list[LockedMessage], what: str) -> None:
         self.stats.failures += 1
         logger.error(
             "function %s %s on %s; abandoning %s",
@@ -252,7 +252,7 @@ class ServiceBusTrigger:
             exc_info=True,
         )
 
-    async def _settle(self, batch: list[ReceivedMessage], succeeded: bool) -> None:
+    async def _settle(self, batch: list[LockedMessage], succeeded: bool) -> None:
         tokens = [received.lock_token for received in batch]
         try:
             if succeeded and self._options.auto_complete_messages:
@@ -274,7 +274,7 @@ class ServiceBusTrigger:
                 _describe([received for received in batch if received.lock_token in lost_tokens]),
             )
 
-    async def _renew_locks(self, batch: list[ReceivedMessage]) -> None:
+    async def _renew_locks(self, batch: list[LockedMessage]) -> None:
         deadline = time.monotonic() + self._options.max_auto_lock_renewal_seconds
         interval = self._queue.lock_seconds / 2
         held = [received.lock_token for received in batch]
@@ -298,14 +298,14 @@ class ServiceBusTrigger:
             await asyncio.wait_for(self._wakeup.wait(), timeout=seconds)
 
 
-def _describe(batch: list[ReceivedMessage]) -> str:
+def _describe(batch: list[LockedMessage]) -> str:
     first = batch[0]
     if len(batch) == 1:
         return f"message {first.message.message_id} (delivery {first.delivery_count})"
     return f"a batch of {len(batch)} messages from {first.message.message_id}"
 
 
-def to_function_message(received: ReceivedMessage) -> FunctionsServiceBusMessage:
+def to_function_message(received: LockedMessage) -> FunctionsServiceBusMessage:
     """The `func.ServiceBusMessage` the Python worker would build for this delivery."""
     message = received.message
     properties: dict[str, object] = dict(message.application_properties)

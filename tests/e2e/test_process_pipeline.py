@@ -17,7 +17,7 @@ import httpx
 import orjson
 import pytest
 
-from shared.adapters.event_queue.dead_letter_table import DeadLetteredMessage
+from shared.adapters.event_queue.dead_letter_table import DeadLetterRow
 from shared.adapters.event_queue.embedded_queue import EmbeddedQueue
 from shared.domain.delivery import outage_bound_seconds
 from shared.domain.envelope import QueueMessage, event_message_id
@@ -61,8 +61,8 @@ def with_queue(host: LocalHost, action: Callable[[EmbeddedQueue], Any]) -> Any:
     return asyncio.run(run())
 
 
-def dead_letters(host: LocalHost) -> list[DeadLetteredMessage]:
-    result: list[DeadLetteredMessage] = with_queue(host, lambda queue: queue.dead_letters(1000))
+def dead_letters(host: LocalHost) -> list[DeadLetterRow]:
+    result: list[DeadLetterRow] = with_queue(host, lambda queue: queue.dead_letters(1000))
     return result
 
 

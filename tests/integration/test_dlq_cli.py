@@ -19,7 +19,7 @@ from click.testing import CliRunner, Result
 
 import cloudscale_local.cli.dlq as dlq_module
 from cloudscale_local.cli.main import main
-from shared.adapters.event_queue.dead_letter_table import DeadLetteredMessage
+from shared.adapters.event_queue.dead_letter_table import DeadLetterRow
 from shared.adapters.event_queue.embedded_queue import EmbeddedQueue
 from shared.bootstrap import Container
 from shared.domain.dead_letter_reasons import MAX_DELIVERY_COUNT_EXCEEDED
@@ -66,10 +66,10 @@ async def seed(path: Path) -> None:
         queue.close()
 
 
-def read(path: Path) -> tuple[list[DeadLetteredMessage], list[QueueMessage]]:
+def read(path: Path) -> tuple[list[DeadLetterRow], list[QueueMessage]]:
     """The dead letters and the queued messages, read from the file."""
 
-    async def both() -> tuple[list[DeadLetteredMessage], list[QueueMessage]]:
+    async def both() -> tuple[list[DeadLetterRow], list[QueueMessage]]:
         queue = EmbeddedQueue(path)
         try:
             return await queue.dead_letters(), await queue.peek()

@@ -13,7 +13,7 @@ import pytest
 from cloudscale_local.host.functions import ServiceBusFunction
 from cloudscale_local.host.host_config import ConcurrencyOptions, HostConfig, ServiceBusOptions
 from cloudscale_local.host.servicebus_trigger import ServiceBusTrigger
-from shared.adapters.event_queue.embedded_queue import EmbeddedQueue, ReceivedMessage
+from shared.adapters.event_queue.embedded_queue import EmbeddedQueue, LockedMessage
 from shared.domain.dead_letter_reasons import MAX_DELIVERY_COUNT_EXCEEDED
 from shared.domain.envelope import QueueMessage
 
@@ -351,7 +351,7 @@ class GatedQueue(EmbeddedQueue):
         self.gate = asyncio.Event()
         self.gate.set()
 
-    async def receive(self, max_messages: int = 1) -> list[ReceivedMessage]:
+    async def receive(self, max_messages: int = 1) -> list[LockedMessage]:
         received = await super().receive(max_messages)
         await self.gate.wait()
         return received

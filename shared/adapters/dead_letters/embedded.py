@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from shared.adapters.event_queue.dead_letter_table import DeadLetteredMessage
+from shared.adapters.event_queue.dead_letter_table import DeadLetterRow
 from shared.adapters.event_queue.embedded_queue import EmbeddedQueue
 from shared.domain.envelope import QueueMessage
 from shared.ports import DeadLetter, PortError, ProgressCallback, ReplayProgress, ReplayResult
@@ -117,7 +117,7 @@ def open_embedded_dead_letter_browser(
     return EmbeddedDeadLetterBrowser(queue)
 
 
-def _from_embedded(dead: DeadLetteredMessage) -> DeadLetter:
+def _from_embedded(dead: DeadLetterRow) -> DeadLetter:
     return DeadLetter(
         id=str(dead.sequence_number),
         source="dead-letter",

@@ -18,7 +18,7 @@ from shared.domain.envelope import QueueMessage
 from shared.ports import PortError
 
 __all__ = [
-    "DeadLetteredMessage",
+    "DeadLetterRow",
     "MessageStillQueuedError",
     "copy_to_dead_letters",
     "move_to_dead_letters",
@@ -36,7 +36,7 @@ class MessageStillQueuedError(PortError):
 
 
 @dataclass(frozen=True, slots=True)
-class DeadLetteredMessage:
+class DeadLetterRow:
     """A message in the dead-letter table, with why and when it got there."""
 
     message: QueueMessage
@@ -113,20 +113,20 @@ def resubmit(connection: sqlite3.Connection, sequence_number: int, now: float) -
     return True
 
 
-def read_dead_letter(connection: sqlite3.Connection, sequence_number: int) -> DeadLetteredMessage | None:
+def read_dead_letter(connection: sqlite3.Connection, sequence_number: int) -> DeadLetterRow | None:
     """The dead letter with this sequence number, or None."""
     row = connection.execute(f"{_SELECT} WHERE seq = ?", (sequence_number,)).fetchone()
     return _dead_lettered(row) if row is not None else None
 
 
-def read_dead_letters(connection: sqlite3.Connection, limit: int) -> list[DeadLetteredMessage]:
+def read_dead_letters(connection: sqlite3.Connection, limit: int) -> list[DeadLetterRow]:
     """The oldest `limit` dead letters."""
     rows = connection.execute(f"{_SELECT} ORDER BY seq LIMIT ?", (limit,)).fetchall()
     return [_dead_lettered(row) for row in rows]
 
 
-def _dead_lettered(row: tuple[Any, ...]) -> DeadLetteredMessage:
-    return DeadLetteredMessage(
+def _dead_lettered(row: tuple[Any, ...]) -> DeadLetterRow:
+    return DeadLetterRow(
         message=message_from_row(row),
         sequence_number=row[0],
         enqueued_at=row[7],

@@ -31,7 +31,7 @@ import orjson
 
 from shared.adapters.event_queue import dead_letter_table
 from shared.adapters.event_queue.dead_letter_table import (
-    DeadLetteredMessage,
+    DeadLetterRow,
     MessageStillQueuedError,
     move_to_dead_letters,
 )
@@ -47,7 +47,7 @@ __all__ = [
     "EmbeddedQueue",
     "MessageLockLostError",
     "MessageStillQueuedError",
-    "ReceivedMessage",
+    "LockedMessage",
 ]
 
 EMBEDDED_QUEUE_FILE = "queue.sqlite3"
@@ -61,7 +61,7 @@ class MessageLockLostError(PortError):
 
 
 @dataclass(frozen=True, slots=True)
-class ReceivedMessage:
+class LockedMessage:
     """A locked message. Settle it with its `lock_token`."""
 
     message: QueueMessage
@@ -138,13 +138,13 @@ class EmbeddedQueue:
         for listener in self._arrival_listeners:
             listener()
 
-    async def receive(self, max_messages: int = 1) -> list[ReceivedMessage]:
+    async def receive(self, max_messages: int = 1) -> list[LockedMessage]:
         """Lock and return up to `max_messages` visible messages, oldest first."""
         now = self._clock()
         locked_until = now + self.lock_seconds
 
-        def take(connection: sqlite3.Connection) -> list[ReceivedMessage]:
-            received: list[ReceivedMessage] = []
+        def take(connection: sqlite3.Connection) -> list[LockedMessage]:
+            received: list[LockedMessage] = []
             while len(received) < max_messages:
                 rows = connection.execute(
                     f"SELECT {COLUMNS} FROM messages WHERE locked_until <= ? ORDER BY seq LIMIT ?",
@@ -169,7 +169,7 @@ class EmbeddedQueue:
                         (token, locked_until, row[0]),
                     )
                     received.append(
-                        ReceivedMessage(
+                        LockedMessage(
                             message=message_from_row(row),
                             sequence_number=row[0],
                             enqueued_at=row[7],
@@ -232,7 +232,7 @@ class EmbeddedQueue:
         now = self._clock()
         await self._worker.run(lambda connection: dead_letter_table.park(connection, message, now, reason, description))
 
-    async def dead_letter_by_sequence(self, sequence_number: int) -> DeadLetteredMessage | None:
+    async def dead_letter_by_sequence(self, sequence_number: int) -> DeadLetterRow | None:
         """One dead-lettered message, or None."""
         return await self._worker.run(lambda c: dead_letter_table.read_dead_letter(c, sequence_number))
 
@@ -269,7 +269,7 @@ class EmbeddedQueue:
     async def dead_letter_depth(self) -> int:
         return await self._worker.run(lambda c: int(c.execute("SELECT count(*) FROM dead_letters").fetchone()[0]))
 
-    async def dead_letters(self, limit: int = 100) -> list[DeadLetteredMessage]:
+    async def dead_letters(self, limit: int = 100) -> list[DeadLetterRow]:
         """The oldest dead-lettered messages, for inspection."""
         return await self._worker.run(lambda connection: dead_letter_table.read_dead_letters(connection, limit))
 

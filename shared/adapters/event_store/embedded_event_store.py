@@ -33,7 +33,7 @@ from shared.adapters.sqlite.worker import SqliteWorker
 from shared.domain.stored_event import StoredEvent
 from shared.ports import EventStoreError
 
-__all__ = ["EVENTS_FILE", "EmbeddedEventStore", "StoredChange"]
+__all__ = ["EVENTS_FILE", "EmbeddedEventStore", "ChangeFeedEntry"]
 
 EVENTS_FILE = "events.sqlite3"
 """The store file's name in the data folder (`CLOUDSCALE_DATA_DIR`)."""
@@ -53,7 +53,7 @@ CREATE TABLE IF NOT EXISTS events (
 
 
 @dataclass(frozen=True, slots=True)
-class StoredChange:
+class ChangeFeedEntry:
     """One entry of the change feed: an event as it was first stored."""
 
     sequence: int
@@ -112,7 +112,7 @@ class EmbeddedEventStore:
         document = await self._run("read an event", read)
         return StoredEvent.from_document(orjson.loads(document)) if document is not None else None
 
-    async def changes(self, after: int, limit: int) -> list[StoredChange]:
+    async def changes(self, after: int, limit: int) -> list[ChangeFeedEntry]:
         """Up to `limit` stored events with a sequence number above `after`, in commit order."""
 
         def read(connection: sqlite3.Connection) -> list[tuple[int, float, bytes]]:
@@ -122,7 +122,7 @@ class EmbeddedEventStore:
 
         rows = await self._run("read the change feed", read)
         return [
-            StoredChange(sequence=seq, stored_at=stored_at, event=StoredEvent.from_document(orjson.loads(document)))
+            ChangeFeedEntry(sequence=seq, stored_at=stored_at, event=StoredEvent.from_document(orjson.loads(document)))
             for seq, stored_at, document in rows
         ]
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from shared.adapters.event_store.embedded_event_store import EmbeddedEventStore, StoredChange
+from shared.adapters.event_store.embedded_event_store import ChangeFeedEntry, EmbeddedEventStore
 from shared.adapters.sqlite.worker import BUSY_TIMEOUT_SECONDS
 from shared.domain.stored_event import StoredEvent
 from shared.ports import EventStoreError
@@ -84,16 +84,16 @@ async def make_store(path: Path) -> AsyncIterator[MakeStore]:
         await store.close()
 
 
-async def read_feed(store: EmbeddedEventStore, after: int = 0, page: int = 100) -> list[StoredChange]:
+async def read_feed(store: EmbeddedEventStore, after: int = 0, page: int = 100) -> list[ChangeFeedEntry]:
     """The whole feed after `after`, page by page, as the change-feed stage will read it."""
-    feed: list[StoredChange] = []
+    feed: list[ChangeFeedEntry] = []
     while batch := await store.changes(after, page):
         feed.extend(batch)
         after = batch[-1].sequence
     return feed
 
 
-def sequences(feed: list[StoredChange]) -> list[int]:
+def sequences(feed: list[ChangeFeedEntry]) -> list[int]:
     return [change.sequence for change in feed]
 
 
@@ -172,7 +172,7 @@ async def test_a_reader_following_the_feed_during_writes_misses_nothing(make_sto
     reader = make_store()
     events = [stored_event(n) for n in range(1, 201)]
     done = asyncio.Event()
-    seen: list[StoredChange] = []
+    seen: list[ChangeFeedEntry] = []
 
     async def follow() -> None:
         cursor = 0
@@ -272,7 +272,7 @@ def test_every_acknowledged_event_survives_a_killed_process(path: Path) -> None:
     child.stdout.close()
 
     # THEN a new process finds every acknowledged event, each once, in a well-ordered feed
-    async def stored() -> list[StoredChange]:
+    async def stored() -> list[ChangeFeedEntry]:
         store = EmbeddedEventStore(path)
         try:
             return await read_feed(store)
