@@ -1,7 +1,7 @@
 """Readiness: can this instance accept events now? One probe per dependency, each with a budget.
 
 The policy only: which checks there are, their budget, and the verdict they add up to. The
-probes come from the composition root (`shared.bootstrap.readiness_probes`); the HTTP edge
+probes come from the composition root (`shared.assembly.readiness_probes`); the HTTP edge
 (`ingest.http.readiness_response`) turns a report into a status code.
 
 Two kinds of dependency:

@@ -7,9 +7,8 @@ it (SDK clients are expensive and hold connection pools). Nothing connects at im
 Tests and the local host install their own container with `set_container`; Azure Functions
 builds the default one from the environment on first use.
 
-The stage assembly (the end of this module) gives each function exactly what it runs, built
-from the container's adapters on first use and kept with the container: `ingest_endpoint`,
-`readiness_probes`, `event_processor`, `event_reader`, `analytics_feed`, `analytics_reconciler`.
+The other half of the composition root, `shared.assembly`, gives each function exactly what
+it runs, built from the container's adapters on first use and kept with the container.
 """
 
 from __future__ import annotations

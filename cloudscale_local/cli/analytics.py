@@ -3,7 +3,7 @@
 The embedded analytics store is a SQLite file (`analytics.sqlite3` under
 `CLOUDSCALE_DATA_DIR`) with one table, `events`, whose columns are Data Explorer's (see
 `shared/domain/analytics.py`). Both commands open it read-only, so they run beside a live
-`cloudscale run` and can never change it nor write any other file (`cli/read_only_sql.py`).
+`cloudscale run` and can never change it nor write any other file (`cloudscale_local/cli/read_only_sql.py`).
 On Azure the same questions are asked in KQL (README, "Analytics").
 """
 
@@ -150,7 +150,7 @@ def _analytics() -> Iterator[sqlite3.Connection]:
 
 
 def _open_read_only(path: Path) -> sqlite3.Connection:
-    # Nothing a query says can change the store or write any other file (cli/read_only_sql.py).
+    # Nothing a query says can change the store or write any other file (`read_only_sql`).
     try:
         return open_read_only(path)
     except sqlite3.Error as exc:

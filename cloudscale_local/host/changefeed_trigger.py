@@ -9,7 +9,7 @@ What the Functions host does with a change-feed lease, on one machine (sources i
   Cosmos DB adds its system properties);
 - the function returned: advance the durable checkpoint past the batch, then go on;
 - it raised (or ran past `functionTimeout`): run the function's `@retry` policy
-  (`local_host.retries`: the host's backoff, up to `max_retry_count` retries); without a
+  (`cloudscale_local.host.retries`: the host's backoff, up to `max_retry_count` retries); without a
   policy the batch is not retried at all;
 - the retries are spent and it still fails: checkpoint past the batch anyway and go on, as
   the Cosmos DB extension does (its listener returns normally to the change feed processor,

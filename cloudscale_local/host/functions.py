@@ -173,7 +173,7 @@ _indexes: dict[int, tuple[func.FunctionApp, FunctionIndex]] = {}
 def index_functions(app: func.FunctionApp) -> FunctionIndex:
     """Sort `app`'s functions by trigger type (cached per app).
 
-    Raises `FunctionLoadError` (`local_host.worker_rules`) when the Python worker would refuse
+    Raises `FunctionLoadError` (`cloudscale_local.host.worker_rules`) when the Python worker would refuse
     any function: the Functions host then serves none of them, so neither does the local host.
     """
     cached = _indexes.get(id(app))

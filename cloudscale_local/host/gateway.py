@@ -5,7 +5,7 @@ methods, turned into a `func.HttpRequest` (method, URL, headers, query, route pa
 body) and the function's `func.HttpResponse` is written back. As Azure's front end does,
 the socket peer is appended to `X-Forwarded-For` as `ip:port`; functions never see the
 socket itself. Each invocation runs under the host's request span, a child of the request's
-`traceparent` (`local_host.invocation`), which the function gets as `context.trace_context`.
+`traceparent` (`cloudscale_local.host.invocation`), which the function gets as `context.trace_context`.
 Host-level endpoints (`/metrics`) sit outside the route prefix.
 
 A function only ever sees a whole body: a body over `HttpLimits.max_body_bytes` gets 413

@@ -33,9 +33,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from cloudscale_local.host import accept_errors
 from cloudscale_local.host.banner import BARE_ENDPOINT_PATH, Banner, print_banner
 from cloudscale_local.host.changefeed_trigger import ChangeFeedTrigger
-from cloudscale_local.host.functions import (
-    index_functions,
-)
+from cloudscale_local.host.functions import index_functions
 from cloudscale_local.host.gateway import Gateway, HostEndpoint, PlainResponse
 from cloudscale_local.host.host_config import HostConfig, load_host_config
 from cloudscale_local.host.http_limits import HttpLimits, bounded_protocol
@@ -71,7 +69,7 @@ class HostOptions:
     trace_file: Path | None = None
     """Append every finished span to this file, one JSON object a line (the host's spans and the app's)."""
     http_limits: HttpLimits = field(default_factory=HttpLimits)
-    """Bounds on each request's head, body and read time (see `local_host.http_limits`)."""
+    """Bounds on each request's head, body and read time (see `cloudscale_local.host.http_limits`)."""
 
 
 def serve(options: HostOptions, environ: Mapping[str, str]) -> None:

@@ -10,7 +10,7 @@ What the Functions host's Service Bus extension does, on one machine (sources in
   processor): an invocation must settle within the queue's lock duration.
 - **cardinality one** (single dispatch): up to `maxConcurrentCalls` invocations at once, or
   the host's dynamic concurrency level when `concurrency.dynamicConcurrencyEnabled` is on
-  (see `local_host.concurrency`); each message's lock is renewed while its invocation runs,
+  (see `cloudscale_local.host.concurrency`); each message's lock is renewed while its invocation runs,
   every half lock duration, up to `maxAutoLockRenewalDuration`. Only as many messages are
   received as free slots take (`prefetchCount` 0), so none waits locked for a slot.
 - either way: the function returned, its messages are completed (`autoCompleteMessages`);

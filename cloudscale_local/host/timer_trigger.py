@@ -3,7 +3,7 @@
 What the Functions host's timer listener does, on one machine (sources in
 `docs/architecture.md`, "The Functions host's rules"):
 
-- the schedule is NCRONTAB (`local_host.ncrontab`), evaluated in UTC;
+- the schedule is NCRONTAB (`cloudscale_local.host.ncrontab`), evaluated in UTC;
 - at start: with schedule monitoring (`use_monitor`, on unless the schedule fires more than
   once a minute), the recorded status says whether an occurrence was missed while no host
   ran; if so the function runs at once with `past_due` set. Otherwise, with

@@ -1,4 +1,4 @@
-"""Azure Functions route templates in the local host (`local_host.routing.RouteTemplate`).
+"""Azure Functions route templates in the local host (`cloudscale_local.host.routing.RouteTemplate`).
 
 Paths are below the route prefix, with a leading slash, as the gateway passes them.
 """

@@ -5,10 +5,10 @@ policies and the `EventsDedup` view; `cloudscale kusto-setup` applies it and the
 client names the table and mapping defined here (`EVENTS_TABLE`, `EVENTS_MAPPING`).
 
 The file is found through the `changefeed` package's location, not `importlib.resources`:
-`resources.files("changefeed")` imports `changefeed/__init__.py`, which registers the
-Functions blueprint, and `shared` must not import the function app's stages.
-`importlib.util.find_spec` locates a top-level package without importing it, in a checkout
-and in an installed wheel alike (which must ship the file as package data of `changefeed`).
+`resources.files("changefeed")` would import the stage, and an adapter imports no stage (an
+import contract in `pyproject.toml`). `importlib.util.find_spec` locates a top-level package
+without importing it, from the app's folder (the script root) as the Functions host and
+`cloudscale` put it on `sys.path`.
 """
 
 from __future__ import annotations

@@ -2,5 +2,5 @@
 
 `instance_slot`: its id in the shared rate-limit state, and its predecessor's (embedded
 backend). `client_key_secret`: the secret client keys are HMACs under, shared by every
-instance. The composition root and ingest's wiring call them directly.
+instance. The composition root (`shared.bootstrap`) calls them directly.
 """
