@@ -46,6 +46,8 @@ def test_the_tree_keeps_every_contract() -> None:
         ("process/decoding.py", "import ingest.validation", "The stages are independent"),
         ("ingest/service.py", "import azure.functions", "Use cases are free of HTTP and Azure"),
         ("shared/adapters/__init__.py", "import process.service", "Adapters import no stage"),
+        ("shared/adapters/__init__.py", "import shared.bootstrap", "Adapters import no stage"),
+        ("shared/bootstrap.py", "import ingest.service", "The container chooses adapters and knows no stage"),
         ("shared/ports.py", "import shared.settings", "Ports are defined on the domain alone"),
         ("shared/settings.py", "import cloudscale_local.host", "What deploys never imports the local half"),
     ],
