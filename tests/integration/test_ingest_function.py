@@ -119,3 +119,27 @@ async def test_services_that_cannot_start_for_a_full_or_unusable_data_folder_ans
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "5"
     assert orjson.loads(response.get_body())["error"] == "unavailable"
+
+
+async def test_invalid_settings_answer_503_misconfigured_retry_in_a_minute(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN no container yet, and settings that do not validate
+    set_container(None)
+    monkeypatch.setenv("CLOUDSCALE_BACKEND", "not-a-backend")
+    request = func.HttpRequest(
+        "POST",
+        "http://127.0.0.1/api/events",
+        headers={"Content-Type": "application/json"},
+        body=orjson.dumps({"eventType": "page_view", "tenantId": "acme"}),
+    )
+    try:
+        response = await _ingest(request)
+    finally:
+        set_container(None)
+    # THEN the producer learns the service is misconfigured (an operator must act), never why
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "60"
+    assert orjson.loads(response.get_body()) == {
+        "error": "misconfigured",
+        "message": "the service is misconfigured; see its log",
+        "details": [],
+    }
