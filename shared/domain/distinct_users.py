@@ -24,7 +24,8 @@ class DistinctUsersTracker:
     above the rule's limit, enough to decide. Ids are kept as their (per-process salted)
     `hash`, not as text; a collision could only under-count.
 
-    `client_key` should be `shared.domain.enrichment.client_key(ip)`, never the raw IP.
+    `client_key` should be the client's keyed hash (`shared.domain.client_identity.ClientIdentity.key`,
+    carried in the envelope as `client_key`), never the raw IP.
 
     Scope: the state lives in one process. On Azure each instance of the process stage sees
     only its share of the messages, so a client's users are split across instances and the
