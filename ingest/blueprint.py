@@ -58,7 +58,7 @@ async def health_live(req: func.HttpRequest, context: func.Context) -> func.Http
 async def health_ready(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     """Readiness: can this instance accept events? See `ingest.health` for what each check proves.
 
-    503 when a dependency ingest needs (the queue, the rate-limit store) cannot take writes;
+    503 when the queue or the rate-limit store cannot take writes, or the client-key secret cannot be read;
     200 `degraded` when only the event store or analytics is down (the queue absorbs that).
     The answer carries a status and a reason code per check, never error text.
     """
