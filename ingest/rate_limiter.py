@@ -1,6 +1,6 @@
 """Both rate limits of the ingest API, over a shared `RateLimitStore`.
 
-Per request: the global window (requests) is checked first, in memory (this instance's quota,
+Per request: the global window (requests) admits first, in memory (this instance's quota,
 see `shared.domain.ratelimit.share_quota`), then the client's token bucket (events: a request
 costs its number of events) in one store round trip, which also yields the client's requests
 in the last minute (the velocity signal).

@@ -128,12 +128,12 @@ class IngestService:
         events: list[Event] = []
         results: list[EventResult] = []
         for index, item in enumerate(parsed.items):
-            checked = validate_event(item, received_at=received_at, measure_size=parsed.is_batch)
-            if isinstance(checked, Event):
-                events.append(checked)
-                results.append(EventResult(index, str(checked.event_id), []))
+            validated = validate_event(item, received_at=received_at, measure_size=parsed.is_batch)
+            if isinstance(validated, Event):
+                events.append(validated)
+                results.append(EventResult(index, str(validated.event_id), []))
             else:
-                results.append(EventResult(index, None, checked))
+                results.append(EventResult(index, None, validated))
         if not events:
             raise InvalidEventsError(
                 "no event was accepted", details=[r.to_dict() for r in results], rate_limit=decision

@@ -40,7 +40,7 @@ def decode_envelope(body: bytes) -> Envelope:
     Version 2 is read as is; version 1 (raw `clientIp`) is upgraded first, so messages queued
     by an older ingest are still processed.
 
-    No clock-skew check here: the timestamp was checked when ingest accepted the event, and
+    No clock-skew rule here: the timestamp was validated when ingest accepted the event, and
     a message replayed from the dead-letter queue days later is still the same event.
     """
     try:
