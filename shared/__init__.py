@@ -1,1 +1,1 @@
-"""Shared code of every stage: settings, domain logic, ports and adapters, telemetry."""
+"""Shared code of every stage: settings, domain logic, ports and adapters, the composition root, telemetry."""
