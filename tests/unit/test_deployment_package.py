@@ -75,3 +75,14 @@ def test_staging_copies_exactly_the_package(tmp_path: Path) -> None:
     copied = sorted(path.relative_to(staged).as_posix() for path in staged.rglob("*") if path.is_file())
     assert copied == ["function_app.py", "shared/a.py"]
     assert (staged / "shared/a.py").read_text() == "shared/a.py"
+
+
+def test_compiled_bytecode_is_never_deployed_at_any_depth(tmp_path: Path) -> None:
+    # GIVEN the app's ignore rules and bytecode a local run left in a stage's package
+    (tmp_path / ".funcignore").write_text((REPOSITORY / ".funcignore").read_text())
+    for name in ("function_app.py", "ingest/blueprint.py", "ingest/__pycache__/blueprint.cpython-313.pyc"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x")
+
+    # THEN only the sources are packaged (the remote build compiles its own)
+    assert package_files(tmp_path) == ["function_app.py", "ingest/blueprint.py"]

@@ -49,7 +49,7 @@ def events_script_path() -> Path:
         candidate = Path(folder, relative)
         if candidate.is_file():
             return candidate
-    raise FileNotFoundError(f"{relative} is missing from package {package!r} (is it in the package data?)")
+    raise FileNotFoundError(f"{relative} is missing from package {package!r} (the schema ships beside its code)")
 
 
 def events_script() -> str:
