@@ -52,6 +52,12 @@ def print_banner(address: tuple[str, int], banner: Banner) -> None:
     for timer_function, schedule in banner.timers:
         lines.append(f"    {timer_function.name:<20} timer  {schedule} (UTC)")
     lines.append(f"  metrics: {base}/metrics")
+    http = banner.host_config.http
+    if http.max_concurrent_requests is not None or http.max_outstanding_requests is not None:
+        lines.append(
+            f"  HTTP request queue: {_limit(http.max_concurrent_requests)} at once, "
+            f"{_limit(http.max_outstanding_requests)} outstanding, 429 beyond"
+        )
     if banner.bare_endpoint:
         lines.append(f"  benchmark ceiling: POST {base}{BARE_ENDPOINT_PATH} (answers 202, does nothing)")
     for name, reason in banner.unservable.items():
@@ -69,3 +75,7 @@ def describe_concurrency(function: ServiceBusFunction, config: HostConfig) -> st
     if config.dynamic_concurrency:
         return f"dynamic concurrency from 1, at most {config.concurrency.maximum_function_concurrency}"
     return f"at most {config.service_bus.max_concurrent_calls} at once"
+
+
+def _limit(value: int | None) -> str:
+    return "no limit" if value is None else str(value)

@@ -33,6 +33,7 @@ from opentelemetry import trace
 from cloudscale_local.host.functions import HttpFunction
 from cloudscale_local.host.http_limits import HttpLimits, count_refusal
 from cloudscale_local.host.invocation import http_invocation
+from cloudscale_local.host.request_queue import SCALE_OUT_HEADER, RequestQueue
 
 __all__ = ["Gateway", "HostEndpoint", "PlainResponse"]
 
@@ -75,6 +76,8 @@ class Gateway:
     on_startup: Callable[[], Awaitable[None]] | None = None
     on_shutdown: Callable[[], Awaitable[None]] | None = None
     limits: HttpLimits = field(default_factory=HttpLimits)
+    request_queue: RequestQueue = field(default_factory=RequestQueue)
+    """host.json's `maxConcurrentRequests` and `maxOutstandingRequests` (off unless set)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -114,6 +117,17 @@ class Gateway:
             plain = await endpoint.handler()
             await _send(send, plain.status, [(b"content-type", plain.content_type.encode())], plain.body)
             return
+        # The host's throttle wraps everything but its admin API (the local host's own endpoints
+        # above stand for that): routing, reading the body and the function itself.
+        async with self.request_queue.admit() as admitted:
+            if not admitted:
+                count_refusal("request_queue_full")
+                # The body is left unread, so the connection is closed, as for any refusal here.
+                await _send(send, 429, [(SCALE_OUT_HEADER, b"1"), (b"connection", b"close")], b"")
+                return
+            await self._route(scope, receive, send, path, method)
+
+    async def _route(self, scope: Scope, receive: Receive, send: Send, path: str, method: str) -> None:
         prefix = f"/{self.route_prefix}" if self.route_prefix else ""
         if not path.lower().startswith(prefix.lower() + "/"):
             await _send_json(send, 404, {"error": "not_found", "message": f"no function serves {path}"})

@@ -1,7 +1,8 @@
 """The parts of `host.json` the local host honours, read the way the Functions host reads them.
 
 Only what changes how triggers are driven: the Service Bus extension's concurrency, batch size,
-prefetch, auto-complete and lock renewal; the host's dynamic concurrency; `functionTimeout`.
+prefetch, auto-complete and lock renewal; the host's dynamic concurrency; `functionTimeout`; the
+HTTP request queue (`extensions.http.maxConcurrentRequests`, `maxOutstandingRequests`).
 Lock duration and `maxDeliveryCount` are properties of the queue itself on Service Bus, so they
 come from the settings (`CLOUDSCALE_QUEUE_LOCK_SECONDS`, `CLOUDSCALE_QUEUE_MAX_DELIVERY_COUNT`),
 not from here.
@@ -27,6 +28,7 @@ __all__ = [
     "ConcurrencyOptions",
     "HostConfig",
     "HostConfigError",
+    "HttpOptions",
     "ServiceBusOptions",
     "load_host_config",
     "parse_timespan",
@@ -70,8 +72,18 @@ class ConcurrencyOptions:
 
 
 @dataclass(frozen=True, slots=True)
+class HttpOptions:
+    """`extensions.http`'s request queue; None (-1 or absent) is unbounded, the host's default
+    outside the Windows Consumption plan."""
+
+    max_concurrent_requests: int | None = None
+    max_outstanding_requests: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class HostConfig:
     service_bus: ServiceBusOptions = ServiceBusOptions()
+    http: HttpOptions = HttpOptions()
     concurrency: ConcurrencyOptions = ConcurrencyOptions()
     function_timeout_seconds: float | None = DEFAULT_FUNCTION_TIMEOUT_SECONDS
     """`functionTimeout`; None for "-1" (unbounded)."""
@@ -108,12 +120,13 @@ def load_host_config(path: Path) -> HostConfig:
     try:
         service_bus = _service_bus_options(_section(document, "extensions", "serviceBus"))
         concurrency = _concurrency_options(_section(document, "concurrency"))
+        http = _http_options(_section(document, "extensions", "http"))
         timeout = _function_timeout(_get(document, "functionTimeout") if isinstance(document, dict) else None)
     except HostConfigError as exc:
         raise HostConfigError(f"{path}: {exc}") from None
     except (TypeError, ValueError) as exc:
         raise HostConfigError(f"{path}: {exc}") from None
-    return HostConfig(service_bus=service_bus, concurrency=concurrency, function_timeout_seconds=timeout)
+    return HostConfig(service_bus=service_bus, http=http, concurrency=concurrency, function_timeout_seconds=timeout)
 
 
 def _service_bus_options(section: Mapping[str, Any]) -> ServiceBusOptions:
@@ -144,6 +157,26 @@ def _service_bus_options(section: Mapping[str, Any]) -> ServiceBusOptions:
             f"extensions.serviceBus.clientRetryOptions.mode {mode!r} is not one of {', '.join(RETRY_MODES)}"
         )
     return options
+
+
+def _http_options(section: Mapping[str, Any]) -> HttpOptions:
+    return HttpOptions(
+        max_concurrent_requests=_request_limit(section, "maxConcurrentRequests"),
+        max_outstanding_requests=_request_limit(section, "maxOutstandingRequests"),
+    )
+
+
+def _request_limit(section: Mapping[str, Any], key: str) -> int | None:
+    value = _get(section, key)
+    try:
+        limit = -1 if value is None else int(value)
+    except (TypeError, ValueError) as exc:
+        raise HostConfigError(f"extensions.http.{key}: {exc}") from None
+    if limit == -1:
+        return None
+    if limit < 1:
+        raise HostConfigError(f"extensions.http.{key} must be at least 1, or -1 for no limit")
+    return limit
 
 
 def _concurrency_options(section: Mapping[str, Any]) -> ConcurrencyOptions:

@@ -38,6 +38,7 @@ from cloudscale_local.host.gateway import Gateway, HostEndpoint, PlainResponse
 from cloudscale_local.host.host_config import HostConfig, load_host_config
 from cloudscale_local.host.http_limits import HttpLimits, bounded_protocol
 from cloudscale_local.host.leases import LeaseStore
+from cloudscale_local.host.request_queue import RequestQueue
 from cloudscale_local.host.schedule_monitor import ScheduleMonitor
 from cloudscale_local.host.servable import (
     is_disabled,
@@ -143,8 +144,14 @@ def _serve(options: HostOptions, environ: Mapping[str, str], settings: Settings,
         await close_container()
 
     limits = options.http_limits
+    request_queue = RequestQueue(host_config.http.max_concurrent_requests, host_config.http.max_outstanding_requests)
     gateway = Gateway(
-        http_functions, host_endpoints=host_endpoints, on_startup=startup, on_shutdown=shutdown, limits=limits
+        http_functions,
+        host_endpoints=host_endpoints,
+        on_startup=startup,
+        on_shutdown=shutdown,
+        limits=limits,
+        request_queue=request_queue,
     )
     config = uvicorn.Config(
         gateway,

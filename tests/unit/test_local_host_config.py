@@ -28,6 +28,19 @@ def test_a_missing_host_json_means_the_defaults(tmp_path: Path) -> None:
     config = load_host_config(tmp_path / "host.json")
     assert config.dynamic_concurrency is False
     assert config.service_bus.auto_complete_messages is True
+    # no request queue: the host's default on every plan but Windows Consumption
+    assert config.http.max_concurrent_requests is None
+    assert config.http.max_outstanding_requests is None
+
+
+def test_the_http_request_queue_limits_are_read_and_minus_one_is_unbounded(tmp_path: Path) -> None:
+    path = tmp_path / "host.json"
+    path.write_text('{"extensions": {"HTTP": {"MaxConcurrentRequests": 8, "maxOutstandingRequests": -1}}}')
+
+    config = load_host_config(path)
+
+    assert config.http.max_concurrent_requests == 8
+    assert config.http.max_outstanding_requests is None
 
 
 @pytest.mark.parametrize(
@@ -36,6 +49,8 @@ def test_a_missing_host_json_means_the_defaults(tmp_path: Path) -> None:
         ("{", "not valid JSON"),
         ('{"extensions": {"serviceBus": {"maxConcurrentCalls": "many"}}}', "serviceBus"),
         ('{"extensions": {"serviceBus": {"maxConcurrentCalls": 0}}}', "at least 1"),
+        ('{"extensions": {"http": {"maxOutstandingRequests": 0}}}', "maxOutstandingRequests must be at least 1"),
+        ('{"extensions": {"http": {"maxConcurrentRequests": "lots"}}}', "extensions.http.maxConcurrentRequests"),
         ('{"extensions": {"serviceBus": {"maxAutoLockRenewalDuration": "5 minutes"}}}', "timespan"),
     ],
 )
