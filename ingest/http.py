@@ -27,6 +27,7 @@ from ingest.errors import (
 from ingest.health import HealthReport
 from ingest.rate_limiter import RateLimitDecision
 from ingest.service import IngestOutcome, IngestRequest, IngestService
+from shared.http import error_response as api_error_response
 from shared.http import json_response
 
 __all__ = [
@@ -136,25 +137,19 @@ def _headers(error: IngestError) -> dict[str, str]:
 
 def internal_error_response() -> func.HttpResponse:
     """500 for a fault of ours, with no detail (the log has it)."""
-    return json_response(
-        500, {"error": "internal_error", "message": "the request failed unexpectedly; retry later", "details": []}
-    )
+    return api_error_response(500, "internal_error", "the request failed unexpectedly; retry later")
 
 
 def misconfigured_response() -> func.HttpResponse:
     """503 while the app's settings are invalid: an operator must act, so retry in a minute."""
-    body = {"error": "misconfigured", "message": "the service is misconfigured; see its log", "details": []}
-    return json_response(503, body, {"Retry-After": "60"})
+    return api_error_response(503, "misconfigured", "the service is misconfigured; see its log", retry_after=60)
 
 
 def unavailable_response() -> func.HttpResponse:
     """503 when the stage cannot start its services (a full disk, a missing permission): retry soon."""
-    body = {
-        "error": "unavailable",
-        "message": "the service cannot accept events right now; retry later",
-        "details": [],
-    }
-    return json_response(503, body, {"Retry-After": "5"})
+    return api_error_response(
+        503, "unavailable", "the service cannot accept events right now; retry later", retry_after=5
+    )
 
 
 def readiness_response(report: HealthReport, *, detailed: bool = False) -> func.HttpResponse:

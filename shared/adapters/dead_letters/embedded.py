@@ -43,10 +43,9 @@ class EmbeddedDeadLetterSink:
 class EmbeddedDeadLetterBrowser:
     """`DeadLetterBrowser` over the embedded queue's dead-letter table."""
 
-    def __init__(self, queue: EmbeddedQueue, *, close_queue: bool = True) -> None:
-        """`close_queue`: whether `close()` closes the queue (True when the browser opened it)."""
+    def __init__(self, queue: EmbeddedQueue) -> None:
+        """Over `queue`, which the browser then owns: `close()` closes it."""
         self.queue = queue
-        self._close_queue = close_queue
 
     async def list(self, limit: int) -> Sequence[DeadLetter]:
         with _translated("read"):
@@ -84,8 +83,7 @@ class EmbeddedDeadLetterBrowser:
         return ReplayResult(replayed=tuple(replayed), not_found=tuple(not_found))
 
     async def close(self) -> None:
-        if self._close_queue:
-            self.queue.close()
+        self.queue.close()
 
     async def _targets(self, dead_letter_ids: Sequence[str] | None) -> builtins.list[str]:
         if dead_letter_ids is not None:
