@@ -140,7 +140,7 @@ class Container:
         """The embedded event store (embedded backend only): the store, its history and its change feed."""
         from shared.adapters.event_store.embedded_event_store import EVENTS_FILE, EmbeddedEventStore
 
-        store = EmbeddedEventStore(self.data_dir / EVENTS_FILE)
+        store = EmbeddedEventStore(self.data_dir / EVENTS_FILE, feed_ranges=self.settings.feed_ranges)
         self.on_close(store.close)
         return store
 

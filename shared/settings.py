@@ -57,6 +57,9 @@ class Settings(BaseModel):
     """`embedded`: SQLite files under `data_dir`. `azure`: Table Storage and Service Bus."""
 
     data_dir: Path = Field(Path(".cloudscale"), alias="CLOUDSCALE_DATA_DIR")
+    feed_ranges: int = Field(4, ge=1, le=256, alias="CLOUDSCALE_FEED_RANGES")
+    """Ranges (leases) of the embedded change feed, fixed when the events file is created; on
+    Azure the count is the container's physical partitions."""
 
     rate_limit_ip_capacity: int = Field(100, gt=0, alias="CLOUDSCALE_RATE_LIMIT_IP_CAPACITY")
     rate_limit_ip_refill_per_second: float = Field(10.0, gt=0, alias="CLOUDSCALE_RATE_LIMIT_IP_REFILL_PER_SECOND")

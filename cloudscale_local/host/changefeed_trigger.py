@@ -1,25 +1,20 @@
-"""Drives a Cosmos DB-triggered function from the embedded event store's change feed.
+"""Drives a Cosmos DB-triggered function from the embedded event store's change feed, as one instance.
 
-What the Functions host does with a change-feed lease, on one machine (sources in
-`docs/architecture.md`, "The Functions host's rules"):
+The feed is split into ranges (`EmbeddedEventStore.feed_ranges`) and each range has a lease
+(`cloudscale_local.host.leases`), shared by every instance on the data folder. As the change
+feed processor does inside the Functions host's Cosmos DB listener (sources in
+`docs/architecture.md`, "Change-feed leases"):
 
-- read the changes after the lease's checkpoint, in commit order, at most
-  `maxItemsPerInvocation` at a time, and hand them to the function as a `func.DocumentList`
-  of the stored documents (with `_ts`, the commit time, and `_lsn`, the sequence number, as
-  Cosmos DB adds its system properties);
-- the function returned: advance the durable checkpoint past the batch, then go on;
-- it raised (or ran past `functionTimeout`): run the function's `@retry` policy
-  (`cloudscale_local.host.retries`: the host's backoff, up to `max_retry_count` retries); without a
-  policy the batch is not retried at all;
-- the retries are spent and it still fails: checkpoint past the batch anyway and go on, as
-  the Cosmos DB extension does (its listener returns normally to the change feed processor,
-  which then checkpoints). The batch is skipped: an ERROR names its range, and
-  reconciliation (`reconcile_analytics`, hourly, or `cloudscale reconcile`) re-sends what
-  analytics is missing.
-
-Stopping lets the batch in flight finish for a grace period; one cut short, or one that
-failed while stopping, is not checkpointed and is delivered again after a restart (the
-analytics store is idempotent on (`TenantId`, `EventId`)).
+- each start takes a fresh owner id (the listener's `Guid.NewGuid()`), so a restarted
+  instance cannot reclaim its old leases by name: they come back once released or expired;
+- every `leaseAcquireInterval` it reads all leases and takes what the equal-partitions
+  strategy says (`cloudscale_local.host.lease_balancing`): free or expired leases first, else
+  one stolen from the busiest instance;
+- each owned lease runs its own loop (`cloudscale_local.host.lease_processor`), concurrently,
+  in order within its range, renewing the lease as it goes; a lease found taken by another
+  instance ends its loop;
+- stopping lets each batch in flight finish, then releases the leases still owned, so
+  another instance takes them at its next balancing instead of after their expiry.
 """
 
 from __future__ import annotations
@@ -27,38 +22,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import sqlite3
-from dataclasses import dataclass
-
-import azure.functions as func
+import uuid
 
 from cloudscale_local.host.functions import ChangeFeedFunction
-from cloudscale_local.host.invocation import change_feed_invocation
-from cloudscale_local.host.leases import LeaseStore
-from cloudscale_local.host.retries import Outcome, run_with_retries
-from shared.adapters.event_store.embedded_event_store import ChangeFeedEntry, EmbeddedEventStore
+from cloudscale_local.host.lease_balancing import leases_to_take
+from cloudscale_local.host.lease_processor import FeedStats, LeaseProcessor, to_documents
+from cloudscale_local.host.leases import LeaseLostError, LeaseStore
+from shared.adapters.event_store.embedded_event_store import EmbeddedEventStore
 from shared.ports import PortError
 
-__all__ = ["ChangeFeedTrigger", "FeedStats", "to_documents"]
+__all__ = ["ChangeFeedTrigger", "FeedStats", "new_owner_id", "to_documents"]
 
 logger = logging.getLogger(__name__)
 
-IDLE_POLL_SECONDS = 1.0
-"""How often an idle loop looks for changes it was not told about (writes from other processes)."""
 
-
-@dataclass(slots=True)
-class FeedStats:
-    batches: int = 0
-    """Invocations, retries included."""
-    failures: int = 0
-    skipped: int = 0
-    """Batches the checkpoint moved past after they failed for good."""
-    checkpoint: int = 0
+def new_owner_id() -> str:
+    """A fresh lease owner id; the host and process in it are for people reading the lease file."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
 
 
 class ChangeFeedTrigger:
-    """One change-feed loop: one function, one lease, batches in order."""
+    """One function's change feed in this instance: the leases it owns, one loop each."""
 
     def __init__(
         self,
@@ -69,137 +56,91 @@ class ChangeFeedTrigger:
     ) -> None:
         """`function_timeout` is host.json's `functionTimeout` in seconds (None: no limit)."""
         self.function = function
-        self._function_timeout = function_timeout
+        self.owner = new_owner_id()
         self.stats = FeedStats()
+        self._function_timeout = function_timeout
         self._store = store
         self._leases = leases
-        self._wakeup = asyncio.Event()
+        self._processors: dict[int, LeaseProcessor] = {}
         self._stop_requested = asyncio.Event()
-        self._stopping = False
         self._task: asyncio.Task[None] | None = None
-        self._lease_read = False
-        self._ahead: asyncio.Task[list[ChangeFeedEntry]] | None = None
-        store.on_change(self._wakeup.set)
+        store.on_change(self._wake)
+
+    @property
+    def owned_ranges(self) -> set[int]:
+        """The feed ranges whose lease this trigger holds and processes."""
+        return {number for number, processor in self._processors.items() if processor.running}
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"changefeed-trigger-{self.function.name}")
+        self._task = asyncio.create_task(self._balance_loop(), name=f"changefeed-balancer-{self.function.name}")
 
     async def stop(self, grace_seconds: float = 10.0) -> None:
-        """Stop after the batch in flight (or cut it short after `grace_seconds`)."""
-        self._stopping = True
+        """Stop every loop after its batch in flight (cut short after `grace_seconds`), then
+        release the leases still owned."""
         self._stop_requested.set()
-        self._wakeup.set()
-        if self._task is None:
-            return
-        _, pending = await asyncio.wait({self._task}, timeout=grace_seconds)
-        if pending:
-            logger.warning("a change-feed batch was cut short at shutdown; it will be delivered again")
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        if self._task is not None:
+            _, pending = await asyncio.wait({self._task}, timeout=grace_seconds)
+            for task in pending:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        processors = list(self._processors.values())
+        await asyncio.gather(*(processor.stop(grace_seconds) for processor in processors))
+        await asyncio.gather(*(self._release(processor) for processor in processors if not processor.lost))
+        self._processors.clear()
 
-    async def _run(self) -> None:
+    async def _release(self, processor: LeaseProcessor) -> None:
         try:
-            while not self._stopping:
-                self._wakeup.clear()
-                try:
-                    if not await self._next_batch():
-                        await self._sleep(IDLE_POLL_SECONDS)
-                except (PortError, sqlite3.Error, OSError):
-                    # The feed or the lease file failed: nothing was checkpointed, so the batch
-                    # comes again on the next pass (read afresh from the checkpoint).
-                    await self._drop_read_ahead()
-                    logger.exception(
-                        "the change-feed loop of %s failed; trying again in %s s", self.function.name, IDLE_POLL_SECONDS
-                    )
-                    await self._sleep(IDLE_POLL_SECONDS)
-        finally:
-            await self._drop_read_ahead()
+            await self._leases.release(processor.lease)
+        except LeaseLostError:
+            pass  # taken by another instance meanwhile: nothing to hand over
+        except (sqlite3.Error, OSError):
+            logger.exception("could not release the lease of %s range %d", self.function.name, processor.feed_range)
 
-    async def _next_batch(self) -> bool:
-        """Deliver the next batch and checkpoint it; False when there was nothing to deliver."""
-        if self._lease_read is False:
-            self.stats.checkpoint = await self._leases.checkpoint(self.function.name)
-            self._lease_read = True
-        ahead, self._ahead = self._ahead, None
-        changes = await ahead if ahead is not None else []
-        if not changes:
-            # Read afresh: an empty read-ahead may predate a save whose wake-up this pass cleared.
-            changes = await self._read(self.stats.checkpoint)
-        if not changes:
-            return False
-        # Read the next batch while the function works on this one (reading is the store's
-        # thread, the function is this loop's): under a backlog the feed then waits on
-        # neither. The read-ahead starts after this batch, so it is used only once this
-        # batch is checkpointed, and dropped otherwise.
-        self._ahead = asyncio.create_task(self._read(changes[-1].sequence))
-        outcome = await self._deliver(changes)
-        if outcome is Outcome.STOPPED:
-            await self._drop_read_ahead()
-            return True
-        if outcome is Outcome.FAILED:
-            self.stats.skipped += 1
-            logger.error(
-                "function %s failed for good on changes %d-%d: the checkpoint moves past them, so they are"
-                " skipped; reconciliation (reconcile_analytics, hourly, or `cloudscale reconcile`) will re-send them",
-                self.function.name,
-                changes[0].sequence,
-                changes[-1].sequence,
+    def _wake(self) -> None:
+        for processor in self._processors.values():
+            processor.wake()
+
+    async def _balance_loop(self) -> None:
+        ranges: int | None = None
+        while not self._stop_requested.is_set():
+            try:
+                if ranges is None:
+                    count = await self._store.feed_ranges()
+                    await self._leases.ensure(self.function.name, range(count))
+                    ranges = count
+                await self._balance(ranges)
+            except (PortError, sqlite3.Error, OSError):
+                logger.exception("balancing the change-feed leases of %s failed; trying again", self.function.name)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop_requested.wait(), timeout=self.function.timings.acquire_interval)
+
+    async def _balance(self, ranges: int) -> None:
+        """One cycle of the load balancer: read every lease, take what the strategy says."""
+        for number in [number for number, processor in self._processors.items() if not processor.running]:
+            del self._processors[number]  # its loop ended: the lease was lost
+        leases = [lease for lease in await self._leases.read_all(self.function.name) if lease.feed_range < ranges]
+        timings = self.function.timings
+        for lease in leases_to_take(leases, self.owner, self._leases.now(), timings.expiration_interval):
+            if self._stop_requested.is_set():
+                return
+            running = self._processors.get(lease.feed_range)
+            try:
+                if running is not None:
+                    # Still processing, but not renewed in time (the lease file was unavailable):
+                    # stamp it again rather than start a second loop on the range.
+                    running.lease = await self._leases.renew(running.lease)
+                    continue
+                acquired = await self._leases.acquire(lease, self.owner)
+            except LeaseLostError:
+                logger.debug("%s: another instance took range %d first", self.function.name, lease.feed_range)
+                continue
+            self.stats.acquired += 1
+            logger.info(
+                "%s took the lease on range %d (from %s)", self.function.name, lease.feed_range, lease.owner or "nobody"
             )
-        await self._leases.advance(self.function.name, changes[-1].sequence)
-        self.stats.checkpoint = changes[-1].sequence
-        return True
-
-    async def _read(self, after: int) -> list[ChangeFeedEntry]:
-        return await self._store.changes(after=after, limit=self.function.max_items)
-
-    async def _drop_read_ahead(self) -> None:
-        ahead, self._ahead = self._ahead, None
-        if ahead is not None:
-            ahead.cancel()
-            with contextlib.suppress(asyncio.CancelledError, PortError, sqlite3.Error, OSError):
-                await ahead
-
-    async def _deliver(self, changes: list[ChangeFeedEntry]) -> Outcome:
-        """Run the function on one batch under its retry policy."""
-
-        attempts = 0
-
-        async def attempt() -> None:
-            nonlocal attempts
-            # A fresh DocumentList each time: the host binds the trigger data anew per invocation.
-            self.stats.batches += 1
-            with change_feed_invocation(
-                self.function.name,
-                retry_count=attempts,
-                max_retry_count=self.function.retry.max_retry_count if self.function.retry else 0,
-            ) as context:
-                attempts += 1
-                await self.function.invoke(to_documents(changes), context)
-
-        result = await run_with_retries(
-            attempt,
-            self.function.retry,
-            self._stop_requested,
-            describe=f"function {self.function.name} on changes {changes[0].sequence}-{changes[-1].sequence}",
-            logger=logger,
-            function_timeout=self._function_timeout,
-        )
-        self.stats.failures += result.failures
-        if result.outcome is Outcome.FAILED and self._stopping:
-            # The host stopped while this failed: like the extension's cancellation check
-            # before the checkpoint, leave the batch for the next start.
-            return Outcome.STOPPED
-        return result.outcome
-
-    async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wakeup.wait(), timeout=seconds)
-
-
-def to_documents(changes: list[ChangeFeedEntry]) -> func.DocumentList:
-    """The batch as the Python worker hands it over: stored documents with their system properties."""
-    return func.DocumentList(
-        func.Document.from_dict({**change.event.to_document(), "_ts": change.stored_at, "_lsn": change.sequence})
-        for change in changes
-    )
+            processor = LeaseProcessor(
+                acquired, self.function, self._store, self._leases, self.stats, self._function_timeout
+            )
+            self._processors[lease.feed_range] = processor
+            processor.start()

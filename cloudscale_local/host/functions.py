@@ -17,6 +17,7 @@ from typing import Any
 import azure.functions as func
 from opentelemetry import context as otel_context
 
+from cloudscale_local.host.feed_timings import FeedTimings
 from cloudscale_local.host.host_config import parse_timespan
 from cloudscale_local.host.invocation import bare_context
 from cloudscale_local.host.routing import RouteTemplate
@@ -106,6 +107,8 @@ class ChangeFeedFunction:
     retry: RetryPolicy | None
     handler: Callable[..., Any]
     argument: str
+    timings: FeedTimings = field(default_factory=FeedTimings)
+    """The binding's lease and polling intervals (the change feed processor's defaults when unset)."""
 
     async def invoke(self, documents: func.DocumentList, context: func.Context | None = None) -> None:
         """Call the function with one batch of documents."""
@@ -212,6 +215,7 @@ def index_functions(app: func.FunctionApp) -> FunctionIndex:
                     retry=_retry_policy(function.get_settings_dict("retry_policy")),
                     handler=function.get_user_function(),
                     argument=spec["name"],
+                    timings=FeedTimings.from_binding(spec),
                 )
             )
         elif trigger.get_binding_name() == "serviceBusTrigger":

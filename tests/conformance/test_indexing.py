@@ -89,6 +89,7 @@ EXPECTED_BINDINGS: dict[str, list[dict[str, Any]]] = {
             "containerName": "%CLOUDSCALE_COSMOS_CONTAINER%",
             "leaseContainerName": "leases",
             "createLeaseContainerIfNotExists": False,
+            "feedPollDelay": 1000,
             "maxItemsPerInvocation": 100,
         }
     ],

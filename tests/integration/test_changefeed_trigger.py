@@ -1,5 +1,9 @@
 """The local host's change-feed loop over a real embedded event store and lease file.
 
+These tests use a store with one feed range (as a small Cosmos DB container has one physical
+partition): one lease, so the whole feed is one ordered sequence. The lease partitions, with
+several ranges and several instances, are tested in test_changefeed_leases.py.
+
 The function bodies are small async functions written here: one records the batches it is
 given (and fails on purpose when told to), one writes them to a real embedded analytics
 store, as `events_to_analytics` does.
@@ -23,7 +27,8 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from changefeed.service import AnalyticsFeedService
-from cloudscale_local.host.changefeed_trigger import IDLE_POLL_SECONDS, ChangeFeedTrigger
+from cloudscale_local.host.changefeed_trigger import ChangeFeedTrigger
+from cloudscale_local.host.feed_timings import FeedTimings
 from cloudscale_local.host.functions import ChangeFeedFunction, RetryPolicy
 from cloudscale_local.host.leases import LeaseStore
 from shared.adapters.analytics.embedded_analytics import EmbeddedAnalyticsStore
@@ -39,6 +44,12 @@ TINY_RETRY = RetryPolicy(
 """Retries without end (`max_retry_count` -1, as a policy may say): a failing batch is never given up."""
 TWO_RETRIES = RetryPolicy(strategy="exponential_backoff", max_retry_count=2, minimum_interval=0.05, maximum_interval=1)
 """The app's kind of policy (`events_to_analytics`: 12 retries, 1 s to 5 min), small enough for a test."""
+
+IDLE_POLL_SECONDS = 1.0
+"""The functions' `feedPollDelay`: how often an idle loop looks for changes it was not told about."""
+TIMINGS = FeedTimings(
+    acquire_interval=0.05, expiration_interval=5.0, renew_interval=0.5, feed_poll_delay=IDLE_POLL_SECONDS
+)
 
 Handler = Callable[[func.DocumentList], Awaitable[None]]
 OpenLeases = Callable[[], LeaseStore]
@@ -103,7 +114,7 @@ class Recorder:
     async def handle(self, documents: func.DocumentList) -> None:
         self.argument_types.add(type(documents))
         self.argument_types.update(type(document) for document in documents)
-        checkpoint = await self._leases.checkpoint(NAME) if self._leases else None
+        checkpoint = await checkpoint_of(self._leases) if self._leases else None
         failing = self._fail(len(self.deliveries) + 1)
         self.deliveries.append(
             Delivery(time.monotonic(), [document.to_dict() for document in documents], checkpoint, not failing)
@@ -135,7 +146,13 @@ def function_for(
         retry=retry,
         handler=handler,
         argument="documents",
+        timings=TIMINGS,
     )
+
+
+async def checkpoint_of(leases: LeaseStore) -> int:
+    """The checkpoint of the store's one range (0 before the trigger created its lease)."""
+    return (await leases.checkpoints(NAME)).get(0, 0)
 
 
 @pytest.fixture
@@ -150,7 +167,7 @@ def leases_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 async def store(events_path: Path) -> AsyncIterator[EmbeddedEventStore]:
-    opened = EmbeddedEventStore(events_path, clock=StepClock())
+    opened = EmbeddedEventStore(events_path, clock=StepClock(), feed_ranges=1)
     yield opened
     await opened.close()
 
@@ -218,8 +235,8 @@ async def test_batches_arrive_in_sequence_order_with_at_most_max_items(
     assert [document["_ts"] for document in documents] == [change.stored_at for change in changes]
     assert [StoredEvent.from_document(document) for document in documents] == events
     # AND the checkpoint is past the last batch, in memory and in the lease file
-    assert trigger.stats.checkpoint == changes[-1].sequence
-    assert await leases.checkpoint(NAME) == changes[-1].sequence
+    assert trigger.stats.checkpoints[0] == changes[-1].sequence
+    assert await checkpoint_of(leases) == changes[-1].sequence
     assert (trigger.stats.batches, trigger.stats.failures) == (3, 0)
 
 
@@ -252,7 +269,7 @@ async def test_a_save_by_another_process_is_found_by_the_idle_poll(
     await wait_until(lambda: recorder.delivered_documents() == 1)
 
     # WHEN another store on the same file (another process: no wake-up call) saves an event
-    other = EmbeddedEventStore(events_path)
+    other = EmbeddedEventStore(events_path, feed_ranges=1)
     try:
         assert await other.save(stored_event(2)) is True
     finally:
@@ -288,7 +305,7 @@ async def test_a_failing_function_is_retried_with_backoff_and_the_checkpoint_wai
     assert 0.085 <= second_gap < 0.2, second_gap
     # AND the checkpoint did not move until the batch succeeded
     assert [delivery.checkpoint for delivery in recorder.deliveries] == [0, 0, 0, first_batch[-1]]
-    assert await leases.checkpoint(NAME) == later[-1]
+    assert await checkpoint_of(leases) == later[-1]
     assert (trigger.stats.batches, trigger.stats.failures, trigger.stats.skipped) == (4, 2, 0)
 
 
@@ -311,7 +328,7 @@ async def test_a_batch_that_still_fails_after_its_retries_is_skipped_and_the_fee
     # (as the Functions host does), and the next batch came
     assert [delivery.sequences for delivery in recorder.deliveries] == [first_batch] * 3 + [later]
     assert [delivery.checkpoint for delivery in recorder.deliveries] == [0, 0, 0, first_batch[-1]]
-    assert await leases.checkpoint(NAME) == later[-1]
+    assert await checkpoint_of(leases) == later[-1]
     assert (trigger.stats.batches, trigger.stats.failures, trigger.stats.skipped) == (4, 3, 1)
     # AND an ERROR names the skipped range and says reconciliation re-sends it
     [skipped] = [record for record in caplog.records if "skipped" in record.getMessage()]
@@ -337,7 +354,7 @@ async def test_without_a_retry_policy_a_failed_batch_is_not_retried(
     # THEN the failed batch was delivered once and skipped: the host retries a Cosmos DB
     # trigger only under a retry policy
     assert [delivery.sequences for delivery in recorder.deliveries] == [first_batch, later]
-    assert await leases.checkpoint(NAME) == later[-1]
+    assert await checkpoint_of(leases) == later[-1]
     assert trigger.stats.skipped == 1
 
 
@@ -367,7 +384,7 @@ async def test_a_batch_past_function_timeout_fails_like_one_that_raised(
     # THEN the hung batch was cut short, counted as failed and skipped, and the feed went on
     assert deliveries == [sequences[:2], sequences[2:]]
     assert (trigger.stats.failures, trigger.stats.skipped) == (1, 1)
-    assert await leases.checkpoint(NAME) == sequences[-1]
+    assert await checkpoint_of(leases) == sequences[-1]
 
 
 async def test_the_checkpoint_is_durable_and_a_new_trigger_resumes_after_the_last_successful_batch(
@@ -386,7 +403,7 @@ async def test_the_checkpoint_is_durable_and_a_new_trigger_resumes_after_the_las
     first_leases.close()
     sequences += await save(store, range(7, 9))
     second_leases = open_leases()
-    assert await second_leases.checkpoint(NAME) == sequences[3]
+    assert await checkpoint_of(second_leases) == sequences[3]
     second = Recorder()
     second_trigger = start(function_for(second.handle, max_items=2), second_leases)
     await wait_until(lambda: second.delivered_documents() == 4)
@@ -396,7 +413,7 @@ async def test_the_checkpoint_is_durable_and_a_new_trigger_resumes_after_the_las
     assert first.succeeded == [sequences[0:2], sequences[2:4]]
     assert second.succeeded == [sequences[4:6], sequences[6:8]]
     assert [n for batch in first.succeeded + second.succeeded for n in batch] == sequences
-    assert await second_leases.checkpoint(NAME) == sequences[-1]
+    assert await checkpoint_of(second_leases) == sequences[-1]
 
 
 def analytics_rows_per_event(path: Path) -> dict[str, int]:
@@ -438,7 +455,7 @@ async def test_a_batch_cut_short_after_its_insert_is_delivered_again_and_stays_o
         stopping = time.monotonic()
         await trigger.stop(grace_seconds=0.1)
         assert time.monotonic() - stopping < 2
-        assert await leases.checkpoint(NAME) == 0
+        assert await checkpoint_of(leases) == 0
         leases.close()
         ids = {stored_event(n).event_id for n in range(1, 4)}
         assert analytics_rows_per_event(analytics_path) == dict.fromkeys(ids, 1)
@@ -451,7 +468,7 @@ async def test_a_batch_cut_short_after_its_insert_is_delivered_again_and_stays_o
 
         # THEN the batch was delivered again, and analytics still has each row once
         assert deliveries == [sequences, sequences]
-        assert await again.checkpoint(NAME) == sequences[-1]
+        assert await checkpoint_of(again) == sequences[-1]
         assert analytics_rows_per_event(analytics_path) == dict.fromkeys(ids, 1)
     finally:
         await analytics.close()
@@ -482,7 +499,7 @@ async def test_stop_returns_promptly_while_a_retry_wait_is_in_progress(
     # THEN it stopped at once, without another attempt and without moving the checkpoint
     assert time.monotonic() - stopping < 1
     assert len(recorder.deliveries) == 1
-    assert await leases.checkpoint(NAME) == 0
+    assert await checkpoint_of(leases) == 0
 
 
 async def test_stop_returns_promptly_while_the_loop_is_idle(open_leases: OpenLeases, start: Start) -> None:

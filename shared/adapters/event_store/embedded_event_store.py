@@ -10,6 +10,11 @@ hands out a number twice, so sequence numbers increase in commit order: a reader
 seen everything up to N never later finds a new row at or below N. `changes(after, limit)`
 pages through the feed in that order.
 
+The feed is split into ranges by partition key (`feed_ranges`: the tenant's stable hash, a
+count fixed when the file is created), as Cosmos DB splits its change feed by partition key
+range: `changes(after, limit, feed_range=r)` pages through one range, in commit order, so a
+change-feed reader per range (one lease each) keeps each tenant's events in order.
+
 The file is opened on first use, not at construction, so an unavailable disk surfaces as
 `EventStoreError` from the call that needed it (and the next call tries again), exactly
 like an unreachable Cosmos DB account.
@@ -29,6 +34,7 @@ from typing import TypeVar
 
 import orjson
 
+from shared.adapters.event_store.feed_ranges import DEFAULT_FEED_RANGES, feed_range_of, prepare_feed_ranges
 from shared.adapters.sqlite.worker import SqliteWorker
 from shared.domain.stored_event import StoredEvent
 from shared.ports import EventStoreError
@@ -47,6 +53,7 @@ CREATE TABLE IF NOT EXISTS events (
     event_id  TEXT NOT NULL,
     document  BLOB NOT NULL,
     stored_at REAL NOT NULL,
+    feed_range INTEGER NOT NULL DEFAULT 0,
     UNIQUE (tenant_id, event_id)
 );
 """
@@ -64,10 +71,18 @@ class ChangeFeedEntry:
 class EmbeddedEventStore:
     """Stored events and their change feed in one SQLite file."""
 
-    def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
-        """Nothing is opened here: the file (and its folder) is created on first use."""
+    def __init__(
+        self, path: Path, *, clock: Callable[[], float] = time.time, feed_ranges: int = DEFAULT_FEED_RANGES
+    ) -> None:
+        """Nothing is opened here: the file (and its folder) is created on first use.
+
+        `feed_ranges` is the change feed's range count for a new file; a file keeps the count
+        it was created with.
+        """
         self.path = path
         self._clock = clock
+        self._wanted_ranges = feed_ranges
+        self._ranges = 0  # known once the file is open
         self._worker: SqliteWorker | None = None
         self._open_lock = threading.Lock()  # Not an asyncio.Lock: opening runs in a thread.
         self._closed = False
@@ -90,7 +105,9 @@ class EmbeddedEventStore:
         def insert(connection: sqlite3.Connection) -> list[bool]:
             return [
                 connection.execute(
-                    "INSERT OR IGNORE INTO events (tenant_id, event_id, document, stored_at) VALUES (?, ?, ?, ?)", row
+                    "INSERT OR IGNORE INTO events (tenant_id, event_id, document, stored_at, feed_range)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (*row, feed_range_of(row[0], self._ranges)),
                 ).rowcount
                 == 1
                 for row in rows
@@ -112,12 +129,23 @@ class EmbeddedEventStore:
         document = await self._run("read an event", read)
         return StoredEvent.from_document(orjson.loads(document)) if document is not None else None
 
-    async def changes(self, after: int, limit: int) -> list[ChangeFeedEntry]:
-        """Up to `limit` stored events with a sequence number above `after`, in commit order."""
+    async def feed_ranges(self) -> int:
+        """How many ranges the change feed is split into (fixed for the file)."""
+        await self.check()
+        return self._ranges
+
+    async def changes(self, after: int, limit: int, feed_range: int | None = None) -> list[ChangeFeedEntry]:
+        """Up to `limit` stored events with a sequence number above `after`, in commit order;
+        only those of `feed_range` when given."""
 
         def read(connection: sqlite3.Connection) -> list[tuple[int, float, bytes]]:
+            if feed_range is None:
+                return connection.execute(
+                    "SELECT seq, stored_at, document FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
+                ).fetchall()
             return connection.execute(
-                "SELECT seq, stored_at, document FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
+                "SELECT seq, stored_at, document FROM events WHERE feed_range = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (feed_range, after, limit),
             ).fetchall()
 
         rows = await self._run("read the change feed", read)
@@ -188,5 +216,9 @@ class EmbeddedEventStore:
             if self._closed:
                 raise EventStoreError(f"the embedded event store ({self.path}) is closed")
             if self._worker is None:
-                self._worker = SqliteWorker(self.path, lambda c: c.executescript(_SCHEMA), name="embedded-event-store")
+                self._worker = SqliteWorker(self.path, self._prepare, name="embedded-event-store")
             return self._worker
+
+    def _prepare(self, connection: sqlite3.Connection) -> None:
+        connection.executescript(_SCHEMA)
+        self._ranges = prepare_feed_ranges(connection, self._wanted_ranges)
