@@ -75,6 +75,8 @@ var appSettings = {
   CLOUDSCALE_BACKEND: 'azure'
   // Only the embedded backend keeps files; /tmp is the one writable place if anything looks.
   CLOUDSCALE_DATA_DIR: '/tmp/cloudscale'
+  // Only the embedded change feed has ranges of its own; Cosmos DB's are its physical partitions.
+  CLOUDSCALE_FEED_RANGES: '4'
   CLOUDSCALE_RATE_LIMIT_IP_CAPACITY: '100'
   CLOUDSCALE_RATE_LIMIT_IP_REFILL_PER_SECOND: '10'
   CLOUDSCALE_RATE_LIMIT_GLOBAL_PER_MINUTE: '10000'

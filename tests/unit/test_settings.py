@@ -265,6 +265,7 @@ def test_every_setting_can_be_set_by_its_variable(tmp_path: Path) -> None:
     values = {
         "CLOUDSCALE_BACKEND": "azure",
         "CLOUDSCALE_DATA_DIR": "/data",
+        "CLOUDSCALE_FEED_RANGES": "8",
         "CLOUDSCALE_RATE_LIMIT_IP_CAPACITY": "7",
         "CLOUDSCALE_RATE_LIMIT_IP_REFILL_PER_SECOND": "0.5",
         "CLOUDSCALE_RATE_LIMIT_GLOBAL_PER_MINUTE": "70",
