@@ -14,11 +14,10 @@ from __future__ import annotations
 import sqlite3
 import zlib
 
-__all__ = ["DEFAULT_FEED_RANGES", "MAX_FEED_RANGES", "feed_range_of", "prepare_feed_ranges"]
+__all__ = ["DEFAULT_FEED_RANGES", "feed_range_of", "prepare_feed_ranges"]
 
 DEFAULT_FEED_RANGES = 4
 """Enough for the feed to spread over the instances of one machine (`CLOUDSCALE_FEED_RANGES`)."""
-MAX_FEED_RANGES = 256
 
 
 def feed_range_of(partition_key: str, count: int) -> int:
