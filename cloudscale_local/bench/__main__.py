@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"{'met  ' if met else 'SHORT'} {target}: {measured} {margin}")
 
     machine = _machine(wrk)
-    command = "make bench" + (" " + " ".join(sys.argv[1:]) if sys.argv[1:] else "")
+    given = " ".join(argv if argv is not None else sys.argv[1:])
+    command = f'make bench BENCH_ARGS="{given}"' if given else "make bench"
     args.out.write_text(markdown_report(results, machine=machine, command=command, options=options))
     console.print(f"wrote {args.out}")
     if args.json_out:

@@ -74,7 +74,10 @@ class Projection:
     cpu_ms_per_event: float
     instances: dict[int, int]
     """Events per minute -> 2,048 MB instances."""
+    execution_time_per_million: float
+    """GB-s of CPU-busy instances per million events, in dollars."""
     functions_per_million: float
+    """Execution time plus executions."""
     total_per_million: float
     """Functions plus docs/cost.md's other lines (at 100 M events a month)."""
 
@@ -86,6 +89,7 @@ def project(mode: str, cpu_ms_per_event: float) -> Projection:
         mode=mode,
         cpu_ms_per_event=cpu_ms_per_event,
         instances={rate: instances_needed(rate, cpu_ms_per_event) for rate in RATES_PER_MINUTE},
+        execution_time_per_million=functions_cost_per_million(cpu_ms_per_event, 0.0),
         functions_per_million=functions,
         total_per_million=functions + OTHER_LINES_PER_MILLION[mode],
     )

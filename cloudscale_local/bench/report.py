@@ -38,6 +38,7 @@ def table_rows(results: Sequence[ScenarioResult]) -> tuple[list[str], list[list[
         "errors",
         "vs bare",
         "CPU ms/event",
+        "generator CPU",
     ]
     bare = next((r for r in results if r.scenario.key == "bare" and r.wrk), None)
     rows: list[list[str]] = []
@@ -48,7 +49,9 @@ def table_rows(results: Sequence[ScenarioResult]) -> tuple[list[str], list[list[
             p50, p99 = result.wrk.latency_ms.get("50"), result.wrk.latency_ms.get("99")
             errors = result.wrk.errors
         elif result.load is not None:
-            rps = result.load.achieved_rps
+            # Answers per second until the last one came back (what the server answered, not what was sent).
+            answered = sum(n for status, n in result.load.status_counts.items() if status != "error")
+            rps = answered / max(result.load.duration_seconds, result.load.answered_seconds, 1e-9)
             accepted = result.load.latency_by_status_ms.get("202")
             p50, p99 = (accepted.p50, accepted.p99) if accepted else (None, None)
             errors = {k: n for k, n in result.load.status_counts.items() if k not in ("202", "429", "503")}
@@ -71,6 +74,7 @@ def table_rows(results: Sequence[ScenarioResult]) -> tuple[list[str], list[list[
                 ", ".join(f"{k}: {n}" for k, n in errors.items()) or "none",
                 ratio,
                 _num(result.cpu_ms_per_event, 3),
+                _generator_cpu(result),
             ]
         )
     return header, rows
@@ -270,15 +274,17 @@ def markdown_report(
         lines += [
             "## Azure projection (Flex Consumption, 2,048 MB)",
             "",
-            f"Instances kept CPU-busy at {FLEX_2048_CORES:g} core each, and the cost per million events "
-            "with docs/cost.md's prices (`cloudscale_local/bench/projection.py`).",
+            f"Instances kept CPU-busy at {FLEX_2048_CORES:g} core each for 10k, 100k and 1M events a minute, "
+            "and the cost per million events with docs/cost.md's prices (`cloudscale_local/bench/projection.py`; "
+            'see "Reading the Azure projection" below).',
             "",
-            f"| sending | CPU ms/event | {rates} | Functions $/M | total $/M (at 100 M/month) |",
-            "|---|---:|" + "---:|" * len(RATES_PER_MINUTE) + "---:|---:|",
+            f"| sending | CPU ms/event | {rates} | execution time $/M | Functions $/M (with executions) "
+            "| total $/M (at 100 M/month) |",
+            "|---|---:|" + "---:|" * len(RATES_PER_MINUTE) + "---:|---:|---:|",
             *(
                 f"| {p.mode} | {p.cpu_ms_per_event:.3f} | "
                 + " | ".join(str(p.instances[rate]) for rate in RATES_PER_MINUTE)
-                + f" | {p.functions_per_million:.2f} | {p.total_per_million:.2f} |"
+                + f" | {p.execution_time_per_million:.3f} | {p.functions_per_million:.2f} | {p.total_per_million:.2f} |"
                 for p in found
             ),
             "",
@@ -307,6 +313,15 @@ def _margin(value: float, target: float, *, higher_is_better: bool) -> str:
     if met:
         return f"met (x{ratio:.2f} of the target)"
     return f"short: x{ratio:.2f} of the target"
+
+
+def _generator_cpu(result: ScenarioResult) -> str:
+    """The load generator's CPU as a share of one core over its run."""
+    if result.wrk is not None and result.wrk.cpu_seconds is not None and result.wrk.duration_seconds:
+        return f"{result.wrk.cpu_seconds / result.wrk.duration_seconds:.0%} of a core"
+    if result.load is not None:
+        return f"{result.load.generator_cpu_percent:.0f}% of a core"
+    return "-"
 
 
 def _num(value: float | None, digits: int = 1) -> str:

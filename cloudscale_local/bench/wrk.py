@@ -10,7 +10,9 @@ events accepted) that `parse_output` reads beside wrk's own text.
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import resource
 import shutil
 import subprocess
 import tempfile
@@ -54,6 +56,8 @@ class WrkResult:
     """Answers by HTTP status, from the script's summary line."""
     accepted_events: int = 0
     """Events the 202 answers accepted (their `accepted` count)."""
+    cpu_seconds: float | None = None
+    """wrk's own CPU (user + system) over the run: the generator's share of the machine."""
 
     @property
     def accepted_events_per_second(self) -> float:
@@ -76,6 +80,7 @@ class WrkResult:
             "non2xx": self.non_2xx,
             "statuses": self.statuses,
             "acceptedEvents": self.accepted_events,
+            "cpuSeconds": self.cpu_seconds,
         }
 
 
@@ -120,10 +125,13 @@ def run_wrk(
             str(batch_size),
             prefix,
         ]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         completed = subprocess.run(command, capture_output=True, text=True, timeout=duration + 120, check=False)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if completed.returncode != 0:
         raise RuntimeError(f"wrk failed ({completed.returncode}): {completed.stderr.strip() or completed.stdout}")
-    return parse_output(completed.stdout)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return dataclasses.replace(parse_output(completed.stdout), cpu_seconds=round(cpu, 3))
 
 
 def parse_output(text: str) -> WrkResult:
