@@ -10,11 +10,13 @@ events accepted) that `parse_output` reads beside wrk's own text.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import re
 import resource
 import shutil
 import subprocess
+import sys
 import tempfile
 import uuid
 from dataclasses import dataclass, field
@@ -105,10 +107,8 @@ def run_wrk(
     """Run `wrk -t{threads} -c{connections} -d{duration}s --latency` with the events script against `url`."""
     wrk = find_wrk()
     with tempfile.TemporaryDirectory(prefix="cloudscale-wrk-") as folder:
-        templates = Path(folder) / "events.jsonl"
-        templates.write_bytes(b"\n".join(orjson.dumps(event) for event in build_templates(10)) + b"\n")
-        # A fresh UUID's first four groups: ids of this run never meet those of another.
-        prefix = str(uuid.uuid4())[:23]
+        templates = write_templates(Path(folder) / "events.jsonl")
+        prefix = id_prefix()
         command = [
             wrk,
             f"-t{threads}",
@@ -132,6 +132,17 @@ def run_wrk(
         raise RuntimeError(f"wrk failed ({completed.returncode}): {completed.stderr.strip() or completed.stdout}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return dataclasses.replace(parse_output(completed.stdout), cpu_seconds=round(cpu, 3))
+
+
+def write_templates(path: Path) -> Path:
+    """The script's event templates (the load test's mix, no `eventId`), one JSON object a line."""
+    path.write_bytes(b"\n".join(orjson.dumps(event) for event in build_templates(10)) + b"\n")
+    return path
+
+
+def id_prefix() -> str:
+    """A fresh UUID's first four groups: the ids of one run never meet those of another."""
+    return str(uuid.uuid4())[:23]
 
 
 def parse_output(text: str) -> WrkResult:
@@ -181,3 +192,23 @@ def command_line(threads: int, connections: int, duration: float, batch_size: in
         f"wrk -t{threads} -c{connections} -d{max(1, round(duration))}s --latency "
         f"-s cloudscale_local/bench/wrk_events.lua <url> -- <events> <addresses> {batch_size} <id prefix>"
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write the templates to a file and print the wrk command that posts them: the bench's load, by hand."""
+    parser = argparse.ArgumentParser(prog="python -m cloudscale_local.bench.wrk", description=main.__doc__)
+    parser.add_argument("templates", type=Path, help="Where to write the event templates (JSON lines).")
+    parser.add_argument("--url", default="http://127.0.0.1:7071/api/events")
+    parser.add_argument("--duration", type=int, default=60)
+    parser.add_argument("--batch-size", type=int, default=1)
+    args = parser.parse_args(argv)
+    write_templates(args.templates)
+    print(
+        f"wrk -t1 -c64 -d{args.duration}s --latency -s {SCRIPT} {args.url} -- "
+        f"{args.templates} 25000 {args.batch_size} {id_prefix()}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

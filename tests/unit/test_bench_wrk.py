@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import orjson
 import pytest
 
-from cloudscale_local.bench.wrk import parse_output
+from cloudscale_local.bench.wrk import main, parse_output
+from shared.domain.events import Event
 
 # wrk 4.1.0 with cloudscale_local/bench/wrk_events.lua against the bare ASGI app.
 CLEAN = """\
@@ -91,3 +95,21 @@ def test_output_without_the_script_line_still_parses() -> None:
 def test_text_that_is_not_wrk_output_is_refused() -> None:
     with pytest.raises(ValueError, match="not wrk output"):
         parse_output("wrk: command not found\n")
+
+
+def test_the_by_hand_helper_writes_templates_and_prints_the_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    templates = tmp_path / "events.jsonl"
+
+    assert main([str(templates), "--duration", "30"]) == 0
+
+    lines = templates.read_bytes().splitlines()
+    # Each line becomes a valid event once the script splices an id in front of it.
+    for line in lines:
+        event = orjson.loads(b'{"eventId":"12345678-1234-1234-1234-123456789abc",' + line[1:])
+        Event.model_validate(event)
+    command = capsys.readouterr().out.split()
+    assert command[:5] == ["wrk", "-t1", "-c64", "-d30s", "--latency"]
+    assert command[-4:-1] == [str(templates), "25000", "1"]
+    assert len(command[-1]) == 23
