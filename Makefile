@@ -35,7 +35,7 @@ help:
 	@echo "make check  - lint, lock check and test (what CI runs)"
 	@echo "make lock   - regenerate the pinned, hashed requirements*.txt from requirements*.in"
 	@echo "make lock-check - the locks match their .in files and requirements.txt installs on Python 3.13"
-	@echo "make bench  - throughput and latency of each stage beside a bare endpoint (writes docs/benchmarks.md)"
+	@echo "make bench  - wrk against each stage beside a do-nothing ASGI app (needs wrk; writes docs/benchmarks.md)"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)

@@ -1,10 +1,10 @@
-"""The benchmark's scenarios and targets, as data."""
+"""The benchmark's scenarios and the settings they run the host with, as data."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["BENCH_SETTINGS", "INGEST_ONLY", "SCENARIOS", "Scenario"]
+__all__ = ["BENCH_CLIENT_IPS", "BENCH_SETTINGS", "INGEST_ONLY", "SCENARIOS", "Scenario"]
 
 BENCH_SETTINGS: dict[str, str] = {
     # The generator speaks for many clients through X-Forwarded-For from loopback.
@@ -28,34 +28,25 @@ INGEST_ONLY: dict[str, str] = {
 
 @dataclass(frozen=True)
 class Scenario:
-    """One measured run: what the host serves and what the generator offers."""
+    """One measured run on a fresh host (or ceiling) and data folder.
+
+    `kind` says what serves and what loads it: "ceiling" (the do-nothing ASGI app, wrk),
+    "ingest" and "pipeline" (the host, wrk; a pipeline run then waits for analytics to hold
+    every accepted event), "overload" (the host with host.json's HTTP limits, open-loop
+    `cloudscale loadtest` at a multiple of the single-event pipeline's capacity).
+    """
 
     key: str
     title: str
-    path: str
-    target_rps: float
+    kind: str
     batch_size: int = 1
-    ips: int = BENCH_CLIENT_IPS
     settings: dict[str, str] = field(default_factory=dict)
-    bare_endpoint: bool = False
-    end_to_end: bool = False
-    target_events_per_second: float | None = None
-    """The issue's target for this scenario, if it has one."""
 
 
 SCENARIOS: tuple[Scenario, ...] = (
-    Scenario("bare", "(a) bare endpoint (202, nothing done)", "/_bench/bare", 6000, bare_endpoint=True),
-    Scenario("ingest", "(b) ingest only", "/api/events", 3500, settings=INGEST_ONLY),
-    Scenario(
-        "full", "(c) full pipeline, single events", "/api/events", 3500, end_to_end=True, target_events_per_second=3500
-    ),
-    Scenario(
-        "batch",
-        "(d) full pipeline, batches of 100",
-        "/api/events",
-        250,
-        batch_size=100,
-        end_to_end=True,
-        target_events_per_second=25000,
-    ),
+    Scenario("bare", "(a) bare ASGI app (202, nothing done)", "ceiling"),
+    Scenario("ingest", "(b) ingest only", "ingest", settings=INGEST_ONLY),
+    Scenario("full", "(c) full pipeline, single events", "pipeline"),
+    Scenario("batch", "(d) full pipeline, batches of 100", "pipeline", batch_size=100),
+    Scenario("overload", "(e) overload, 3x capacity, host.json HTTP limits", "overload"),
 )

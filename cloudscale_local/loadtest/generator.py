@@ -14,6 +14,7 @@ import multiprocessing
 import queue
 import time
 import traceback
+from array import array
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -146,6 +147,10 @@ def build_report(
         status_counts=dict(sorted(status_counts.items())),
         error_kinds=dict(sorted(error_kinds.items())),
         ingest_latency_ms=summarize(merge_samples(result.latencies_ms for result in results)),
+        latency_by_status_ms={
+            status: summarize(merge_samples(r.latencies_by_status_ms.get(status, array("d")) for r in results))
+            for status in sorted({status for r in results for status in r.latencies_by_status_ms})
+        },
         behind_schedule=BehindSchedule(
             late_sends=late_sends,
             worst_lag_ms=round(max((result.worst_lag_ms for result in results), default=0.0), 3),

@@ -95,6 +95,8 @@ class LoadReport:
     sustained_events_per_second: float = 0.0
     """Accepted events per second of `answered_seconds` (or of the window, if longer): what
     the service really took, not what it was offered."""
+    latency_by_status_ms: dict[str, LatencySummary] = field(default_factory=dict)
+    """Send to response by HTTP status: how fast the 202s came, and how fast the refusals."""
 
     def to_dict(self) -> dict[str, Any]:
         """The report as JSON-ready data with camelCase keys (status codes stay as they are)."""

@@ -98,6 +98,8 @@ class WorkerResult:
     status_counts: dict[str, int] = field(default_factory=dict)
     error_kinds: dict[str, int] = field(default_factory=dict)
     latencies_ms: array[float] = field(default_factory=lambda: array("d"))
+    latencies_by_status_ms: dict[str, array[float]] = field(default_factory=dict)
+    """The same samples again, by HTTP status: under overload, the 202s and the refusals differ."""
     late_sends: int = 0
     worst_lag_ms: float = 0.0
     in_flight_cap_hits: int = 0
@@ -195,7 +197,9 @@ class _Sender:
             self.in_flight -= 1
         key = str(status)
         result.status_counts[key] = result.status_counts.get(key, 0) + 1
-        result.latencies_ms.append((answered_at - sent_at) * 1000)
+        latency_ms = (answered_at - sent_at) * 1000
+        result.latencies_ms.append(latency_ms)
+        result.latencies_by_status_ms.setdefault(key, array("d")).append(latency_ms)
         if status == 202:
             self._accepted(index, payload, answered_at + self.wall_offset)
 

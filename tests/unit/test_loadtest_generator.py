@@ -125,6 +125,13 @@ def test_answers_are_counted_by_status(serve: Callable[..., Stub]) -> None:
     assert report.status_counts == {"202": 7, "400": 1, "429": 1, "503": 1}
     assert report.events_accepted == 7
     assert report.ingest_latency_ms.count == 10
+    # Latencies by status too: under overload the 202s and the refusals are told apart.
+    assert {status: summary.count for status, summary in report.latency_by_status_ms.items()} == {
+        "202": 7,
+        "400": 1,
+        "429": 1,
+        "503": 1,
+    }
 
 
 def test_a_bare_endpoint_is_measured_without_counting_events(serve: Callable[..., Stub]) -> None:
@@ -176,6 +183,7 @@ def test_workers_in_processes_split_the_rate_and_merge_their_results(serve: Call
     assert report.requests_scheduled == report.requests_sent == 30
     assert report.status_counts == {"202": 30}
     assert report.ingest_latency_ms.count == 30
+    assert report.latency_by_status_ms["202"].count == 30
     event_ids = [body["eventId"] for body in stub.received]
     assert len(set(event_ids)) == 30
     assert report.generator_cpu_seconds > 0

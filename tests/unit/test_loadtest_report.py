@@ -79,6 +79,7 @@ def test_the_json_report_has_camel_case_keys_and_status_codes_as_they_are() -> N
         "endToEnd",
         "answeredSeconds",
         "sustainedEventsPerSecond",
+        "latencyByStatusMs",
     }
     assert data["statusCounts"] == {"202": 4990, "429": 8, "error": 2}
     assert data["errorKinds"] == {"ServerDisconnectedError": 2}
