@@ -54,6 +54,8 @@ __all__ = [
 
 _W3C = TraceContextTextMapPropagator()
 _thread_local = threading.local()
+# Looked up once: a proxy until the host installs its provider, then that provider's tracer.
+_HOST_TRACER = trace.get_tracer("cloudscale.local_host")
 
 
 class HostTraceContext(TraceContext):
@@ -114,8 +116,7 @@ class InvocationContext(func.Context):
         self._trace_context = trace_context
         self._retry_context = retry_context or HostRetryContext()
         self._invocation_id = invocation_id or str(uuid.uuid4())
-        # The worker passes the function app's folder; the local host runs from it.
-        self._function_directory = function_directory or os.getcwd()
+        self._function_directory = function_directory
 
     @property
     def invocation_id(self) -> str:
@@ -132,7 +133,9 @@ class InvocationContext(func.Context):
 
     @property
     def function_directory(self) -> str:
-        return self._function_directory
+        # The worker passes the function app's folder; the local host runs from it. Looked up
+        # when asked (rarely), not for every invocation.
+        return self._function_directory or os.getcwd()
 
     @property
     def trace_context(self) -> HostTraceContext:
@@ -242,7 +245,7 @@ def _host_span(
 ) -> Iterator[tuple[InvocationContext, trace.Span]]:
     invocation_id = str(uuid.uuid4())
     # Started, not made current: the span is the host's (see the module docstring).
-    span = (tracer or trace.get_tracer("cloudscale.local_host")).start_span(
+    span = (tracer or _HOST_TRACER).start_span(
         name, context=parent, kind=kind, links=links, attributes={**attributes, "faas.invocation_id": invocation_id}
     )
     carrier: dict[str, str] = {}

@@ -259,6 +259,6 @@ class LeaseProcessor:
 def to_documents(changes: list[ChangeFeedEntry]) -> func.DocumentList:
     """The batch as the Python worker hands it over: stored documents with their system properties."""
     return func.DocumentList(
-        func.Document.from_dict({**change.event.to_document(), "_ts": change.stored_at, "_lsn": change.sequence})
+        func.Document.from_dict({**change.document, "_ts": change.stored_at, "_lsn": change.sequence})
         for change in changes
     )

@@ -28,6 +28,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from cloudscale_local.host import accept_errors
@@ -234,7 +235,10 @@ def _telemetry(trace_file: Path | None) -> Iterator[None]:
     """
     resource = Resource.create({"service.name": "cloudscale"})
     metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[PrometheusMetricReader()]))
-    provider = TracerProvider(resource=resource)
+    # Without a trace file nothing reads a span, so none is recorded (`ALWAYS_OFF`): the host and
+    # the app then build no span objects, yet every span still gets its ids, so trace context
+    # propagates as before (with the W3C sampled flag off, which says just that).
+    provider = TracerProvider(resource=resource, sampler=None if trace_file is not None else ALWAYS_OFF)
     with contextlib.ExitStack() as stack:
         if trace_file is not None:
             out = stack.enter_context(trace_file.open("a", encoding="utf-8"))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -134,3 +134,19 @@ def test_the_batch_that_processed_an_event_is_linked_to_its_trace(traced_host: t
     host_batch = wait_for_span(spans, "process_event", batch_trace)
     assert producer in {hex_id(link["context"]["span_id"]) for link in host_batch["links"]}
     assert hex_id(invocation["context"]["span_id"]) == span_id(wait_for_span(spans, "process events", batch_trace))
+
+
+def test_without_a_trace_file_nothing_is_recorded_yet_the_trace_still_propagates(
+    host_factory: Callable[..., LocalHost],
+) -> None:
+    # GIVEN a host that exports no span
+    host = host_factory(**TRUSTED_LOOPBACK)
+
+    # WHEN an event comes in under the caller's trace
+    _, stored = ingest(host, {"traceparent": CALLER_TRACEPARENT})
+
+    # THEN its processing continues that trace through a span of ours, marked as not recorded
+    # (W3C sampled flag off): no span object is built for an exporter that is not there.
+    version, trace_id, parent_span, flags = stored["traceContext"]["traceparent"].split("-")
+    assert (version, trace_id, flags) == ("00", CALLER_TRACE, "00")
+    assert parent_span not in {CALLER_SPAN, "0" * 16}

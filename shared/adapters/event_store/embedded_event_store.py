@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import orjson
 
@@ -61,11 +61,21 @@ CREATE TABLE IF NOT EXISTS events (
 
 @dataclass(frozen=True, slots=True)
 class ChangeFeedEntry:
-    """One entry of the change feed: an event as it was first stored."""
+    """One entry of the change feed: a document as it was first stored.
+
+    The stored JSON as it is, not read back through the model: Cosmos DB's change feed hands
+    over documents as they are stored too, and the function validates what it takes (once,
+    instead of once here and again there).
+    """
 
     sequence: int
     stored_at: float
-    event: StoredEvent
+    document: dict[str, Any]
+
+    @property
+    def event(self) -> StoredEvent:
+        """The document read as a stored event (validated at each call; raises `ValidationError`)."""
+        return StoredEvent.from_document(self.document)
 
 
 class EmbeddedEventStore:
@@ -150,7 +160,7 @@ class EmbeddedEventStore:
 
         rows = await self._run("read the change feed", read)
         return [
-            ChangeFeedEntry(sequence=seq, stored_at=stored_at, event=StoredEvent.from_document(orjson.loads(document)))
+            ChangeFeedEntry(sequence=seq, stored_at=stored_at, document=orjson.loads(document))
             for seq, stored_at, document in rows
         ]
 

@@ -170,8 +170,14 @@ class SqliteWorker:
             with contextlib.suppress(sqlite3.Error):
                 connection.execute("ROLLBACK")
             outcomes = [(False, exc)] * len(batch)
+        # One wake-up per event loop for the whole batch, not one per job: each
+        # `call_soon_threadsafe` writes to the loop's self-pipe (a system call, and a wake-up
+        # the loop reads back), which showed in profiles at ingest's request rates.
+        settlements: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
         for job, (ok, value) in zip(batch, outcomes, strict=True):
-            job.loop.call_soon_threadsafe(_settle, job.future, ok, value)
+            settlements.setdefault(job.loop, []).append((job.future, ok, value))
+        for loop, settled in settlements.items():
+            loop.call_soon_threadsafe(_settle_all, settled)
 
 
 def check_readable(path: Path) -> None:
@@ -271,13 +277,14 @@ def _run_in_savepoint(connection: sqlite3.Connection, fn: Callable[[sqlite3.Conn
     return True, result
 
 
-def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
-    if future.cancelled():
-        return
-    if ok:
-        future.set_result(value)
-    else:
-        future.set_exception(value)
+def _settle_all(settled: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    for future, ok, value in settled:
+        if future.cancelled():
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
 
 
 def _as_jobs(items: list[_Job | object]) -> list[_Job]:
