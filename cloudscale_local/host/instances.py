@@ -28,6 +28,7 @@ import socket
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection, wait
@@ -120,6 +121,7 @@ class _Supervisor:
         self._started = 0
         self._failures = 0
         self._last_error: str | None = None
+        self._last_traceback = ""
         self._stop = threading.Event()
 
     def run(self, listener: socket.socket, announce: Callable[[], None]) -> None:
@@ -179,7 +181,7 @@ class _Supervisor:
                     instance.serving = True
                     self._failures = 0
                 elif kind == "failed":
-                    self._last_error = str(detail)
+                    self._last_error, self._last_traceback = detail
 
     def _replace(self, instance: _Instance, listener: socket.socket) -> None:
         status = _describe_exit(instance.process.exitcode)
@@ -190,6 +192,8 @@ class _Supervisor:
             error = self._last_error or f"it {status}"
             if self._failures >= STARTUP_FAILURES:
                 self._stop.set()
+                if self._last_traceback:
+                    logger.error("the last instance to fail:\n%s", self._last_traceback)
                 raise InstanceStartError(f"instances failed {self._failures} times in a row before serving: {error}")
             logger.warning(
                 "instance %d (pid %s) %s before serving; starting another",
@@ -232,16 +236,18 @@ def _instance_main(spec: _Spec, listener: socket.socket, messages: Connection) -
     logging.basicConfig(level=spec.options.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     _stop_when_orphaned()
     role = InstanceRole(
+        name=f"instance-{spec.number}-pid{os.getpid()}",
         snapshots=MetricsSnapshots(spec.snapshots, f"instance-{spec.number}"),
         on_started=lambda: messages.send(("serving", os.getpid())),
     )
     try:
         started = serve_instance(spec.options, spec.environ, [listener], role)
     except Exception as exc:
-        messages.send(("failed", f"{type(exc).__name__}: {exc}"))
-        raise
+        # Told to the supervisor, which reports it once, not once per attempt.
+        messages.send(("failed", (f"{type(exc).__name__}: {exc}", traceback.format_exc())))
+        sys.exit(1)
     if not started:
-        messages.send(("failed", "the instance did not start (see the log above)"))
+        messages.send(("failed", ("the instance did not start (see the log above)", "")))
         sys.exit(1)
 
 

@@ -92,6 +92,8 @@ class Plan:
 class InstanceRole:
     """How an instance started by the supervisor differs from a lone host."""
 
+    name: str
+    """Its `service.instance.id` (Application Insights' `cloud_RoleInstance`): on every span it exports."""
     snapshots: MetricsSnapshots
     """Where it writes its metrics, and reads the other instances' (for `/metrics` totals)."""
     on_started: Callable[[], None]
@@ -145,7 +147,7 @@ def serve_instance(
 ) -> bool:
     """Serve as one of the supervisor's instances on its listening socket; False if it did not start."""
     ready = plan(options, environ)
-    with _telemetry(options.trace_file):
+    with _telemetry(options.trace_file, role.name):
         return _serve(options, environ, ready, sockets=sockets, role=role)
 
 
@@ -341,13 +343,17 @@ class _Server(uvicorn.Server):
 
 
 @contextlib.contextmanager
-def _telemetry(trace_file: Path | None) -> Iterator[None]:
+def _telemetry(trace_file: Path | None, instance: str | None = None) -> Iterator[None]:
     """Install the metric and trace providers for the host's lifetime; with `trace_file`, export spans to it.
+
+    `instance` names the instance in the resource (`service.instance.id`), as each Functions
+    host instance is told apart in Application Insights (`cloud_RoleInstance`).
 
     Spans are written as each ends (a simple processor, no batching), so a reader sees a span
     as soon as its invocation is over; this is for inspection, not for production volumes.
     """
-    resource = Resource.create({"service.name": "cloudscale"})
+    attributes = {"service.name": "cloudscale"} | ({} if instance is None else {"service.instance.id": instance})
+    resource = Resource.create(attributes)
     metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[PrometheusMetricReader()]))
     provider = TracerProvider(resource=resource)
     with contextlib.ExitStack() as stack:
