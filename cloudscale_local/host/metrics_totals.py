@@ -2,20 +2,21 @@
 
 Each instance keeps its own OpenTelemetry instruments, as each Functions host instance does
 (Application Insights sums them over `cloud_RoleInstance`). So that `/metrics`, answered by
-whichever instance accepts the connection, shows the run's totals, every instance writes its
-own Prometheus text to a snapshot file in the run's folder, every `SNAPSHOT_SECONDS`, at each
-scrape it answers and at shutdown, replaced atomically; a scrape merges the answering
-instance's live reading with the other instances' snapshots:
+whichever instance accepts the connection, shows the run's totals, the answering instance
+asks every other live instance for its reading (a Linux abstract Unix socket per instance,
+named after the run's folder) and merges them with its own:
 
 - counters, histograms and summaries are summed, series by series;
 - gauges are the answering instance's own reading: the queue depths read the shared queue,
   so every instance reads the same depth and a sum would multiply it (the app has no
   per-instance gauge; the `process_*`/`python_*` gauges describe the answering process).
 
-A killed instance's last snapshot stays in the folder, so its counts never leave the totals
-and no counter goes backwards (an instance writes the reading it answers with before
-answering); what it counted in its last `SNAPSHOT_SECONDS` before being killed is missing.
-The folder belongs to the run: a new `cloudscale run` starts from zero.
+Every instance also writes its reading to a snapshot file in the run's folder, every
+`SNAPSHOT_SECONDS`, before each reading it hands out, and at shutdown, replaced atomically.
+An instance that does not answer within `ASK_SECONDS` (killed, or busy) counts with its
+snapshot: a killed instance's counts stay in the totals and no counter goes backwards (no
+reading is handed out before it is on disk); what it counted in its last `SNAPSHOT_SECONDS`
+before a kill is missing. The folder belongs to the run: a new `cloudscale run` starts from zero.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import hashlib
 import logging
 import os
 import secrets
@@ -34,12 +36,21 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-__all__ = ["SNAPSHOT_SECONDS", "MetricsSnapshots", "SnapshotWriter", "merge_exposition", "new_run_folder"]
+__all__ = [
+    "ASK_SECONDS",
+    "SNAPSHOT_SECONDS",
+    "MetricsExchange",
+    "MetricsSnapshots",
+    "merge_exposition",
+    "new_run_folder",
+]
 
 logger = logging.getLogger(__name__)
 
 SNAPSHOT_SECONDS = 1.0
-"""How often each instance writes its snapshot: the staleness bound of other instances' counts."""
+"""How often each instance writes its snapshot: how much of a killed instance's counts may be missing."""
+ASK_SECONDS = 1.0
+"""How long a scrape waits for another instance's live reading before taking its snapshot."""
 _SUMMED = frozenset({"counter", "histogram", "summary", "gaugehistogram", "unknown", "untyped"})
 _RUN_LOCK = ".run.lock"
 _RUN_PREFIX = "metrics-"
@@ -71,35 +82,84 @@ class MetricsSnapshots:
         return found
 
 
-class SnapshotWriter:
-    """Writes `read()` to the snapshots every `SNAPSHOT_SECONDS` until stopped, and once more at the stop."""
+class MetricsExchange:
+    """One instance's side of the totals: it answers the others' asks, writes its snapshot, and adds up."""
 
     def __init__(self, snapshots: MetricsSnapshots, read: Callable[[], bytes]) -> None:
+        """`read()`: this instance's own Prometheus text, read now."""
         self._snapshots = snapshots
         self._read = read
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._server: asyncio.AbstractServer | None = None
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="metrics-snapshots")
+    async def start(self) -> None:
+        self._server = await asyncio.start_unix_server(self._answer, path=_address(self._snapshots.path))
+        self._task = asyncio.create_task(self._write_every_interval(), name="metrics-snapshots")
 
     async def stop(self) -> None:
+        """Stop answering and writing; write the last snapshot."""
         self._stop.set()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
         if self._task is not None:
             await self._task
         await self._write()
 
-    async def _run(self) -> None:
+    async def totals(self) -> bytes:
+        """This instance's reading with every other instance's added in (live, else its snapshot)."""
+        own = await self._write()
+        others = [path for path in sorted(self._snapshots.folder.glob("*.prom")) if path != self._snapshots.path]
+        readings = await asyncio.gather(*(_ask(path) for path in others))
+        return merge_exposition(own, [reading for reading in readings if reading is not None])
+
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            writer.write(await self._write())
+            await writer.drain()
+        except OSError:
+            logger.debug("an instance's ask for metrics went unanswered", exc_info=True)
+        finally:
+            writer.close()
+
+    async def _write_every_interval(self) -> None:
         while not self._stop.is_set():
             await self._write()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=SNAPSHOT_SECONDS)
 
-    async def _write(self) -> None:
+    async def _write(self) -> bytes:
+        """Read this instance's metrics and write them to its snapshot (a failed write is logged)."""
+        reading = self._read()
         try:
-            await asyncio.to_thread(lambda: self._snapshots.write(self._read()))
+            await asyncio.to_thread(self._snapshots.write, reading)
         except OSError:
             logger.warning("could not write this instance's metrics snapshot", exc_info=True)
+        return reading
+
+
+async def _ask(snapshot: Path) -> bytes | None:
+    """The live reading of the instance whose snapshot is `snapshot`; its snapshot if it does not answer."""
+    try:
+        async with asyncio.timeout(ASK_SECONDS):
+            reader, writer = await asyncio.open_unix_connection(_address(snapshot))
+            try:
+                return await reader.read()
+            finally:
+                writer.close()
+    except (OSError, TimeoutError):
+        pass
+    try:
+        return await asyncio.to_thread(snapshot.read_bytes)
+    except OSError:
+        return None
+
+
+def _address(snapshot: Path) -> str:
+    """The abstract socket of the instance whose snapshot is `snapshot` (no file, no path length limit)."""
+    digest = hashlib.sha256(str(snapshot.resolve()).encode()).hexdigest()[:32]
+    return f"\0cloudscale-metrics-{digest}"
 
 
 def merge_exposition(own: bytes, others: Iterable[bytes]) -> bytes:

@@ -40,7 +40,7 @@ from cloudscale_local.host.gateway import Gateway, HostEndpoint, PlainResponse
 from cloudscale_local.host.host_config import HostConfig, load_host_config
 from cloudscale_local.host.http_limits import HttpLimits, bounded_protocol
 from cloudscale_local.host.leases import LeaseStore
-from cloudscale_local.host.metrics_totals import MetricsSnapshots, SnapshotWriter, merge_exposition
+from cloudscale_local.host.metrics_totals import MetricsExchange, MetricsSnapshots
 from cloudscale_local.host.request_queue import RequestQueue
 from cloudscale_local.host.schedule_monitor import ScheduleMonitor
 from cloudscale_local.host.servable import (
@@ -174,12 +174,12 @@ def _serve(
     if check_first:
         _open_stores_first(container)
     servable, feeds, timers, http_functions = banner.servable, banner.feeds, banner.timers, banner.http
-    snapshot_writer = None if role is None else SnapshotWriter(role.snapshots, lambda: generate_latest(REGISTRY))
+    exchange = None if role is None else MetricsExchange(role.snapshots, lambda: generate_latest(REGISTRY))
     triggers: list[ServiceBusTrigger] = []
     feed_triggers: list[ChangeFeedTrigger] = []
     timer_triggers: list[TimerTrigger] = []
 
-    host_endpoints = _host_endpoints(options.bare_endpoint, role)
+    host_endpoints = _host_endpoints(options.bare_endpoint, exchange)
 
     async def startup() -> None:
         # Open the stores before the first request, so it is not the one that pays for it
@@ -204,8 +204,8 @@ def _serve(
         monitor = ScheduleMonitor(container.data_dir / "timers")
         locks = container.data_dir / "timers" / "locks"
         timer_triggers.extend(_start_timers(timers, monitor, locks, host_config.function_timeout_seconds))
-        if snapshot_writer is not None:
-            snapshot_writer.start()
+        if exchange is not None:
+            await exchange.start()
 
     async def shutdown() -> None:
         # Consumers first (letting invocations in flight finish), then the stores they use.
@@ -216,8 +216,8 @@ def _serve(
             *(feed.stop(grace) for feed in feed_triggers),
             *(timer.stop(grace) for timer in timer_triggers),
         )
-        if snapshot_writer is not None:
-            await snapshot_writer.stop()
+        if exchange is not None:
+            await exchange.stop()
         await close_container()
 
     limits = options.http_limits
@@ -253,17 +253,12 @@ def _serve(
     return server.started
 
 
-def _host_endpoints(bare: bool, role: InstanceRole | None) -> dict[str, HostEndpoint]:
+def _host_endpoints(bare: bool, exchange: MetricsExchange | None) -> dict[str, HostEndpoint]:
     """The host's own endpoints: `/metrics` (the run's totals under a supervisor), and the bare one if asked."""
 
     async def metrics_endpoint() -> PlainResponse:
-        own = generate_latest(REGISTRY)
-        if role is None:
-            return PlainResponse(200, own, CONTENT_TYPE_LATEST)
-        # The reading answered with is written first, so a later scrape answered by another
-        # instance never shows less than this one did, even if this instance dies now.
-        others = await asyncio.to_thread(_write_and_read_others, role.snapshots, own)
-        return PlainResponse(200, merge_exposition(own, others), CONTENT_TYPE_LATEST)
+        body = generate_latest(REGISTRY) if exchange is None else await exchange.totals()
+        return PlainResponse(200, body, CONTENT_TYPE_LATEST)
 
     async def bare_endpoint() -> PlainResponse:
         return PlainResponse(202, b"{}", "application/json")
@@ -273,11 +268,6 @@ def _host_endpoints(bare: bool, role: InstanceRole | None) -> dict[str, HostEndp
     if bare:
         endpoints[BARE_ENDPOINT_PATH] = HostEndpoint(bare_endpoint, frozenset({"POST"}))
     return endpoints
-
-
-def _write_and_read_others(snapshots: MetricsSnapshots, own: bytes) -> list[bytes]:
-    snapshots.write(own)
-    return snapshots.read_others()
 
 
 def _start_timers(

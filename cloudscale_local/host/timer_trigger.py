@@ -153,13 +153,18 @@ class TimerTrigger:
         """Wait until this instance holds the timer's singleton lock; False if stopped first."""
         if self._lock is None:
             return True
+        failing = False
         while not self._stop_requested.is_set():
             try:
                 if self._lock.try_acquire():
                     logger.info("timer %s runs on this instance", self.function.name)
                     return True
+                failing = False
             except OSError:
-                logger.exception("the singleton lock of timer %s could not be taken", self.function.name)
+                # Said once, not every retry (out of file descriptors, the log would fill).
+                if not failing:
+                    logger.exception("the singleton lock of timer %s could not be taken", self.function.name)
+                failing = True
             await self._sleep(self._lock_retry_seconds)
         return False
 

@@ -51,18 +51,6 @@ def hosts() -> Iterator[Callable[..., LocalHost]]:
         host.stop()
 
 
-def instance_pids(host: LocalHost) -> list[int]:
-    """The supervisor's instance processes (its children but the multiprocessing resource tracker)."""
-    pid = host.process.pid
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    found = []
-    for child in children:
-        with contextlib.suppress(OSError):
-            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
-                found.append(int(child))
-    return sorted(found)
-
-
 def wait_for(condition: Callable[[], bool], within: float, what: str) -> None:
     deadline = time.monotonic() + within
     while not condition():
@@ -130,7 +118,7 @@ def test_every_instance_serves_and_metrics_show_their_totals_which_survive_a_kil
     # GIVEN two instances taking requests on one port, each on a connection of its own
     host = hosts(tmp_path, CLOUDSCALE_TRUSTED_PROXIES="127.0.0.1", **INGEST_ONLY)
     assert "instances: 2" in "".join(host.output)
-    assert len(instance_pids(host)) == 2
+    assert len(host.instance_pids()) == 2
     accepted = post_events(host, 200)
     assert accepted == 200
 
@@ -143,14 +131,14 @@ def test_every_instance_serves_and_metrics_show_their_totals_which_survive_a_kil
     assert [scrape(host) for _ in range(5)] == [accepted] * 5
 
     # WHEN one instance is killed outright
-    victim = instance_pids(host)[0]
+    victim = host.instance_pids()[0]
     os.kill(victim, signal.SIGKILL)
     wait_for(lambda: not alive(victim), 10, "the instance dies")
     # THEN what it counted stays in the totals (no counter goes backwards)
     assert [scrape(host) for _ in range(5)] == [accepted] * 5
 
     # WHEN its replacement serves too, and more events come
-    wait_for(lambda: len(instance_pids(host)) == 2, 30, "a replacement instance")
+    wait_for(lambda: len(host.instance_pids()) == 2, 30, "a replacement instance")
     wait_for(lambda: len(snapshots(host)) == 3, 30, "the replacement serves")
     more = post_events(host, 100, client_offset=1000)
     # THEN the totals add up over all three instances of the run
@@ -168,7 +156,7 @@ def test_an_instance_killed_mid_load_loses_nothing_the_other_keeps_answering_and
         CLOUDSCALE_QUEUE_LOCK_SECONDS="3",
         CLOUDSCALE_PROCESS_RETRY_SECONDS="2.4",
     )
-    victim = instance_pids(host)[0]
+    victim = host.instance_pids()[0]
     killed_at: list[float] = []
     replaced_at: list[float] = []
     acknowledged: dict[str, float] = {}
@@ -213,8 +201,8 @@ def test_an_instance_killed_mid_load_loses_nothing_the_other_keeps_answering_and
 
     # THEN the other instance kept answering while the killed one was being replaced
     assert any(killed_at[0] < at < replaced_at[0] for at in acknowledged.values())
-    assert victim not in instance_pids(host)
-    assert len(instance_pids(host)) == 2
+    assert victim not in host.instance_pids()
+    assert len(host.instance_pids()) == 2
     assert "was killed by SIGKILL; starting another" in "".join(host.output)
     # AND every acknowledged event is stored (the killed instance's locked batch came back
     # once its lock expired), none dead-lettered
@@ -236,7 +224,7 @@ def test_sigint_stops_every_instance_frees_the_port_and_exits_0(
     hosts: Callable[..., LocalHost], tmp_path: Path
 ) -> None:
     host = hosts(tmp_path, **INGEST_ONLY)
-    pids = instance_pids(host)
+    pids = host.instance_pids()
     port = int(host.url.rsplit(":", 1)[1])
     assert len(pids) == 2
 
@@ -305,7 +293,7 @@ def test_a_timer_runs_on_one_instance_only_and_moves_to_another_when_its_holder_
     runs = timer_runs(trace_file)
     assert len(runs) == 1, runs
     holder = int(runs[0].rsplit("pid", 1)[1])
-    assert holder in instance_pids(host)
+    assert holder in host.instance_pids()
 
     # WHEN the holder is killed while another occurrence is past due
     status.write_text(json.dumps(past_due_status(datetime.now(UTC))))
