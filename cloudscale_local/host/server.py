@@ -24,12 +24,6 @@ from pathlib import Path
 
 import azure.functions as func
 import uvicorn
-from opentelemetry import metrics, trace
-from opentelemetry.exporter.prometheus import PrometheusMetricReader
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from cloudscale_local.host import accept_errors
@@ -41,6 +35,7 @@ from cloudscale_local.host.host_config import HostConfig, load_host_config
 from cloudscale_local.host.http_limits import HttpLimits, bounded_protocol
 from cloudscale_local.host.leases import LeaseStore
 from cloudscale_local.host.metrics_totals import MetricsExchange, MetricsSnapshots
+from cloudscale_local.host.providers import telemetry_providers
 from cloudscale_local.host.request_queue import RequestQueue
 from cloudscale_local.host.schedule_monitor import ScheduleMonitor
 from cloudscale_local.host.servable import (
@@ -108,7 +103,7 @@ def serve(options: HostOptions, environ: Mapping[str, str]) -> None:
         supervise(options, environ)
         return
     ready = plan(options, environ)
-    with _telemetry(options.trace_file):
+    with telemetry_providers(options.trace_file):
         _serve(options, environ, ready, check_first=True)
 
 
@@ -147,7 +142,7 @@ def serve_instance(
 ) -> bool:
     """Serve as one of the supervisor's instances on its listening socket; False if it did not start."""
     ready = plan(options, environ)
-    with _telemetry(options.trace_file, role.name):
+    with telemetry_providers(options.trace_file, role.name):
         return _serve(options, environ, ready, sockets=sockets, role=role)
 
 
@@ -330,35 +325,6 @@ class _Server(uvicorn.Server):
             print_banner(self.servers[0].sockets[0].getsockname(), self._banner)
         else:
             self._role.on_started()
-
-
-@contextlib.contextmanager
-def _telemetry(trace_file: Path | None, instance: str | None = None) -> Iterator[None]:
-    """Install the metric and trace providers for the host's lifetime; with `trace_file`, export spans to it.
-
-    `instance` names the instance in the resource (`service.instance.id`), as each Functions
-    host instance is told apart in Application Insights (`cloud_RoleInstance`).
-
-    Spans are written as each ends (a simple processor, no batching), so a reader sees a span
-    as soon as its invocation is over; this is for inspection, not for production volumes.
-    """
-    attributes = {"service.name": "cloudscale"} | ({} if instance is None else {"service.instance.id": instance})
-    resource = Resource.create(attributes)
-    metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[PrometheusMetricReader()]))
-    provider = TracerProvider(resource=resource)
-    with contextlib.ExitStack() as stack:
-        if trace_file is not None:
-            out = stack.enter_context(trace_file.open("a", encoding="utf-8"))
-            provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(out=out, formatter=_json_line)))
-        trace.set_tracer_provider(provider)
-        try:
-            yield
-        finally:
-            provider.shutdown()
-
-
-def _json_line(span: ReadableSpan) -> str:
-    return str(span.to_json(indent=None)) + "\n"
 
 
 def _open_stores_first(container: Container) -> None:
