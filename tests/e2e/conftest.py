@@ -47,6 +47,13 @@ class LocalHost:
                     found.append(int(child))
         return sorted(found) or [pid]
 
+    def crash(self) -> None:
+        """Kill every process of the host outright (its instances, then the supervisor), as a power cut would."""
+        for pid in self.instance_pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.process.send_signal(signal.SIGKILL)
+
     def stop(self, sig: int = signal.SIGTERM) -> int:
         if self.process.poll() is None:
             self.process.send_signal(sig)
