@@ -87,6 +87,7 @@ class RateLimiter:
         self._global_view = SlotWindow()
         self._next_exchange_at = 0.0
         self._exchange_task: asyncio.Task[None] | None = None
+        self._keeper: asyncio.Task[None] | None = None
         self._first_exchange = asyncio.Lock()
 
     async def admit(self, client_key: str, cost: int = 1) -> RateLimitDecision:
@@ -100,6 +101,7 @@ class RateLimiter:
             async with self._first_exchange:  # concurrent first requests share one exchange
                 if self._quota is None:
                     await self._exchange()
+                    self._keeper = asyncio.create_task(self._exchange_while_idle())
         elif now >= self._next_exchange_at and self._exchange_task is None:
             self._exchange_task = asyncio.create_task(self._exchange_in_background())
         if not self._take_global(now):
@@ -131,9 +133,22 @@ class RateLimiter:
 
     async def close(self) -> None:
         """Stop the background exchange (the store is closed by its owner)."""
-        if self._exchange_task is not None:
-            self._exchange_task.cancel()
-            await asyncio.gather(self._exchange_task, return_exceptions=True)
+        for task in (self._keeper, self._exchange_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+    async def _exchange_while_idle(self) -> None:
+        """Exchange when one is due even if no request comes to start it.
+
+        A claim is made for the next interval only; an instance that stops getting requests
+        must still give back the rest of it, or the other instances' shares stay small
+        (refusing) until it counts as inactive, `_ACTIVE_SYNC_INTERVALS` later.
+        """
+        while True:
+            await asyncio.sleep(self._sync_seconds)
+            if self._clock() >= self._next_exchange_at and self._exchange_task is None:
+                self._exchange_task = asyncio.create_task(self._exchange_in_background())
 
     def _take_global(self, now: float) -> bool:
         assert self._quota is not None

@@ -49,12 +49,26 @@ def main() -> None:
     type=click.FloatRange(min=0.1),
     help="Seconds a client has to send a request's headers, and then its body, before it is cut off.",
 )
+@click.option(
+    "--instances",
+    default=lambda: os.cpu_count() or 1,
+    show_default="the number of cores",
+    type=click.IntRange(1, 64),
+    help="Host processes, each a whole Functions instance of the app on the one port (as Azure scales out).",
+)
 def run(
-    host: str, port: int, log_level: str, bare_endpoint: bool, trace_file: Path | None, read_timeout: float
+    host: str,
+    port: int,
+    log_level: str,
+    bare_endpoint: bool,
+    trace_file: Path | None,
+    read_timeout: float,
+    instances: int,
 ) -> None:
     """Run the whole pipeline on this machine (embedded backends, data in CLOUDSCALE_DATA_DIR)."""
     from cloudscale_local.host import HostOptions, serve
     from cloudscale_local.host.http_limits import HttpLimits
+    from cloudscale_local.host.instances import InstanceStartError, ListenError
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     options = HostOptions(
@@ -64,10 +78,18 @@ def run(
         bare_endpoint=bare_endpoint,
         trace_file=trace_file,
         http_limits=HttpLimits(read_timeout_seconds=read_timeout),
+        instances=instances,
     )
     try:
         serve(options, os.environ)
-    except (SettingsError, FunctionLoadError, HostConfigError, StoreFileError) as exc:
+    except (
+        SettingsError,
+        FunctionLoadError,
+        HostConfigError,
+        StoreFileError,
+        ListenError,
+        InstanceStartError,
+    ) as exc:
         raise click.ClickException(str(exc)) from None
 
 

@@ -27,6 +27,7 @@ class Banner:
     unservable: dict[str, str]
     bare_endpoint: bool
     timers: list[ServableTimer] = field(default_factory=list)
+    instances: int = 1
 
 
 def print_banner(address: tuple[str, int], banner: Banner) -> None:
@@ -38,6 +39,7 @@ def print_banner(address: tuple[str, int], banner: Banner) -> None:
         "CloudScale local host",
         f"  listening on {base}",
         f"  data in {settings.data_dir.resolve()} ({settings.backend} backend)",
+        f"  instances: {banner.instances} (host processes, each running every function below)",
         "  functions:",
     ]
     for function in banner.http:

@@ -2,7 +2,9 @@
 
 `serve` loads settings (failing fast, naming the bad setting), installs the telemetry
 providers the app's instruments report to (Prometheus text at `/metrics`), indexes the app's
-functions and serves them with uvicorn until Ctrl-C or SIGTERM. Shutdown stops accepting
+functions and serves them with uvicorn until Ctrl-C or SIGTERM. With `instances` above one
+it hands over to the supervisor (`cloudscale_local.host.instances`), which runs each
+instance in a process of its own through `serve_instance`. Shutdown stops accepting
 connections, lets requests in flight finish, then closes the stores; every 202 was
 committed before it was sent, so nothing acknowledged is lost.
 """
@@ -22,13 +24,6 @@ from pathlib import Path
 
 import azure.functions as func
 import uvicorn
-from opentelemetry import metrics, trace
-from opentelemetry.exporter.prometheus import PrometheusMetricReader
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from cloudscale_local.host import accept_errors
@@ -39,6 +34,8 @@ from cloudscale_local.host.gateway import Gateway, HostEndpoint, PlainResponse
 from cloudscale_local.host.host_config import HostConfig, load_host_config
 from cloudscale_local.host.http_limits import HttpLimits, bounded_protocol
 from cloudscale_local.host.leases import LeaseStore
+from cloudscale_local.host.metrics_totals import MetricsExchange, MetricsSnapshots
+from cloudscale_local.host.providers import telemetry_providers
 from cloudscale_local.host.request_queue import RequestQueue
 from cloudscale_local.host.schedule_monitor import ScheduleMonitor
 from cloudscale_local.host.servable import (
@@ -48,12 +45,13 @@ from cloudscale_local.host.servable import (
     servable_timer_functions,
 )
 from cloudscale_local.host.servicebus_trigger import ServiceBusTrigger
+from cloudscale_local.host.timer_lock import TimerLock
 from cloudscale_local.host.timer_trigger import ServableTimer, TimerTrigger
 from shared.adapters.sqlite.worker import check_readable
 from shared.bootstrap import Container, close_container, set_container
 from shared.settings import Settings, load_settings
 
-__all__ = ["HostOptions", "serve"]
+__all__ = ["HostOptions", "InstanceRole", "Plan", "check_stores", "plan", "serve", "serve_instance"]
 
 logger = logging.getLogger(__name__)
 
@@ -72,43 +70,111 @@ class HostOptions:
     """Append every finished span to this file, one JSON object a line (the host's spans and the app's)."""
     http_limits: HttpLimits = field(default_factory=HttpLimits)
     """Bounds on each request's head, body and read time (see `cloudscale_local.host.http_limits`)."""
+    instances: int = 1
+    """Host processes, each a whole Functions instance on one shared socket (1: this process alone)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What an instance serves, worked out from settings, host.json and the app's index."""
+
+    settings: Settings
+    host_config: HostConfig
+    banner: Banner
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceRole:
+    """How an instance started by the supervisor differs from a lone host."""
+
+    name: str
+    """Its `service.instance.id` (Application Insights' `cloud_RoleInstance`): on every span it exports."""
+    snapshots: MetricsSnapshots
+    """Where it writes its metrics, and reads the other instances' (for `/metrics` totals)."""
+    on_started: Callable[[], None]
+    """Called once it serves (it prints no banner: the supervisor does)."""
 
 
 def serve(options: HostOptions, environ: Mapping[str, str]) -> None:
     """Serve the app until interrupted. Raises `SettingsError` before binding on bad settings."""
+    if options.instances > 1:
+        from cloudscale_local.host.instances import supervise
+
+        supervise(options, environ)
+        return
+    ready = plan(options, environ)
+    with telemetry_providers(options.trace_file):
+        _serve(options, environ, ready, check_first=True)
+
+
+def plan(options: HostOptions, environ: Mapping[str, str]) -> Plan:
+    """Load settings and host.json, index the app; raises the error that stops the host, if any."""
     settings = load_settings(environ)
     host_config = load_host_config(options.host_json)
-    with _telemetry(options.trace_file):
-        _serve(options, environ, settings, host_config)
-
-
-def _serve(options: HostOptions, environ: Mapping[str, str], settings: Settings, host_config: HostConfig) -> None:
-    app = _load_app(options.app_module)
-    index = index_functions(app)
-    container = Container(settings)
-    set_container(container)
-    _open_stores_first(container)
-    embedded = container.is_embedded
+    index = index_functions(_load_app(options.app_module))
+    embedded = settings.backend == "embedded"
     servable, unservable = servable_queue_functions(index, settings, environ, embedded=embedded)
     feeds, unfed = servable_feed_functions(index, settings, environ, embedded=embedded)
     unservable.update(unfed)
     timers, untimed = servable_timer_functions(index, settings, environ, embedded=embedded)
     unservable.update(untimed)
     http_functions = [function for function in index.http if not is_disabled(function.name, environ)]
+    banner = Banner(
+        settings,
+        index,
+        http_functions,
+        host_config,
+        servable,
+        feeds,
+        unservable,
+        options.bare_endpoint,
+        timers=timers,
+        instances=options.instances,
+    )
+    return Plan(settings, host_config, banner)
+
+
+def serve_instance(
+    options: HostOptions,
+    environ: Mapping[str, str],
+    sockets: list[socket.socket],
+    role: InstanceRole,
+) -> bool:
+    """Serve as one of the supervisor's instances on its listening socket; False if it did not start."""
+    ready = plan(options, environ)
+    with telemetry_providers(options.trace_file, role.name):
+        return _serve(options, environ, ready, sockets=sockets, role=role)
+
+
+def check_stores(settings: Settings) -> None:
+    """Open the stores once and close them: what stops a host with a damaged store, ahead of any instance."""
+    container = Container(settings)
+    _open_stores_first(container)
+    if container.is_embedded:
+        container.embedded_queue.close()
+
+
+def _serve(
+    options: HostOptions,
+    environ: Mapping[str, str],
+    ready: Plan,
+    *,
+    check_first: bool = False,
+    sockets: list[socket.socket] | None = None,
+    role: InstanceRole | None = None,
+) -> bool:
+    settings, host_config, banner = ready.settings, ready.host_config, ready.banner
+    container = Container(settings)
+    set_container(container)
+    if check_first:
+        _open_stores_first(container)
+    servable, feeds, timers, http_functions = banner.servable, banner.feeds, banner.timers, banner.http
+    exchange = None if role is None else MetricsExchange(role.snapshots, lambda: generate_latest(REGISTRY))
     triggers: list[ServiceBusTrigger] = []
     feed_triggers: list[ChangeFeedTrigger] = []
     timer_triggers: list[TimerTrigger] = []
 
-    async def metrics_endpoint() -> PlainResponse:
-        return PlainResponse(200, generate_latest(REGISTRY), CONTENT_TYPE_LATEST)
-
-    async def bare_endpoint() -> PlainResponse:
-        return PlainResponse(202, b"{}", "application/json")
-
-    # A Prometheus scrape is a GET; anything else is refused as for a function's route.
-    host_endpoints = {"/metrics": HostEndpoint(metrics_endpoint, frozenset({"GET"}))}
-    if options.bare_endpoint:
-        host_endpoints[BARE_ENDPOINT_PATH] = HostEndpoint(bare_endpoint, frozenset({"POST"}))
+    host_endpoints = _host_endpoints(options.bare_endpoint, exchange)
 
     async def startup() -> None:
         # Open the stores before the first request, so it is not the one that pays for it
@@ -131,7 +197,10 @@ def _serve(options: HostOptions, environ: Mapping[str, str], settings: Settings,
                 feed_trigger.start()
                 feed_triggers.append(feed_trigger)
         monitor = ScheduleMonitor(container.data_dir / "timers")
-        timer_triggers.extend(_start_timers(timers, monitor, host_config.function_timeout_seconds))
+        locks = container.data_dir / "timers" / "locks"
+        timer_triggers.extend(_start_timers(timers, monitor, locks, host_config.function_timeout_seconds))
+        if exchange is not None:
+            await exchange.start()
 
     async def shutdown() -> None:
         # Consumers first (letting invocations in flight finish), then the stores they use.
@@ -142,6 +211,8 @@ def _serve(options: HostOptions, environ: Mapping[str, str], settings: Settings,
             *(feed.stop(grace) for feed in feed_triggers),
             *(timer.stop(grace) for timer in timer_triggers),
         )
+        if exchange is not None:
+            await exchange.stop()
         await close_container()
 
     limits = options.http_limits
@@ -172,17 +243,37 @@ def _serve(options: HostOptions, environ: Mapping[str, str], settings: Settings,
         http=bounded_protocol(limits),
         timeout_keep_alive=limits.keep_alive_seconds,
     )
-    banner = Banner(
-        settings, index, http_functions, host_config, servable, feeds, unservable, options.bare_endpoint, timers=timers
-    )
-    asyncio.run(_Server(config, banner).serve())
+    server = _Server(config, banner, role)
+    asyncio.run(server.serve(sockets))
+    return server.started
+
+
+def _host_endpoints(bare: bool, exchange: MetricsExchange | None) -> dict[str, HostEndpoint]:
+    """The host's own endpoints: `/metrics` (the run's totals under a supervisor), and the bare one if asked."""
+
+    async def metrics_endpoint() -> PlainResponse:
+        body = generate_latest(REGISTRY) if exchange is None else await exchange.totals()
+        return PlainResponse(200, body, CONTENT_TYPE_LATEST)
+
+    async def bare_endpoint() -> PlainResponse:
+        return PlainResponse(202, b"{}", "application/json")
+
+    # A Prometheus scrape is a GET; anything else is refused as for a function's route.
+    endpoints = {"/metrics": HostEndpoint(metrics_endpoint, frozenset({"GET"}))}
+    if bare:
+        endpoints[BARE_ENDPOINT_PATH] = HostEndpoint(bare_endpoint, frozenset({"POST"}))
+    return endpoints
 
 
 def _start_timers(
-    timers: list[ServableTimer], monitor: ScheduleMonitor, function_timeout: float | None
+    timers: list[ServableTimer], monitor: ScheduleMonitor, locks: Path, function_timeout: float | None
 ) -> list[TimerTrigger]:
+    # Each timer runs on one instance only, whichever holds its lock (see timer_lock).
     started = [
-        TimerTrigger(function, schedule, monitor, function_timeout=function_timeout) for function, schedule in timers
+        TimerTrigger(
+            function, schedule, monitor, function_timeout=function_timeout, lock=TimerLock(locks, function.name)
+        )
+        for function, schedule in timers
     ]
     for timer in started:
         timer.start()
@@ -197,11 +288,16 @@ def _closer(leases: LeaseStore) -> Callable[[], Awaitable[None]]:
 
 
 class _Server(uvicorn.Server):
-    """uvicorn's server, printing where it listens once the socket is bound (port 0 included)."""
+    """uvicorn's server, printing where it listens once the socket is bound (port 0 included).
 
-    def __init__(self, config: uvicorn.Config, banner: Banner) -> None:
+    As one of the supervisor's instances it prints nothing (the supervisor prints the banner,
+    once) and stops on SIGTERM only: Ctrl-C reaches the supervisor, which stops its instances.
+    """
+
+    def __init__(self, config: uvicorn.Config, banner: Banner, role: InstanceRole | None) -> None:
         super().__init__(config)
         self._banner = banner
+        self._role = role
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -211,47 +307,24 @@ class _Server(uvicorn.Server):
         would end "killed by SIGTERM" (or with a KeyboardInterrupt) after a clean stop.
         """
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        signals = (signal.SIGINT, signal.SIGTERM) if self._role is None else (signal.SIGTERM,)
+        for sig in signals:
             loop.add_signal_handler(sig, self.handle_exit, sig, None)
         try:
             yield
         finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in signals:
                 loop.remove_signal_handler(sig)
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         accept_errors.install(asyncio.get_running_loop())
         await super().startup(sockets)
-        if self.started:
+        if not self.started:
+            return
+        if self._role is None:
             print_banner(self.servers[0].sockets[0].getsockname(), self._banner)
-
-
-@contextlib.contextmanager
-def _telemetry(trace_file: Path | None) -> Iterator[None]:
-    """Install the metric and trace providers for the host's lifetime; with `trace_file`, export spans to it.
-
-    Spans are written as each ends (a simple processor, no batching), so a reader sees a span
-    as soon as its invocation is over; this is for inspection, not for production volumes.
-    """
-    resource = Resource.create({"service.name": "cloudscale"})
-    metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=[PrometheusMetricReader()]))
-    # Without a trace file nothing reads a span, so none is recorded (`ALWAYS_OFF`): the host and
-    # the app then build no span objects, yet every span still gets its ids, so trace context
-    # propagates as before (with the W3C sampled flag off, which says just that).
-    provider = TracerProvider(resource=resource, sampler=None if trace_file is not None else ALWAYS_OFF)
-    with contextlib.ExitStack() as stack:
-        if trace_file is not None:
-            out = stack.enter_context(trace_file.open("a", encoding="utf-8"))
-            provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(out=out, formatter=_json_line)))
-        trace.set_tracer_provider(provider)
-        try:
-            yield
-        finally:
-            provider.shutdown()
-
-
-def _json_line(span: ReadableSpan) -> str:
-    return str(span.to_json(indent=None)) + "\n"
+        else:
+            self._role.on_started()
 
 
 def _open_stores_first(container: Container) -> None:

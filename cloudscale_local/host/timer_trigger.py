@@ -18,6 +18,11 @@ What the Functions host's timer listener does, on one machine (sources in
   the function's `@retry` policy; either way the schedule goes on;
 - after each invocation the status (`Last`, `Next`, `LastUpdated`) is recorded when monitored.
 
+With a `TimerLock`, the timer runs only while this process holds its singleton lock: an
+instance that cannot take it keeps trying (every `lock_retry_seconds`), so when the holder
+dies a survivor takes the timer over and starts it as a new host would (past-due check,
+`run_on_startup`).
+
 Stopping lets an invocation in flight finish for a grace period, then cuts it short; no new
 invocation starts once a stop was asked for.
 """
@@ -39,6 +44,7 @@ from cloudscale_local.host.invocation import timer_invocation
 from cloudscale_local.host.ncrontab import CronSchedule, ScheduleError
 from cloudscale_local.host.retries import Outcome, run_with_retries
 from cloudscale_local.host.schedule_monitor import NEVER, ScheduleMonitor, ScheduleStatus, next_occurrence
+from cloudscale_local.host.timer_lock import TimerLock
 
 __all__ = ["ServableTimer", "TimerStats", "TimerTrigger", "parse_schedule"]
 
@@ -83,11 +89,16 @@ class TimerTrigger:
         monitor: ScheduleMonitor | None,
         clock: Callable[[], datetime] = _utc_now,
         function_timeout: float | None = None,
+        lock: TimerLock | None = None,
+        lock_retry_seconds: float = 1.0,
     ) -> None:
         """`monitor` is used only if the function asks for monitoring and the host would keep it on.
 
         `function_timeout` is host.json's `functionTimeout` in seconds (None: no limit).
+        `lock`: the timer's singleton lock, when several instances share the data folder.
         """
+        self._lock = lock
+        self._lock_retry_seconds = lock_retry_seconds
         self.function = function
         self._function_timeout = function_timeout
         self.schedule = schedule
@@ -115,6 +126,8 @@ class TimerTrigger:
 
     async def _run(self) -> None:
         try:
+            if not await self._take_lock():
+                return
             past_due = await self._start_status()
             if past_due:
                 self.stats.past_due += 1
@@ -132,6 +145,28 @@ class TimerTrigger:
         except Exception:
             # Nothing the loop itself does is expected to fail; never leave a silent dead timer.
             logger.exception("the timer of %s stopped", self.function.name)
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+
+    async def _take_lock(self) -> bool:
+        """Wait until this instance holds the timer's singleton lock; False if stopped first."""
+        if self._lock is None:
+            return True
+        failing = False
+        while not self._stop_requested.is_set():
+            try:
+                if self._lock.try_acquire():
+                    logger.info("timer %s runs on this instance", self.function.name)
+                    return True
+                failing = False
+            except OSError:
+                # Said once, not every retry (out of file descriptors, the log would fill).
+                if not failing:
+                    logger.exception("the singleton lock of timer %s could not be taken", self.function.name)
+                failing = True
+            await self._sleep(self._lock_retry_seconds)
+        return False
 
     async def _start_status(self) -> bool:
         """Load (or begin) the schedule status; True if an occurrence was missed."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import resource
@@ -34,6 +35,24 @@ class LocalHost:
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=30)
+
+    def instance_pids(self) -> list[int]:
+        """The host's instance processes: the supervisor's children but its resource tracker
+        (`--instances` above 1), else the host process itself."""
+        pid = self.process.pid
+        found = []
+        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+            with contextlib.suppress(OSError):
+                if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                    found.append(int(child))
+        return sorted(found) or [pid]
+
+    def crash(self) -> None:
+        """Kill every process of the host outright (its instances, then the supervisor), as a power cut would."""
+        for pid in self.instance_pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.process.send_signal(signal.SIGKILL)
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         if self.process.poll() is None:

@@ -21,9 +21,11 @@ def test_a_queue_that_cannot_write_makes_readiness_fail_and_liveness_stay_up(
         assert client.get("/api/health/ready").status_code == 200
         soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
         # GIVEN the host can no longer grow any file, as on a full disk: the kernel refuses
-        # the write (EFBIG) while reads still work. RLIMIT_FSIZE, set on the running host
-        # process only; CPython ignores SIGXFSZ, so the write fails instead of killing it.
-        resource.prlimit(host.process.pid, resource.RLIMIT_FSIZE, (0, hard))
+        # the write (EFBIG) while reads still work. RLIMIT_FSIZE, set on the running host's
+        # instance processes only; CPython ignores SIGXFSZ, so the write fails instead of killing it.
+        instances = host.instance_pids()
+        for pid in instances:
+            resource.prlimit(pid, resource.RLIMIT_FSIZE, (0, hard))
         try:
             ready = client.get("/api/health/ready")
             alias = client.get("/api/health")
@@ -31,7 +33,8 @@ def test_a_queue_that_cannot_write_makes_readiness_fail_and_liveness_stay_up(
             details = client.get("/api/health/details")
             ingest = post(client, SEED_EXAMPLE, "198.51.100.200")
         finally:
-            resource.prlimit(host.process.pid, resource.RLIMIT_FSIZE, (soft, hard))
+            for pid in instances:
+                resource.prlimit(pid, resource.RLIMIT_FSIZE, (soft, hard))
         recovered = client.get("/api/health/ready")
 
     # THEN ingest refuses, and readiness says so instead of reading its way to "healthy"

@@ -211,6 +211,7 @@ def test_a_slow_client_is_cut_off_after_the_read_timeout(host: LocalHost, stage:
 def test_a_burst_at_the_file_descriptor_limit_logs_a_bounded_amount(tmp_path: Path) -> None:
     # GIVEN a host allowed 100 open files
     running = start_host_with_fd_limit(tmp_path, 100, **INGEST_ONLY)
+    instances = len(running.instance_pids())
     try:
         # WHEN 300 clients connect at once and hold on for 2 s
         held: list[socket.socket] = []
@@ -228,10 +229,10 @@ def test_a_burst_at_the_file_descriptor_limit_logs_a_bounded_amount(tmp_path: Pa
     finally:
         running.stop()
 
-    # AND it said so in a line, not a traceback per failed accept (the app's own stores may
-    # log a retry a second while they cannot open their files)
+    # AND each instance said so in a line, not a traceback per failed accept (the app's own
+    # stores may log a retry a second while they cannot open their files)
     log = "".join(running.output)
-    assert log.count("accept() failed") == 1, log[-3000:]
+    assert 1 <= log.count("accept() failed") <= instances, log[-3000:]
     assert "socket.accept()" not in log
     assert "_start_serving" not in log
     assert len(log.encode()) < 50_000

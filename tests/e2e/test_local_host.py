@@ -188,7 +188,7 @@ def test_a_crash_under_load_loses_nothing_and_stores_and_analyses_each_event_onc
     }
     host = host_factory(**settings)
     # WHEN it is killed outright (no graceful anything) mid-load, then started again
-    acknowledged = produce_until_stopped(host, lambda: host.process.send_signal(signal.SIGKILL))
+    acknowledged = produce_until_stopped(host, host.crash)
     assert host.stop() == -signal.SIGKILL
     restarted = host_factory(host.data_dir, **settings)
 
@@ -253,7 +253,7 @@ def test_a_host_restarted_after_a_crash_does_not_refuse_requests_under_the_globa
         post(client, SEED_EXAMPLE, "198.51.100.200")
 
     # WHEN it is killed and started again at once on the same data
-    host.process.send_signal(signal.SIGKILL)
+    host.crash()
     host.stop()
     restarted = host_factory(host.data_dir, **settings)
 

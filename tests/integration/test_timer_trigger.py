@@ -24,6 +24,7 @@ from cloudscale_local.host.functions import RetryPolicy, TimerFunction, index_fu
 from cloudscale_local.host.ncrontab import CronSchedule
 from cloudscale_local.host.schedule_monitor import NEVER, ScheduleMonitor, ScheduleStatus
 from cloudscale_local.host.servable import servable_timer_functions
+from cloudscale_local.host.timer_lock import TimerLock
 from cloudscale_local.host.timer_trigger import TimerTrigger
 from shared.settings import load_settings
 from tests.spans import RecordedSpans
@@ -334,3 +335,70 @@ async def test_a_timer_function_gets_an_invocation_context_with_a_trace_of_its_o
     assert (trace_id, span_id) == (f"{host_span.context.trace_id:032x}", f"{host_span.context.span_id:016x}")
     assert host_span.attributes is not None
     assert host_span.attributes["faas.trigger"] == "timer"
+
+
+async def test_a_timer_runs_only_where_its_singleton_lock_is_held_and_moves_when_the_holder_lets_go(
+    tmp_path: Path, monitor: ScheduleMonitor
+) -> None:
+    # GIVEN two instances' triggers of one timer sharing a data folder, one of them holding its lock
+    locks = tmp_path / "timers" / "locks"
+    first, second = Recorder(), Recorder()
+    holder = TimerTrigger(
+        timer_function(first.handle), CronSchedule.parse(EVERY_SECOND), monitor, lock=TimerLock(locks, NAME)
+    )
+    holder.start()
+    await wait_until(lambda: len(first.calls) >= 1, within=5)
+    waiting = TimerTrigger(
+        timer_function(second.handle),
+        CronSchedule.parse(EVERY_SECOND),
+        monitor,
+        lock=TimerLock(locks, NAME),
+        lock_retry_seconds=0.05,
+    )
+    waiting.start()
+    try:
+        # WHEN the holder has run twice more
+        seen = len(first.calls)
+        await wait_until(lambda: len(first.calls) >= seen + 2, within=5)
+        # THEN the other instance never ran it
+        assert second.calls == []
+
+        # WHEN the holder stops (as a killed process's lock is released by the kernel)
+        await holder.stop(grace_seconds=1)
+        # THEN the other instance takes the timer over
+        await wait_until(lambda: len(second.calls) >= 1, within=5)
+    finally:
+        await holder.stop(grace_seconds=0.1)
+        await waiting.stop(grace_seconds=0.1)
+    # AND the two never ran the same occurrence
+    assert not {call.second for call in first.calls} & {call.second for call in second.calls}
+
+
+def test_a_timer_lock_is_held_by_one_process_at_a_time_and_released_when_its_holder_dies(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from cloudscale_local.host.timer_lock import TimerLock;"
+            "assert TimerLock(Path(sys.argv[1]), 'job').try_acquire(); print('held', flush=True); time.sleep(60)",
+            str(tmp_path),
+        ],
+        cwd=Path(__file__).resolve().parents[2],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        lock = TimerLock(tmp_path, "job")
+        assert not lock.try_acquire()
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+        holder.stdout.close()
+    assert lock.try_acquire()
+    assert lock.held
+    lock.release()

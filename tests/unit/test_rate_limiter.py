@@ -18,6 +18,7 @@ import pytest
 from ingest.rate_limiter import RateLimitDecision, RateLimiter
 from shared.domain.ratelimit import BucketLimits, ClientState, PeerWindow, SlotWindow
 from shared.ports import PortError, RateLimitStoreError
+from tests.waiting import wait_until
 
 T = TypeVar("T")
 
@@ -645,3 +646,32 @@ async def test_the_policy_names_what_each_limit_counts(make_limiter: MakeLimiter
 
     by_service = await make_limiter(global_per_minute=1).admit(IP_B)
     assert (by_service.refused_by, by_service.policy) == ("global", '1;w=60;comment="requests, whole service"')
+
+
+async def test_an_idle_instance_still_exchanges_and_gives_back_what_it_does_not_use(
+    clock: FakeClock, store: FakeRateLimitStore
+) -> None:
+    # GIVEN an instance that claimed the whole free window while alone, then got no more requests
+    def limiter(instance_id: str) -> RateLimiter:
+        return RateLimiter(
+            store,
+            ip_limits=BucketLimits(100, 10),
+            global_per_minute=100,
+            sync_seconds=0.05,
+            clock=clock,
+            instance_id=instance_id,
+        )
+
+    idle, busy = limiter("idle"), limiter("busy")
+    try:
+        await idle.admit(IP_A)
+        assert store.windows["idle"].reserved == 100
+        # WHEN another instance joins (and claims its share) and an interval passes
+        await busy.admit("192.0.2.2")
+        clock.advance(0.06)  # one interval, not three: the newcomer is still an active instance
+        # THEN the idle one exchanges without a request, and holds only its share of what is free
+        # (the newcomer holds half the window: the idle one keeps at most half of the rest)
+        await wait_until(lambda: store.windows["idle"].reserved <= 25, within=5)
+    finally:
+        await idle.close()
+        await busy.close()
