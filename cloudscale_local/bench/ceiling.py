@@ -4,8 +4,8 @@ It reads the request body and answers 202 `{}`: no Functions translation, no gat
 app. It runs on uvicorn with the same protocol class and options as the local host
 (`cloudscale_local/host/server.py`: httptools bounded by `http_limits.bounded_protocol`, no
 access log, no proxy-header rewriting, no server header), in as many worker processes as
-the host runs instances, all accepting from one listening socket that the benchmark binds
-and hands down, as the host's instances share theirs. What the host answers per second,
+the host runs instances, each on its own listening socket on one port (`SO_REUSEPORT`), which
+the benchmark binds and hands down, as the host's supervisor does for its instances. What the host answers per second,
 divided by what this answers, is the share of the server left to the pipeline.
 
 Run one worker with `python -m cloudscale_local.bench.ceiling --fd N` (N: an inherited,
@@ -64,22 +64,27 @@ def _serve_fd(fd: int) -> None:
 
 @contextmanager
 def serve_ceiling(workers: int, environ: dict[str, str] | None = None) -> Iterator[tuple[str, list[int]]]:
-    """Start `workers` ceiling processes on one loopback socket; yield its URL and their pids."""
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(2048)
-    fd = listener.fileno()
+    """Start `workers` ceiling processes on one loopback port; yield its URL and their pids."""
+    listeners: list[socket.socket] = []
+    port = 0
+    for _ in range(max(1, workers)):
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listeners.append(listener)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        listener.bind(("127.0.0.1", port))
+        listener.listen(2048)
+        port = listener.getsockname()[1]
     processes = [
         subprocess.Popen(
-            [sys.executable, "-m", "cloudscale_local.bench.ceiling", "--fd", str(fd)],
-            pass_fds=(fd,),
+            [sys.executable, "-m", "cloudscale_local.bench.ceiling", "--fd", str(listener.fileno())],
+            pass_fds=(listener.fileno(),),
             env=environ if environ is not None else dict(os.environ),
         )
-        for _ in range(max(1, workers))
+        for listener in listeners
     ]
     try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}", [process.pid for process in processes]
+        yield f"http://127.0.0.1:{port}", [process.pid for process in processes]
     finally:
         for process in processes:
             if process.poll() is None:
@@ -90,7 +95,8 @@ def serve_ceiling(workers: int, environ: dict[str, str] | None = None) -> Iterat
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-        listener.close()
+        for listener in listeners:
+            listener.close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""The supervisor: N host processes on one listening socket, as Azure runs N instances of an app.
+"""The supervisor: N host processes on one port, as Azure runs N instances of an app.
 
 On Azure an app scales out by instances, each a whole Functions host with its own triggers:
 they share the HTTP front end, compete for the queue's messages, and one of them runs each
@@ -6,14 +6,15 @@ timer (sources in `docs/architecture.md`, "Instances"). `supervise` does that on
 
 1. it checks everything once, before any instance starts, so an error is reported once and
    clearly: settings, host.json, the app's index and the worker's rules, the store files;
-2. it binds the one listening socket itself (port 0 allowed) and starts `instances` processes
-   (spawned, not forked: each imports the app afresh, as a new instance does), each serving
-   the whole app on that socket (`serve_instance`); it prints the banner once all of them serve;
+2. it binds the listening sockets itself, one per instance on one port (port 0 allowed; see
+   `bind_listeners`), and starts `instances` processes (spawned, not forked: each imports the app
+   afresh, as a new instance does), each serving the whole app on its socket
+   (`serve_instance`); it prints the banner once all of them serve;
 3. an instance that dies is replaced, as the platform replaces a lost instance, and the death
    is logged with its exit status; instances that die before they serve, `STARTUP_FAILURES`
    times in a row, stop the run with their error instead of a crash loop;
 4. on SIGINT or SIGTERM it sends SIGTERM to every instance, waits for their graceful
-   shutdown, closes the socket and returns.
+   shutdown, closes the sockets and returns.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
@@ -40,7 +41,7 @@ from cloudscale_local.host.banner import print_banner
 from cloudscale_local.host.metrics_totals import MetricsSnapshots, new_run_folder
 from cloudscale_local.host.server import HostOptions, InstanceRole, check_stores, plan, serve_instance
 
-__all__ = ["STARTUP_FAILURES", "InstanceStartError", "ListenError", "supervise"]
+__all__ = ["STARTUP_FAILURES", "InstanceStartError", "ListenError", "bind_listeners", "supervise"]
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +73,8 @@ class _Spec:
 @dataclass(slots=True)
 class _Instance:
     number: int
+    slot: int
+    """Which listening socket it serves: a replacement serves its predecessor's."""
     process: BaseProcess
     messages: Connection
     serving: bool = False
@@ -81,13 +84,14 @@ def supervise(options: HostOptions, environ: Mapping[str, str]) -> None:
     """Run `options.instances` instances until SIGINT or SIGTERM; raise what stops the run before it starts."""
     ready = plan(options, environ)
     check_stores(ready.settings)
-    listener = _bind(options.host, options.port)
+    listeners = bind_listeners(options.host, options.port, options.instances)
     run_folder, run_lock = new_run_folder(ready.settings.data_dir.resolve() / "instances")
-    supervisor = _Supervisor(options, dict(environ), run_folder)
+    supervisor = _Supervisor(options, dict(environ), run_folder, listeners)
     try:
-        supervisor.run(listener, lambda: print_banner(listener.getsockname(), ready.banner))
+        supervisor.run(lambda: print_banner(listeners[0].getsockname(), ready.banner))
     finally:
-        listener.close()
+        for listener in listeners:
+            listener.close()
         shutil.rmtree(run_folder, ignore_errors=True)
         os.close(run_lock)
         # The run is over: a stop signal that comes now (a second Ctrl-C, a second SIGTERM)
@@ -96,24 +100,62 @@ def supervise(options: HostOptions, environ: Mapping[str, str]) -> None:
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    """The one listening socket, bound as uvicorn binds its own (`Config.bind_socket`)."""
+def bind_listeners(host: str, port: int, count: int) -> list[socket.socket]:
+    """One listening socket per instance, all on one port (`SO_REUSEPORT`), as uvicorn binds its own.
+
+    Not one socket shared by every instance: the instance that wakes first takes every
+    connection waiting (asyncio accepts up to the backlog at a time), and keep-alive
+    clients then stay on it while the other instances idle. With a socket each, the kernel
+    spreads new connections over the instances, as Azure's front end spreads requests. The
+    supervisor keeps every socket open, so connections that reach a lost instance's socket
+    wait in its backlog for the replacement, which serves the same socket.
+
+    Another process's socket on the port stops the run, even one that also allows
+    `SO_REUSEPORT` (a second `cloudscale run`, which would silently share the port): the
+    port is first bound without it, which only succeeds if nobody holds it.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    listener = socket.socket(family, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if port != 0:
+        with _listen_error(host, port), socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    listeners: list[socket.socket] = []
     try:
-        listener.bind((host, port))
+        for _ in range(count):
+            # IPPROTO_TCP, not the default 0: a connection accepted from this socket inherits
+            # it, and asyncio sets TCP_NODELAY only on sockets that say they are TCP. Without it
+            # Nagle's algorithm held each response's body back until the client's delayed ACK
+            # of its head, 40 ms later: every request took at least 44 ms.
+            listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+            listeners.append(listener)
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            with _listen_error(host, port):
+                listener.bind((host, port))
+            listener.listen(2048)
+            listener.set_inheritable(True)
+            port = listener.getsockname()[1]  # port 0: the others join the port the first got
+    except BaseException:
+        for listener in listeners:
+            listener.close()
+        raise
+    return listeners
+
+
+@contextlib.contextmanager
+def _listen_error(host: str, port: int) -> Iterator[None]:
+    try:
+        yield
     except OSError as exc:
-        listener.close()
         raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    listener.listen(2048)
-    listener.set_inheritable(True)
-    return listener
 
 
 class _Supervisor:
-    def __init__(self, options: HostOptions, environ: dict[str, str], run_folder: Path) -> None:
+    def __init__(
+        self, options: HostOptions, environ: dict[str, str], run_folder: Path, listeners: list[socket.socket]
+    ) -> None:
         self._options = options
+        self._listeners = listeners
         self._environ = environ
         self._run_folder = run_folder
         self._context = multiprocessing.get_context("spawn")
@@ -124,17 +166,17 @@ class _Supervisor:
         self._last_traceback = ""
         self._stop = threading.Event()
 
-    def run(self, listener: socket.socket, announce: Callable[[], None]) -> None:
+    def run(self, announce: Callable[[], None]) -> None:
         # Not restored afterwards: a second Ctrl-C or SIGTERM while the instances stop, or while
         # the run folder is removed, must not kill the supervisor half way (the process ends next).
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._on_signal)
         try:
-            for _ in range(self._options.instances):
-                self._start(listener)
+            for slot in range(len(self._listeners)):
+                self._start(slot)
             announced = False
             while not self._stop.is_set():
-                self._watch(listener)
+                self._watch()
                 if not announced and all(instance.serving for instance in self._instances):
                     announce()
                     announced = True
@@ -144,7 +186,8 @@ class _Supervisor:
     def _on_signal(self, _signum: int, _frame: FrameType | None) -> None:
         self._stop.set()
 
-    def _start(self, listener: socket.socket) -> None:
+    def _start(self, slot: int) -> None:
+        listener = self._listeners[slot]
         number = self._started
         self._started += 1
         receiver, sender = self._context.Pipe(duplex=False)
@@ -154,9 +197,9 @@ class _Supervisor:
         )
         process.start()
         sender.close()
-        self._instances.append(_Instance(number, process, receiver))
+        self._instances.append(_Instance(number, slot, process, receiver))
 
-    def _watch(self, listener: socket.socket) -> None:
+    def _watch(self) -> None:
         """Wait a little for news from the instances: started, failed, or gone."""
         waitables: list[Connection | int] = [
             instance.messages for instance in self._instances if not instance.messages.closed
@@ -171,7 +214,7 @@ class _Supervisor:
             self._read_messages(instance)
             self._instances.remove(instance)
             instance.messages.close()
-            self._replace(instance, listener)
+            self._replace(instance)
 
     def _read_messages(self, instance: _Instance) -> None:
         with contextlib.suppress(EOFError, OSError):
@@ -183,7 +226,7 @@ class _Supervisor:
                 elif kind == "failed":
                     self._last_error, self._last_traceback = detail
 
-    def _replace(self, instance: _Instance, listener: socket.socket) -> None:
+    def _replace(self, instance: _Instance) -> None:
         status = _describe_exit(instance.process.exitcode)
         if instance.serving:
             logger.warning("instance %d (pid %s) %s; starting another", instance.number, instance.process.pid, status)
@@ -201,7 +244,7 @@ class _Supervisor:
                 instance.process.pid,
                 status,
             )
-        self._start(listener)
+        self._start(instance.slot)
 
     def _stop_all(self) -> None:
         for instance in self._instances:

@@ -71,7 +71,7 @@ class HostOptions:
     http_limits: HttpLimits = field(default_factory=HttpLimits)
     """Bounds on each request's head, body and read time (see `cloudscale_local.host.http_limits`)."""
     instances: int = 1
-    """Host processes, each a whole Functions instance on one shared socket (1: this process alone)."""
+    """Host processes, each a whole Functions instance with its own socket on one port (1: this process alone)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -237,6 +237,76 @@ def test_sigint_stops_every_instance_frees_the_port_and_exits_0(
     assert not list(tmp_path.glob("instances/metrics-*"))  # the run's snapshots go with it
 
 
+def post_on_keep_alive_connections(host: LocalHost, connections: int, requests_each: int) -> int:
+    """Open `connections` at once, as wrk does, then post `requests_each` events on each, kept alive; the 202s."""
+    port = int(host.url.rsplit(":", 1)[1])
+    body = orjson.dumps(SEED_EXAMPLE)
+    accepted = 0
+    with contextlib.ExitStack() as stack:
+        sockets = [
+            stack.enter_context(socket.create_connection(("127.0.0.1", port), timeout=10)) for _ in range(connections)
+        ]
+        for round_number in range(requests_each):
+            for number, sock in enumerate(sockets):
+                head = (
+                    f"POST /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                    f"X-Forwarded-For: 10.3.{round_number}.{number}\r\nContent-Length: {len(body)}\r\n\r\n"
+                )
+                sock.sendall(head.encode("ascii") + body)
+            for sock in sockets:
+                accepted += _read_status(sock) == 202
+    return accepted
+
+
+def _read_status(sock: socket.socket) -> int:
+    """The status of one HTTP/1.1 answer, whose body is read to its end (its Content-Length)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, _, rest = data.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")
+    )
+    while len(rest) < length:
+        rest += sock.recv(65536)
+    return int(head.split(b" ", 2)[1])
+
+
+def test_keep_alive_connections_opened_at_once_are_spread_over_the_instances(
+    hosts: Callable[..., LocalHost], tmp_path: Path
+) -> None:
+    # GIVEN two instances (the pipeline's stages off: only who answers matters here)
+    host = hosts(tmp_path, **INGEST_ONLY)
+    # WHEN a client opens 32 connections at once and keeps posting on them, as wrk does
+    accepted = post_on_keep_alive_connections(host, connections=32, requests_each=3)
+    assert accepted == 96
+    # THEN both instances answered some (one socket shared by both let the first to wake take all 32)
+    wait_for(lambda: sum(snapshots(host).values()) == accepted, 10, "both snapshots count every 202")
+    per_instance = snapshots(host)
+    assert len(per_instance) == 2
+    assert all(count > 0 for count in per_instance.values()), per_instance
+
+
+def test_a_second_run_on_the_same_port_is_a_clear_error(hosts: Callable[..., LocalHost], tmp_path: Path) -> None:
+    # GIVEN a run serving a port
+    host = hosts(tmp_path / "first", **INGEST_ONLY)
+    port = int(host.url.rsplit(":", 1)[1])
+    # WHEN a second run asks for the same port (its sockets would join the first's with SO_REUSEPORT)
+    result = subprocess.run(
+        [sys.executable, "-m", "cloudscale_local.cli.main", "run", "--port", str(port), *TWO],
+        cwd=REPO,
+        env={"CLOUDSCALE_DATA_DIR": str(tmp_path / "second"), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    # THEN it stops at once, naming the port, and the first run still answers
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert httpx.get(f"{host.url}/metrics", timeout=10).status_code == 200
+
+
 def test_a_busy_port_is_a_clear_error(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
