@@ -122,8 +122,14 @@ class Gateway:
         async with self.request_queue.admit() as admitted:
             if not admitted:
                 count_refusal("request_queue_full")
-                # The body is left unread, so the connection is closed, as for any refusal here.
-                await _send(send, 429, [(SCALE_OUT_HEADER, b"1"), (b"connection", b"close")], b"")
+                # The body is left unread. Kestrel drains an unread body after the response to
+                # keep the connection ("Request draining"); uvicorn discards what arrives after
+                # the response too, so a small declared body keeps the connection alive and a
+                # client shed under load does not also pay for a new connection. Others close it.
+                headers = [(SCALE_OUT_HEADER, b"1")]
+                if not _small_enough_to_drain(scope):
+                    headers.append((b"connection", b"close"))
+                await _send(send, 429, headers, b"")
                 return
             await self._route(scope, receive, send, path, method)
 
@@ -272,6 +278,18 @@ async def _receive_body(receive: Receive, limit: int, limits: HttpLimits) -> byt
         elapsed = loop.time() - started
         if elapsed > limits.body_rate_grace_seconds and size < limits.min_body_bytes_per_second * elapsed:
             raise TimeoutError
+
+
+DRAIN_LIMIT_BYTES = 64 * 1024
+"""The largest unread body a refusal keeps the connection for (uvicorn's read buffer's high-water mark)."""
+
+
+def _small_enough_to_drain(scope: Scope) -> bool:
+    """Whether the request declares no body, or a Content-Length of at most `DRAIN_LIMIT_BYTES`."""
+    declared = _declared_length(scope)
+    if declared is not None:
+        return declared <= DRAIN_LIMIT_BYTES
+    return not any(name == b"transfer-encoding" for name, _ in scope["headers"])
 
 
 def _declared_length(scope: Scope) -> int | None:

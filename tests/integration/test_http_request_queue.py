@@ -8,12 +8,15 @@ plus waiting) a request is refused at once with 429, an empty body and `X-FUNCTI
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import azure.functions as func
 import httpx
+import uvicorn
 
 from cloudscale_local.host.functions import HttpFunction
-from cloudscale_local.host.gateway import Gateway, HostEndpoint, PlainResponse
+from cloudscale_local.host.gateway import DRAIN_LIMIT_BYTES, Gateway, HostEndpoint, PlainResponse
+from cloudscale_local.host.http_limits import HttpLimits, bounded_protocol
 from cloudscale_local.host.request_queue import RequestQueue
 from cloudscale_local.host.routing import RouteTemplate
 from tests.waiting import wait_until
@@ -104,3 +107,60 @@ async def test_without_limits_the_queue_is_off_and_every_request_runs_at_once() 
 
     assert not queue.enabled
     assert statuses == [202] * 20
+
+
+async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
+    """One HTTP/1.1 answer's status and headers (lower-cased), its body read to its Content-Length."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {
+        name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in lines[1:] if line)
+    }
+    await reader.readexactly(int(headers.get("content-length", "0")))
+    return int(lines[0].split(" ", 2)[1]), headers
+
+
+async def test_a_refused_request_with_a_small_body_keeps_its_connection_and_a_large_one_closes_it() -> None:
+    # GIVEN the gateway on a real uvicorn socket, with its one slot and one place taken
+    slow = SlowFunction()
+    queue = RequestQueue(max_concurrent=1, max_outstanding=1)
+    endpoints = {"/metrics": HostEndpoint(metrics, frozenset({"GET"}))}
+    gateway = Gateway([slow.as_function()], host_endpoints=endpoints, request_queue=queue)
+    config = uvicorn.Config(gateway, lifespan="off", log_level="warning", http=bounded_protocol(HttpLimits()))
+    server = uvicorn.Server(config)
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    listener.bind(("127.0.0.1", 0))
+    serving = asyncio.create_task(server.serve(sockets=[listener]))
+    try:
+        await wait_until(lambda: server.started)
+        address = listener.getsockname()
+        async with httpx.AsyncClient(base_url=f"http://{address[0]}:{address[1]}", timeout=10) as client:
+            holding = asyncio.create_task(client.post("/api/events", content=b"{}"))
+            await wait_until(lambda: slow.running == 1)
+            reader, writer = await asyncio.open_connection(*address)
+
+            # WHEN a request with a small body is refused
+            body = b'{"eventId": "e-1"}'
+            writer.write(b"POST /api/events HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            status, headers = await _read_answer(reader)
+            # THEN it gets 429 and the connection stays open: the next request on it is answered
+            assert status == 429
+            assert headers.get("connection") != "close"
+            writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert (await _read_answer(reader))[0] == 200
+
+            # WHEN a request declaring a body too large to drain is refused
+            too_large = DRAIN_LIMIT_BYTES + 1
+            writer.write(b"POST /api/events HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n{" % too_large)
+            status, headers = await _read_answer(reader)
+            # THEN the connection is closed instead of reading the rest
+            assert status == 429
+            assert headers["connection"] == "close"
+            assert await reader.read() == b""
+            writer.close()
+            slow.release.set()
+            assert (await holding).status_code == 202
+    finally:
+        server.should_exit = True
+        await serving
+        listener.close()
