@@ -34,8 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", choices=[s.key for s in SCENARIOS], help="Run only these scenarios.")
     parser.add_argument("--overload-factor", type=float, default=3.0, help="Overload rate as a multiple of (c).")
     parser.add_argument("--overload-rate", type=float, help="Overload requests/s (instead of a multiple of (c)).")
-    parser.add_argument("--max-concurrent-requests", type=int, default=16, help="host.json, overload scenario.")
-    parser.add_argument("--max-outstanding-requests", type=int, default=64, help="host.json, overload scenario.")
+    parser.add_argument(
+        "--max-concurrent-requests", type=int, default=16, help="host.json, overload scenario (as host.json)."
+    )
+    parser.add_argument(
+        "--max-outstanding-requests", type=int, default=32, help="host.json, overload scenario (as host.json)."
+    )
     parser.add_argument(
         "--drain-timeout", type=float, default=600.0, help="Most seconds to wait for analytics after the load."
     )

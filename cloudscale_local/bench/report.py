@@ -231,7 +231,8 @@ def markdown_report(
         "command, on the same machine as the server; a fresh server and data folder for each.",
         f"- Host instances: {options.instances} asked (the table shows what ran: `cloudscale run` without "
         "`--instances` runs one); the bare ASGI app runs as many worker processes.",
-        f"- (e): `cloudscale loadtest` (open loop) at {options.overload_factor:g}x (c)'s accepted events/s, with "
+        f"- (e): one instance, `cloudscale loadtest` (open loop) at {options.overload_factor:g}x its share of (c)'s "
+        "accepted events/s ((c) divided by its instances), with "
         f"`extensions.http.maxConcurrentRequests` {options.max_concurrent_requests} and `maxOutstandingRequests` "
         f"{options.max_outstanding_requests} in the bench copy of host.json.",
         "",

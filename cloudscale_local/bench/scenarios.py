@@ -48,5 +48,5 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("ingest", "(b) ingest only", "ingest", settings=INGEST_ONLY),
     Scenario("full", "(c) full pipeline, single events", "pipeline"),
     Scenario("batch", "(d) full pipeline, batches of 100", "pipeline", batch_size=100),
-    Scenario("overload", "(e) overload, 3x capacity, host.json HTTP limits", "overload"),
+    Scenario("overload", "(e) overload, one instance at 3x its capacity, host.json HTTP limits", "overload"),
 )
