@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -101,3 +102,40 @@ def test_a_file_that_cannot_be_opened_as_a_store_is_not_left_open(tmp_path: Path
     # THEN the file is closed already, not whenever the error is collected
     assert kept.value is not None
     assert open_descriptors_on(path) == []
+
+
+async def test_a_writer_waits_its_turn_behind_another_workers_transaction_instead_of_timing_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN two workers on one file (as two host instances have), whose SQLite busy timeout is short
+    monkeypatch.setattr("shared.adapters.sqlite.worker.BUSY_TIMEOUT_SECONDS", 0.2)
+    path = tmp_path / "db.sqlite3"
+    first = SqliteWorker(path, schema)
+    second = SqliteWorker(path, schema)
+    try:
+        holding = asyncio.Event()
+
+        def long_transaction(connection: sqlite3.Connection) -> None:
+            connection.execute("INSERT INTO items (n) VALUES (1)")
+            asyncio.run_coroutine_threadsafe(_set(holding), loop)
+            time.sleep(1.0)  # five busy timeouts
+
+        loop = asyncio.get_running_loop()
+        held = asyncio.ensure_future(first.run(long_transaction))
+        await holding.wait()
+
+        # WHEN the second writes while the first's transaction runs
+        written = await second.run(lambda c: c.execute("INSERT INTO items (n) VALUES (2)").rowcount)
+
+        # THEN it waited for the turn and wrote (SQLite's busy handler alone gave up: "database is locked")
+        assert written == 1
+        await held
+        rows = await second.run(lambda c: [r[0] for r in c.execute("SELECT n FROM items ORDER BY n")])
+        assert rows == [1, 2]
+    finally:
+        first.close()
+        second.close()
+
+
+async def _set(event: asyncio.Event) -> None:
+    event.set()

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
+import os
 import queue
 import random
 import sqlite3
@@ -32,7 +34,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-__all__ = ["SqliteWorker", "SqliteWorkerClosedError", "StoreFileError", "check_readable", "open_connection"]
+__all__ = [
+    "SqliteWorker",
+    "SqliteWorkerClosedError",
+    "StoreFileError",
+    "WriterTurn",
+    "check_readable",
+    "open_connection",
+]
 
 T = TypeVar("T")
 
@@ -66,6 +75,39 @@ class _Job:
 
 
 _STOP = object()
+
+
+class WriterTurn:
+    """Whose turn it is to write a SQLite file, among the workers of every process on this machine.
+
+    SQLite serialises writers with its own lock, but a writer that finds it taken waits in
+    SQLite's busy handler, which sleeps 1, 2, 5, 10 ... 100 ms between tries while the others
+    take the lock again and again: with several host instances writing one file hard (ingest
+    inserting batches while the process stage receives and deletes), a writer could wait out
+    the whole busy timeout and its request got 503. So each worker first takes an exclusive
+    `flock` on a lock file beside the database, held from `BEGIN IMMEDIATE` to `COMMIT`: the
+    kernel wakes a waiter the moment it is released, and SQLite's own lock is then free
+    whenever one of ours asks. Other connections (the CLI) still meet SQLite's lock and its
+    busy timeout. A turn lasts one transaction, which never waits for another of ours, so it
+    is bounded by the transaction's own time (and the busy timeout, against the CLI); the
+    kernel releases the lock of a process that dies, however it dies.
+    """
+
+    def __init__(self, database: Path) -> None:
+        """Open (creating) `<database>.writer-lock`; raises `OSError` when it cannot be."""
+        self.path = database.with_name(database.name + ".writer-lock")
+        self._descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+
+    def __enter__(self) -> None:
+        fcntl.flock(self._descriptor, fcntl.LOCK_EX)
+
+    def __exit__(self, *_exc: object) -> None:
+        fcntl.flock(self._descriptor, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        """Close the lock file (ending the turn if one is held)."""
+        with contextlib.suppress(OSError):
+            os.close(self._descriptor)
 
 
 class SqliteWorker:
@@ -122,8 +164,16 @@ class SqliteWorker:
             ready.put(_name_the_file(self.path, exc))
             return
         try:
-            setup(connection)
+            turn = WriterTurn(self.path)
+        except OSError as exc:
+            connection.close()
+            ready.put(sqlite3.OperationalError(f"cannot open {self.path}'s writer lock: {exc.strerror or exc}"))
+            return
+        try:
+            with turn:
+                setup(connection)
         except BaseException as exc:
+            turn.close()
             connection.close()
             ready.put(_name_the_file(self.path, exc))
             return
@@ -133,8 +183,9 @@ class SqliteWorker:
             while not stopping:
                 batch, stopping = self._take_batch()
                 if batch:
-                    self._run_batch(connection, batch)
+                    self._run_batch(connection, turn, batch)
         finally:
+            turn.close()
             connection.close()
 
     def _take_batch(self) -> tuple[list[_Job], bool]:
@@ -152,13 +203,19 @@ class SqliteWorker:
             batch.append(job)
         return _as_jobs(batch), False
 
-    def _run_batch(self, connection: sqlite3.Connection, batch: list[_Job]) -> None:
+    def _run_batch(self, connection: sqlite3.Connection, turn: WriterTurn, batch: list[_Job]) -> None:
         outcomes: list[tuple[bool, Any]] = []
         try:
-            connection.execute("BEGIN IMMEDIATE")
-            for job in batch:
-                outcomes.append(_run_in_savepoint(connection, job.fn))
-            connection.execute("COMMIT")
+            with turn:
+                connection.execute("BEGIN IMMEDIATE")
+                try:
+                    for job in batch:
+                        outcomes.append(_run_in_savepoint(connection, job.fn))
+                    connection.execute("COMMIT")
+                except BaseException:
+                    with contextlib.suppress(sqlite3.Error):
+                        connection.execute("ROLLBACK")
+                    raise
             if self._after_commit is not None:
                 try:
                     self._after_commit(connection)
@@ -167,8 +224,6 @@ class SqliteWorker:
         except BaseException as exc:
             # The transaction as a whole failed (disk full, database locked for too long):
             # nothing in it is durable, so every job in it gets the error.
-            with contextlib.suppress(sqlite3.Error):
-                connection.execute("ROLLBACK")
             outcomes = [(False, exc)] * len(batch)
         # One wake-up per event loop for the whole batch, not one per job: each
         # `call_soon_threadsafe` writes to the loop's self-pipe (a system call, and a wake-up
