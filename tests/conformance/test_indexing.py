@@ -89,7 +89,7 @@ EXPECTED_BINDINGS: dict[str, list[dict[str, Any]]] = {
             "containerName": "%CLOUDSCALE_COSMOS_CONTAINER%",
             "leaseContainerName": "leases",
             "createLeaseContainerIfNotExists": False,
-            "feedPollDelay": 1000,
+            "feedPollDelay": 500,
             "maxItemsPerInvocation": 100,
         }
     ],
