@@ -183,7 +183,10 @@ def openapi_document() -> dict[str, Any]:
                         "413": _error("Body over 1 MiB, an event over 32 KiB, or a batch over 500 events."),
                         "415": _error("Content-Type is not application/json."),
                         "429": _error(
-                            "Rate limited, per client (events) or globally (requests); the request took nothing.",
+                            "Rate limited, per client (events) or globally (requests); the request took nothing."
+                            " Or, with an empty body, no `Retry-After` and `X-FUNCTION-SCALEOUT: 1` instead of this"
+                            " body and these headers: the Functions host's request queue for this instance was full"
+                            " (host.json `extensions.http.maxOutstandingRequests`); retry with backoff.",
                             {**_RATE_LIMIT_HEADERS, **_RETRY_AFTER},
                         ),
                         "503": _error(

@@ -229,8 +229,8 @@ def markdown_report(
         f"{machine.get('wrk', 'wrk')}.",
         f"- (a) to (d): `{wrk}` (batch size 100 for (d)), after a {options.warmup:g} s warm-up with the same "
         "command, on the same machine as the server; a fresh server and data folder for each.",
-        f"- Host instances: {options.instances} asked (the table shows what ran: `cloudscale run` without "
-        "`--instances` runs one); the bare ASGI app runs as many worker processes.",
+        f"- Host instances: {options.instances} (`cloudscale run --instances`; the table's column shows what "
+        "ran); the bare ASGI app runs as many worker processes.",
         f"- (e): one instance, `cloudscale loadtest` (open loop) at {options.overload_factor:g}x its share of (c)'s "
         "accepted events/s ((c) divided by its instances), with "
         f"`extensions.http.maxConcurrentRequests` {options.max_concurrent_requests} and `maxOutstandingRequests` "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 
 import click
@@ -26,6 +27,17 @@ def main() -> None:
     """CloudScale: event ingestion and real-time analytics."""
 
 
+def default_instances() -> int:
+    """One instance per core this process may run on (its affinity, which container CPU limits set), at most 64.
+
+    Off Linux, one: several instances share a port with `SO_REUSEPORT`, which spreads connections
+    over the sockets only on Linux, and find each other through Linux's abstract Unix sockets.
+    """
+    if sys.platform != "linux":
+        return 1
+    return max(1, min(64, len(os.sched_getaffinity(0))))
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=7071, show_default=True, type=click.IntRange(0, 65535), help="Port (0: any free).")
@@ -35,7 +47,7 @@ def main() -> None:
 @click.option(
     "--bare-endpoint",
     is_flag=True,
-    help="Also serve POST /_bench/bare, which answers 202 and does nothing (the benchmark's ceiling).",
+    help="Also serve POST /_bench/bare, which answers 202 and does nothing behind the host's gateway (a look by hand).",
 )
 @click.option(
     "--trace-file",
@@ -51,8 +63,8 @@ def main() -> None:
 )
 @click.option(
     "--instances",
-    default=lambda: os.cpu_count() or 1,
-    show_default="the number of cores",
+    default=lambda: default_instances(),
+    show_default="the cores this process may use, at most 64 (1 off Linux)",
     type=click.IntRange(1, 64),
     help="Host processes, each a whole Functions instance of the app on the one port (as Azure scales out).",
 )
@@ -70,6 +82,8 @@ def run(
     from cloudscale_local.host.http_limits import HttpLimits
     from cloudscale_local.host.instances import InstanceStartError, ListenError
 
+    if instances > 1 and sys.platform != "linux":
+        raise click.UsageError("--instances above 1 needs Linux (SO_REUSEPORT spreading, abstract Unix sockets)")
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     options = HostOptions(
         host=host,

@@ -122,12 +122,12 @@ class Gateway:
         async with self.request_queue.admit() as admitted:
             if not admitted:
                 count_refusal("request_queue_full")
-                # The body is left unread. Kestrel drains an unread body after the response to
-                # keep the connection ("Request draining"); uvicorn discards what arrives after
-                # the response too, so a small declared body keeps the connection alive and a
-                # client shed under load does not also pay for a new connection. Others close it.
+                # Kestrel drains an unread body to keep the connection ("Request draining"),
+                # so a client shed under load does not also pay for a new connection. Here a
+                # small body that has arrived (or arrives at once) is read and dropped first;
+                # any other is not waited for, and its connection is closed.
                 headers = [(SCALE_OUT_HEADER, b"1")]
-                if not _small_enough_to_drain(scope):
+                if not (_small_enough_to_drain(scope) and await _drained(receive)):
                     headers.append((b"connection", b"close"))
                 await _send(send, 429, headers, b"")
                 return
@@ -282,6 +282,28 @@ async def _receive_body(receive: Receive, limit: int, limits: HttpLimits) -> byt
 
 DRAIN_LIMIT_BYTES = 64 * 1024
 """The largest unread body a refusal keeps the connection for (uvicorn's read buffer's high-water mark)."""
+DRAIN_SECONDS = 0.05
+"""How long a refusal waits for the rest of a small body before closing instead (Kestrel drains for 5 s
+after its response; here the refusal is not held back for a slow client)."""
+
+
+async def _drained(receive: Receive) -> bool:
+    """Read and drop the request's body; False if it is over `DRAIN_LIMIT_BYTES`, not all there in
+    `DRAIN_SECONDS`, or the client left (the caller then closes the connection)."""
+    received = 0
+    try:
+        async with asyncio.timeout(DRAIN_SECONDS):
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return False
+                received += len(message.get("body", b""))
+                if received > DRAIN_LIMIT_BYTES:
+                    return False
+                if not message.get("more_body", False):
+                    return True
+    except TimeoutError:
+        return False
 
 
 def _small_enough_to_drain(scope: Scope) -> bool:

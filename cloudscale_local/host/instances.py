@@ -41,7 +41,7 @@ from cloudscale_local.host.banner import print_banner
 from cloudscale_local.host.metrics_totals import MetricsSnapshots, new_run_folder
 from cloudscale_local.host.server import HostOptions, InstanceRole, check_stores, plan, serve_instance
 
-__all__ = ["STARTUP_FAILURES", "InstanceStartError", "ListenError", "bind_listeners", "supervise"]
+__all__ = ["STARTUP_FAILURES", "InstanceStartError", "ListenError", "bind_listeners", "join_port", "supervise"]
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +68,8 @@ class _Spec:
     environ: dict[str, str]
     snapshots: Path
     number: int
+    supervisor: int
+    """The supervisor's pid: the instance stops when its parent is no longer that process."""
 
 
 @dataclass(slots=True)
@@ -106,9 +108,10 @@ def bind_listeners(host: str, port: int, count: int) -> list[socket.socket]:
     Not one socket shared by every instance: the instance that wakes first takes every
     connection waiting (asyncio accepts up to the backlog at a time), and keep-alive
     clients then stay on it while the other instances idle. With a socket each, the kernel
-    spreads new connections over the instances, as Azure's front end spreads requests. The
-    supervisor keeps every socket open, so connections that reach a lost instance's socket
-    wait in its backlog for the replacement, which serves the same socket.
+    spreads new connections over the instances, as Azure's front end spreads requests. A lost
+    instance's socket is closed at once (`_Supervisor`), so new connections go to the
+    instances still serving instead of waiting for a replacement that may not come; the
+    replacement joins the port with a socket of its own (`join_port`).
 
     Another process's socket on the port stops the run, even one that also allows
     `SO_REUSEPORT` (a second `cloudscale run`, which would silently share the port): the
@@ -122,24 +125,34 @@ def bind_listeners(host: str, port: int, count: int) -> list[socket.socket]:
     listeners: list[socket.socket] = []
     try:
         for _ in range(count):
-            # IPPROTO_TCP, not the default 0: a connection accepted from this socket inherits
-            # it, and asyncio sets TCP_NODELAY only on sockets that say they are TCP. Without it
-            # Nagle's algorithm held each response's body back until the client's delayed ACK
-            # of its head, 40 ms later: every request took at least 44 ms.
-            listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-            listeners.append(listener)
-            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            with _listen_error(host, port):
-                listener.bind((host, port))
-            listener.listen(2048)
-            listener.set_inheritable(True)
-            port = listener.getsockname()[1]  # port 0: the others join the port the first got
+            listeners.append(join_port(host, port))
+            port = listeners[-1].getsockname()[1]  # port 0: the others join the port the first got
     except BaseException:
         for listener in listeners:
             listener.close()
         raise
     return listeners
+
+
+def join_port(host: str, port: int) -> socket.socket:
+    """A listening socket on `host:port` beside the run's others (`SO_REUSEPORT`)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP, not the default 0: a connection accepted from this socket inherits it, and
+    # asyncio sets TCP_NODELAY only on sockets that say they are TCP. Without it Nagle's
+    # algorithm held each response's body back until the client's delayed ACK of its head,
+    # 40 ms later: every request took at least 44 ms.
+    listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        with _listen_error(host, port):
+            listener.bind((host, port))
+        listener.listen(2048)
+        listener.set_inheritable(True)
+    except BaseException:
+        listener.close()
+        raise
+    return listener
 
 
 @contextlib.contextmanager
@@ -156,12 +169,14 @@ class _Supervisor:
     ) -> None:
         self._options = options
         self._listeners = listeners
+        self._address: tuple[str, int] = listeners[0].getsockname()[:2]
         self._environ = environ
         self._run_folder = run_folder
         self._context = multiprocessing.get_context("spawn")
         self._instances: list[_Instance] = []
         self._started = 0
         self._failures = 0
+        self._announced = False
         self._last_error: str | None = None
         self._last_traceback = ""
         self._stop = threading.Event()
@@ -174,12 +189,11 @@ class _Supervisor:
         try:
             for slot in range(len(self._listeners)):
                 self._start(slot)
-            announced = False
             while not self._stop.is_set():
                 self._watch()
-                if not announced and all(instance.serving for instance in self._instances):
+                if not self._announced and all(instance.serving for instance in self._instances):
                     announce()
-                    announced = True
+                    self._announced = True
         finally:
             self._stop_all()
 
@@ -188,10 +202,13 @@ class _Supervisor:
 
     def _start(self, slot: int) -> None:
         listener = self._listeners[slot]
+        if listener.fileno() == -1:  # closed when its instance was lost: a new one joins the port
+            host, port = self._address
+            listener = self._listeners[slot] = join_port(host, port)
         number = self._started
         self._started += 1
         receiver, sender = self._context.Pipe(duplex=False)
-        spec = _Spec(replace(self._options, instances=1), self._environ, self._run_folder, number)
+        spec = _Spec(replace(self._options, instances=1), self._environ, self._run_folder, number, os.getpid())
         process = self._context.Process(
             target=_instance_main, args=(spec, listener, sender), name=f"cloudscale-instance-{number}"
         )
@@ -214,6 +231,10 @@ class _Supervisor:
             self._read_messages(instance)
             self._instances.remove(instance)
             instance.messages.close()
+            # Its socket goes with it: connections waiting there would wait for a replacement
+            # (reset instead, never answered, so nothing acknowledged is lost), and new ones
+            # now go to the instances still serving.
+            self._listeners[instance.slot].close()
             self._replace(instance)
 
     def _read_messages(self, instance: _Instance) -> None:
@@ -233,6 +254,22 @@ class _Supervisor:
         else:
             self._failures += 1
             error = self._last_error or f"it {status}"
+            if self._announced:
+                # The run is serving: a replacement that cannot start (memory, a file briefly
+                # unavailable) must not take the healthy instances down with it. Try again,
+                # backing off, as the platform keeps replacing a lost instance.
+                delay = min(2.0 ** min(self._failures, 5), 30.0)
+                logger.error(
+                    "instance %d (pid %s) %s before serving (%s); starting another in %.0f s",
+                    instance.number,
+                    instance.process.pid,
+                    status,
+                    error,
+                    delay,
+                )
+                if not self._stop.wait(delay):
+                    self._start(instance.slot)
+                return
             if self._failures >= STARTUP_FAILURES:
                 self._stop.set()
                 if self._last_traceback:
@@ -277,7 +314,7 @@ def _instance_main(spec: _Spec, listener: socket.socket, messages: Connection) -
     # Ctrl-C reaches the whole process group; the supervisor alone decides, and sends SIGTERM.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=spec.options.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    _stop_when_orphaned()
+    _stop_when_orphaned(spec.supervisor)
     role = InstanceRole(
         name=f"instance-{spec.number}-pid{os.getpid()}",
         snapshots=MetricsSnapshots(spec.snapshots, f"instance-{spec.number}"),
@@ -294,9 +331,13 @@ def _instance_main(spec: _Spec, listener: socket.socket, messages: Connection) -
         sys.exit(1)
 
 
-def _stop_when_orphaned() -> None:
-    """Stop gracefully if the supervisor goes away without stopping this instance (killed, say)."""
-    parent = os.getppid()
+def _stop_when_orphaned(supervisor: int) -> None:
+    """Stop gracefully if the supervisor goes away without stopping this instance (killed, say).
+
+    Its pid comes from the supervisor itself: one that died before this process looked would
+    otherwise leave the adoptive parent's pid to be watched.
+    """
+    parent = supervisor
 
     def watch() -> None:
         while os.getppid() == parent:

@@ -150,6 +150,18 @@ class LeaseProcessor:
                     poll,
                 )
                 await self._sleep(poll)
+            except Exception:
+                # Anything else (a stored row that cannot be read, say) must not end the loop
+                # silently: the lease would be neither renewed nor released and its range would
+                # stall with no word. Say so, and try the range again after a pause.
+                await self._drop_read_ahead()
+                logger.exception(
+                    "the change-feed loop of %s (range %d) failed unexpectedly; trying again in %s s",
+                    self.function.name,
+                    self.feed_range,
+                    poll,
+                )
+                await self._sleep(poll)
 
     async def _renew(self) -> None:
         interval = self.function.timings.renew_interval

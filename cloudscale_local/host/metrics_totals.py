@@ -29,6 +29,7 @@ import logging
 import os
 import secrets
 import shutil
+import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -67,10 +68,19 @@ class MetricsSnapshots:
         self.path = folder / f"{name}.prom"
 
     def write(self, exposition: bytes) -> None:
-        """Replace this instance's snapshot: a reader sees the old one or the new one, whole."""
-        temporary = self.path.with_name(f".{self.path.name}.tmp")
-        temporary.write_bytes(exposition)
-        os.replace(temporary, self.path)
+        """Replace this instance's snapshot: a reader sees the old one or the new one, whole.
+
+        Each write has a temporary file of its own, so two writes at once cannot mix their bytes.
+        """
+        descriptor, temporary = tempfile.mkstemp(dir=self.folder, prefix=f".{self.path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(descriptor, "wb") as out:
+                out.write(exposition)
+            os.replace(temporary, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise
 
     def read_others(self) -> list[bytes]:
         """The other instances' latest snapshots (a file that vanished or cannot be read is left out)."""
@@ -92,6 +102,8 @@ class MetricsExchange:
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._server: asyncio.AbstractServer | None = None
+        # One reading at a time, each written before the next is taken: the file only moves forward.
+        self._writing = asyncio.Lock()
 
     async def start(self) -> None:
         self._server = await asyncio.start_unix_server(self._answer, path=_address(self._snapshots.path))
@@ -130,13 +142,18 @@ class MetricsExchange:
                 await asyncio.wait_for(self._stop.wait(), timeout=SNAPSHOT_SECONDS)
 
     async def _write(self) -> bytes:
-        """Read this instance's metrics and write them to its snapshot (a failed write is logged)."""
-        reading = self._read()
-        try:
-            await asyncio.to_thread(self._snapshots.write, reading)
-        except OSError:
-            logger.warning("could not write this instance's metrics snapshot", exc_info=True)
-        return reading
+        """Read this instance's metrics and write them to its snapshot (a failed write is logged).
+
+        The reading is taken in a thread too: it runs the observable gauges' callbacks (the queue
+        depths count rows in SQLite), which must not hold up the event loop.
+        """
+        async with self._writing:
+            reading = await asyncio.to_thread(self._read)
+            try:
+                await asyncio.to_thread(self._snapshots.write, reading)
+            except OSError:
+                logger.warning("could not write this instance's metrics snapshot", exc_info=True)
+            return reading
 
 
 async def _ask(snapshot: Path) -> bytes | None:

@@ -64,7 +64,10 @@ class HostOptions:
     log_level: str = "warning"
     host_json: Path = field(default_factory=lambda: Path("host.json"))
     bare_endpoint: bool = False
-    """Also serve `BARE_ENDPOINT_PATH`, which answers 202 and does nothing: the benchmark's ceiling."""
+    """Also serve `BARE_ENDPOINT_PATH`, which answers 202 and does nothing behind the gateway.
+
+    Not the benchmark's ceiling, which is `cloudscale_local.bench.ceiling` (no gateway at all).
+    """
     shutdown_grace_seconds: float = 10.0
     trace_file: Path | None = None
     """Append every finished span to this file, one JSON object a line (the host's spans and the app's)."""

@@ -42,6 +42,11 @@ class TimerLock:
         except BlockingIOError:
             os.close(descriptor)
             return False
+        except BaseException:
+            # Any other failure (no locks on this file system, say) is retried every second:
+            # the descriptor must not outlive the attempt.
+            os.close(descriptor)
+            raise
         self._descriptor = descriptor
         return True
 

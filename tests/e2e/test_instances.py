@@ -407,3 +407,55 @@ def test_instances_that_keep_failing_at_startup_stop_the_run_with_their_error(tm
     # one traceback, the last instance's, not one per attempt
     assert result.stderr.count("Traceback") == 1
     assert "listening on" not in result.stdout
+
+
+SERVE_AN_APP_WHOSE_REPLACEMENTS_FAIL = """
+import os, sys
+from cloudscale_local.host import HostOptions, serve
+serve(HostOptions(port=0, app_module="tests.e2e.instance_failing_later_app", instances=2), os.environ)
+"""
+
+
+def test_a_replacement_that_cannot_start_leaves_the_serving_instances_serving(tmp_path: Path) -> None:
+    # GIVEN a run of two instances, serving
+    marker = tmp_path / "fail-from-now-on"
+    env = {
+        **os.environ,
+        "CLOUDSCALE_DATA_DIR": str(tmp_path / "data"),
+        "PYTHONPATH": str(REPO),
+        "CLOUDSCALE_TEST_FAIL_MARKER": str(marker),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-c", SERVE_AN_APP_WHOSE_REPLACEMENTS_FAIL],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        url = ""
+        while not url:
+            line = process.stdout.readline()
+            assert line, "the run ended before serving"
+            if "listening on" in line:
+                url = line.split("listening on", 1)[1].strip()
+        host = LocalHost(process, url, tmp_path / "data")
+        first, second = host.instance_pids()
+        # WHEN one instance dies and its replacements cannot start
+        marker.touch()
+        os.kill(first, signal.SIGKILL)
+        wait_for(lambda: not alive(first), 10, "the instance dies")
+        time.sleep(3)  # an observation window: at least one replacement fails meanwhile
+        # THEN the run goes on: the other instance still answers
+        assert process.poll() is None
+        assert httpx.get(f"{url}/api/ping", timeout=10).text == str(second)
+        # AND once replacements can start again, one does
+        marker.unlink()
+        wait_for(lambda: len(host.instance_pids()) == 2, 60, "a replacement instance")
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)
+        if process.stdout is not None:
+            process.stdout.close()

@@ -149,6 +149,16 @@ async def test_a_refused_request_with_a_small_body_keeps_its_connection_and_a_la
             writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
             assert (await _read_answer(reader))[0] == 200
 
+            # WHEN a small body is declared but does not come (a slow client, or one awaiting 100-continue)
+            slow_reader, slow_writer = await asyncio.open_connection(*address)
+            slow_writer.write(b"POST /api/events HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+            status, headers = await _read_answer(slow_reader)
+            # THEN it is not waited for: 429, and the connection closes instead of being held
+            assert status == 429
+            assert headers["connection"] == "close"
+            assert await asyncio.wait_for(slow_reader.read(), 5) == b""
+            slow_writer.close()
+
             # WHEN a request declaring a body too large to drain is refused
             too_large = DRAIN_LIMIT_BYTES + 1
             writer.write(b"POST /api/events HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n{" % too_large)

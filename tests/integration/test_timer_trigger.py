@@ -7,8 +7,10 @@ they are given (and fail on purpose when told to).
 from __future__ import annotations
 
 import asyncio
+import errno
 import itertools
 import json
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -402,3 +404,20 @@ def test_a_timer_lock_is_held_by_one_process_at_a_time_and_released_when_its_hol
     assert lock.try_acquire()
     assert lock.held
     lock.release()
+
+
+def test_a_lock_that_cannot_be_taken_for_another_reason_keeps_no_file_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a file system that refuses locks (ENOLCK), tried again and again as the timer does every second
+    def no_locks(_descriptor: int, _operation: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr("cloudscale_local.host.timer_lock.fcntl.flock", no_locks)
+    lock = TimerLock(tmp_path, "job")
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(20):
+        with pytest.raises(OSError, match="No locks available"):
+            lock.try_acquire()
+    # THEN no attempt left its descriptor behind
+    assert len(os.listdir("/proc/self/fd")) == before

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import threading
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -95,3 +96,28 @@ def test_a_new_run_starts_from_zero_and_leaves_a_live_run_alone(tmp_path: Path) 
     for descriptor in (live_lock, my_lock):
         fcntl.flock(descriptor, fcntl.LOCK_UN)
         os.close(descriptor)
+
+
+def test_snapshots_written_at_once_never_mix_and_never_fail(tmp_path: Path) -> None:
+    # GIVEN one instance's snapshot written from several threads at once (its timer, a scrape, another's ask)
+    snapshots = MetricsSnapshots(tmp_path, "instance-0")
+    readings = [(f"# reading {n}\n" + "x" * 200_000 + "\n").encode() for n in range(4)]
+    errors: list[BaseException] = []
+
+    def write_many(reading: bytes) -> None:
+        try:
+            for _ in range(100):
+                snapshots.write(reading)
+        except BaseException as exc:  # handed to the test thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write_many, args=(reading,)) for reading in readings]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    # THEN every write succeeded, the file is one whole reading, and no temporary file is left
+    assert errors == []
+    assert snapshots.path.read_bytes() in readings
+    assert [path.name for path in tmp_path.iterdir()] == ["instance-0.prom"]
