@@ -1,9 +1,9 @@
 """The benchmark's ceiling: a do-nothing ASGI app on the host's own uvicorn stack.
 
 It reads the request body and answers 202 `{}`: no Functions translation, no gateway, no
-app. It runs on uvicorn with the same protocol class and options as the local host
-(`cloudscale_local/host/server.py`: httptools bounded by `http_limits.bounded_protocol`, no
-access log, no proxy-header rewriting, no server header), in as many worker processes as
+app. It runs on uvicorn with the local host's own configuration (`http_limits.server_config`:
+httptools bounded by `bounded_protocol`, no access log, no proxy-header rewriting, no server
+header), in as many worker processes as
 the host runs instances, each on its own listening socket on one port (`SO_REUSEPORT`), which
 the benchmark binds and hands down, as the host's supervisor does for its instances. What the host answers per second,
 divided by what this answers, is the share of the server left to the pipeline.
@@ -26,7 +26,7 @@ from contextlib import contextmanager
 
 import uvicorn
 
-from cloudscale_local.host.http_limits import HttpLimits, bounded_protocol
+from cloudscale_local.host.http_limits import HttpLimits, server_config
 
 __all__ = ["app", "serve_ceiling"]
 
@@ -46,18 +46,7 @@ async def app(scope: dict[str, object], receive: object, send: object) -> None:
 
 
 def _serve_fd(fd: int) -> None:
-    limits = HttpLimits()
-    config = uvicorn.Config(
-        app,
-        log_level="warning",
-        access_log=False,
-        lifespan="off",
-        proxy_headers=False,
-        server_header=False,
-        timeout_graceful_shutdown=10,
-        http=bounded_protocol(limits),
-        timeout_keep_alive=limits.keep_alive_seconds,
-    )
+    config = server_config(app, HttpLimits())
     sock = socket.socket(fileno=fd)
     asyncio.run(uvicorn.Server(config).serve(sockets=[sock]))
 

@@ -17,15 +17,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import httptools
+import uvicorn
 from opentelemetry import metrics
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from shared.domain.events import MAX_BODY_BYTES
 
-__all__ = ["HttpLimits", "bounded_protocol", "count_refusal"]
+__all__ = ["HttpLimits", "bounded_protocol", "count_refusal", "server_config"]
 
 logger = logging.getLogger(__name__)
 
@@ -181,3 +182,38 @@ class _BoundedHttpTools(HttpToolsProtocol):
             b"connection: close\r\n\r\n%s" % (status, phrase, len(body), body)
         )
         self.transport.close()
+
+
+def server_config(
+    app: Any,
+    limits: HttpLimits,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    log_level: str = "warning",
+    lifespan: Literal["on", "off"] = "off",
+) -> uvicorn.Config:
+    """uvicorn's configuration for serving `app` as the local host serves (`host`/`port` are used
+    only when no sockets are handed to `Server.serve`).
+
+    One place, so that the benchmark's ceiling (`cloudscale_local.bench.ceiling`) runs the host's
+    exact HTTP stack and differs only in the app.
+    """
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        lifespan=lifespan,
+        # The app decides whom to believe (CLOUDSCALE_TRUSTED_PROXIES); uvicorn must pass
+        # the real socket peer, not rewrite it from X-Forwarded-For for loopback peers.
+        proxy_headers=False,
+        server_header=False,
+        timeout_graceful_shutdown=10,
+        # httptools with a bound on the request head and on the time it may take. The h11
+        # parser's limit (h11_max_incomplete_event_size) only applies to a head still
+        # incomplete in its buffer: a 64 KB header arriving at once passed it.
+        http=bounded_protocol(limits),
+        timeout_keep_alive=limits.keep_alive_seconds,
+    )

@@ -32,7 +32,7 @@ from cloudscale_local.host.changefeed_trigger import ChangeFeedTrigger
 from cloudscale_local.host.functions import index_functions
 from cloudscale_local.host.gateway import Gateway, HostEndpoint, PlainResponse
 from cloudscale_local.host.host_config import HostConfig, load_host_config
-from cloudscale_local.host.http_limits import HttpLimits, bounded_protocol
+from cloudscale_local.host.http_limits import HttpLimits, server_config
 from cloudscale_local.host.leases import LeaseStore
 from cloudscale_local.host.metrics_totals import MetricsExchange, MetricsSnapshots
 from cloudscale_local.host.providers import telemetry_providers
@@ -228,23 +228,8 @@ def _serve(
         limits=limits,
         request_queue=request_queue,
     )
-    config = uvicorn.Config(
-        gateway,
-        host=options.host,
-        port=options.port,
-        log_level=options.log_level,
-        access_log=False,
-        lifespan="on",
-        # The app decides whom to believe (CLOUDSCALE_TRUSTED_PROXIES); uvicorn must pass
-        # the real socket peer, not rewrite it from X-Forwarded-For for loopback peers.
-        proxy_headers=False,
-        server_header=False,
-        timeout_graceful_shutdown=10,
-        # httptools with a bound on the request head and on the time it may take. The h11
-        # parser's limit (h11_max_incomplete_event_size) only applies to a head still
-        # incomplete in its buffer: a 64 KB header arriving at once passed it.
-        http=bounded_protocol(limits),
-        timeout_keep_alive=limits.keep_alive_seconds,
+    config = server_config(
+        gateway, limits, host=options.host, port=options.port, log_level=options.log_level, lifespan="on"
     )
     server = _Server(config, banner, role)
     asyncio.run(server.serve(sockets))
