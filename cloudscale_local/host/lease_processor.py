@@ -139,24 +139,14 @@ class LeaseProcessor:
                     await self._sleep(poll)
             except LeaseLostError:
                 self._lose("at its checkpoint")
-            except _IO_ERRORS:
-                # The feed or the lease file failed: nothing was checkpointed, so the batch
-                # comes again on the next pass (read afresh from the checkpoint).
+            except Exception:
+                # The feed or the lease file failed, or anything else did (a stored row that
+                # cannot be read, say): nothing was checkpointed, so the batch comes again on
+                # the next pass (read afresh from the checkpoint). The loop must not end
+                # silently: its lease would be neither renewed nor released and the range stall.
                 await self._drop_read_ahead()
                 logger.exception(
                     "the change-feed loop of %s (range %d) failed; trying again in %s s",
-                    self.function.name,
-                    self.feed_range,
-                    poll,
-                )
-                await self._sleep(poll)
-            except Exception:
-                # Anything else (a stored row that cannot be read, say) must not end the loop
-                # silently: the lease would be neither renewed nor released and its range would
-                # stall with no word. Say so, and try the range again after a pause.
-                await self._drop_read_ahead()
-                logger.exception(
-                    "the change-feed loop of %s (range %d) failed unexpectedly; trying again in %s s",
                     self.function.name,
                     self.feed_range,
                     poll,
