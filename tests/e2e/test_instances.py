@@ -292,18 +292,9 @@ def test_a_second_run_on_the_same_port_is_a_clear_error(hosts: Callable[..., Loc
     host = hosts(tmp_path / "first", **INGEST_ONLY)
     port = int(host.url.rsplit(":", 1)[1])
     # WHEN a second run asks for the same port (its sockets would join the first's with SO_REUSEPORT)
-    result = subprocess.run(
-        [sys.executable, "-m", "cloudscale_local.cli.main", "run", "--port", str(port), *TWO],
-        cwd=REPO,
-        env={"CLOUDSCALE_DATA_DIR": str(tmp_path / "second"), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    refused = run_on_taken_port(port, tmp_path / "second")
     # THEN it stops at once, naming the port, and the first run still answers
-    assert result.returncode == 1
-    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert_port_refused(refused, port)
     assert httpx.get(f"{host.url}/metrics", timeout=10).status_code == 200
 
 
@@ -312,14 +303,23 @@ def test_a_busy_port_is_a_clear_error(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = subprocess.run(
-            [sys.executable, "-m", "cloudscale_local.cli.main", "run", "--port", str(port), *TWO],
-            cwd=REPO,
-            env={"CLOUDSCALE_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"},
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        refused = run_on_taken_port(port, tmp_path)
+    assert_port_refused(refused, port)
+
+
+def run_on_taken_port(port: int, data_dir: Path) -> subprocess.CompletedProcess[str]:
+    """`cloudscale run --port <port> --instances 2`, to its end."""
+    return subprocess.run(
+        [sys.executable, "-m", "cloudscale_local.cli.main", "run", "--port", str(port), *TWO],
+        cwd=REPO,
+        env={"CLOUDSCALE_DATA_DIR": str(data_dir), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def assert_port_refused(result: subprocess.CompletedProcess[str], port: int) -> None:
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr
