@@ -108,7 +108,7 @@ def validate_event(item: Any, *, received_at: datetime, measure_size: bool) -> E
         return [_field_error(error) for error in exc.errors(include_url=False)]
     if event.event_id is None or event.timestamp is None:
         event = event.model_copy(
-            update={"event_id": event.event_id or uuid.uuid4(), "timestamp": event.timestamp or received_at}
+            update={"event_id": event.event_id or str(uuid.uuid4()), "timestamp": event.timestamp or received_at}
         )
     return event
 

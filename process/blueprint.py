@@ -15,14 +15,13 @@ import asyncio
 import logging
 import re
 import typing
-import uuid
 from datetime import UTC
 
 import azure.functions as func
 
 from process.service import DeliveredMessage
 from shared.assembly import event_processor, event_reader
-from shared.domain.events import TENANT_ID_PATTERN
+from shared.domain.events import TENANT_ID_PATTERN, canonical_event_id
 from shared.http import error_response, json_response
 from shared.ports import PortError
 from shared.settings import SettingsError
@@ -107,9 +106,9 @@ async def _get_event(req: func.HttpRequest) -> func.HttpResponse:
     if not _TENANT_ID.fullmatch(tenant_id):
         return error_response(400, "invalid_tenant_id", "tenantId must be 1-64 letters, digits, '_', '.' or '-'")
     try:
-        event_id = str(uuid.UUID(event_id))
-    except ValueError:
-        return error_response(400, "invalid_event_id", "eventId must be a UUID")
+        event_id = canonical_event_id(event_id)
+    except ValueError as exc:
+        return error_response(400, "invalid_event_id", str(exc))
     try:
         stored = await event_reader().get(tenant_id, event_id)
     except SettingsError:

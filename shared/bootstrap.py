@@ -28,9 +28,11 @@ from shared.ports import (
     EventStoreWithHistory,
     RateLimitStore,
     StoredEventHistory,
+    TenantRegistry,
 )
 from shared.settings import Settings, SettingsError, load_settings
 from shared.telemetry import configure_azure_monitor, observe_queue_depth
+from shared.write_key_auth import WriteKeyAuthenticator
 
 __all__ = ["Container", "close_container", "get_container", "set_container"]
 
@@ -123,6 +125,26 @@ class Container:
             )
         self.on_close(store.close)
         return store
+
+    @cached_property
+    def tenant_registry(self) -> TenantRegistry:
+        """Tenants and write-key hashes: Table Storage on Azure, a SQLite file embedded."""
+        registry: TenantRegistry
+        if self.settings.backend == "azure":
+            raise SettingsError("the Table Storage tenant registry is not available in this build")
+        else:
+            from shared.adapters.tenants.embedded_registry import REGISTRY_FILE, EmbeddedTenantRegistry
+
+            registry = EmbeddedTenantRegistry(self.data_dir / REGISTRY_FILE)
+        self.on_close(registry.close)
+        return registry
+
+    @cached_property
+    def write_key_authenticator(self) -> WriteKeyAuthenticator:
+        """Presented write keys checked against the registry, cached for this worker."""
+        authenticator = WriteKeyAuthenticator(self.tenant_registry, cache_seconds=self.settings.write_key_cache_seconds)
+        self.on_close(authenticator.close)
+        return authenticator
 
     @cached_property
     def event_store(self) -> EventStoreWithHistory:

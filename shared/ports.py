@@ -11,7 +11,9 @@ Error tree::
     ├── RateLimitStoreError    limiter state could not be read or written
     │   └── ContentionError    optimistic concurrency kept losing; retry later
     ├── EventStoreError        the event store could not be read or written (down, throttled)
-    └── AnalyticsSinkError     the analytics store did not take the rows
+    ├── AnalyticsSinkError     the analytics store did not take the rows
+    └── TenantRegistryError    tenants and write keys could not be read or written
+        └── RegistryConflictError  the change contradicts what is stored (not transient)
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from shared.domain.analytics import AnalyticsRow
 from shared.domain.envelope import QueueMessage
 from shared.domain.ratelimit import ClientState, PeerWindow, SlotWindow
 from shared.domain.stored_event import StoredEvent
+from shared.domain.write_keys import Tenant, WriteKey
 
 __all__ = [
     "AnalyticsHistory",
@@ -47,6 +50,9 @@ __all__ = [
     "PublishError",
     "RateLimitStore",
     "RateLimitStoreError",
+    "RegistryConflictError",
+    "TenantRegistry",
+    "TenantRegistryError",
 ]
 
 T = TypeVar("T")
@@ -81,6 +87,16 @@ class EventStoreError(PortError):
 
 class AnalyticsSinkError(PortError):
     """The analytics store did not take the rows: retry the batch."""
+
+
+class TenantRegistryError(PortError):
+    """The tenant registry could not be read or written: retry later."""
+
+
+class RegistryConflictError(TenantRegistryError):
+    """The change contradicts what is stored: the tenant exists already, there is no such
+    tenant or key, or the tenant has its live keys of that kind already. Retrying changes
+    nothing; the message says what to do instead."""
 
 
 class EventPublisher(Protocol):
@@ -155,6 +171,54 @@ class EventStore(Protocol):
 
     async def check(self) -> None:
         """Raise `PortError` if the store cannot be reached."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class TenantRegistry(Protocol):
+    """Tenants and their write keys (`shared.domain.write_keys`): only key hashes are stored.
+
+    Every method raises `TenantRegistryError` when the store fails, and the changing ones
+    `RegistryConflictError` when the change contradicts what is stored.
+    """
+
+    async def create_tenant(self, tenant: Tenant) -> None:
+        """Store a new tenant; `RegistryConflictError` if one with its id exists."""
+        ...
+
+    async def get_tenant(self, tenant_id: str) -> Tenant | None: ...
+
+    async def list_tenants(self) -> Sequence[Tenant]:
+        """Every tenant, ordered by id."""
+        ...
+
+    async def update_tenant(self, tenant: Tenant) -> None:
+        """Replace a stored tenant's status and quota; `RegistryConflictError` if it does not exist."""
+        ...
+
+    async def add_key(self, key: WriteKey, *, max_live_per_kind: int) -> None:
+        """Store a new key, atomically refusing (`RegistryConflictError`) when its tenant does
+        not exist or already has `max_live_per_kind` active keys of the key's kind."""
+        ...
+
+    async def get_key(self, key_id: str) -> WriteKey | None: ...
+
+    async def list_keys(self, tenant_id: str) -> Sequence[WriteKey]:
+        """The tenant's keys, revoked ones included, oldest first."""
+        ...
+
+    async def revoke_key(self, key_id: str, at: datetime) -> WriteKey:
+        """Mark a key revoked (at `at`; a key revoked already keeps its first time) and return
+        it; `RegistryConflictError` if there is no such key."""
+        ...
+
+    async def touch_key(self, key_id: str, at: datetime) -> None:
+        """Record that the key was used at `at` (kept only if later than what is stored)."""
+        ...
+
+    async def check(self) -> None:
+        """Raise `PortError` if the registry cannot be reached."""
         ...
 
     async def close(self) -> None: ...

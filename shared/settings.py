@@ -73,6 +73,19 @@ class Settings(BaseModel):
     same on every instance; the operator commands do without), generated once in the data
     folder when unset on the embedded backend."""
 
+    write_keys: Literal["required", "optional"] | None = Field(None, alias="CLOUDSCALE_WRITE_KEYS")
+    """Whether ingest refuses a request without a write key. `required` is the only value the
+    Azure backend takes (and its default); the embedded backend defaults to `optional`, where a
+    request without a key is accepted for the tenant its body names (a key, when sent, is
+    always checked). See `write_keys_required`."""
+    write_key_cache_seconds: float = Field(10.0, gt=0, le=300, alias="CLOUDSCALE_WRITE_KEY_CACHE_SECONDS")
+    """How long an instance trusts what it read about a key: a revoked key or a suspended
+    tenant is refused everywhere within this many seconds."""
+    tenant_events_per_minute: int = Field(60_000, gt=0, alias="CLOUDSCALE_TENANT_EVENTS_PER_MINUTE")
+    """Each tenant's quota of events a minute, unless the registry gives the tenant its own."""
+    tenants_table: str = Field("tenants", pattern=r"^[A-Za-z][A-Za-z0-9]{2,62}$", alias="CLOUDSCALE_TENANTS_TABLE")
+    """The Table Storage table of the tenant registry (same account as the rate-limit table)."""
+
     trusted_proxies: Annotated[tuple[IpNetwork, ...], BeforeValidator(_split_networks)] = Field(
         (), alias="CLOUDSCALE_TRUSTED_PROXIES"
     )
@@ -142,6 +155,15 @@ class Settings(BaseModel):
         return self
 
     @model_validator(mode="after")
+    def _azure_requires_write_keys(self) -> Settings:
+        if self.backend == "azure" and self.write_keys == "optional":
+            raise ValueError(
+                "CLOUDSCALE_WRITE_KEYS=optional is refused with CLOUDSCALE_BACKEND=azure: on Azure every "
+                "producer must send a write key (unset the variable, or set it to required)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _retry_budget_fits_the_lock(self) -> Settings:
         try:
             require_retry_fits_lock(self.process_retry_seconds, self.queue_lock_seconds)
@@ -171,6 +193,11 @@ class Settings(BaseModel):
     def rate_limit_client_idle_seconds(self) -> float:
         """How long the rate-limit stores keep an idle client's state (see `idle_after`)."""
         return idle_after(self.rate_limit_client_limits, MAX_BATCH_EVENTS)
+
+    @property
+    def write_keys_required(self) -> bool:
+        """Whether a request without a write key is refused (always on Azure; `optional` embedded by default)."""
+        return self.backend == "azure" or self.write_keys == "required"
 
     @property
     def rate_limit_table_endpoint(self) -> str | None:

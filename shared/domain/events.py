@@ -19,11 +19,14 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
 )
 
 __all__ = [
+    "EVENT_ID_PATTERN",
     "Event",
+    "canonical_event_id",
     "INT64_MAX",
     "INT64_MIN",
     "MAX_BATCH_EVENTS",
@@ -54,10 +57,15 @@ MAX_PAST_AGE = timedelta(days=7)
 TENANT_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
 """A tenant id, unanchored: match it whole (`re.fullmatch`; `$` would let a trailing newline through)."""
 
+EVENT_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}"
+"""An eventId that is not a UUID (a Segment `messageId`), unanchored: match it whole. At most 63
+characters, so the queue message id `<tenantId>/<eventId>` stays within Service Bus's 128."""
+
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
 TenantId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 Url = Annotated[str, StringConstraints(min_length=1, max_length=2048)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
 
 _RFC3339_START = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]")
@@ -71,6 +79,36 @@ def _rfc3339_string(value: object) -> object:
     raise ValueError("timestamp must be an RFC 3339 string, e.g. 2026-01-31T12:00:00Z")
 
 
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339_string)]
+
+_EVENT_ID = re.compile(EVENT_ID_PATTERN)
+
+
+def canonical_event_id(value: object) -> str:
+    """A UUID in its canonical form, or a text id (a Segment messageId) as it is; `ValueError` for anything else."""
+    if isinstance(value, UUID):
+        return str(value)
+    if not isinstance(value, str):
+        raise ValueError("eventId must be a string")
+    try:
+        return str(UUID(value))
+    except ValueError:
+        pass
+    if _EVENT_ID.fullmatch(value):
+        return value
+    raise ValueError(
+        "eventId must be a UUID, or 1-63 letters, digits, '_', '.', ':' or '-' starting with a letter or digit"
+    )
+
+
+# The pattern also matches every UUID, so it describes both forms to OpenAPI readers.
+EventId = Annotated[
+    str,
+    BeforeValidator(canonical_event_id),
+    WithJsonSchema({"type": "string", "maxLength": 63, "pattern": f"^{EVENT_ID_PATTERN}$"}),
+]
+
+
 class Event(BaseModel):
     """One user-behaviour event as a producer sends it."""
 
@@ -79,13 +117,17 @@ class Event(BaseModel):
 
     event_type: Identifier = Field(alias="eventType", description="What happened, e.g. page_view, purchase.")
     tenant_id: TenantId = Field(alias="tenantId", description="The producer's tenant; the storage partition key.")
-    event_id: UUID | None = Field(
+    event_id: EventId | None = Field(
         None,
         alias="eventId",
-        description="With tenantId, the idempotency key end to end; the server makes one if absent.",
+        description=(
+            "With tenantId, the idempotency key end to end; the server makes a UUID if absent. A UUID "
+            "(stored in its canonical lower-case form) or, as a Segment messageId, 1-63 letters, digits, "
+            "'_', '.', ':' or '-'."
+        ),
     )
     correlation_id: ShortText | None = Field(None, alias="correlationId")
-    timestamp: Annotated[AwareDatetime, BeforeValidator(_rfc3339_string)] | None = Field(
+    timestamp: Timestamp | None = Field(
         None,
         description=(
             "RFC 3339 with an offset; defaults to the receive time. At most "
@@ -104,6 +146,31 @@ class Event(BaseModel):
             "numbers within the signed 64-bit integer range."
         ),
     )
+    # What the Segment-compatible API carries beside the fields above (`ingest.segment`); any
+    # producer may send them.
+    anonymous_id: ShortText | None = Field(
+        None, alias="anonymousId", description="An id for a user not (yet) known by userId, e.g. a browser's."
+    )
+    name: Name | None = Field(
+        None, description="A name for what happened: a Segment track call's event name, a page's or screen's name."
+    )
+    group_id: ShortText | None = Field(None, alias="groupId", description="The group (account) of a group call.")
+    previous_id: ShortText | None = Field(
+        None, alias="previousId", description="The user's previous id, of an alias call."
+    )
+    traits: dict[str, Any] | None = Field(
+        None, description="What is known about the user or group (identify, group); bounded as properties are."
+    )
+    context: dict[str, Any] | None = Field(
+        None,
+        description="Where the event came from (page, library, locale, device...), bounded as properties are.",
+    )
+    original_timestamp: Timestamp | None = Field(
+        None,
+        alias="originalTimestamp",
+        description="The device's clock when the event happened, before clock-skew correction.",
+    )
+    sent_at: Timestamp | None = Field(None, alias="sentAt", description="The device's clock when it sent the event.")
 
     @field_validator("timestamp")
     @classmethod
@@ -117,20 +184,22 @@ class Event(BaseModel):
             raise ValueError(f"timestamp is more than {MAX_PAST_AGE.days} days old")
         return value
 
-    @field_validator("properties")
+    @field_validator("properties", "traits", "context")
     @classmethod
-    def _properties_bounded(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+    def _objects_bounded(cls, value: dict[str, Any] | None, info: ValidationInfo) -> dict[str, Any] | None:
         if value is not None:
-            keys = _count_keys(value, depth=1)
+            name = info.field_name or "properties"
+            keys = _count_keys(value, depth=1, path=name)
             if keys > MAX_PROPERTIES_KEYS:
-                raise ValueError(f"properties has {keys} keys; at most {MAX_PROPERTIES_KEYS} are allowed")
+                raise ValueError(f"{name} has {keys} keys; at most {MAX_PROPERTIES_KEYS} are allowed")
         return value
 
 
 def _count_keys(value: Any, depth: int, path: str = "properties") -> int:
     """Count object keys at every level, enforcing depth, key length and number range as it goes."""
     if depth > MAX_PROPERTIES_DEPTH:
-        raise ValueError(f"properties are nested more than {MAX_PROPERTIES_DEPTH} levels deep")
+        root = re.split(r"[.[]", path, maxsplit=1)[0]
+        raise ValueError(f"{root} is nested more than {MAX_PROPERTIES_DEPTH} levels deep")
     items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
     count = len(value) if isinstance(value, dict) else 0
     for key, item in items:

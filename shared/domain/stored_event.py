@@ -97,6 +97,14 @@ class StoredEvent(BaseModel):
     session_id: str | None = Field(None, alias="sessionId")
     url: str | None = None
     properties: dict[str, Any] | None = None
+    anonymous_id: str | None = Field(None, alias="anonymousId")
+    name: str | None = None
+    group_id: str | None = Field(None, alias="groupId")
+    previous_id: str | None = Field(None, alias="previousId")
+    traits: dict[str, Any] | None = None
+    context: dict[str, Any] | None = None
+    original_timestamp: AwareDatetime | None = Field(None, alias="originalTimestamp")
+    sent_at: AwareDatetime | None = Field(None, alias="sentAt")
     enrichment: Enrichment
     fraud: FraudResult
     trace_context: dict[str, str] = Field(default_factory=dict, alias="traceContext")
@@ -133,6 +141,14 @@ def build_stored_event(envelope: Envelope, enrichment: Enrichment, fraud: FraudR
         session_id=event.session_id,
         url=event.url,
         properties=event.properties,
+        anonymous_id=event.anonymous_id,
+        name=event.name,
+        group_id=event.group_id,
+        previous_id=event.previous_id,
+        traits=event.traits,
+        context=event.context,
+        original_timestamp=event.original_timestamp,
+        sent_at=event.sent_at,
         enrichment=enrichment,
         fraud=fraud,
         trace_context=envelope.trace_context,

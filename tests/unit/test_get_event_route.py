@@ -28,8 +28,8 @@ async def test_a_malformed_tenant_is_refused_with_400(tenant_id: str) -> None:
     assert orjson.loads(response.get_body())["error"] == "invalid_tenant_id"
 
 
-@pytest.mark.parametrize("event_id", ["not-a-uuid", "", "1234"])
-async def test_an_event_id_that_is_not_a_uuid_is_refused_with_400(event_id: str) -> None:
+@pytest.mark.parametrize("event_id", ["not a uuid", "", "-1234", "x" * 64])
+async def test_an_event_id_that_is_neither_a_uuid_nor_a_text_id_is_refused_with_400(event_id: str) -> None:
     response = await _get_event(get("acme", event_id))
 
     assert response.status_code == 400

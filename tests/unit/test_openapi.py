@@ -37,6 +37,14 @@ CONTRACT_FIELDS = {
     "sessionId",
     "url",
     "properties",
+    "anonymousId",
+    "name",
+    "groupId",
+    "previousId",
+    "traits",
+    "context",
+    "originalTimestamp",
+    "sentAt",
 }
 SEED = {"eventType": "page_view", "correlationId": "test-1", "tenantId": "acme", "url": "/home"}
 
@@ -115,7 +123,7 @@ def test_the_event_schema_quotes_the_string_limits(event_schema: dict[str, Any])
         "sessionId": 128,
         "url": 2048,
     }
-    assert string_schema("eventId")["format"] == "uuid"
+    assert string_schema("eventId")["pattern"] == "^[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}$"
     assert string_schema("timestamp")["format"] == "date-time"
     assert string_schema("tenantId")["pattern"] == "^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 

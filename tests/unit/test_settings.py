@@ -183,6 +183,24 @@ def test_settings_errors_are_value_errors() -> None:
     assert issubclass(SettingsError, ValueError)
 
 
+def test_write_keys_are_optional_by_default_only_on_the_embedded_backend(load: Load) -> None:
+    assert load().write_keys_required is False
+    assert load(CLOUDSCALE_WRITE_KEYS="required").write_keys_required is True
+
+
+def test_the_azure_backend_refuses_optional_write_keys_and_requires_them_by_default() -> None:
+    azure = {
+        "CLOUDSCALE_BACKEND": "azure",
+        "ServiceBusConnection__fullyQualifiedNamespace": "ns.servicebus.windows.net",
+        "CLOUDSCALE_RATE_LIMIT_TABLE_ENDPOINT": "https://account.table.core.windows.net",
+        "CosmosDBConnection__accountEndpoint": "https://account.documents.azure.com:443/",
+    }
+
+    assert load_settings(azure).write_keys_required is True
+    error = load_error({**azure, "CLOUDSCALE_WRITE_KEYS": "optional"})
+    assert "CLOUDSCALE_WRITE_KEYS=optional is refused" in str(error)
+
+
 def test_trusted_proxies_are_a_comma_list_of_addresses_and_cidr_blocks(load: Load) -> None:
     settings = load(CLOUDSCALE_TRUSTED_PROXIES=" 127.0.0.1 , 10.0.0.0/8,,fd00::/8, 192.168.1.7/24 ")
 
@@ -273,6 +291,10 @@ def test_every_setting_can_be_set_by_its_variable(tmp_path: Path) -> None:
         "CLOUDSCALE_RATE_LIMIT_IPV6_PREFIX": "56",
         "CLOUDSCALE_CLIENT_KEY_SECRET": "a-secret-of-sixteen-or-more",
         "CLOUDSCALE_TRUSTED_PROXIES": "10.0.0.0/8",
+        "CLOUDSCALE_WRITE_KEYS": "required",
+        "CLOUDSCALE_WRITE_KEY_CACHE_SECONDS": "5",
+        "CLOUDSCALE_TENANT_EVENTS_PER_MINUTE": "1200",
+        "CLOUDSCALE_TENANTS_TABLE": "producers",
         "CLOUDSCALE_EVENTS_QUEUE": "q",
         "CLOUDSCALE_QUEUE_LOCK_SECONDS": "45",
         "CLOUDSCALE_QUEUE_MAX_DELIVERY_COUNT": "3",
