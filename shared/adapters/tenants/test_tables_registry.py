@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from azure.data.tables import TableClient as SyncTableClient
@@ -44,6 +44,11 @@ class RivalBeforeEachCommit(TableClient):
         return await super().submit_transaction(operations, **kwargs)
 
 
+def rival_before_each_commit(connection_string: str, table_name: str) -> RivalBeforeEachCommit:
+    # `from_connection_string` builds the subclass it is called on, though typed as the base.
+    return cast(RivalBeforeEachCommit, RivalBeforeEachCommit.from_connection_string(connection_string, table_name))
+
+
 def rival_adds_a_live_key(connection_string: str, table_name: str) -> Callable[[], None]:
     """Another writer's `add_key` for tenant acme, done raw: the tenant entity rewritten (a new
     ETag) and a live server key inserted."""
@@ -72,7 +77,7 @@ def rival_adds_a_live_key(connection_string: str, table_name: str) -> Callable[[
 async def test_a_key_added_between_read_and_commit_is_counted_on_the_retry(
     azurite_table_connection_string: str, table_name: str
 ) -> None:
-    client = RivalBeforeEachCommit.from_connection_string(azurite_table_connection_string, table_name=table_name)
+    client = rival_before_each_commit(azurite_table_connection_string, table_name)
     registry = TableTenantRegistry(client)
     try:
         await registry.create_tenant(tenant())
@@ -94,7 +99,7 @@ async def test_a_key_added_between_read_and_commit_is_counted_on_the_retry(
 async def test_losing_every_race_is_a_registry_error_not_a_conflict(
     azurite_table_connection_string: str, table_name: str
 ) -> None:
-    client = RivalBeforeEachCommit.from_connection_string(azurite_table_connection_string, table_name=table_name)
+    client = rival_before_each_commit(azurite_table_connection_string, table_name)
     registry = TableTenantRegistry(client, max_attempts=3)
     try:
         await registry.create_tenant(tenant())
