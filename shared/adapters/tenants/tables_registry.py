@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, Final, cast
 
@@ -42,6 +42,7 @@ from azure.core import MatchConditions
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import (
     AzureError,
+    HttpResponseError,
     ResourceExistsError,
     ResourceModifiedError,
     ResourceNotFoundError,
@@ -302,8 +303,16 @@ class TableTenantRegistry:
             if self._table_ready:
                 return
             # Another instance, an operator's CLI or the deployment may have created it first.
-            with suppress(ResourceExistsError):
+            try:
                 await self._client.create_table()
+            except ResourceExistsError:
+                pass
+            except HttpResponseError as exc:
+                # Creating a table is an account-level operation: an operator granted Storage
+                # Table Data Contributor on this table alone gets 403 here although the table
+                # exists. Go on; if it is missing, the first read or write says so.
+                if exc.status_code != 403:
+                    raise
             self._table_ready = True
 
     async def _get(self, row_key: str) -> TableEntity | None:

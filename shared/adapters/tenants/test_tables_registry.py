@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any, cast
 
 import pytest
+from azure.core.exceptions import HttpResponseError
 from azure.data.tables import TableClient as SyncTableClient
 from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
@@ -175,3 +176,28 @@ async def test_an_unreachable_table_raises_the_port_error() -> None:
     for error in (read_error.value, add_error.value):
         assert not isinstance(error, RegistryConflictError)
         assert error.__cause__ is not None  # the SDK error is chained, not leaked
+
+
+class TableScopedRole(TableClient):
+    """A client whose principal has Storage Table Data Contributor on the table only: creating
+    a table (an account-level operation) is refused with 403, as Azure refuses it."""
+
+    async def create_table(self, **kwargs: Any) -> Any:
+        response = HttpResponseError("This request is not authorized to perform this operation using this permission.")
+        response.status_code = 403
+        raise response
+
+
+@pytest.mark.azurite
+async def test_a_principal_allowed_on_the_table_only_uses_the_existing_table(
+    azurite_table_connection_string: str, table_name: str
+) -> None:
+    with SyncTableClient.from_connection_string(azurite_table_connection_string, table_name=table_name) as admin:
+        admin.create_table()
+    client = TableScopedRole.from_connection_string(azurite_table_connection_string, table_name=table_name)
+    registry = TableTenantRegistry(client)
+    try:
+        await registry.create_tenant(tenant())
+        assert await registry.get_tenant("acme") == tenant()
+    finally:
+        await registry.close()
