@@ -20,7 +20,6 @@ from shared.adapters.tenants.tables_registry import (
     create_table_tenant_registry,
 )
 from shared.adapters.tenants.test_registry_contract import new_key, tenant
-from shared.bootstrap import Container
 from shared.ports import RegistryConflictError, TenantRegistryError
 from shared.settings import load_settings
 from tests.integration.azurite import free_port
@@ -123,28 +122,18 @@ async def test_losing_every_race_is_a_registry_error_not_a_conflict(
 
 
 @pytest.mark.azurite
-async def test_the_composition_root_builds_the_table_registry_from_settings(
+async def test_the_registry_built_from_settings_uses_the_named_table_in_the_storage_account(
     azurite_table_connection_string: str, table_name: str
 ) -> None:
     settings = load_settings(
-        {
-            "CLOUDSCALE_BACKEND": "azure",
-            "AzureWebJobsStorage": azurite_table_connection_string,
-            "CLOUDSCALE_TENANTS_TABLE": table_name,
-            # Required on Azure, never reached here: the container connects lazily.
-            "ServiceBusConnection__fullyQualifiedNamespace": "example.servicebus.windows.net",
-            "CosmosDBConnection__accountEndpoint": "https://example.invalid",
-        }
+        {"AzureWebJobsStorage": azurite_table_connection_string, "CLOUDSCALE_TENANTS_TABLE": table_name}
     )
-    container = Container(settings)
+    registry = create_table_tenant_registry(settings)
     try:
-        registry = container.tenant_registry
-        assert isinstance(registry, TableTenantRegistry)
         await registry.check()
         await registry.create_tenant(tenant())
     finally:
-        await container.close()
-    # The table named in the settings, in the connection string's account.
+        await registry.close()
     with SyncTableClient.from_connection_string(azurite_table_connection_string, table_name=table_name) as raw:
         assert raw.get_entity(REGISTRY_PARTITION, "tenant:acme")["Status"] == "active"
 
