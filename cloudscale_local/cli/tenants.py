@@ -22,7 +22,6 @@ from cloudscale_local.cli.backend import load_cli_settings, run_with_container
 from shared.domain.events import TENANT_ID_PATTERN
 from shared.domain.write_keys import (
     MAX_LIVE_KEYS_PER_KIND,
-    IssuedKey,
     KeyKind,
     Tenant,
     WriteKey,
@@ -248,13 +247,15 @@ def create_key(tenant_id: str, kind: str, origins: tuple[str, ...], label: str |
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
 
-    async def add(registry: TenantRegistry) -> IssuedKey:
+    async def add(registry: TenantRegistry) -> Tenant | None:
         await registry.add_key(issued.record, max_live_per_kind=MAX_LIVE_KEYS_PER_KIND)
-        return issued
+        return await registry.get_tenant(tenant_id)
 
-    _run(settings, add)
+    tenant = _run(settings, add)
     record = issued.record
     if not quiet:
+        if tenant is not None and not tenant.active:
+            click.echo(f"Tenant {tenant_id!r} is suspended: the key works once it is resumed.", err=True)
         click.echo(
             f"A new {record.kind} key for tenant {tenant_id!r}, id {record.key_id}"
             + (f", for origins {', '.join(record.origins)}" if record.origins else "")

@@ -182,6 +182,8 @@ def test_suspend_resume_and_quota_change_the_stored_tenant(invoke: Invoke, tmp_p
     assert rejected.value.reason == "tenant_suspended"
     ok(invoke("tenants", "set-quota", "acme", "--events-per-minute", "90"))
     assert stored(tmp_path)[0][0].events_per_minute == 90
+    suspended_key = ok(invoke("keys", "create", "--tenant", "acme"))
+    assert "Tenant 'acme' is suspended: the key works once it is resumed." in suspended_key.stderr
     ok(invoke("tenants", "resume", "acme"))
     assert authenticate(tmp_path, key).events_per_minute == 90
     assert "60000 events/min (default)" in ok(invoke("tenants", "set-quota", "acme", "--default")).stdout

@@ -114,8 +114,9 @@ class TableTenantRegistry:
 
     async def update_tenant(self, tenant: Tenant) -> None:
         async with self._guard():
-            # Merge: the status and quota change, CreatedAt and KeysVersion stay; a quota back
-            # to the default is a property removed, which merge cannot do, so read and replace.
+            # Read and replace, not merge: a quota put back to the default is a property
+            # removed, which a merge cannot do. CreatedAt and KeysVersion are kept as read, and
+            # the ETag keeps a concurrent `add_key`'s version bump from being undone.
             for attempt in range(self._max_attempts):
                 await _backoff(attempt)
                 current = await self._get(_TENANT + tenant.tenant_id)
