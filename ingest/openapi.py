@@ -13,13 +13,19 @@ from __future__ import annotations
 
 from functools import cache
 from typing import Any, Literal
-from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
 from ingest.openapi_security import SECURITY_SCHEMES, WRITE_KEY_SECURITY, WWW_AUTHENTICATE
-from shared.domain.events import MAX_BATCH_EVENTS, MAX_BODY_BYTES, MAX_EVENT_BYTES, TENANT_ID_PATTERN, Event
+from shared.domain.events import (
+    EVENT_ID_PATTERN,
+    MAX_BATCH_EVENTS,
+    MAX_BODY_BYTES,
+    MAX_EVENT_BYTES,
+    TENANT_ID_PATTERN,
+    Event,
+)
 from shared.domain.stored_event import StoredEvent
 
 __all__ = ["openapi_document"]
@@ -34,7 +40,9 @@ class FieldErrorBody(BaseModel):
 class AcceptedEventBody(BaseModel):
     index: int
     status: Literal["accepted"]
-    event_id: UUID = Field(alias="eventId")
+    event_id: str = Field(
+        alias="eventId", description="The event's id: the one sent (a UUID or a text id), or a UUID made for it."
+    )
 
 
 class RejectedEventBody(BaseModel):
@@ -293,7 +301,7 @@ def _read_event_operation() -> dict[str, Any]:
                 "name": "eventId",
                 "in": "path",
                 "required": True,
-                "schema": {"type": "string"},
+                "schema": {"type": "string", "pattern": f"^{EVENT_ID_PATTERN}$"},
                 "description": "A UUID or a text id (e.g. a Segment messageId), as accepted.",
             },
         ],
