@@ -86,6 +86,12 @@ var appSettings = {
   CLOUDSCALE_TRUSTED_PROXIES: trustedProxies
   CLOUDSCALE_RATE_LIMIT_TABLE: rateLimitTableName
   CLOUDSCALE_RATE_LIMIT_TABLE_ENDPOINT: tableEndpoint
+  // Producers send write keys; the Azure backend refuses anything but required. A revoked key
+  // or a suspended tenant is refused within the cache seconds.
+  CLOUDSCALE_WRITE_KEYS: 'required'
+  CLOUDSCALE_WRITE_KEY_CACHE_SECONDS: '10'
+  CLOUDSCALE_TENANT_EVENTS_PER_MINUTE: '60000'
+  CLOUDSCALE_TENANTS_TABLE: 'tenants'
   // The triggers' bindings read the queue, database and container names from these settings.
   CLOUDSCALE_EVENTS_QUEUE: eventsQueueName
   CLOUDSCALE_POISON_QUEUE: poisonQueueName
