@@ -102,6 +102,7 @@ def test_a_request_without_a_key_is_refused_with_401_and_a_bearer_challenge(keye
         response = send(client, SEED_EXAMPLE)
     assert_error(response, 401, "missing_key")
     assert response.headers["WWW-Authenticate"] == 'Bearer realm="cloudscale"'
+    assert any("write keys: required" in line for line in keyed.output), "".join(keyed.output)
 
 
 @pytest.mark.parametrize(

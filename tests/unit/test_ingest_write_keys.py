@@ -32,7 +32,7 @@ from shared.domain.ratelimit import (
     tenant_limits,
 )
 from shared.ports import TenantRegistryError
-from shared.settings import load_settings
+from shared.settings import SettingsError, load_settings
 from shared.telemetry import IngestMetrics
 from shared.write_key_auth import KeyRejectedError, Producer
 from tests.unit.test_rate_limiter import FakeClock, FakeRateLimitStore
@@ -136,6 +136,11 @@ def test_a_tenant_bucket_is_forgotten_no_later_than_a_client_is() -> None:
     settings = load_settings({})
     for quota in (MIN_TENANT_EVENTS_PER_MINUTE, 1_000, 60_000, 10_000_000):
         assert tenant_idle_after(tenant_limits(quota), 500) <= settings.rate_limit_client_idle_seconds
+
+
+def test_a_default_tenant_quota_below_one_batch_a_minute_is_refused_by_name() -> None:
+    with pytest.raises(SettingsError, match="CLOUDSCALE_TENANT_EVENTS_PER_MINUTE"):
+        load_settings({"CLOUDSCALE_TENANT_EVENTS_PER_MINUTE": str(MIN_TENANT_EVENTS_PER_MINUTE - 1)})
 
 
 def test_a_quota_below_one_batch_a_minute_counts_as_one_batch() -> None:
