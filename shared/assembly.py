@@ -2,7 +2,8 @@
 
 The other half of the composition root (`shared.bootstrap` chooses the adapters): one function
 per use a blueprint has (`ingest_endpoint`, `readiness_probes`, `event_processor`,
-`event_reader`, `analytics_feed`, `analytics_reconciler`), each built on first use and kept
+`event_reader`, `event_read_access`, `analytics_feed`, `analytics_reconciler`), each built on first
+use and kept
 with the container (`Container.singleton`), so a container a test or the local host installs
 brings its own. The stages are imported when first needed, as the adapters are: importing this
 module stays cheap, and a blueprint imports only what it runs.
@@ -22,9 +23,11 @@ __all__ = [
     "build_analytics_feed",
     "build_analytics_reconciler",
     "build_event_processor",
+    "build_event_read_access",
     "build_ingest_endpoint",
     "build_readiness_probes",
     "event_processor",
+    "event_read_access",
     "event_reader",
     "ingest_endpoint",
     "readiness_probes",
@@ -35,6 +38,7 @@ if TYPE_CHECKING:
     from changefeed.service import AnalyticsFeedService
     from ingest.health import ReadinessProbes
     from ingest.http import IngestEndpoint
+    from process.read_access import ReadAccess
     from process.service import ProcessService
 
 
@@ -58,6 +62,11 @@ def event_reader() -> EventStore:
     return get_container().event_store
 
 
+def event_read_access() -> ReadAccess:
+    """`GET /api/events/{tenantId}/{eventId}`: who may read which tenant's events."""
+    return get_container().singleton(build_event_read_access)
+
+
 def analytics_feed() -> AnalyticsFeedService:
     """The change-feed trigger: stored events into analytics."""
     return get_container().singleton(build_analytics_feed)
@@ -75,6 +84,7 @@ def build_ingest_endpoint(container: Container) -> IngestEndpoint:
     from ingest.service import IngestService
     from shared.domain.client_identity import ClientKeyer
     from shared.telemetry import ingest_metrics
+    from shared.write_key_auth import Producer
 
     settings = container.settings
     limiter = RateLimiter(
@@ -88,8 +98,23 @@ def build_ingest_endpoint(container: Container) -> IngestEndpoint:
     container.on_close(limiter.close)
     metrics = ingest_metrics()
     keyer = ClientKeyer(container.client_key_secret(), settings.rate_limit_ipv6_prefix)
+
+    async def authenticate(key: str) -> Producer:
+        # The registry is reached on the first keyed request, not when ingest is built: a
+        # keyless request in open mode never needs it.
+        return await container.write_key_authenticator.authenticate(key)
+
+    use_case = IngestService(
+        limiter,
+        container.publisher,
+        keyer,
+        metrics,
+        authenticate=authenticate,
+        keys_required=settings.write_keys_required,
+        tenant_events_per_minute=settings.tenant_events_per_minute,
+    )
     return IngestEndpoint(
-        use_case=IngestService(limiter, container.publisher, keyer, metrics),
+        use_case=use_case,
         trusted_proxies=settings.trusted_proxies,
         answer_time=metrics.ingestion_duration,
     )
@@ -128,6 +153,17 @@ def build_event_processor(container: Container) -> ProcessService:
         rules.distinct_users_tracker(),
         process_metrics(),
     )
+
+
+def build_event_read_access(container: Container) -> ReadAccess:
+    """Reads checked against the container's write keys (the registry is reached on the first keyed read)."""
+    from process.read_access import ReadAccess
+    from shared.write_key_auth import Producer
+
+    async def authenticate(key: str) -> Producer:
+        return await container.write_key_authenticator.authenticate(key)
+
+    return ReadAccess(authenticate, keys_required=container.settings.write_keys_required)
 
 
 def build_analytics_feed(container: Container) -> AnalyticsFeedService:

@@ -87,7 +87,9 @@ var appSettings = {
   CLOUDSCALE_TRUSTED_PROXIES: trustedProxies
   CLOUDSCALE_RATE_LIMIT_TABLE: rateLimitTableName
   CLOUDSCALE_RATE_LIMIT_TABLE_ENDPOINT: tableEndpoint
-  // The tenant registry, in the rate-limit table's account; keys are always required on Azure.
+  // The tenant registry, in the rate-limit table's account. Producers send write keys; the
+  // Azure backend refuses anything but required. A revoked key or a suspended tenant is
+  // refused within the cache seconds.
   CLOUDSCALE_TENANTS_TABLE: tenantsTableName
   CLOUDSCALE_WRITE_KEYS: 'required'
   CLOUDSCALE_WRITE_KEY_CACHE_SECONDS: '10'
