@@ -153,7 +153,8 @@ def openapi_document() -> dict[str, Any]:
                     "requestBody": {
                         "required": True,
                         "description": (
-                            f"Body at most {MAX_BODY_BYTES} bytes; each event at most {MAX_EVENT_BYTES} bytes."
+                            f"Body at most {MAX_BODY_BYTES} bytes; each event at most {MAX_EVENT_BYTES} bytes. "
+                            "Also accepted as text/plain (what navigator.sendBeacon sends), the body still JSON."
                         ),
                         "content": {
                             "application/json": {
@@ -181,7 +182,7 @@ def openapi_document() -> dict[str, Any]:
                         },
                         "400": _error("Malformed JSON, an empty batch, or every event rejected (see details)."),
                         "413": _error("Body over 1 MiB, an event over 32 KiB, or a batch over 500 events."),
-                        "415": _error("Content-Type is not application/json."),
+                        "415": _error("Content-Type is neither application/json nor text/plain."),
                         "429": _error(
                             "Rate limited, per client (events) or globally (requests); the request took nothing."
                             " Or, with an empty body, no `Retry-After` and `X-FUNCTION-SCALEOUT: 1` instead of this"
