@@ -3,13 +3,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
 import pytest
 
+from shared.adapters.tenants.embedded_registry import REGISTRY_FILE, EmbeddedTenantRegistry
+from shared.domain.write_keys import MAX_LIVE_KEYS_PER_KIND, Tenant, issue_key
 from tests.e2e.conftest import INGEST_ONLY, LocalHost, start_host
 
 pytestmark = pytest.mark.e2e
@@ -138,3 +146,137 @@ def test_a_beacons_text_plain_body_is_read_as_json(any_origin_host: LocalHost) -
     assert response.status_code == 202, response.text
     assert response.json()["accepted"] == 1
     assert response.headers["access-control-allow-origin"] == "*"
+
+
+# --- Browser keys: the app enforces each key's origins -----------------------------------------
+
+
+@dataclass(frozen=True)
+class ShopKeys:
+    browser: str
+    """Bound to `SHOP`: public, in the shop's pages."""
+    server: str
+
+
+def create_shop_keys(data_dir: Path) -> ShopKeys:
+    """Tenant `shop` with a browser key bound to `SHOP` and a server key, in the host's registry file."""
+
+    async def create() -> ShopKeys:
+        registry = EmbeddedTenantRegistry(data_dir / REGISTRY_FILE)
+        now = datetime.now(UTC)
+        try:
+            await registry.create_tenant(Tenant("shop", "active", now))
+            browser = issue_key("shop", "browser", created_at=now, origins=(SHOP,))
+            server = issue_key("shop", "server", created_at=now)
+            for issued in (browser, server):
+                await registry.add_key(issued.record, max_live_per_kind=MAX_LIVE_KEYS_PER_KIND)
+        finally:
+            await registry.close()
+        return ShopKeys(browser.key, server.key)
+
+    return asyncio.run(create())
+
+
+@pytest.fixture(scope="module")
+def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalHost, ShopKeys]]:
+    """The whole pipeline (so events are stored), the CORS middleware as deployed, and the shop's keys."""
+    data_dir = tmp_path_factory.mktemp("data")
+    keys = create_shop_keys(data_dir)
+    running = start_host(data_dir, CLOUDSCALE_TRUSTED_PROXIES="127.0.0.1/32,::1/128")
+    yield running, keys
+    running.stop()
+
+
+def wait_for_stored(client: httpx.Client, path: str, server_key: str, timeout: float = 5.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        response = client.get(path, headers={"Authorization": f"Bearer {server_key}"})
+        if response.status_code == 200:
+            document: dict[str, Any] = response.json()
+            return document
+        assert response.status_code == 404, response.text
+        if time.monotonic() > deadline:
+            pytest.fail(f"{path} was not stored within {timeout} s")
+        time.sleep(0.05)
+
+
+def assert_refused(response: httpx.Response, status: int, code: str) -> None:
+    assert response.status_code == status, response.text
+    assert response.json()["error"] == code
+
+
+def test_a_beacon_with_the_browser_key_in_the_url_is_stored_under_the_keys_tenant(
+    keyed: tuple[LocalHost, ShopKeys],
+) -> None:
+    host, keys = keyed
+    beacon = {"eventType": "page_view", "url": "/checkout"}  # no tenantId: the key's tenant fills it in
+    with host.client() as client:
+        # What navigator.sendBeacon(`${url}?writeKey=${key}`, JSON.stringify(event)) sends from the shop.
+        response = client.post(
+            "/api/events",
+            params={"writeKey": keys.browser},
+            content=orjson.dumps(beacon),
+            headers={"Content-Type": "text/plain;charset=UTF-8", "Origin": SHOP, "X-Forwarded-For": next(_ips)},
+        )
+        assert response.status_code == 202, response.text
+        event_id = response.json()["results"][0]["eventId"]
+        stored = wait_for_stored(client, f"/api/events/shop/{event_id}", keys.server)
+
+    assert response.headers["access-control-allow-origin"] == "*"
+    assert stored["tenantId"] == "shop"
+    assert stored["url"] == "/checkout"
+
+
+def test_a_fetch_with_the_browser_key_in_the_authorization_header_is_accepted(
+    keyed: tuple[LocalHost, ShopKeys],
+) -> None:
+    host, keys = keyed
+    with host.client() as client:
+        response = client.post(
+            "/api/events",
+            content=orjson.dumps({"eventType": "click", "tenantId": "shop"}),
+            headers={
+                "Authorization": f"Bearer {keys.browser}",
+                "Content-Type": "application/json",
+                "Origin": SHOP,
+                "X-Forwarded-For": next(_ips),
+            },
+        )
+
+    assert response.status_code == 202, response.text
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [FOREIGN, None, f"{SHOP},{SHOP}", "https://shop.example.evil.example", "http://shop.example"],
+    ids=["foreign", "none", "two-origin-lines", "suffix", "other-scheme"],
+)
+def test_a_browser_key_from_an_origin_it_is_not_bound_to_is_refused(
+    keyed: tuple[LocalHost, ShopKeys], origin: str | None
+) -> None:
+    host, keys = keyed
+    headers = [("Content-Type", "text/plain;charset=UTF-8"), ("X-Forwarded-For", next(_ips))]
+    # Two Origin lines reach the app as one "a,b" value (as the host joins them), matching no origin.
+    headers += [("Origin", part) for part in (origin or "").split(",") if part]
+    with host.client() as client:
+        response = client.post(
+            "/api/events", params={"writeKey": keys.browser}, content=orjson.dumps(EVENT), headers=headers
+        )
+
+    assert_refused(response, 403, "origin_not_allowed")
+    assert keys.browser not in response.text
+
+
+def test_a_server_key_in_the_url_is_refused_without_being_checked(keyed: tuple[LocalHost, ShopKeys]) -> None:
+    host, keys = keyed
+    with host.client() as client:
+        response = client.post(
+            "/api/events",
+            params={"writeKey": keys.server},
+            content=orjson.dumps({"eventType": "click", "tenantId": "shop"}),
+            headers={"Content-Type": "text/plain;charset=UTF-8", "Origin": SHOP, "X-Forwarded-For": next(_ips)},
+        )
+
+    assert_refused(response, 401, "invalid_key")
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    assert keys.server not in response.text
