@@ -30,6 +30,7 @@ from typing import Any
 import orjson
 
 from cloudscale_local.bench.ceiling import serve_ceiling
+from cloudscale_local.bench.keys import create_bench_key
 from cloudscale_local.bench.measure import (
     MemorySampler,
     count_rows,
@@ -175,13 +176,14 @@ def run_scenario(scenario: Scenario, options: BenchOptions, *, capacity: float |
                 "maxConcurrentRequests": options.max_concurrent_requests,
                 "maxOutstandingRequests": options.max_outstanding_requests,
             }
+        key = create_bench_key(folder / "data") if scenario.write_key else None
         with _host(folder, scenario, instances, http) as (url, pid):
-            warm = _wrk(url + "/api/events", options, scenario, warmup=True)
+            warm = _wrk(url + "/api/events", options, scenario, warmup=True, write_key=key)
             if scenario.kind == "overload":
-                return _overload(scenario, options, instances, url, pid, folder / "data", warm, capacity)
+                return _overload(scenario, options, instances, url, pid, folder / "data", warm, capacity, key)
             before = tree_cpu_seconds([pid])
             started = time.time()
-            result = _wrk(url + "/api/events", options, scenario)
+            result = _wrk(url + "/api/events", options, scenario, write_key=key)
             drain = None
             if scenario.kind == "pipeline":
                 expected = warm.accepted_events + result.accepted_events
@@ -203,6 +205,7 @@ def _overload(
     data_dir: Path,
     warm: WrkResult,
     capacity: float | None,
+    write_key: str | None,
 ) -> ScenarioResult:
     # `capacity` is what (c) accepted with `options.instances` instances: this one instance's share.
     share = capacity / max(1, options.instances) if capacity else None
@@ -216,6 +219,7 @@ def _overload(
         ips=BENCH_CLIENT_IPS,
         workers=options.generator_workers,
         data_dir=None,
+        write_key=write_key,
     )
     before = tree_cpu_seconds([pid])
     with MemorySampler([pid]) as memory:
@@ -234,7 +238,9 @@ def _overload(
     )
 
 
-def _wrk(url: str, options: BenchOptions, scenario: Scenario, *, warmup: bool = False) -> WrkResult:
+def _wrk(
+    url: str, options: BenchOptions, scenario: Scenario, *, warmup: bool = False, write_key: str | None = None
+) -> WrkResult:
     return run_wrk(
         url,
         duration=options.warmup if warmup else options.duration,
@@ -242,6 +248,7 @@ def _wrk(url: str, options: BenchOptions, scenario: Scenario, *, warmup: bool = 
         connections=options.connections,
         batch_size=scenario.batch_size,
         addresses=BENCH_CLIENT_IPS,
+        write_key=write_key,
     )
 
 

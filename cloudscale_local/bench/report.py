@@ -117,6 +117,9 @@ def stage_cpu(results: Sequence[ScenarioResult]) -> list[tuple[str, float]]:
     ingest, full, batch = by_key.get("ingest"), by_key.get("full"), by_key.get("batch")
     if ingest is not None:
         stages.append(("ingest (b)", ingest))
+    ingest_open = by_key.get("ingest_open")
+    if ingest is not None and ingest_open is not None:
+        stages.append(("write-key authentication ((b) - (b'))", ingest - ingest_open))
     if ingest is not None and full is not None:
         stages.append(("process + change feed ((c) - (b))", full - ingest))
     if full is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import re
 import resource
 import shutil
@@ -35,6 +36,8 @@ WRK_INSTALL_HINT = (
     "`sudo apt-get install wrk` (Debian, Ubuntu) or `brew install wrk` (macOS)."
 )
 SUMMARY_MARKER = "CLOUDSCALE_WRK "
+WRITE_KEY_VARIABLE = "CLOUDSCALE_WRITE_KEY"
+"""The environment variable the script reads its write key from (empty or unset: none)."""
 _UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
 
 
@@ -103,11 +106,16 @@ def run_wrk(
     batch_size: int = 1,
     addresses: int = 25_000,
     timeout_seconds: float = 10.0,
+    write_key: str | None = None,
 ) -> WrkResult:
-    """Run `wrk -t{threads} -c{connections} -d{duration}s --latency` with the events script against `url`."""
+    """Run `wrk -t{threads} -c{connections} -d{duration}s --latency` with the events script against `url`.
+
+    `write_key`: sent as `Authorization: Bearer` (handed to the script in its environment, not on
+    the command line where `ps` shows it); the events then name no tenant.
+    """
     wrk = find_wrk()
     with tempfile.TemporaryDirectory(prefix="cloudscale-wrk-") as folder:
-        templates = write_templates(Path(folder) / "events.jsonl")
+        templates = write_templates(Path(folder) / "events.jsonl", keyed=write_key is not None)
         prefix = id_prefix()
         command = [
             wrk,
@@ -126,7 +134,10 @@ def run_wrk(
             prefix,
         ]
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        completed = subprocess.run(command, capture_output=True, text=True, timeout=duration + 120, check=False)
+        environment = {**os.environ, WRITE_KEY_VARIABLE: write_key or ""}
+        completed = subprocess.run(
+            command, capture_output=True, text=True, timeout=duration + 120, check=False, env=environment
+        )
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if completed.returncode != 0:
         raise RuntimeError(f"wrk failed ({completed.returncode}): {completed.stderr.strip() or completed.stdout}")
@@ -134,9 +145,15 @@ def run_wrk(
     return dataclasses.replace(parse_output(completed.stdout), cpu_seconds=round(cpu, 3))
 
 
-def write_templates(path: Path) -> Path:
-    """The script's event templates (the load test's mix, no `eventId`), one JSON object a line."""
-    path.write_bytes(b"\n".join(orjson.dumps(event) for event in build_templates(10)) + b"\n")
+def write_templates(path: Path, *, keyed: bool = False) -> Path:
+    """The script's event templates (the load test's mix, no `eventId`), one JSON object a line.
+
+    `keyed`: without `tenantId`, for a load that sends a write key (its tenant is filled in).
+    """
+    events = build_templates(10)
+    if keyed:
+        events = [{name: value for name, value in event.items() if name != "tenantId"} for event in events]
+    path.write_bytes(b"\n".join(orjson.dumps(event) for event in events) + b"\n")
     return path
 
 
@@ -189,7 +206,7 @@ def _ms(value: str, unit: str) -> float:
 def command_line(threads: int, connections: int, duration: float, batch_size: int) -> str:
     """The wrk command as the report shows it."""
     return (
-        f"wrk -t{threads} -c{connections} -d{max(1, round(duration))}s --latency "
+        f"CLOUDSCALE_WRITE_KEY=<key> wrk -t{threads} -c{connections} -d{max(1, round(duration))}s --latency "
         f"-s cloudscale_local/bench/wrk_events.lua <url> -- <events> <addresses> {batch_size} <id prefix>"
     )
 

@@ -6,6 +6,10 @@
 --   3. events per request (1: one event as the body; more: a JSON array)
 --   4. the first 23 characters of a UUID (8-4-4-4), new for every run
 --
+-- Environment: CLOUDSCALE_WRITE_KEY, when set and not empty, is sent as `Authorization: Bearer`
+-- (the templates then carry no tenantId: the key's tenant is filled in). Not an argument, so
+-- that `ps` does not show it.
+--
 -- An event is identified by (tenantId, eventId) and repeats are deduplicated, so every event
 -- needs an id of its own across threads and connections: the last UUID group is the thread's
 -- number (4 hex digits) and a per-thread counter (8), so ids never repeat within a run.
@@ -33,6 +37,11 @@ function init(args)
    addresses = tonumber(args[2])
    batch = tonumber(args[3])
    id_prefix = args[4] .. "-" .. string.format("%04x", thread_number)
+   local key = os.getenv("CLOUDSCALE_WRITE_KEY")
+   authorization = nil
+   if key ~= nil and key ~= "" then
+      authorization = "Bearer " .. key
+   end
    sent = 0
    statuses = {}
    accepted = 0
@@ -58,6 +67,9 @@ function request()
       ["Content-Type"] = "application/json",
       ["X-Forwarded-For"] = client_address(sent),
    }
+   if authorization ~= nil then
+      headers["Authorization"] = authorization
+   end
    return wrk.format("POST", nil, headers, body)
 end
 

@@ -60,6 +60,13 @@ __all__ = ["loadtest"]
 )
 @click.option("--json-out", type=click.Path(dir_okay=False, path_type=Path), help="Write the JSON report here.")
 @click.option("--allow-remote", is_flag=True, help="Allow a URL whose host is not loopback.")
+@click.option(
+    "--write-key",
+    envvar="CLOUDSCALE_WRITE_KEY",
+    show_envvar=True,
+    help="Send this write key (Authorization: Bearer); events then name no tenant, the key's is filled in."
+    " Omit for a host in open mode (--tenants then spreads events over tenant-0..N-1).",
+)
 def loadtest(
     duration: float,
     target_rps: float,
@@ -73,6 +80,7 @@ def loadtest(
     drain_seconds: float,
     json_out: Path | None,
     allow_remote: bool,
+    write_key: str | None,
 ) -> None:
     """Send a realistic event mix at a constant rate (open loop) and report throughput and latency.
 
@@ -107,12 +115,14 @@ def loadtest(
             workers=workers,
             data_dir=data_dir,
             drain_seconds=drain_seconds,
+            write_key=write_key,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     click.echo(
         f"loadtest: {target_rps:g} requests/s of {batch_size} event(s) for {duration:g} s to {config.endpoint}"
-        f" ({workers} worker{'s' if workers > 1 else ''}, {ips} client addresses)",
+        f" ({workers} worker{'s' if workers > 1 else ''}, {ips} client addresses"
+        f"{', with a write key' if write_key else ', no write key'})",
         err=True,
     )
     printer = ProgressPrinter(sys.stderr)
@@ -182,6 +192,12 @@ def print_summary(report: LoadReport, console: Console) -> None:
         console.print(
             f"[bold yellow]the generator fell behind:[/] {escape(reason)}; the numbers measure the generator, not"
             " the service (try --workers, or a lower --target-rps)"
+        )
+    refused = report.status_counts.get("401", 0) + report.status_counts.get("403", 0)
+    if refused:
+        console.print(
+            f"[bold yellow]{refused} requests were refused for their write key (401/403):[/] does the host require"
+            " keys (CLOUDSCALE_WRITE_KEYS=required)? pass --write-key with a live key of an active tenant"
         )
     limited = report.status_counts.get("429", 0)
     if limited:

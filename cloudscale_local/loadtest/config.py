@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -24,7 +24,9 @@ class LoadConfig:
     addresses sent as `X-Forwarded-For` (the host must trust the generator as a proxy);
     `tenants` tenant ids; `workers` processes sharing the rate; `data_dir` the local host's
     data folder, for the end-to-end latencies (None: not measured), which waits up to
-    `drain_seconds` for the accepted events to reach analytics.
+    `drain_seconds` for the accepted events to reach analytics. `write_key`: sent as
+    `Authorization: Bearer` on every request, whose events then carry no `tenantId` (the key's
+    tenant is filled in); None sends none (the embedded host's open mode).
     """
 
     url: str = "http://127.0.0.1:7071"
@@ -37,6 +39,7 @@ class LoadConfig:
     workers: int = 1
     data_dir: Path | None = None
     drain_seconds: float = 30
+    write_key: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         scheme_and_host = urlsplit(self.url)

@@ -123,11 +123,17 @@ def rfc3339_millis(wall: float) -> str:
 class BodyFactory:
     """Request bodies and headers for request i: fresh event ids, the current time, client i % ips."""
 
-    def __init__(self, *, tenants: int, batch_size: int, ips: int, seed: int = 0) -> None:
+    def __init__(self, *, tenants: int, batch_size: int, ips: int, seed: int = 0, write_key: str | None = None) -> None:
+        """`write_key`: sent as `Authorization: Bearer` with every request; the events then name no
+        tenant, since the key's tenant is filled in (and another one would be rejected)."""
         if not 1 <= batch_size <= MAX_BATCH_EVENTS:
             raise ValueError(f"the batch size must be in 1..{MAX_BATCH_EVENTS}, not {batch_size}")
         self.batch_size = batch_size
-        self._templates = [orjson.dumps(event) for event in build_templates(tenants, seed=seed)]
+        templates = build_templates(tenants, seed=seed)
+        if write_key is not None:
+            templates = [{name: value for name, value in event.items() if name != "tenantId"} for event in templates]
+        self._templates = [orjson.dumps(event) for event in templates]
+        authorization = {"Authorization": f"Bearer {write_key}"} if write_key is not None else {}
         largest = max(len(template) for template in self._templates)
         if batch_size * (largest + _SPLICE_BYTES) > MAX_BODY_BYTES:  # pragma: no cover - the mix is small
             raise ValueError(f"a batch of {batch_size} events could exceed the {MAX_BODY_BYTES} byte body limit")
@@ -137,6 +143,7 @@ class BodyFactory:
                 "Content-Type": "application/json",
                 "X-Forwarded-For": ip,
                 "User-Agent": _USER_AGENTS[n % len(_USER_AGENTS)],
+                **authorization,
             }
             for n, ip in enumerate(client_ips(ips))
         ]

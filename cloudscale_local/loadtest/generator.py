@@ -82,6 +82,7 @@ def _run(config: LoadConfig, on_progress: Callable[[Progress], None] | None) -> 
             ips=config.ips,
             tenants=config.tenants,
             track_stride=stride,
+            write_key=config.write_key,
         )
         for worker in range(config.workers)
     ]
@@ -174,7 +175,9 @@ def build_report(
 def _bodies(spec: WorkerSpec) -> BodyFactory:
     # Each worker its own seed: the same templates in every worker would send the same
     # correlation ids; otherwise harmless.
-    return BodyFactory(tenants=spec.tenants, batch_size=spec.batch_size, ips=spec.ips, seed=spec.worker)
+    return BodyFactory(
+        tenants=spec.tenants, batch_size=spec.batch_size, ips=spec.ips, seed=spec.worker, write_key=spec.write_key
+    )
 
 
 def _run_here(spec: WorkerSpec, aggregator: ProgressAggregator) -> tuple[float, list[WorkerResult]]:

@@ -68,6 +68,8 @@ class WorkerSpec:
     tenants: int
     track_stride: int = 1
     """Follow every `track_stride`-th request's accepted events to the analytics store."""
+    write_key: str | None = field(default=None, repr=False)
+    """Sent as `Authorization: Bearer` (never printed: `repr=False`)."""
 
 
 @dataclass

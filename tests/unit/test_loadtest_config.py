@@ -24,10 +24,15 @@ def test_the_config_has_the_agreed_shape_and_defaults() -> None:
         ("workers", 1),
         ("data_dir", None),
         ("drain_seconds", 30),
+        ("write_key", None),
     ]
     assert config.endpoint == "http://127.0.0.1:7071/api/events"
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.duration = 1  # type: ignore[misc]
+
+
+def test_a_write_key_never_shows_in_the_configs_repr() -> None:
+    assert "cs_sk_secret" not in repr(LoadConfig(write_key="cs_sk_secret"))
 
 
 def test_the_endpoint_joins_url_and_path() -> None:

@@ -144,3 +144,20 @@ def test_timestamps_are_rfc3339_utc_with_milliseconds() -> None:
     stamp = orjson.loads(body)["timestamp"]
     assert stamp == rfc3339_millis(NOW + 61.5) == "2026-01-01T00:01:01.750Z"
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", stamp)
+
+
+def test_with_a_write_key_every_request_carries_it_and_every_event_takes_the_keys_tenant() -> None:
+    factory = BodyFactory(tenants=10, batch_size=5, ips=4, write_key="cs_sk_" + "k" * 48)
+    received_at = datetime.fromtimestamp(NOW, UTC)
+    assert {factory.headers(index)["Authorization"] for index in range(4)} == {"Bearer cs_sk_" + "k" * 48}
+    body, _ = factory.body(0, NOW)
+    for item in parse_body(body).items:
+        assert "tenantId" not in item
+        event = validate_event(item, received_at=received_at, measure_size=True, tenant_id="acme")
+        assert isinstance(event, Event), event
+        assert event.tenant_id == "acme"
+
+
+def test_without_a_write_key_no_request_carries_an_authorization_header() -> None:
+    factory = BodyFactory(tenants=10, batch_size=1, ips=4)
+    assert all("Authorization" not in factory.headers(index) for index in range(4))
