@@ -135,10 +135,17 @@ def status_for(error: IngestError) -> int:
     return 400
 
 
-def error_response(error: IngestError) -> func.HttpResponse:
-    """The API's error shape `{error, message, details}` under the error's status and headers."""
+def error_response(error: IngestError, *, challenge: Sequence[str] | None = None) -> func.HttpResponse:
+    """The API's error shape `{error, message, details}` under the error's status and headers.
+
+    `challenge`: the schemes a 401's `WWW-Authenticate` names, when the endpoint's differ from
+    the error's own (the Segment-compatible API challenges with `Basic` too).
+    """
     body = {"error": error.code, "message": error.message, "details": error.details}
-    return json_response(status_for(error), body, _headers(error))
+    headers = _headers(error)
+    if challenge is not None and isinstance(error, UnauthorizedError):
+        headers["WWW-Authenticate"] = www_authenticate(challenge)
+    return json_response(status_for(error), body, headers)
 
 
 def www_authenticate(schemes: Sequence[str]) -> str:

@@ -25,7 +25,7 @@ from shared.domain.ratelimit import MIN_TENANT_EVENTS_PER_MINUTE
 from tests.e2e.conftest import REPO, LocalHost, start_host
 from tests.e2e.tenants import Registry, bearer
 from tests.e2e.test_ingest_api import SEED_EXAMPLE, assert_error, new_ip
-from tests.e2e.test_process_pipeline import TRUSTED_LOOPBACK, accepted_ids
+from tests.e2e.test_process_pipeline import TRUSTED_LOOPBACK, accepted_ids, cloudscale
 
 pytestmark = pytest.mark.e2e
 
@@ -196,6 +196,11 @@ def test_a_key_reading_another_tenants_event_gets_the_answer_of_an_event_not_sto
         # AND without a key it is a 401, with B's browser key a 403
         assert_error(read(client, tenant_b, event_id, None), 401, "missing_key")
         assert_error(read(client, tenant_b, event_id, browser_b), 403, "server_key_required")
+    # AND an operator reads it with the CLI, without a key
+    result = cloudscale(keyed, "events", "get", tenant_b, event_id)
+    assert result.returncode == 0, result.stderr
+    assert orjson.loads(result.stdout)["tenantId"] == tenant_b
+    assert cloudscale(keyed, "events", "get", tenant_a, event_id).returncode == 1
 
 
 def test_a_revoked_key_is_refused_with_403_within_the_cache_bound(keyed: LocalHost, registry: Registry) -> None:

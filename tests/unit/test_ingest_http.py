@@ -6,11 +6,13 @@ import orjson
 import pytest
 
 from ingest.errors import (
+    ForbiddenError,
     IngestError,
     InvalidEventsError,
     MalformedJsonError,
     PayloadTooLargeError,
     RateLimitedError,
+    UnauthorizedError,
     UnavailableError,
     UnsupportedMediaTypeError,
 )
@@ -50,6 +52,8 @@ REFUSED = RateLimitDecision(
         (InvalidEventsError("x", details=[], rate_limit=ADMITTED), 400),
         (RateLimitedError("x", decision=REFUSED), 429),
         (UnavailableError("x", code="queue_unavailable", retry_after_seconds=5), 503),
+        (UnauthorizedError("x"), 401),
+        (ForbiddenError("x", code="key_revoked"), 403),
         (IngestError("x"), 400),
     ],
 )
@@ -119,3 +123,17 @@ async def test_settings_that_cannot_build_the_probes_make_the_instance_unready()
         "status": "unhealthy",
         "checks": {"settings": {"status": "unhealthy", "reason": "misconfigured"}},
     }
+
+
+def test_a_401_challenges_with_the_errors_schemes_or_the_endpoints() -> None:
+    own = error_response(UnauthorizedError("no key", code="missing_key"))
+    assert own.headers["WWW-Authenticate"] == 'Bearer realm="cloudscale"'
+    assert orjson.loads(own.get_body()) == {"error": "missing_key", "message": "no key", "details": []}
+    segment = error_response(UnauthorizedError("no key"), challenge=("Basic", "Bearer"))
+    assert segment.headers["WWW-Authenticate"] == 'Basic realm="cloudscale", Bearer realm="cloudscale"'
+
+
+def test_a_403_has_no_challenge() -> None:
+    response = error_response(ForbiddenError("revoked", code="key_revoked"))
+    assert "WWW-Authenticate" not in response.headers
+    assert orjson.loads(response.get_body())["error"] == "key_revoked"
