@@ -84,6 +84,14 @@ param trustedProxies string = ''
 @description('Object id of a user or group that inspects and replays dead letters (`cloudscale dlq`); empty: nobody.')
 param deadLetterOperatorPrincipalId string = ''
 
+// Browser producers send from their own sites. On Flex Consumption the Functions host's own CORS
+// middleware answers every preflight before the app sees it, so the platform must allow the
+// origins: any, by default. Which origins may write is decided per browser key, by the app
+// (a browser key used from an origin it is not bound to gets 403); narrow this list only to
+// keep other sites' browsers from even reading the answers (docs/tradeoffs.md, "Browser CORS").
+@description('Origins the platform CORS allows (siteConfig.cors.allowedOrigins); [\'*\']: any. Credentials stay off.')
+param corsAllowedOrigins array = ['*']
+
 var env = toLower(environmentName)
 var suffix = uniqueString(resourceGroup().id, env)
 var compactEnvironment = replace(env, '-', '')
@@ -181,6 +189,7 @@ module functionApp 'modules/functionapp.bicep' = {
     kustoIngestUri: kusto.outputs.ingestUri
     kustoDatabaseName: kusto.outputs.databaseName
     trustedProxies: trustedProxies
+    corsAllowedOrigins: corsAllowedOrigins
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
     httpPerInstanceConcurrency: httpPerInstanceConcurrency

@@ -180,7 +180,8 @@ def openapi_document() -> dict[str, Any]:
                         "description": (
                             f"Body at most {MAX_BODY_BYTES} bytes; each event at most {MAX_EVENT_BYTES} bytes. "
                             "With a write key, `tenantId` may be left out (the key's tenant is filled in); an "
-                            "event naming another tenant is rejected (`tenant_mismatch`)."
+                            "event naming another tenant is rejected (`tenant_mismatch`). "
+                            "Also accepted as text/plain (what navigator.sendBeacon sends), the body still JSON."
                         ),
                         "content": {
                             "application/json": {
@@ -210,7 +211,7 @@ def openapi_document() -> dict[str, Any]:
                         "413": _error("Body over 1 MiB, an event over 32 KiB, or a batch over 500 events."),
                         "401": _unauthorized(),
                         "403": _forbidden(),
-                        "415": _error("Content-Type is not application/json."),
+                        "415": _error("Content-Type is neither application/json nor text/plain."),
                         "429": _error(
                             "Rate limited, per client (events), per tenant (events a minute: `details` "
                             '`[{"limit": "tenant"}]`) or globally (requests); the request took nothing.'

@@ -26,6 +26,7 @@ from shared.domain.events import (
 )
 
 __all__ = [
+    "JSON_MEDIA_TYPES",
     "FieldError",
     "ParsedBody",
     "Unmappable",
@@ -71,12 +72,20 @@ class ParsedBody:
     """A write key the body carried (Segment's `writeKey`), if its reader found one."""
 
 
+JSON_MEDIA_TYPES = frozenset({"application/json", "text/plain"})
+"""What a JSON body may be labelled: `application/json`, or `text/plain` as `navigator.sendBeacon`
+sends a string (`text/plain;charset=UTF-8`, and a beacon cannot set headers). Either way the body
+must be JSON, read as UTF-8 whatever the charset parameter says (as `HttpRequest.get_json()` does)."""
+
+
 def require_json_content_type(content_type: str | None) -> None:
-    """Accept `application/json` with any parameters (`; charset=utf-8`), nothing else."""
+    """Accept `application/json` or `text/plain`, with any parameters (`; charset=utf-8`), nothing else."""
     media_type = (content_type or "").split(";", 1)[0].strip().lower()
-    if media_type != "application/json":
+    if media_type not in JSON_MEDIA_TYPES:
         shown = content_type or "none"
-        raise UnsupportedMediaTypeError(f"Content-Type must be application/json (got {shown})")
+        raise UnsupportedMediaTypeError(
+            f"Content-Type must be application/json, or text/plain with a JSON body as a beacon sends it (got {shown})"
+        )
 
 
 def require_body_within_limit(size: int) -> None:

@@ -70,6 +70,15 @@ def default_instances() -> int:
     type=click.IntRange(1, 64),
     help="Host processes, each a whole Functions instance of the app on the one port (as Azure scales out).",
 )
+@click.option(
+    "--cors",
+    default="*",
+    show_default=True,
+    help=(
+        "Origins the host's CORS middleware allows, comma-separated, as `func start --cors` "
+        "('*': any; '': middleware off). On Flex Consumption it always runs, with infra/'s origins."
+    ),
+)
 def run(
     host: str,
     port: int,
@@ -78,9 +87,11 @@ def run(
     trace_file: Path | None,
     read_timeout: float,
     instances: int,
+    cors: str,
 ) -> None:
     """Run the whole pipeline on this machine (embedded backends, data in CLOUDSCALE_DATA_DIR)."""
     from cloudscale_local.host import HostOptions, serve
+    from cloudscale_local.host.cors import CorsPolicy
     from cloudscale_local.host.http_limits import HttpLimits
     from cloudscale_local.host.instances import InstanceStartError, ListenError
 
@@ -95,6 +106,7 @@ def run(
         trace_file=trace_file,
         http_limits=HttpLimits(read_timeout_seconds=read_timeout),
         instances=instances,
+        cors=CorsPolicy.parse(cors),
     )
     try:
         serve(options, os.environ)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from cloudscale_local.host.cors import CorsPolicy
 from cloudscale_local.host.exposure import write_keys_line
 from cloudscale_local.host.functions import ChangeFeedFunction, FunctionIndex, HttpFunction, ServiceBusFunction
 from cloudscale_local.host.host_config import HostConfig
@@ -29,6 +30,7 @@ class Banner:
     bare_endpoint: bool
     timers: list[ServableTimer] = field(default_factory=list)
     instances: int = 1
+    cors: CorsPolicy | None = None
 
 
 def print_banner(address: tuple[str, int], banner: Banner) -> None:
@@ -56,6 +58,12 @@ def print_banner(address: tuple[str, int], banner: Banner) -> None:
     for timer_function, schedule in banner.timers:
         lines.append(f"    {timer_function.name:<20} timer  {schedule} (UTC)")
     lines.append(f"  metrics: {base}/metrics")
+    if banner.cors is None:
+        lines.append("  CORS: off (--cors ''): preflights reach routing, as without the host's CORS middleware")
+    else:
+        lines.append(
+            f"  CORS: {banner.cors.describe()} (the host's middleware answers every preflight; --cors to change)"
+        )
     http = banner.host_config.http
     if http.max_concurrent_requests is not None or http.max_outstanding_requests is not None:
         lines.append(

@@ -6,7 +6,9 @@ body) and the function's `func.HttpResponse` is written back. As Azure's front e
 the socket peer is appended to `X-Forwarded-For` as `ip:port`; functions never see the
 socket itself. Each invocation runs under the host's request span, a child of the request's
 `traceparent` (`cloudscale_local.host.invocation`), which the function gets as `context.trace_context`.
-Host-level endpoints (`/metrics`) sit outside the route prefix.
+Host-level endpoints (`/metrics`) sit outside the route prefix. A method a function does not
+list gets 404, as from the host's route matching. With a CORS policy (`cloudscale_local.host.cors`)
+the host's CORS middleware runs first: preflights are answered 204 before any of this.
 
 A function only ever sees a whole body: a body over `HttpLimits.max_body_bytes` gets 413
 (from its Content-Length, before any of it is read, or as a chunked body passes the limit),
@@ -30,6 +32,7 @@ import azure.functions as func
 import orjson
 from opentelemetry import trace
 
+from cloudscale_local.host.cors import CorsPolicy, request_header
 from cloudscale_local.host.functions import HttpFunction
 from cloudscale_local.host.http_limits import HttpLimits, count_refusal
 from cloudscale_local.host.invocation import http_invocation
@@ -78,6 +81,8 @@ class Gateway:
     limits: HttpLimits = field(default_factory=HttpLimits)
     request_queue: RequestQueue = field(default_factory=RequestQueue)
     """host.json's `maxConcurrentRequests` and `maxOutstandingRequests` (off unless set)."""
+    cors: CorsPolicy | None = None
+    """The host's CORS middleware (`cloudscale_local.host.cors`), ahead of everything else; None: off."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -106,6 +111,18 @@ class Gateway:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
         method: str = scope["method"].upper()
+        origin = request_header(scope, b"origin") if self.cors is not None else None
+        if self.cors is not None and origin is not None:
+            requested_method = request_header(scope, b"access-control-request-method")
+            if method == "OPTIONS" and requested_method is not None:
+                # Answered before routing, whatever the path: no function ever sees a preflight.
+                headers = self.cors.preflight_headers(
+                    origin, requested_method, request_header(scope, b"access-control-request-headers")
+                )
+                await send({"type": "http.response.start", "status": 204, "headers": headers})
+                await send({"type": "http.response.body", "body": b""})
+                return
+            send = self.cors.wrap_send(send, origin)
         endpoint = self.host_endpoints.get(path)
         if endpoint is not None:
             # Drained like a function's body, so a host endpoint costs what the server does.
@@ -139,23 +156,18 @@ class Gateway:
             await _send_json(send, 404, {"error": "not_found", "message": f"no function serves {path}"})
             return
         below = path[len(prefix) :]
-        allowed: list[str] = []
         for function in self.functions:
             params = function.route.match(below)
-            if params is None:
-                continue
-            if method not in function.methods:
-                allowed.extend(function.methods)
+            # A method the function does not list fails the route match, as the host's
+            # `HttpMethodRouteConstraint` does: 404 like any unmatched path, never 405.
+            if params is None or method not in function.methods:
                 continue
             body = await self._read_body(scope, receive, send)
             if isinstance(body, _Unread):
                 return
             await self._invoke(function, _to_request(scope, body, params), path, send)
             return
-        if allowed:
-            await _method_not_allowed(send, method, allowed)
-        else:
-            await _send_json(send, 404, {"error": "not_found", "message": f"no function serves {path}"})
+        await _send_json(send, 404, {"error": "not_found", "message": f"no function serves {method} {path}"})
 
     async def _read_body(self, scope: Scope, receive: Receive, send: Send) -> bytes | _Unread:
         """The request's whole body, or `_Unread.ANSWERED` once the request is refused or dropped."""
@@ -218,7 +230,12 @@ def _to_request(scope: Scope, body: bytes, route_params: dict[str, str]) -> func
     headers: dict[str, str] = {}
     for raw_name, raw_value in scope["headers"]:
         name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
-        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        # Repeated lines arrive joined with "," and no space, empty values left out, as the host's
+        # `StringValues.ToString()` joins them (`ToRpcHttp`).
+        if name not in headers:
+            headers[name] = value
+        elif value:
+            headers[name] = f"{headers[name]},{value}" if headers[name] else value
     client = scope.get("client")
     if client:
         peer_ip, peer_port = client[0], client[1]

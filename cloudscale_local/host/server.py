@@ -29,6 +29,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from cloudscale_local.host import accept_errors
 from cloudscale_local.host.banner import BARE_ENDPOINT_PATH, Banner, print_banner
 from cloudscale_local.host.changefeed_trigger import ChangeFeedTrigger
+from cloudscale_local.host.cors import CorsPolicy
 from cloudscale_local.host.exposure import require_keys_off_loopback
 from cloudscale_local.host.functions import index_functions
 from cloudscale_local.host.gateway import Gateway, HostEndpoint, PlainResponse
@@ -76,6 +77,8 @@ class HostOptions:
     """Bounds on each request's head, body and read time (see `cloudscale_local.host.http_limits`)."""
     instances: int = 1
     """Host processes, each a whole Functions instance with its own socket on one port (1: this process alone)."""
+    cors: CorsPolicy | None = None
+    """The host's CORS middleware and its allowed origins (`func start --cors`); None: off."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +138,7 @@ def plan(options: HostOptions, environ: Mapping[str, str]) -> Plan:
         options.bare_endpoint,
         timers=timers,
         instances=options.instances,
+        cors=options.cors,
     )
     return Plan(settings, host_config, banner)
 
@@ -229,6 +233,7 @@ def _serve(
         on_shutdown=shutdown,
         limits=limits,
         request_queue=request_queue,
+        cors=options.cors,
     )
     config = server_config(
         gateway, limits, host=options.host, port=options.port, log_level=options.log_level, lifespan="on"

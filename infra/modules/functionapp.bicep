@@ -30,6 +30,8 @@ param kustoClusterUri string
 param kustoIngestUri string
 param kustoDatabaseName string
 param trustedProxies string
+// siteConfig.cors: on Flex the host's CORS middleware always runs with these origins (main.bicep).
+param corsAllowedOrigins array
 param maximumInstanceCount int
 param instanceMemoryMB int
 param httpPerInstanceConcurrency int
@@ -126,6 +128,13 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
     httpsOnly: true
     siteConfig: {
       minTlsVersion: '1.2'
+      // The host answers every preflight (204) and sets Access-Control-Allow-Origin for these
+      // origins; the app then refuses a browser key used from an origin it is not bound to.
+      // No credentials: write keys travel in headers or the URL, never in cookies.
+      cors: {
+        allowedOrigins: corsAllowedOrigins
+        supportCredentials: false
+      }
       appSettings: [for setting in items(appSettings): {
         name: setting.key
         value: setting.value

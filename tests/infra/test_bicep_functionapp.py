@@ -241,3 +241,15 @@ def test_app_insights_is_configured_by_its_connection_string() -> None:
     app_insights = infra_file("modules/functionapp.bicep").resource("appInsights")
     assert app_insights.type == "Microsoft.Insights/components"
     assert app_insights.existing
+
+
+def test_the_platform_answers_cors_for_any_origin_by_default_without_credentials() -> None:
+    # On Flex the host's CORS middleware always runs and answers every preflight before the app
+    # (docs/tradeoffs.md, "Browser CORS"): with no origin listed, every browser preflight fails.
+    cors = functionapp_property("properties", "siteConfig", "cors")
+    assert text(at(cors, "allowedOrigins")) == "corsAllowedOrigins"
+    assert literal(at(cors, "supportCredentials")) is False
+    assert main_argument("functionApp", "corsAllowedOrigins") == "corsAllowedOrigins"
+    default = infra_file("main.bicep").params()["corsAllowedOrigins"].default
+    assert default is not None
+    assert literal(default) == ["*"]

@@ -443,20 +443,33 @@ def test_without_a_receive_time_the_model_does_not_judge_skew() -> None:
 
 @pytest.mark.parametrize(
     "content_type",
-    ["application/json", "application/json; charset=utf-8", "APPLICATION/JSON", " application/json ;x=1"],
+    [
+        "application/json",
+        "application/json; charset=utf-8",
+        "APPLICATION/JSON",
+        " application/json ;x=1",
+        # What navigator.sendBeacon(url, string) sends; it cannot set another.
+        "text/plain;charset=UTF-8",
+        "text/plain",
+        "Text/Plain; charset=iso-8859-1",
+    ],
 )
-def test_json_content_types_are_accepted(content_type: str) -> None:
+def test_json_and_beacon_content_types_are_accepted(content_type: str) -> None:
     require_json_content_type(content_type)
 
 
-@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "application/jsonx", ""])
-def test_other_content_types_are_refused_naming_what_was_sent(content_type: str) -> None:
+@pytest.mark.parametrize(
+    "content_type", ["application/x-www-form-urlencoded", "multipart/form-data", "text/html", "application/jsonx", ""]
+)
+def test_other_content_types_are_refused_naming_what_was_sent_and_what_is_accepted(content_type: str) -> None:
     with pytest.raises(UnsupportedMediaTypeError) as raised:
         require_json_content_type(content_type)
 
     assert status_for(raised.value) == 415
     assert raised.value.code == "unsupported_media_type"
     assert (content_type or "none") in raised.value.message
+    assert "application/json" in raised.value.message
+    assert "text/plain" in raised.value.message
 
 
 def test_a_missing_content_type_is_refused() -> None:
