@@ -106,6 +106,10 @@ async def _ingest(req: func.HttpRequest) -> func.HttpResponse:
         response = accepted_response(await endpoint.use_case.ingest(ingest_request(req, endpoint.trusted_proxies)))
     except IngestError as error:
         response = error_response(error)
+    except SettingsError:
+        # The tenant registry is built on the first keyed request; its settings may be wrong.
+        logger.exception("ingest is misconfigured")
+        response = misconfigured_response()
     except Exception:
         # A fault of ours, not the client's: answered here (not left to the host) so it is
         # counted like every other answer and the caller sees no detail; the log has the traceback.

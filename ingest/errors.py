@@ -9,6 +9,8 @@ Error tree::
     ├── PayloadTooLargeError         payload_too_large
     ├── MalformedJsonError           malformed_json
     ├── InvalidEventsError           invalid_events          every event was rejected
+    ├── UnauthorizedError            missing_key|invalid_key  no usable write key (401)
+    ├── ForbiddenError               key_revoked|tenant_suspended|origin_not_allowed (403)
     ├── RateLimitedError             rate_limited            with the refusing decision
     └── UnavailableError             <code>                  a dependency is down; retry later
 """
@@ -16,19 +18,25 @@ Error tree::
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from ingest.rate_limiter import RateLimitDecision
 
 __all__ = [
+    "AuthScheme",
+    "ForbiddenError",
     "IngestError",
     "InvalidEventsError",
     "MalformedJsonError",
     "PayloadTooLargeError",
     "RateLimitedError",
+    "UnauthorizedError",
     "UnavailableError",
     "UnsupportedMediaTypeError",
 ]
+
+AuthScheme = Literal["Bearer", "Basic"]
+"""An HTTP authentication scheme a caller may answer a 401 with (`WWW-Authenticate`)."""
 
 
 class IngestError(Exception):
@@ -66,6 +74,31 @@ class InvalidEventsError(IngestError):
         """The limits' decision for this request (it was admitted)."""
 
 
+class UnauthorizedError(IngestError):
+    """No usable write key: none was sent (`missing_key`), or it is not one we know (`invalid_key`).
+
+    `schemes` are the challenges the answer's `WWW-Authenticate` names, in order: `Bearer`
+    on our own API, `Basic` too where Segment's SDKs send the key as a user name.
+    """
+
+    default_code = "missing_key"
+
+    def __init__(
+        self, message: str, *, code: str = "missing_key", schemes: tuple[AuthScheme, ...] = ("Bearer",)
+    ) -> None:
+        super().__init__(message, code=code)
+        self.schemes = schemes
+
+
+class ForbiddenError(IngestError):
+    """A known key that may not do this: `key_revoked`, `tenant_suspended`, `origin_not_allowed`."""
+
+    default_code = "forbidden"
+
+    def __init__(self, message: str, *, code: str) -> None:
+        super().__init__(message, code=code)
+
+
 class RateLimitedError(IngestError):
     default_code = "rate_limited"
 
@@ -74,7 +107,7 @@ class RateLimitedError(IngestError):
         super().__init__(message, details=[{"limit": limit}])
         self.decision = decision
         self.limit = limit
-        """Which limit refused the request: `ip` or `global`."""
+        """Which limit refused the request: `ip`, `global` or `tenant`."""
 
 
 class UnavailableError(IngestError):

@@ -15,12 +15,15 @@ import azure.functions as func
 from opentelemetry.metrics import Histogram
 
 from ingest.client_ip import IpNetwork, client_ip
+from ingest.credentials import presented_key
 from ingest.errors import (
+    ForbiddenError,
     IngestError,
     InvalidEventsError,
     MalformedJsonError,
     PayloadTooLargeError,
     RateLimitedError,
+    UnauthorizedError,
     UnavailableError,
     UnsupportedMediaTypeError,
 )
@@ -32,6 +35,7 @@ from shared.http import json_response
 
 __all__ = [
     "NO_STORE",
+    "REALM",
     "IngestEndpoint",
     "accepted_response",
     "error_response",
@@ -43,15 +47,21 @@ __all__ = [
     "readiness_response",
     "status_for",
     "unavailable_response",
+    "www_authenticate",
 ]
 
 NO_STORE: Final = {"Cache-Control": "no-store"}
+
+REALM: Final = "cloudscale"
+"""The realm every `WWW-Authenticate` challenge names."""
 
 _STATUS: Final[dict[type[IngestError], int]] = {
     UnsupportedMediaTypeError: 415,
     PayloadTooLargeError: 413,
     MalformedJsonError: 400,
     InvalidEventsError: 400,
+    UnauthorizedError: 401,
+    ForbiddenError: 403,
     RateLimitedError: 429,
     UnavailableError: 503,
 }
@@ -74,6 +84,10 @@ def ingest_request(req: func.HttpRequest, trusted_proxies: Sequence[IpNetwork]) 
     Not the `traceparent` header: the host's request activity continues it already, and the
     function runs under that activity (`shared.telemetry.invocation_span`). Reading it here
     again would make the app's spans siblings of the host's request instead of its children.
+
+    `Authorization` and `?writeKey=` become the presented key (`ingest.credentials`), which
+    raises `UnauthorizedError` for a malformed header or a server key in the URL. The key is
+    kept in the request only: never logged, never in a span.
     """
     headers = req.headers
     return IngestRequest(
@@ -81,6 +95,8 @@ def ingest_request(req: func.HttpRequest, trusted_proxies: Sequence[IpNetwork]) 
         content_type=headers.get("content-type"),
         client_ip=client_ip(headers.get("x-forwarded-for"), trusted_proxies),
         user_agent=headers.get("user-agent"),
+        write_key=presented_key(headers.get("authorization"), req.params.get("writeKey")),
+        origin=headers.get("origin"),
     )
 
 
@@ -125,7 +141,14 @@ def error_response(error: IngestError) -> func.HttpResponse:
     return json_response(status_for(error), body, _headers(error))
 
 
+def www_authenticate(schemes: Sequence[str]) -> str:
+    """The challenges of a 401, one per scheme: `Bearer realm="cloudscale"` (RFC 6750, RFC 7617)."""
+    return ", ".join(f'{scheme} realm="{REALM}"' for scheme in schemes)
+
+
 def _headers(error: IngestError) -> dict[str, str]:
+    if isinstance(error, UnauthorizedError):
+        return {"WWW-Authenticate": www_authenticate(error.schemes)}
     if isinstance(error, RateLimitedError):
         return rate_limit_headers(error.decision)
     if isinstance(error, InvalidEventsError):

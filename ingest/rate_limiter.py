@@ -1,4 +1,4 @@
-"""Both rate limits of the ingest API, over a shared `RateLimitStore`.
+"""The rate limits of the ingest API, over a shared `RateLimitStore`.
 
 Per request: the global window (requests) admits first, in memory (this instance's quota,
 see `shared.domain.ratelimit.share_quota`), then the client's token bucket (events: a request
@@ -6,6 +6,9 @@ costs its number of events) in one store round trip, which also yields the clien
 in the last minute (the velocity signal).
 The instance exchanges its global-window counts with the others every `sync_seconds`, in
 the background, so no request waits on it and no single entity takes every request.
+
+A request with a write key then pays its events into its tenant's bucket too (`admit_tenant`),
+the third limit: one tenant over its quota is refused while the others are not.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from shared.domain.ratelimit import (
+    WINDOW_SECONDS,
+    BucketDecision,
     BucketLimits,
     ClientDecision,
     ClientState,
@@ -27,7 +32,10 @@ from shared.domain.ratelimit import (
     PeerWindow,
     SlotWindow,
     admit_client,
+    admit_tenant,
     share_quota,
+    tenant_bucket_key,
+    tenant_limits,
 )
 from shared.ports import PortError, RateLimitStore
 
@@ -44,7 +52,7 @@ class RateLimitDecision:
     """The outcome for one request, with what the `RateLimit-*` headers report."""
 
     allowed: bool
-    refused_by: Literal["ip", "global"] | None
+    refused_by: Literal["ip", "global", "tenant"] | None
     limit: int
     remaining: int
     reset_seconds: int
@@ -129,6 +137,30 @@ class RateLimiter:
             retry_after_seconds=max(1, math.ceil(bucket.retry_after)) if not bucket.allowed else 0,
             requests_last_minute=client.requests_last_minute,
             policy=self._ip_policy,
+        )
+
+    async def admit_tenant(self, tenant_id: str, cost: int, events_per_minute: int) -> RateLimitDecision:
+        """Charge `cost` events to the tenant's quota of `events_per_minute` (see `tenant_limits`).
+
+        Called once the request passed the client and global limits and its key was checked.
+        Raises `PortError` if the store fails.
+        """
+        now = self._clock()
+        limits = tenant_limits(events_per_minute)
+
+        def change(state: ClientState | None) -> tuple[ClientState, BucketDecision]:
+            return admit_tenant(state, limits, now, cost)
+
+        bucket = await self._store.update_client(tenant_bucket_key(tenant_id), change)
+        return RateLimitDecision(
+            allowed=bucket.allowed,
+            refused_by=None if bucket.allowed else "tenant",
+            limit=limits.capacity,
+            remaining=bucket.remaining,
+            reset_seconds=math.ceil(bucket.reset_after),
+            retry_after_seconds=max(1, math.ceil(bucket.retry_after)) if not bucket.allowed else 0,
+            requests_last_minute=0,
+            policy=f'{limits.capacity};w={WINDOW_SECONDS};comment="events per tenant"',
         )
 
     async def close(self) -> None:

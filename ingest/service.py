@@ -4,22 +4,34 @@ It returns an `IngestOutcome` or raises an `IngestError` (`ingest.errors`); the 
 (`ingest.http`) turns either into a status, headers and a body. It records the stage's
 metrics itself: events accepted and rejected, requests refused by a limit.
 
-Order matters: cheap refusals that need no state come first (media type, size), then parsing
-(a request costs its number of events), then the rate limits, then per-event validation, and the
-events are acknowledged only after the publisher returned, that is once they are durably
-queued.
+Order matters: cheap refusals that need no state come first (media type, size, a missing
+write key where keys are required), then parsing (a request costs its number of events), then
+the client and global limits, then the key (checked against the registry, cached), the key's
+origin binding and its tenant's quota, then per-event validation (an event naming another
+tenant than the key's is rejected), and the events are acknowledged only after the publisher
+returned, that is once they are durably queued.
+
+Without `keys_required` (the embedded backend's open mode) a request without a key is taken
+for the tenant its body names, as it always was; a request with a key is checked in full.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from opentelemetry import propagate
+from opentelemetry import propagate, trace
 
-from ingest.errors import InvalidEventsError, RateLimitedError, UnavailableError
+from ingest.credentials import PresentedKey, body_key, rejection_error
+from ingest.errors import (
+    ForbiddenError,
+    InvalidEventsError,
+    RateLimitedError,
+    UnauthorizedError,
+    UnavailableError,
+)
 from ingest.rate_limiter import RateLimitDecision, RateLimiter
 from ingest.validation import (
     FieldError,
@@ -34,8 +46,17 @@ from shared.domain.envelope import Envelope, to_queue_message
 from shared.domain.events import Event
 from shared.ports import EventPublisher, PortError
 from shared.telemetry import IngestMetrics
+from shared.write_key_auth import KeyRejectedError, Producer
 
-__all__ = ["EventResult", "IngestOutcome", "IngestRequest", "IngestService"]
+__all__ = [
+    "Authenticate",
+    "BodyReader",
+    "EventResult",
+    "IngestOutcome",
+    "IngestRequest",
+    "IngestService",
+    "read_json_body",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +71,10 @@ class IngestRequest:
     content_type: str | None
     client_ip: str
     user_agent: str | None = None
+    write_key: PresentedKey | None = None
+    """The key the request presents in its `Authorization` header or URL (`ingest.credentials`)."""
+    origin: str | None = None
+    """The `Origin` header: a browser key is only good from the origins it is bound to."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +99,8 @@ class IngestOutcome:
 
     results: list[EventResult]
     rate_limit: RateLimitDecision
+    producer: Producer | None = None
+    """Who sent the events, by its write key; None for a request without a key (open mode)."""
 
     @property
     def accepted(self) -> int:
@@ -82,6 +109,38 @@ class IngestOutcome:
     @property
     def rejected(self) -> int:
         return len(self.results) - self.accepted
+
+
+Authenticate = Callable[[str], Awaitable[Producer]]
+"""Checks a presented key: the producer it proves, or `KeyRejectedError`; `PortError` when the registry is down."""
+
+BodyReader = Callable[["IngestRequest"], ParsedBody]
+"""Reads a request's body into items (and a key it may carry); raises an `IngestError` for a body it cannot read."""
+
+
+def read_json_body(request: IngestRequest) -> ParsedBody:
+    """Our own API's body: `application/json`, at most 1 MiB, one event or a batch."""
+    require_json_content_type(request.content_type)
+    require_body_within_limit(len(request.body))
+    return parse_body(request.body)
+
+
+def _parse_json_body(request: IngestRequest) -> ParsedBody:
+    # `read_json_body` once its media type and size were checked (before anything was charged).
+    return parse_body(request.body)
+
+
+def _record_producer(producer: Producer) -> None:
+    """Put the key's tenant and id (never the key) on the request's span."""
+    span = trace.get_current_span()
+    span.set_attribute("cloudscale.tenant_id", producer.tenant_id)
+    span.set_attribute("cloudscale.write_key_id", producer.key_id)
+
+
+def _shown_origin(origin: str | None) -> str:
+    if origin is None:
+        return "(none: no Origin header)"
+    return repr(origin[:200])
 
 
 class IngestService:
@@ -94,22 +153,42 @@ class IngestService:
         keyer: ClientKeyer,
         metrics: IngestMetrics,
         *,
+        authenticate: Authenticate | None = None,
+        keys_required: bool = False,
+        tenant_events_per_minute: int = 60_000,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        """`authenticate`: checks a presented key against the registry (`WriteKeyAuthenticator.authenticate`);
+        without it every key is refused as unknown. `keys_required`: refuse a request without a
+        key (always on Azure); otherwise such a request is taken for the tenant its body names.
+        `tenant_events_per_minute`: the quota of a tenant the registry gives none."""
         self._limiter = limiter
         self._publisher = publisher
         self._keyer = keyer
         self._metrics = metrics
+        self._authenticate = authenticate
+        self._keys_required = keys_required
+        self._tenant_events_per_minute = tenant_events_per_minute
         self._clock = clock
 
-    async def ingest(self, request: IngestRequest) -> IngestOutcome:
+    @property
+    def keys_required(self) -> bool:
+        """Whether a request without a write key is refused."""
+        return self._keys_required
+
+    async def ingest(self, request: IngestRequest, *, read_body: BodyReader | None = None) -> IngestOutcome:
         """Accept what is valid; raise an `IngestError` for a request that fails as a whole.
 
-        Each queued event carries the current trace context (the caller's span, under the
-        host's request activity), so its processing continues the same trace.
+        `read_body` reads the body (default: our own JSON API, `read_json_body`); the
+        Segment-compatible API passes its own. Each queued event carries the current trace
+        context (the caller's span, under the host's request activity), so its processing
+        continues the same trace.
         """
-        require_json_content_type(request.content_type)
-        require_body_within_limit(len(request.body))
+        if read_body is None:
+            # Refusals that need nothing but the headers, before anything is charged.
+            require_json_content_type(request.content_type)
+            require_body_within_limit(len(request.body))
+            read_body = _parse_json_body
         # From here on only the client's keyed hash and network are kept: never its address.
         client = self._keyer.identify(request.client_ip)
         # Parsed before limiting: a request costs its number of events. A body that does not
@@ -118,32 +197,99 @@ class IngestService:
         # limited before the failure is answered.
         parsed: ParsedBody | Exception
         try:
-            parsed = parse_body(request.body)
+            parsed = read_body(request)
         except Exception as exc:
             parsed = exc
+        presented = self._presented_key(request, parsed)
+        if presented is None and self._keys_required:
+            # No key at all: refused before any I/O, so keyless floods cost nothing but parsing.
+            raise UnauthorizedError("a write key is required: send 'Authorization: Bearer <key>'", code="missing_key")
         decision = await self._limit(client.key, 1 if isinstance(parsed, Exception) else len(parsed.items))
         if isinstance(parsed, Exception):
             raise parsed
+        producer = await self._producer(presented, request.origin) if presented is not None else None
+        if producer is not None:
+            _record_producer(producer)
+            tenant = await self._limit_tenant(producer, len(parsed.items))
+            # The headers report the limit closest to refusing: both count events.
+            decision = tenant if tenant.remaining < decision.remaining else decision
         received_at = self._clock()
         events: list[Event] = []
         results: list[EventResult] = []
+        tenant_id = producer.tenant_id if producer is not None else None
         for index, item in enumerate(parsed.items):
-            validated = validate_event(item, received_at=received_at, measure_size=parsed.is_batch)
+            validated = validate_event(item, received_at=received_at, measure_size=parsed.is_batch, tenant_id=tenant_id)
             if isinstance(validated, Event):
                 events.append(validated)
                 results.append(EventResult(index, str(validated.event_id), []))
             else:
                 results.append(EventResult(index, None, validated))
+        attributes = {"tenant": tenant_id} if tenant_id is not None else {}
         if not events:
             raise InvalidEventsError(
                 "no event was accepted", details=[r.to_dict() for r in results], rate_limit=decision
             )
         await self._enqueue(events, request, client, received_at, decision)
-        outcome = IngestOutcome(results, decision)
-        self._metrics.events_ingested.add(outcome.accepted, {"outcome": "accepted"})
+        outcome = IngestOutcome(results, decision, producer)
+        self._metrics.events_ingested.add(outcome.accepted, {"outcome": "accepted", **attributes})
         if outcome.rejected:
-            self._metrics.events_ingested.add(outcome.rejected, {"outcome": "rejected"})
+            self._metrics.events_ingested.add(outcome.rejected, {"outcome": "rejected", **attributes})
         return outcome
+
+    @staticmethod
+    def _presented_key(request: IngestRequest, parsed: ParsedBody | Exception) -> PresentedKey | None:
+        """The request's key: from its headers or URL, else from its body (browser keys only)."""
+        in_body = None if isinstance(parsed, Exception) else parsed.write_key
+        if request.write_key is None:
+            return body_key(in_body) if in_body else None
+        if in_body and in_body != request.write_key.key:
+            raise UnauthorizedError(
+                "the body's writeKey is not the key of the Authorization header; send one key", code="invalid_key"
+            )
+        return request.write_key
+
+    async def _producer(self, presented: PresentedKey, origin: str | None) -> Producer:
+        """Who the key proves, allowed from `origin`; an `IngestError` when not."""
+        if self._authenticate is None:
+            raise UnauthorizedError("the write key is not valid", code="invalid_key")
+        try:
+            producer = await self._authenticate(presented.key)
+        except KeyRejectedError as rejected:
+            raise rejection_error(rejected) from None
+        except PortError as exc:
+            logger.error("tenant registry unavailable and the key is not cached: %s", exc)
+            raise UnavailableError(
+                "the tenant registry is temporarily unavailable; retry later",
+                code="registry_unavailable",
+                retry_after_seconds=RETRY_AFTER_UNAVAILABLE_SECONDS,
+            ) from exc
+        if not producer.allows_origin(origin):
+            raise ForbiddenError(
+                f"write key {producer.key_id} may not be used from origin {_shown_origin(origin)}",
+                code="origin_not_allowed",
+            )
+        return producer
+
+    async def _limit_tenant(self, producer: Producer, cost: int) -> RateLimitDecision:
+        quota = producer.events_per_minute or self._tenant_events_per_minute
+        try:
+            decision = await self._limiter.admit_tenant(producer.tenant_id, cost, quota)
+        except PortError as exc:
+            logger.error("rate-limit store unavailable: %s", exc)
+            raise UnavailableError(
+                "the rate limiter is temporarily unavailable; retry later",
+                code="rate_limiter_unavailable",
+                retry_after_seconds=RETRY_AFTER_UNAVAILABLE_SECONDS,
+            ) from exc
+        if not decision.allowed:
+            refused = RateLimitedError(
+                f"tenant {producer.tenant_id!r} is over its quota of {decision.limit} events a minute "
+                f"(this request has {cost}); retry after {decision.retry_after_seconds} s",
+                decision=decision,
+            )
+            self._metrics.rate_limit_rejections.add(1, {"limit": "tenant", "tenant": producer.tenant_id})
+            raise refused
+        return decision
 
     async def _limit(self, client_key: str, cost: int) -> RateLimitDecision:
         try:

@@ -28,6 +28,7 @@ from shared.domain.events import (
 __all__ = [
     "FieldError",
     "ParsedBody",
+    "Unmappable",
     "parse_body",
     "require_body_within_limit",
     "require_json_content_type",
@@ -48,9 +49,26 @@ class FieldError:
 
 
 @dataclass(frozen=True, slots=True)
+class Unmappable:
+    """An item a body reader already rejected (e.g. a Segment call with no equivalent): its reasons.
+
+    `validate_event` returns the errors as they are, so the item is answered by its index like
+    any other rejected event.
+    """
+
+    errors: list[FieldError]
+
+
+@dataclass(frozen=True, slots=True)
 class ParsedBody:
+    """A request body read into items to validate one by one."""
+
     items: list[Any]
+    """Event objects (dicts), or `Unmappable` for an item the reader rejected itself."""
     is_batch: bool
+    """Whether the body was a batch: then each event is measured against the per-event size limit."""
+    write_key: str | None = None
+    """A write key the body carried (Segment's `writeKey`), if its reader found one."""
 
 
 def require_json_content_type(content_type: str | None) -> None:
@@ -90,8 +108,17 @@ def parse_body(body: bytes) -> ParsedBody:
     raise MalformedJsonError("request body must be a JSON object (one event) or an array of events")
 
 
-def validate_event(item: Any, *, received_at: datetime, measure_size: bool) -> Event | list[FieldError]:
-    """Validate one event; fill in `eventId` and `timestamp` when absent."""
+def validate_event(
+    item: Any, *, received_at: datetime, measure_size: bool, tenant_id: str | None = None
+) -> Event | list[FieldError]:
+    """Validate one event; fill in `eventId` and `timestamp` when absent.
+
+    `tenant_id` is the tenant of the request's write key, if it had one: an event without a
+    `tenantId` is filled in with it, and an event naming another tenant is rejected (never
+    rewritten: its sender meant that tenant and must learn the key does not write there).
+    """
+    if isinstance(item, Unmappable):
+        return item.errors
     if not isinstance(item, dict):
         return [FieldError("", "each event must be a JSON object", "not_an_object")]
     # Depth before size: measuring serialises the event, which a deep enough one cannot survive.
@@ -102,6 +129,10 @@ def validate_event(item: Any, *, received_at: datetime, measure_size: bool) -> E
         size = event_size(item)
         if size > MAX_EVENT_BYTES:
             return [FieldError("", f"event is {size} bytes; the limit is {MAX_EVENT_BYTES} bytes", "event_too_large")]
+    if tenant_id is not None:
+        item = _with_tenant(item, tenant_id)
+        if isinstance(item, FieldError):
+            return [item]
     try:
         event = Event.model_validate(item, context={"now": received_at})
     except ValidationError as exc:
@@ -111,6 +142,21 @@ def validate_event(item: Any, *, received_at: datetime, measure_size: bool) -> E
             update={"event_id": event.event_id or str(uuid.uuid4()), "timestamp": event.timestamp or received_at}
         )
     return event
+
+
+def _with_tenant(item: dict[str, Any], tenant_id: str) -> dict[str, Any] | FieldError:
+    """`item` with the key's tenant filled in, or the error for an event that names another tenant."""
+    named = item.get("tenantId")
+    if named is None:
+        return {**item, "tenantId": tenant_id}
+    if named == tenant_id:
+        return item
+    shown = f"tenant {named!r}" if isinstance(named, str) and len(named) <= 64 else "another tenant"
+    return FieldError(
+        "tenantId",
+        f"this event belongs to {shown}; this key writes to tenant {tenant_id!r}",
+        "tenant_mismatch",
+    )
 
 
 def nesting_errors(event: dict[str, Any]) -> list[FieldError]:

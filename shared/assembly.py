@@ -75,6 +75,7 @@ def build_ingest_endpoint(container: Container) -> IngestEndpoint:
     from ingest.service import IngestService
     from shared.domain.client_identity import ClientKeyer
     from shared.telemetry import ingest_metrics
+    from shared.write_key_auth import Producer
 
     settings = container.settings
     limiter = RateLimiter(
@@ -88,8 +89,23 @@ def build_ingest_endpoint(container: Container) -> IngestEndpoint:
     container.on_close(limiter.close)
     metrics = ingest_metrics()
     keyer = ClientKeyer(container.client_key_secret(), settings.rate_limit_ipv6_prefix)
+
+    async def authenticate(key: str) -> Producer:
+        # The registry is reached on the first keyed request, not when ingest is built: a
+        # keyless request in open mode never needs it.
+        return await container.write_key_authenticator.authenticate(key)
+
+    use_case = IngestService(
+        limiter,
+        container.publisher,
+        keyer,
+        metrics,
+        authenticate=authenticate,
+        keys_required=settings.write_keys_required,
+        tenant_events_per_minute=settings.tenant_events_per_minute,
+    )
     return IngestEndpoint(
-        use_case=IngestService(limiter, container.publisher, keyer, metrics),
+        use_case=use_case,
         trusted_proxies=settings.trusted_proxies,
         answer_time=metrics.ingestion_duration,
     )

@@ -21,7 +21,13 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, V
 
 from shared.domain.delivery import MAX_LOCK_SECONDS, require_retry_fits_lock
 from shared.domain.events import MAX_BATCH_EVENTS
-from shared.domain.ratelimit import BucketLimits, idle_after
+from shared.domain.ratelimit import (
+    MIN_TENANT_EVENTS_PER_MINUTE,
+    BucketLimits,
+    idle_after,
+    tenant_idle_after,
+    tenant_limits,
+)
 
 __all__ = ["Settings", "SettingsError", "load_settings", "SETTING_NAMES"]
 
@@ -81,8 +87,11 @@ class Settings(BaseModel):
     write_key_cache_seconds: float = Field(10.0, gt=0, le=300, alias="CLOUDSCALE_WRITE_KEY_CACHE_SECONDS")
     """How long an instance trusts what it read about a key: a revoked key or a suspended
     tenant is refused everywhere within this many seconds."""
-    tenant_events_per_minute: int = Field(60_000, gt=0, alias="CLOUDSCALE_TENANT_EVENTS_PER_MINUTE")
-    """Each tenant's quota of events a minute, unless the registry gives the tenant its own."""
+    tenant_events_per_minute: int = Field(
+        60_000, ge=MIN_TENANT_EVENTS_PER_MINUTE, alias="CLOUDSCALE_TENANT_EVENTS_PER_MINUTE"
+    )
+    """Each tenant's quota of events a minute, unless the registry gives the tenant its own
+    (at least one full batch a minute: `MIN_TENANT_EVENTS_PER_MINUTE`)."""
     tenants_table: str = Field("tenants", pattern=r"^[A-Za-z][A-Za-z0-9]{2,62}$", alias="CLOUDSCALE_TENANTS_TABLE")
     """The Table Storage table of the tenant registry (same account as the rate-limit table)."""
 
@@ -191,8 +200,15 @@ class Settings(BaseModel):
 
     @property
     def rate_limit_client_idle_seconds(self) -> float:
-        """How long the rate-limit stores keep an idle client's state (see `idle_after`)."""
-        return idle_after(self.rate_limit_client_limits, MAX_BATCH_EVENTS)
+        """How long the rate-limit stores keep an idle client's or tenant's state (see `idle_after`).
+
+        Tenant buckets live in the same store and are swept by the same bound, so it covers
+        the longest a tenant bucket can matter too (`tenant_idle_after` at the smallest quota).
+        """
+        return max(
+            idle_after(self.rate_limit_client_limits, MAX_BATCH_EVENTS),
+            tenant_idle_after(tenant_limits(MIN_TENANT_EVENTS_PER_MINUTE), MAX_BATCH_EVENTS),
+        )
 
     @property
     def write_keys_required(self) -> bool:

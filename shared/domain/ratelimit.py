@@ -7,6 +7,8 @@
   of the global sliding window.
 - `GlobalQuota`: how many requests this instance may admit until it next hears from the
   others (see `share_quota`).
+- `tenant_limits` / `admit_tenant`: each tenant's quota of events a minute, a token bucket
+  like the client's, keyed by the tenant (`tenant_bucket_key`) in the same store.
 
 Stores persist these values (see `shared.ports.RateLimitStore`); nothing here does I/O.
 """
@@ -27,13 +29,26 @@ __all__ = [
     "PeerWindow",
     "SlotWindow",
     "TokenBucket",
+    "MIN_TENANT_EVENTS_PER_MINUTE",
     "admit_client",
+    "admit_tenant",
     "idle_after",
+    "tenant_bucket_key",
+    "tenant_idle_after",
+    "tenant_limits",
     "share_quota",
     "take_token",
 ]
 
 WINDOW_SECONDS = 60
+
+MIN_TENANT_EVENTS_PER_MINUTE = 500
+"""The smallest tenant quota that counts: one full batch (500 events) a minute.
+
+A smaller quota could only admit a full batch by going into debt, and a bucket in debt must
+outlive the stores' idle expiry to be paid back (`tenant_idle_after`); at this floor a tenant
+bucket is never in debt and is forgotten after a minute idle, well within the clients' expiry.
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,3 +276,40 @@ def share_quota(
     free = max(0, limit - total - (0 if joining else held))
     instances = 1 + len(active)
     return GlobalQuota(allowance=free // instances, window_total=total, instances=instances)
+
+
+def tenant_bucket_key(tenant_id: str) -> str:
+    """The tenant's bucket's key in the rate-limit store: `tenant/<tenantId>`.
+
+    Client keys are hex digests, so a key with a `/` is never a client's; a tenant id has no
+    `/` (`TENANT_ID_PATTERN`), so the key names one tenant only.
+    """
+    return f"tenant/{tenant_id}"
+
+
+def tenant_limits(events_per_minute: int) -> BucketLimits:
+    """A tenant's bucket: `events_per_minute` deep, refilled at a sixtieth of it a second.
+
+    A quota under `MIN_TENANT_EVENTS_PER_MINUTE` counts as that floor.
+    """
+    capacity = max(events_per_minute, MIN_TENANT_EVENTS_PER_MINUTE)
+    return BucketLimits(capacity=capacity, refill_per_second=capacity / WINDOW_SECONDS)
+
+
+def tenant_idle_after(limits: BucketLimits, max_cost: int) -> float:
+    """Seconds after which a tenant's bucket is no different from none at all (refilled from its deepest debt).
+
+    Unlike a client's (`idle_after`), a tenant's state keeps no velocity window, so a full
+    bucket is all it takes.
+    """
+    deepest = min(0, limits.capacity - max_cost)
+    return (limits.capacity - deepest) / limits.refill_per_second
+
+
+def admit_tenant(
+    state: ClientState | None, limits: BucketLimits, now: float, cost: int
+) -> tuple[ClientState, BucketDecision]:
+    """Charge `cost` events to the tenant's bucket (see `take_token`). No velocity window is kept:
+    the state is stored as a client's, with an empty one."""
+    bucket, decision = take_token(state.bucket if state else None, limits, now, cost)
+    return ClientState(bucket=bucket, recent=SlotWindow()), decision
