@@ -13,7 +13,8 @@ What each Segment field becomes (README, "Segment-compatible API", has the same 
   `userId` / `anonymousId` is required, except on `alias`, which requires `userId` and
   `previousId`; `group` requires `groupId`.
 - track's `event` (required) and page's / screen's `name` -> `name`.
-- `properties`, `traits` -> the same names, on every call that sends them.
+- `properties`, `traits` -> the same names, on every call that sends them; an identify call
+  without `traits` takes `context.traits` (where RudderStack's SDKs put them).
 - page's / screen's `category` -> `properties.category` (what analytics-node does itself).
 - `context` -> `context`, merged under the batch's `context` (the message's keys win), with
   `context.ip` replaced by its network (`203.0.113.0/24`): no raw address is stored anywhere.
@@ -113,6 +114,9 @@ def map_message(
     context = _context(message.get("context"), batch_context, error)
     if context is not None:
         event["context"] = context
+        if kind == "identify" and "traits" not in event and isinstance(context.get("traits"), dict):
+            # RudderStack's SDKs send an identify call's traits as `context.traits` only.
+            event["traits"] = context["traits"]
     url = _url(context, event.get("properties") if kind == "page" else None)
     if url is not None:
         event["url"] = url

@@ -1,6 +1,6 @@
-"""A Segment API request body into Segment messages: media type, gzip, Segment's size limits, shape.
+"""A Segment API request body into our events: media type, gzip, Segment's size limits, shape, mapping.
 
-Pure (bytes and header values in, messages out), no HTTP library. Limits, from Segment's HTTP
+Pure (bytes and header values in, events out), no HTTP library. Limits, from Segment's HTTP
 Tracking API documentation ("Max request size"), measured on the decompressed body:
 
 - a single call (`/v1/track`, ...): at most 32 KiB;
@@ -16,14 +16,17 @@ Functions host hands the compressed bytes through untouched (it has no request d
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import orjson
 
 from ingest.errors import MalformedJsonError, PayloadTooLargeError, UnsupportedMediaTypeError
-from ingest.segment.mapping import CallType
-from ingest.validation import FieldError
+from ingest.segment.mapping import CallType, map_message
+from ingest.service import BodyReader, IngestRequest
+from ingest.validation import FieldError, ParsedBody, Unmappable
 from shared.domain.events import MAX_BATCH_EVENTS, MAX_PROPERTIES_DEPTH, nesting_depth
 
 __all__ = [
@@ -35,6 +38,7 @@ __all__ = [
     "oversized_message",
     "read_segment_body",
     "require_segment_media_type",
+    "segment_body_reader",
 ]
 
 MAX_MESSAGE_BYTES: Final = 32 * 1024
@@ -49,6 +53,10 @@ batch. Every Segment SDK's default batch is far smaller (Python and RudderStack 
 _MEDIA_TYPES: Final = frozenset({"application/json", "text/plain", "application/x-www-form-urlencoded"})
 _BATCH_FIELDS: Final = frozenset({"batch", "sentAt", "context", "integrations", "writeKey", "_metadata", "timestamp"})
 _INFLATE_STEP: Final = 64 * 1024
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,3 +207,36 @@ def _items_write_key(messages: list[Any]) -> str | None:
 
 def _size(limit: int) -> str:
     return f"{limit} bytes ({limit // 1024} KiB)"
+
+
+def segment_body_reader(
+    call_type: CallType | None, *, content_encoding: str | None, clock: Callable[[], datetime] = _now
+) -> BodyReader:
+    """The body reader `IngestService.ingest` runs for one Segment API request.
+
+    Each message becomes our event (`ingest.segment.mapping`) or an `Unmappable` with its field
+    errors, by its index. The receive time of Segment's clock-skew correction is read here, when
+    the body is read, a moment before the use case stamps its own.
+    """
+
+    def read(request: IngestRequest) -> ParsedBody:
+        body = read_segment_body(
+            request.body, content_type=request.content_type, content_encoding=content_encoding, call_type=call_type
+        )
+        received_at = clock()
+        items: list[Any] = []
+        for index, message in enumerate(body.messages):
+            path = f"batch[{index}]" if body.is_batch else ""
+            errors = oversized_message(message, path) if body.is_batch else []
+            mapped = errors or map_message(
+                message,
+                received_at=received_at,
+                call_type=call_type,
+                batch_sent_at=body.sent_at,
+                batch_context=body.context,
+                path=path,
+            )
+            items.append(Unmappable(mapped) if isinstance(mapped, list) else mapped)
+        return ParsedBody(items, is_batch=body.is_batch, write_key=body.write_key)
+
+    return read

@@ -241,3 +241,12 @@ def test_every_call_type_maps_to_its_own_event_type() -> None:
     for call in CALL_TYPES:
         event = mapped({"type": call, "userId": "u", **required.get(call, {})})
         assert event["eventType"] == call
+
+
+def test_an_identify_without_traits_takes_the_context_traits_as_rudderstack_sends_them() -> None:
+    event = mapped({"userId": "u1", "context": {"traits": {"email": "x@y.z"}}}, call_type="identify")
+    own = mapped({"userId": "u1", "traits": {"a": 1}, "context": {"traits": {"b": 2}}}, call_type="identify")
+
+    assert event["traits"] == {"email": "x@y.z"}
+    assert event["context"] == {"traits": {"email": "x@y.z"}}
+    assert own["traits"] == {"a": 1}
