@@ -1,5 +1,9 @@
 """The OpenAPI 3.1 document of the ingest API, generated from the pydantic models.
 
+Security: every operation names its own (`security`): write keys (`SECURITY_SCHEMES`) on
+sending and reading events, a function key on the operators' health details, none on the
+public health routes and this document.
+
 Request schemas come from `shared.domain.events.Event`; response schemas from the models
 below, which describe exactly what `ingest.http` writes (a test validates real responses
 against this document, so the two cannot drift apart).
@@ -14,6 +18,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
+from ingest.openapi_security import SECURITY_SCHEMES, WRITE_KEY_SECURITY, WWW_AUTHENTICATE
 from shared.domain.events import MAX_BATCH_EVENTS, MAX_BODY_BYTES, MAX_EVENT_BYTES, TENANT_ID_PATTERN, Event
 from shared.domain.stored_event import StoredEvent
 
@@ -127,6 +132,17 @@ def _error(description: str, headers: dict[str, Any] | None = None) -> dict[str,
     return response
 
 
+def _unauthorized() -> dict[str, Any]:
+    return _error("No write key (missing_key), or one that is malformed or unknown (invalid_key).", WWW_AUTHENTICATE)
+
+
+def _forbidden(extra: str = "") -> dict[str, Any]:
+    return _error(
+        "A known key that may not do this: key_revoked, tenant_suspended, or a browser key from an origin it is "
+        f"not bound to (origin_not_allowed){extra}."
+    )
+
+
 @cache
 def openapi_document() -> dict[str, Any]:
     """The document served at `GET /api/openapi.json`."""
@@ -150,10 +166,13 @@ def openapi_document() -> dict[str, Any]:
                 "post": {
                     "operationId": "ingestEvents",
                     "summary": f"Send one event, or a batch of up to {MAX_BATCH_EVENTS}",
+                    "security": [*WRITE_KEY_SECURITY, {"writeKeyQuery": []}],
                     "requestBody": {
                         "required": True,
                         "description": (
-                            f"Body at most {MAX_BODY_BYTES} bytes; each event at most {MAX_EVENT_BYTES} bytes."
+                            f"Body at most {MAX_BODY_BYTES} bytes; each event at most {MAX_EVENT_BYTES} bytes. "
+                            "With a write key, `tenantId` may be left out (the key's tenant is filled in); an "
+                            "event naming another tenant is rejected (`tenant_mismatch`)."
                         ),
                         "content": {
                             "application/json": {
@@ -181,16 +200,21 @@ def openapi_document() -> dict[str, Any]:
                         },
                         "400": _error("Malformed JSON, an empty batch, or every event rejected (see details)."),
                         "413": _error("Body over 1 MiB, an event over 32 KiB, or a batch over 500 events."),
+                        "401": _unauthorized(),
+                        "403": _forbidden(),
                         "415": _error("Content-Type is not application/json."),
                         "429": _error(
-                            "Rate limited, per client (events) or globally (requests); the request took nothing."
+                            "Rate limited, per client (events), per tenant (events a minute: `details` "
+                            '`[{"limit": "tenant"}]`) or globally (requests); the request took nothing.'
                             " Or, with an empty body, no `Retry-After` and `X-FUNCTION-SCALEOUT: 1` instead of this"
                             " body and these headers: the Functions host's request queue for this instance was full"
                             " (host.json `extensions.http.maxOutstandingRequests`); retry with backoff.",
                             {**_RATE_LIMIT_HEADERS, **_RETRY_AFTER},
                         ),
                         "503": _error(
-                            "The queue or the rate limiter is unavailable; nothing was accepted.", _RETRY_AFTER
+                            "The queue, the rate limiter or the tenant registry (for a key not cached) is "
+                            "unavailable; nothing was accepted.",
+                            _RETRY_AFTER,
                         ),
                         "500": _error(
                             "A fault of the service, never of the request; counted, details only in its log."
@@ -225,17 +249,7 @@ def openapi_document() -> dict[str, Any]:
                 }
             },
         },
-        "components": {
-            "schemas": schemas["$defs"],
-            "securitySchemes": {
-                "functionKey": {
-                    "type": "apiKey",
-                    "in": "header",
-                    "name": "x-functions-key",
-                    "description": "A function key, on Azure only (the `code` query parameter works too).",
-                }
-            },
-        },
+        "components": {"schemas": schemas["$defs"], "securitySchemes": SECURITY_SCHEMES},
     }
 
 
@@ -252,6 +266,7 @@ def _health_operation(
     return {
         "operationId": operation_id,
         "summary": summary,
+        "security": [],  # public: anyone may ask whether the service is up
         "responses": {
             status: {
                 "description": description,
@@ -265,8 +280,8 @@ def _health_operation(
 def _read_event_operation() -> dict[str, Any]:
     return {
         "operationId": "getEvent",
-        "summary": "The stored event, enriched and scored",
-        "security": [{"functionKey": []}],
+        "summary": "The stored event, enriched and scored: a server key of its tenant reads it",
+        "security": WRITE_KEY_SECURITY,
         "parameters": [
             {
                 "name": "tenantId",
@@ -274,7 +289,13 @@ def _read_event_operation() -> dict[str, Any]:
                 "required": True,
                 "schema": {"type": "string", "pattern": f"^{TENANT_ID_PATTERN}$"},
             },
-            {"name": "eventId", "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}},
+            {
+                "name": "eventId",
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string"},
+                "description": "A UUID or a text id (e.g. a Segment messageId), as accepted.",
+            },
         ],
         "responses": {
             "200": {
@@ -284,7 +305,12 @@ def _read_event_operation() -> dict[str, Any]:
             "400": _error(
                 "A malformed tenantId (invalid_tenant_id) or an eventId that is not a UUID (invalid_event_id)."
             ),
-            "404": _error("Not stored (yet): the process stage stores an event moments after it was accepted."),
+            "401": _unauthorized(),
+            "403": _forbidden("; or a browser key (server_key_required): browser keys only send"),
+            "404": _error(
+                "Not stored (yet): the process stage stores an event moments after it was accepted. Also the "
+                "answer to another tenant's key, so a key never learns what another tenant holds."
+            ),
             "503": _error("The event store is unavailable, or the service is misconfigured.", _RETRY_AFTER),
         },
     }

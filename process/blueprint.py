@@ -19,8 +19,9 @@ from datetime import UTC
 
 import azure.functions as func
 
+from process.read_access import ReadRefusedError
 from process.service import DeliveredMessage
-from shared.assembly import event_processor, event_reader
+from shared.assembly import event_processor, event_read_access, event_reader
 from shared.domain.events import TENANT_ID_PATTERN, canonical_event_id
 from shared.http import error_response, json_response
 from shared.ports import PortError
@@ -93,9 +94,12 @@ def delivered_message(message: func.ServiceBusMessage) -> DeliveredMessage:
 
 
 @bp.function_name("get_event")
-@bp.route(route="events/{tenantId}/{eventId}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@bp.route(route="events/{tenantId}/{eventId}", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 async def get_event(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    """The stored, enriched event with its fraud result; 404 until the process stage stored it."""
+    """The stored, enriched event with its fraud result; 404 until the process stage stored it.
+
+    Anonymous to the host: the app checks the caller's write key (`process.read_access`).
+    """
     with invocation_span(context, "get event"):
         return await _get_event(req)
 
@@ -103,6 +107,13 @@ async def get_event(req: func.HttpRequest, context: func.Context) -> func.HttpRe
 async def _get_event(req: func.HttpRequest) -> func.HttpResponse:
     tenant_id = req.route_params.get("tenantId", "")
     event_id = req.route_params.get("eventId", "")
+    try:
+        access = await event_read_access().check(req.headers.get("authorization"), tenant_id)
+    except ReadRefusedError as refused:
+        return _refusal_response(refused)
+    except SettingsError:
+        logger.exception("the process stage is misconfigured")
+        return error_response(503, "misconfigured", "the service is misconfigured; see its log", retry_after=60)
     if not _TENANT_ID.fullmatch(tenant_id):
         return error_response(400, "invalid_tenant_id", "tenantId must be 1-64 letters, digits, '_', '.' or '-'")
     try:
@@ -117,6 +128,15 @@ async def _get_event(req: func.HttpRequest) -> func.HttpResponse:
     except PortError as exc:
         logger.warning("reading event %s failed: %s", event_id, exc)
         return error_response(503, "store_unavailable", "the event store is unavailable; retry later", retry_after=5)
-    if stored is None:
+    if stored is None or access == "not_found":
+        # Another tenant's key gets exactly the answer of an event not stored: nothing to tell them apart.
         return error_response(404, "not_found", f"event {event_id} of tenant {tenant_id} is not stored (yet)")
     return json_response(200, stored.to_document())
+
+
+def _refusal_response(refused: ReadRefusedError) -> func.HttpResponse:
+    retry_after = 5 if refused.status == 503 else None
+    response = error_response(refused.status, refused.code, refused.message, retry_after=retry_after)
+    if refused.status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="cloudscale"'
+    return response

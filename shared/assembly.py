@@ -2,7 +2,8 @@
 
 The other half of the composition root (`shared.bootstrap` chooses the adapters): one function
 per use a blueprint has (`ingest_endpoint`, `readiness_probes`, `event_processor`,
-`event_reader`, `analytics_feed`, `analytics_reconciler`), each built on first use and kept
+`event_reader`, `event_read_access`, `analytics_feed`, `analytics_reconciler`), each built on first
+use and kept
 with the container (`Container.singleton`), so a container a test or the local host installs
 brings its own. The stages are imported when first needed, as the adapters are: importing this
 module stays cheap, and a blueprint imports only what it runs.
@@ -22,9 +23,11 @@ __all__ = [
     "build_analytics_feed",
     "build_analytics_reconciler",
     "build_event_processor",
+    "build_event_read_access",
     "build_ingest_endpoint",
     "build_readiness_probes",
     "event_processor",
+    "event_read_access",
     "event_reader",
     "ingest_endpoint",
     "readiness_probes",
@@ -35,6 +38,7 @@ if TYPE_CHECKING:
     from changefeed.service import AnalyticsFeedService
     from ingest.health import ReadinessProbes
     from ingest.http import IngestEndpoint
+    from process.read_access import ReadAccess
     from process.service import ProcessService
 
 
@@ -56,6 +60,11 @@ def event_processor() -> ProcessService:
 def event_reader() -> EventStore:
     """`GET /api/events/{tenantId}/{eventId}`: the event store, read by key."""
     return get_container().event_store
+
+
+def event_read_access() -> ReadAccess:
+    """`GET /api/events/{tenantId}/{eventId}`: who may read which tenant's events."""
+    return get_container().singleton(build_event_read_access)
 
 
 def analytics_feed() -> AnalyticsFeedService:
@@ -144,6 +153,17 @@ def build_event_processor(container: Container) -> ProcessService:
         rules.distinct_users_tracker(),
         process_metrics(),
     )
+
+
+def build_event_read_access(container: Container) -> ReadAccess:
+    """Reads checked against the container's write keys (the registry is reached on the first keyed read)."""
+    from process.read_access import ReadAccess
+    from shared.write_key_auth import Producer
+
+    async def authenticate(key: str) -> Producer:
+        return await container.write_key_authenticator.authenticate(key)
+
+    return ReadAccess(authenticate, keys_required=container.settings.write_keys_required)
 
 
 def build_analytics_feed(container: Container) -> AnalyticsFeedService:

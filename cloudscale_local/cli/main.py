@@ -11,6 +11,7 @@ import click
 
 from cloudscale_local.cli.analytics import query, report
 from cloudscale_local.cli.dlq import dlq
+from cloudscale_local.cli.events import events
 from cloudscale_local.cli.kusto import kusto_setup
 from cloudscale_local.cli.loadtest import loadtest
 from cloudscale_local.cli.reconcile import reconcile
@@ -113,6 +114,7 @@ main.add_command(query)
 main.add_command(report)
 main.add_command(reconcile)
 main.add_command(loadtest)
+main.add_command(events)
 
 if __name__ == "__main__":
     main()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from cloudscale_local.host.exposure import write_keys_line
 from cloudscale_local.host.functions import ChangeFeedFunction, FunctionIndex, HttpFunction, ServiceBusFunction
 from cloudscale_local.host.host_config import HostConfig
 from cloudscale_local.host.timer_trigger import ServableTimer
@@ -39,6 +40,7 @@ def print_banner(address: tuple[str, int], banner: Banner) -> None:
         "CloudScale local host",
         f"  listening on {base}",
         f"  data in {settings.data_dir.resolve()} ({settings.backend} backend)",
+        write_keys_line(settings),
         f"  instances: {banner.instances} (host processes, each running every function below)",
         "  functions:",
     ]

@@ -29,6 +29,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from cloudscale_local.host import accept_errors
 from cloudscale_local.host.banner import BARE_ENDPOINT_PATH, Banner, print_banner
 from cloudscale_local.host.changefeed_trigger import ChangeFeedTrigger
+from cloudscale_local.host.exposure import require_keys_off_loopback
 from cloudscale_local.host.functions import index_functions
 from cloudscale_local.host.gateway import Gateway, HostEndpoint, PlainResponse
 from cloudscale_local.host.host_config import HostConfig, load_host_config
@@ -113,6 +114,7 @@ def serve(options: HostOptions, environ: Mapping[str, str]) -> None:
 def plan(options: HostOptions, environ: Mapping[str, str]) -> Plan:
     """Load settings and host.json, index the app; raises the error that stops the host, if any."""
     settings = load_settings(environ)
+    require_keys_off_loopback(settings, options.host)
     host_config = load_host_config(options.host_json)
     index = index_functions(_load_app(options.app_module))
     embedded = settings.backend == "embedded"

@@ -65,7 +65,7 @@ EXPECTED_BINDINGS: dict[str, list[dict[str, Any]]] = {
             "direction": "IN",
             "route": "events/{tenantId}/{eventId}",
             "methods": ["GET"],
-            "authLevel": "FUNCTION",
+            "authLevel": "ANONYMOUS",
         },
         HTTP_OUT,
     ],

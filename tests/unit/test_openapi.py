@@ -177,7 +177,7 @@ def test_bodies_the_api_rejects_do_not_fit_the_request_schema(
 def test_the_ingest_responses_are_documented(ingest: dict[str, Any]) -> None:
     responses = ingest["responses"]
 
-    assert set(responses) == {"202", "400", "413", "415", "429", "500", "503"}
+    assert set(responses) == {"202", "400", "401", "403", "413", "415", "429", "500", "503"}
     assert set(responses["429"]["headers"]) == {
         "RateLimit-Policy",
         "RateLimit-Limit",
@@ -209,7 +209,7 @@ def read_event(document: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_the_read_route_is_documented_with_its_answers(read_event: dict[str, Any]) -> None:
-    assert set(read_event["responses"]) == {"200", "400", "404", "503"}
+    assert set(read_event["responses"]) == {"200", "400", "401", "403", "404", "503"}
     assert read_event["responses"]["200"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/StoredEvent"
     }
@@ -218,7 +218,7 @@ def test_the_read_route_is_documented_with_its_answers(read_event: dict[str, Any
         "tenantId": "path",
         "eventId": "path",
     }
-    assert read_event["security"] == [{"functionKey": []}]
+    assert read_event["security"] == [{"writeKeyBearer": []}, {"writeKeyBasic": []}]
 
 
 def test_the_read_routes_tenant_pattern_is_the_routes_own(read_event: dict[str, Any]) -> None:
@@ -289,4 +289,31 @@ def test_every_health_route_is_documented_and_details_need_a_key() -> None:
 
     assert {"/api/health", "/api/health/live", "/api/health/ready", "/api/health/details"} <= set(paths)
     assert paths["/api/health/details"]["get"]["security"] == [{"functionKey": []}]
-    assert "security" not in paths["/api/health/ready"]["get"]
+    assert paths["/api/health/ready"]["get"]["security"] == []  # public
+
+
+def test_every_operation_names_its_security(document: dict[str, Any]) -> None:
+    schemes = document["components"]["securitySchemes"]
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            assert "security" in operation, f"{method} {path} names no security"
+            for requirement in operation["security"]:
+                assert set(requirement) <= set(schemes), f"{method} {path}: {requirement}"
+
+
+def test_sending_and_reading_events_take_a_write_key_as_bearer_or_basic_user_name(
+    document: dict[str, Any], ingest: dict[str, Any]
+) -> None:
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["writeKeyBearer"] == {**schemes["writeKeyBearer"], "type": "http", "scheme": "bearer"}
+    assert schemes["writeKeyBasic"] == {**schemes["writeKeyBasic"], "type": "http", "scheme": "basic"}
+    assert (schemes["writeKeyQuery"]["in"], schemes["writeKeyQuery"]["name"]) == ("query", "writeKey")
+    read = document["paths"]["/api/events/{tenantId}/{eventId}"]["get"]
+    assert {"writeKeyBearer": []} in ingest["security"]
+    assert {"writeKeyBasic": []} in ingest["security"]
+    assert {"writeKeyQuery": []} in ingest["security"]
+    assert read["security"] == [{"writeKeyBearer": []}, {"writeKeyBasic": []}]  # server keys: never in a URL
+    for operation in (ingest, read):
+        assert {"401", "403"} <= set(operation["responses"])
+        assert "WWW-Authenticate" in operation["responses"]["401"]["headers"]
+    assert "tenant" in ingest["responses"]["429"]["description"]
