@@ -7,7 +7,6 @@ tests/e2e/segment_sdks/requirements.in for why), driven by tests/e2e/segment_sdk
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import gzip
@@ -17,7 +16,6 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +23,8 @@ import httpx
 import orjson
 import pytest
 
-from shared.adapters.tenants.embedded_registry import REGISTRY_FILE, EmbeddedTenantRegistry
-from shared.domain.write_keys import MAX_LIVE_KEYS_PER_KIND, Tenant, issue_key
 from tests.e2e.conftest import REPO, LocalHost, start_host
+from tests.e2e.tenants import Registry
 
 pytestmark = pytest.mark.e2e
 
@@ -57,21 +54,6 @@ class Segment:
         return f"{self.host.url}/api"
 
 
-async def _create_tenants(data_dir: Path) -> dict[str, str]:
-    registry = EmbeddedTenantRegistry(data_dir / REGISTRY_FILE)
-    now = datetime.now(UTC)
-    keys = {}
-    try:
-        for tenant in ("acme", "globex"):
-            await registry.create_tenant(Tenant(tenant, "active", now))
-            issued = issue_key(tenant, "server", created_at=now, label="segment tests")
-            await registry.add_key(issued.record, max_live_per_kind=MAX_LIVE_KEYS_PER_KIND)
-            keys[tenant] = issued.key
-    finally:
-        await registry.close()
-    return keys
-
-
 @pytest.fixture(scope="module")
 def sdk_python() -> Path:
     if not SDK_PYTHON.exists():
@@ -84,7 +66,8 @@ def sdk_python() -> Path:
 @pytest.fixture(scope="module")
 def segment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Segment]:
     data_dir = tmp_path_factory.mktemp("data")
-    keys = asyncio.run(_create_tenants(data_dir))
+    registry = Registry(data_dir)
+    keys = {tenant: registry.key(registry.tenant(tenant)).key for tenant in ("acme", "globex")}
     host = start_host(data_dir, **SETTINGS)
     yield Segment(host, keys["acme"], keys["globex"])
     host.stop()
