@@ -226,6 +226,42 @@ def test_the_python_sdk_sends_a_thousand_events_and_each_is_in_analytics_once(
     ]
 
 
+def test_an_sdk_told_to_wait_by_a_429_retries_and_loses_nothing(
+    sdk_python: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # GIVEN a host whose per-client bucket holds one SDK batch (100 events) and refills it in a second
+    data_dir = tmp_path_factory.mktemp("data")
+    registry = Registry(data_dir)
+    key = registry.key(registry.tenant("acme")).key
+    host = start_host(
+        data_dir,
+        CLOUDSCALE_WRITE_KEYS="required",
+        CLOUDSCALE_RATE_LIMIT_IP_CAPACITY="100",
+        CLOUDSCALE_RATE_LIMIT_IP_REFILL_PER_SECOND="100",
+    )
+    try:
+        # WHEN the SDK sends five batches back to back
+        calls = [("track", {"user_id": "u", "event": "Limited", "properties": {"n": n}}) for n in range(500)]
+        result = run_sdk(sdk_python, "segment", f"{host.url}/api", key, calls, upload_size=100)
+
+        # THEN it was refused with 429 on the way, waited its Retry-After, and every event arrived once
+        assert result["errors"] == []
+        with host.client() as client:
+            metrics = client.get("/metrics").text
+        assert any(
+            line.startswith("cloudscale_rate_limit_rejections_total{") and 'limit="ip"' in line
+            for line in metrics.splitlines()
+        )
+        sql = "SELECT count(*), count(DISTINCT EventId) FROM events WHERE Name = 'Limited'"
+        deadline = time.monotonic() + WAIT_SECONDS
+        while analytics(host, sql)[0][0] < 500:
+            assert time.monotonic() < deadline, f"only {analytics(host, sql)} of 500 rows within {WAIT_SECONDS} s"
+            time.sleep(0.1)
+        assert analytics(host, sql) == [(500, 500)]
+    finally:
+        host.stop()
+
+
 # --- the API itself, with a plain HTTP client --------------------------------------------------
 
 
