@@ -51,6 +51,9 @@ __all__ = [
 CallType = Literal["track", "page", "screen", "identify", "group", "alias"]
 CALL_TYPES: Final[tuple[CallType, ...]] = ("track", "page", "screen", "identify", "group", "alias")
 
+MAX_URL_LENGTH: Final = 2048
+"""`Event.url`'s limit."""
+
 DROPPED_FIELDS: Final = frozenset({"integrations", "version", "channel", "_metadata", "receivedAt", "writeKey"})
 """Segment fields accepted and not stored: instructions to Segment, not data about the event."""
 
@@ -245,7 +248,9 @@ def _context(value: Any, batch_context: Mapping[str, Any] | None, error: ErrorSi
 def _url(context: dict[str, Any] | None, page_properties: dict[str, Any] | None) -> str | None:
     page = (context or {}).get("page")
     for candidate in (page.get("url") if isinstance(page, dict) else None, (page_properties or {}).get("url")):
-        if isinstance(candidate, str) and candidate:
+        # A URL too long for our `url` stays where it was sent (context, properties) and is not
+        # copied: a copy must never get the message rejected.
+        if isinstance(candidate, str) and 0 < len(candidate) <= MAX_URL_LENGTH:
             return candidate
     return None
 

@@ -250,3 +250,12 @@ def test_an_identify_without_traits_takes_the_context_traits_as_rudderstack_send
     assert event["traits"] == {"email": "x@y.z"}
     assert event["context"] == {"traits": {"email": "x@y.z"}}
     assert own["traits"] == {"a": 1}
+
+
+def test_a_page_url_too_long_for_our_url_field_stays_in_the_context_only() -> None:
+    long_url = "https://x.test/" + "a" * 2100
+    event = mapped({"anonymousId": "a", "context": {"page": {"url": long_url}}}, call_type="page")
+
+    assert "url" not in event
+    assert event["context"]["page"]["url"] == long_url
+    Event.model_validate({**event, "tenantId": "acme"}, context={"now": RECEIVED})
