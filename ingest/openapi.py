@@ -13,13 +13,19 @@ from __future__ import annotations
 
 from functools import cache
 from typing import Any, Literal
-from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
 from ingest.openapi_security import SECURITY_SCHEMES, WRITE_KEY_SECURITY, WWW_AUTHENTICATE
-from shared.domain.events import MAX_BATCH_EVENTS, MAX_BODY_BYTES, MAX_EVENT_BYTES, TENANT_ID_PATTERN, Event
+from shared.domain.events import (
+    EVENT_ID_PATTERN,
+    MAX_BATCH_EVENTS,
+    MAX_BODY_BYTES,
+    MAX_EVENT_BYTES,
+    TENANT_ID_PATTERN,
+    Event,
+)
 from shared.domain.stored_event import StoredEvent
 
 __all__ = ["openapi_document"]
@@ -34,7 +40,8 @@ class FieldErrorBody(BaseModel):
 class AcceptedEventBody(BaseModel):
     index: int
     status: Literal["accepted"]
-    event_id: UUID = Field(alias="eventId")
+    # A UUID, or a text id such as a Segment messageId: as `Event.eventId` accepts it.
+    event_id: str = Field(alias="eventId", max_length=63, pattern=f"^{EVENT_ID_PATTERN}$")
 
 
 class RejectedEventBody(BaseModel):
@@ -293,7 +300,8 @@ def _read_event_operation() -> dict[str, Any]:
                 "name": "eventId",
                 "in": "path",
                 "required": True,
-                "schema": {"type": "string"},
+                # The pattern matches UUIDs too: one description of both forms.
+                "schema": {"type": "string", "maxLength": 63, "pattern": f"^{EVENT_ID_PATTERN}$"},
                 "description": "A UUID or a text id (e.g. a Segment messageId), as accepted.",
             },
         ],
@@ -303,7 +311,7 @@ def _read_event_operation() -> dict[str, Any]:
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/StoredEvent"}}},
             },
             "400": _error(
-                "A malformed tenantId (invalid_tenant_id) or an eventId that is not a UUID (invalid_event_id)."
+                "A malformed tenantId (invalid_tenant_id) or eventId (invalid_event_id): neither a UUID nor a text id."
             ),
             "401": _unauthorized(),
             "403": _forbidden("; or a browser key (server_key_required): browser keys only send"),
