@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
 from ingest.openapi_security import SECURITY_SCHEMES, WRITE_KEY_SECURITY, WWW_AUTHENTICATE
+from ingest.segment.openapi import SEGMENT_SCHEMAS, segment_paths
 from shared.domain.events import (
     EVENT_ID_PATTERN,
     MAX_BATCH_EVENTS,
@@ -230,6 +231,7 @@ def openapi_document() -> dict[str, Any]:
                 }
             },
             "/api/events/{tenantId}/{eventId}": {"get": _read_event_operation()},
+            **segment_paths(_RETRY_AFTER),
             "/api/health/live": {
                 "get": _health_operation(
                     "healthLive",
@@ -256,7 +258,7 @@ def openapi_document() -> dict[str, Any]:
                 }
             },
         },
-        "components": {"schemas": schemas["$defs"], "securitySchemes": SECURITY_SCHEMES},
+        "components": {"schemas": {**schemas["$defs"], **SEGMENT_SCHEMAS}, "securitySchemes": SECURITY_SCHEMES},
     }
 
 

@@ -36,7 +36,6 @@ from ingest.segment.mapping import CallType
 from ingest.segment.reader import segment_body_reader
 from ingest.service import IngestOutcome
 from shared.assembly import ingest_endpoint
-from shared.http import error_response as api_error_response
 from shared.settings import SettingsError
 from shared.telemetry import invocation_span
 
@@ -76,9 +75,8 @@ async def segment_api(req: func.HttpRequest, context: func.Context) -> func.Http
     call = req.route_params.get("call", "")
     with invocation_span(context, f"segment {call}"):
         if call not in CALLS:
-            return api_error_response(
-                404, "not_found", f"no Segment call /v1/{call[:32]}; the calls are {', '.join(list(CALLS)[:7])}"
-            )
+            message = f"no Segment call /v1/{call[:32]}; the calls are {', '.join(list(CALLS)[:7])}"
+            return json_response(404, {"error": "not_found", "code": "not_found", "message": message, "details": []})
         return await _ingest(req, CALLS[call])
 
 
