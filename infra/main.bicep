@@ -168,6 +168,7 @@ module functionApp 'modules/functionapp.bicep' = {
     deploymentContainerUrl: storage.outputs.deploymentContainerUrl
     tableEndpoint: storage.outputs.tableEndpoint
     rateLimitTableName: storage.outputs.rateLimitTableName
+    tenantsTableName: storage.outputs.tenantsTableName
     serviceBusNamespace: serviceBus.outputs.fullyQualifiedNamespace
     eventsQueueName: serviceBus.outputs.eventsQueueName
     poisonQueueName: serviceBus.outputs.poisonQueueName

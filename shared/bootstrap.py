@@ -131,7 +131,9 @@ class Container:
         """Tenants and write-key hashes: Table Storage on Azure, a SQLite file embedded."""
         registry: TenantRegistry
         if self.settings.backend == "azure":
-            raise SettingsError("the Table Storage tenant registry is not available in this build")
+            from shared.adapters.tenants.tables_registry import create_table_tenant_registry
+
+            registry = create_table_tenant_registry(self.settings)
         else:
             from shared.adapters.tenants.embedded_registry import REGISTRY_FILE, EmbeddedTenantRegistry
 

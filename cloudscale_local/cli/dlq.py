@@ -11,10 +11,8 @@ keeps one document per (tenantId, eventId), so replaying twice is harmless. Mach
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
-import os
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, Literal, TypeVar
@@ -26,9 +24,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from cloudscale_local.cli.backend import load_cli_settings, run_with_container
 from shared.bootstrap import Container
-from shared.ports import DeadLetter, DeadLetterBrowser, PortError, ReplayProgress, ReplayResult
-from shared.settings import Settings, SettingsError, load_settings
+from shared.ports import DeadLetter, DeadLetterBrowser, ReplayProgress, ReplayResult
+from shared.settings import Settings
 
 __all__ = ["dlq"]
 
@@ -56,7 +55,7 @@ def dlq() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array instead of a table.")
 def list_command(limit: int, as_json: bool) -> None:
     """List dead letters, oldest first."""
-    dead_letters = _run(_settings(), lambda browser: browser.list(limit))
+    dead_letters = _run(load_cli_settings(), lambda browser: browser.list(limit))
     if as_json:
         click.echo(_dumps([_summary(dead_letter) for dead_letter in dead_letters]))
         return
@@ -77,7 +76,7 @@ def list_command(limit: int, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
 def show(dead_letter_id: str, as_json: bool) -> None:
     """Show one dead letter: why it failed, and its body."""
-    dead_letter = _run(_settings(), lambda browser: browser.get(dead_letter_id))
+    dead_letter = _run(load_cli_settings(), lambda browser: browser.get(dead_letter_id))
     if dead_letter is None:
         raise click.ClickException(f"No dead letter with id {dead_letter_id!r} (`cloudscale dlq list` shows the ids).")
     if as_json:
@@ -101,7 +100,7 @@ def replay(dead_letter_ids: tuple[str, ...], replay_all: bool, yes: bool) -> Non
     """
     if replay_all == bool(dead_letter_ids):
         raise click.UsageError("Give the IDs to replay, or --all (not both).")
-    settings = _settings()
+    settings = load_cli_settings()
     if replay_all and not yes:
         click.confirm(f"Replay every dead letter to queue {settings.events_queue!r}?", abort=True)
     replayed: list[DeadLetter] = []
@@ -159,28 +158,12 @@ def _replayed(dead_letters: Sequence[DeadLetter], destination: str) -> str:
     return f"{text}: {', '.join(dead_letter.id for dead_letter in dead_letters)}."
 
 
-def _settings() -> Settings:
-    try:
-        return load_settings(os.environ)
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
 def _run(settings: Settings, action: Callable[[DeadLetterBrowser], Awaitable[T]]) -> T:
-    """Open the browser (the container chooses it from `settings`), run `action` on it, close it;
-    backend failures become a one-line error."""
-
-    async def main() -> T:
-        container = Container(settings)
-        try:
-            return await action(container.dead_letter_browser)
-        finally:
-            await container.close()
-
-    try:
-        return asyncio.run(main())
-    except (PortError, SettingsError) as exc:
-        raise click.ClickException(str(exc)) from None
+    """Run `action` on the dead-letter browser the container chooses from `settings`."""
+    # `Container` looked up here, at call time: tests put a failing one in its place.
+    return run_with_container(
+        settings, lambda container: action(container.dead_letter_browser), make_container=Container
+    )
 
 
 def _table(dead_letters: Sequence[DeadLetter], width: int) -> Table:

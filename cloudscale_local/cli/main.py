@@ -15,6 +15,7 @@ from cloudscale_local.cli.events import events
 from cloudscale_local.cli.kusto import kusto_setup
 from cloudscale_local.cli.loadtest import loadtest
 from cloudscale_local.cli.reconcile import reconcile
+from cloudscale_local.cli.tenants import keys, tenants
 from cloudscale_local.host.host_config import HostConfigError
 from cloudscale_local.host.worker_rules import FunctionLoadError
 from shared.adapters.sqlite.worker import StoreFileError
@@ -115,6 +116,8 @@ main.add_command(report)
 main.add_command(reconcile)
 main.add_command(loadtest)
 main.add_command(events)
+main.add_command(tenants)
+main.add_command(keys)
 
 if __name__ == "__main__":
     main()

@@ -17,6 +17,7 @@ param storageAccountName string
 param deploymentContainerUrl string
 param tableEndpoint string
 param rateLimitTableName string
+param tenantsTableName string
 param serviceBusNamespace string
 param eventsQueueName string
 param poisonQueueName string
@@ -86,6 +87,11 @@ var appSettings = {
   CLOUDSCALE_TRUSTED_PROXIES: trustedProxies
   CLOUDSCALE_RATE_LIMIT_TABLE: rateLimitTableName
   CLOUDSCALE_RATE_LIMIT_TABLE_ENDPOINT: tableEndpoint
+  // The tenant registry, in the rate-limit table's account; keys are always required on Azure.
+  CLOUDSCALE_TENANTS_TABLE: tenantsTableName
+  CLOUDSCALE_WRITE_KEYS: 'required'
+  CLOUDSCALE_WRITE_KEY_CACHE_SECONDS: '10'
+  CLOUDSCALE_TENANT_EVENTS_PER_MINUTE: '60000'
   // The triggers' bindings read the queue, database and container names from these settings.
   CLOUDSCALE_EVENTS_QUEUE: eventsQueueName
   CLOUDSCALE_POISON_QUEUE: poisonQueueName

@@ -12,7 +12,7 @@
 //   own login), granted to `deadLetterOperatorPrincipalId` when one is given.
 // - storage account: Storage Blob Data Owner for host storage (the host creates its own
 //   containers, so the account, not a container) and Storage Table Data Contributor for the
-//   rate-limit table, which the app also creates if missing (an account-level operation) and
+//   rate-limit and tenants tables, which the app also creates if missing (an account-level operation) and
 //   which the host uses for its diagnostic events. No Storage Queue Data Contributor: the host
 //   needs queues only for blob triggers, and this app has none (its timer locks are blobs).
 // - Cosmos DB: the built-in Data Contributor on the `cloudscale` database only (events and

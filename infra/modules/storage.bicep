@@ -1,6 +1,7 @@
 // Storage: one account for the Functions host (blobs: host locks, timer schedule state, keys),
-// the blob container the Flex Consumption plan runs the app package from, and the Table the
-// rate limiter keeps its shared state in. Identity access only: no account key works.
+// the blob container the Flex Consumption plan runs the app package from, the Table the
+// rate limiter keeps its shared state in, and the Table of the tenant registry (tenants and the
+// hashes of their write keys). Identity access only: no account key works.
 
 param location string
 param tags object
@@ -9,6 +10,9 @@ param deploymentContainerName string
 
 @description('Table of rate-limit state: the app\'s CLOUDSCALE_RATE_LIMIT_TABLE default.')
 param rateLimitTableName string = 'ratelimits'
+
+@description('Table of tenants and write-key hashes: the app\'s CLOUDSCALE_TENANTS_TABLE default.')
+param tenantsTableName string = 'tenants'
 
 @description('Redundancy of the account; the rate-limit state is short-lived, so locally redundant is enough.')
 param skuName string = 'Standard_LRS'
@@ -56,8 +60,16 @@ resource rateLimitTable 'Microsoft.Storage/storageAccounts/tableServices/tables@
   name: rateLimitTableName
 }
 
+// Created here so that an operator granted Storage Table Data Contributor on this table alone
+// (not the account) finds it; the app would create it too, which takes the account's role.
+resource tenantsTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
+  parent: tableService
+  name: tenantsTableName
+}
+
 output name string = account.name
 output id string = account.id
 output tableEndpoint string = account.properties.primaryEndpoints.table
 output deploymentContainerUrl string = '${account.properties.primaryEndpoints.blob}${deploymentContainer.name}'
 output rateLimitTableName string = rateLimitTable.name
+output tenantsTableName string = tenantsTable.name

@@ -158,6 +158,8 @@ def test_the_backend_is_azure() -> None:
         "CLOUDSCALE_RATE_LIMIT_GLOBAL_SYNC_SECONDS",
         "CLOUDSCALE_PROCESS_RETRY_SECONDS",
         "CLOUDSCALE_COSMOS_VERIFY_TLS",
+        "CLOUDSCALE_WRITE_KEY_CACHE_SECONDS",
+        "CLOUDSCALE_TENANT_EVENTS_PER_MINUTE",
     ],
 )
 def test_written_out_settings_are_the_app_defaults(name: str) -> None:
@@ -215,6 +217,7 @@ def test_trusted_proxies_default_to_none_behind_the_functions_front_end() -> Non
         ("CLOUDSCALE_POISON_QUEUE", "poisonQueueName", "serviceBus.outputs.poisonQueueName"),
         ("CLOUDSCALE_RATE_LIMIT_TABLE", "rateLimitTableName", "storage.outputs.rateLimitTableName"),
         ("CLOUDSCALE_RATE_LIMIT_TABLE_ENDPOINT", "tableEndpoint", "storage.outputs.tableEndpoint"),
+        ("CLOUDSCALE_TENANTS_TABLE", "tenantsTableName", "storage.outputs.tenantsTableName"),
         ("AzureWebJobsStorage__tableServiceUri", "tableEndpoint", "storage.outputs.tableEndpoint"),
         ("AzureWebJobsStorage__accountName", "storageAccountName", "storage.outputs.name"),
         ("CosmosDBConnection__accountEndpoint", "cosmosEndpoint", "cosmos.outputs.endpoint"),

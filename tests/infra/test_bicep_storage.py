@@ -44,6 +44,17 @@ def test_the_rate_limit_table_is_the_one_the_app_uses() -> None:
     assert text(storage.outputs()["rateLimitTableName"]) == "rateLimitTable.name"
 
 
+def test_the_tenants_table_is_the_one_the_app_uses() -> None:
+    storage = infra_file("modules/storage.bicep")
+    table = storage.resource("tenantsTable")
+    assert table.type == "Microsoft.Storage/storageAccounts/tableServices/tables"
+    assert text(at(table.body, "name")) == "tenantsTableName"
+    default = storage.params()["tenantsTableName"].default
+    assert default is not None
+    assert literal(default) == Settings.model_fields["tenants_table"].default
+    assert text(storage.outputs()["tenantsTableName"]) == "tenantsTable.name"
+
+
 def test_the_table_endpoint_is_the_account_s() -> None:
     endpoint = infra_file("modules/storage.bicep").outputs()["tableEndpoint"]
     assert text(endpoint) == "account.properties.primaryEndpoints.table"

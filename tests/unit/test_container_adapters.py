@@ -11,6 +11,8 @@ from shared.adapters.dead_letters.embedded import EmbeddedDeadLetterBrowser
 from shared.adapters.dead_letters.servicebus_browser import ServiceBusDeadLetterBrowser
 from shared.adapters.event_queue.embedded_queue import EMBEDDED_QUEUE_FILE, EmbeddedQueue
 from shared.adapters.instance.client_key_secret import CLIENT_KEY_SECRET_FILE, data_folder_secret
+from shared.adapters.tenants.embedded_registry import REGISTRY_FILE, EmbeddedTenantRegistry
+from shared.adapters.tenants.tables_registry import TableTenantRegistry
 from shared.bootstrap import Container
 from shared.ports import PortError
 from shared.settings import load_settings
@@ -76,3 +78,29 @@ def test_embedded_the_client_key_secret_is_kept_in_the_data_folder(tmp_path: Pat
 
     assert secret == container.client_key_secret() == data_folder_secret(container.data_dir)
     assert (tmp_path / CLIENT_KEY_SECRET_FILE).exists()
+
+
+async def test_on_azure_the_tenant_registry_is_the_table_one_and_connects_nothing_until_used() -> None:
+    container = Container(
+        load_settings(
+            {
+                "CLOUDSCALE_BACKEND": "azure",
+                "ServiceBusConnection__fullyQualifiedNamespace": "cs-test.servicebus.windows.net",
+                "CLOUDSCALE_RATE_LIMIT_TABLE_ENDPOINT": "https://cstest.table.core.windows.net",
+                "CosmosDBConnection__accountEndpoint": "https://cs-test.documents.azure.com:443/",
+            }
+        )
+    )
+
+    assert isinstance(container.tenant_registry, TableTenantRegistry)
+    await container.close()
+
+
+async def test_embedded_the_tenant_registry_is_the_sqlite_file_in_the_data_folder(tmp_path: Path) -> None:
+    container = embedded(tmp_path)
+
+    registry = container.tenant_registry
+
+    assert isinstance(registry, EmbeddedTenantRegistry)
+    assert registry.path == tmp_path / REGISTRY_FILE
+    await container.close()
