@@ -13,6 +13,7 @@ import gzip
 import os
 import sqlite3
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -66,11 +67,30 @@ def sdk_python() -> Path:
 @pytest.fixture(scope="module")
 def segment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Segment]:
     data_dir = tmp_path_factory.mktemp("data")
+    # acme and its key as an operator makes them: with the command line.
+    cloudscale(data_dir, "tenants", "create", "acme")
+    key = cloudscale(data_dir, "keys", "create", "--tenant", "acme", "--quiet").strip()
     registry = Registry(data_dir)
-    keys = {tenant: registry.key(registry.tenant(tenant)).key for tenant in ("acme", "globex")}
+    other_key = registry.key(registry.tenant("globex")).key
     host = start_host(data_dir, **SETTINGS)
-    yield Segment(host, keys["acme"], keys["globex"])
+    yield Segment(host, key, other_key)
     host.stop()
+
+
+def cloudscale(data_dir: Path, *args: str) -> str:
+    """Run the `cloudscale` command line on the host's data folder; its standard output."""
+    env = {**os.environ, "CLOUDSCALE_DATA_DIR": str(data_dir), "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-m", "cloudscale_local.cli.main", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 def run_sdk(
@@ -204,7 +224,8 @@ def test_the_rudder_sdk_reports_a_bad_key_too(sdk_python: Path, segment: Segment
 def test_the_python_sdk_sends_a_thousand_events_and_each_is_in_analytics_once(
     sdk_python: Path, segment: Segment
 ) -> None:
-    # GIVEN a thousand track calls through the SDK's own background queue and batching, gzip on
+    # GIVEN a key made with `cloudscale keys create`, and a thousand track calls through the
+    # SDK's own background queue and batching, gzip on
     calls = [("track", {"user_id": f"user-{n}", "event": "Thousand", "properties": {"n": n}}) for n in range(1000)]
 
     result = run_sdk(sdk_python, "segment", segment.api(), segment.key, calls, gzip=True, upload_size=100)
