@@ -20,6 +20,8 @@ DEPLOY_PY := $(DEPLOY_VENV)/bin/python
 # What the deployment venv installs: the lock Azure's remote build installs, worker library included.
 DEPLOY_REQUIREMENTS := requirements.txt
 CONFORMANCE_RUNNER := tests/conformance/runner-requirements.txt
+# The real Segment-API SDKs the end-to-end tests drive, in a venv of their own (requirements-sdk.in says why).
+SDK_VENV := .venv-sdk
 # The whole suite again under the deployment Python, in a development venv of its own.
 PY313_VENV := .venv-py313
 PY313 := $(PY313_VENV)/bin/python
@@ -70,6 +72,7 @@ lock: $(VENV)/.dev-installed
 	cd $(LOCK_DIR) && $(LOCK_COMPILE) requirements.in -o requirements.txt
 	cd $(LOCK_DIR) && $(LOCK_COMPILE) requirements-local.in -o requirements-local.txt
 	cd $(LOCK_DIR) && $(LOCK_COMPILE) requirements-dev.in -o requirements-dev.txt
+	cd $(LOCK_DIR) && $(LOCK_COMPILE) requirements-sdk.in -o requirements-sdk.txt
 
 # Regenerating the locks changes nothing, and requirements.txt resolves with pip on Python 3.13
 # (what Azure's remote build runs); see .ci/check-locks.
@@ -104,7 +107,15 @@ emulators:
 		echo "WARNING: npm not found: Cosmos DB tests against cosmosdb-server will be SKIPPED" >&2; \
 	fi
 
-test: $(VENV)/.dev-installed emulators
+# Rebuilt from nothing when its lock changes. Any Python 3.11+ will do: only the SDKs run in it.
+$(SDK_VENV)/.installed: requirements-sdk.txt
+	rm -rf $(SDK_VENV)
+	$(PYTHON) -m venv $(SDK_VENV)
+	$(SDK_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SDK_VENV)/bin/python -m pip install --quiet -r requirements-sdk.txt
+	touch $@
+
+test: $(VENV)/.dev-installed $(SDK_VENV)/.installed emulators
 	$(PY) -m pytest
 	@$(MAKE) --no-print-directory conformance
 
@@ -140,7 +151,7 @@ else
 conformance: $(DEPLOY_VENV)/.installed
 	$(DEPLOY_PY) -m pytest tests/conformance
 
-test-py313: $(PY313_VENV)/.installed emulators
+test-py313: $(PY313_VENV)/.installed $(SDK_VENV)/.installed emulators
 	$(PY313) -m pytest
 endif
 
@@ -165,4 +176,4 @@ format: $(VENV)/.dev-installed
 check: lint lock-check test
 
 clean:
-	rm -rf $(VENV) $(DEPLOY_VENV) $(PY313_VENV) $(EMULATORS) .cloudscale .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(DEPLOY_VENV) $(PY313_VENV) $(SDK_VENV) $(EMULATORS) .cloudscale .pytest_cache .mypy_cache .ruff_cache *.egg-info

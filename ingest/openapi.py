@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
 from ingest.openapi_security import SECURITY_SCHEMES, WRITE_KEY_SECURITY, WWW_AUTHENTICATE
+from ingest.segment.openapi import SEGMENT_SCHEMAS, segment_paths
 from shared.domain.events import (
     EVENT_ID_PATTERN,
     MAX_BATCH_EVENTS,
@@ -40,8 +41,12 @@ class FieldErrorBody(BaseModel):
 class AcceptedEventBody(BaseModel):
     index: int
     status: Literal["accepted"]
+    # A UUID, or a text id such as a Segment messageId: as `Event.eventId` accepts it.
     event_id: str = Field(
-        alias="eventId", description="The event's id: the one sent (a UUID or a text id), or a UUID made for it."
+        alias="eventId",
+        max_length=63,
+        pattern=f"^{EVENT_ID_PATTERN}$",
+        description="The event's id: the one sent (a UUID or a text id), or a UUID made for it.",
     )
 
 
@@ -232,6 +237,7 @@ def openapi_document() -> dict[str, Any]:
                 }
             },
             "/api/events/{tenantId}/{eventId}": {"get": _read_event_operation()},
+            **segment_paths(_RETRY_AFTER),
             "/api/health/live": {
                 "get": _health_operation(
                     "healthLive",
@@ -258,7 +264,7 @@ def openapi_document() -> dict[str, Any]:
                 }
             },
         },
-        "components": {"schemas": schemas["$defs"], "securitySchemes": SECURITY_SCHEMES},
+        "components": {"schemas": {**schemas["$defs"], **SEGMENT_SCHEMAS}, "securitySchemes": SECURITY_SCHEMES},
     }
 
 
@@ -302,7 +308,8 @@ def _read_event_operation() -> dict[str, Any]:
                 "name": "eventId",
                 "in": "path",
                 "required": True,
-                "schema": {"type": "string", "pattern": f"^{EVENT_ID_PATTERN}$"},
+                # The pattern matches UUIDs too: one description of both forms.
+                "schema": {"type": "string", "maxLength": 63, "pattern": f"^{EVENT_ID_PATTERN}$"},
                 "description": "A UUID or a text id (e.g. a Segment messageId), as accepted.",
             },
         ],
@@ -312,7 +319,7 @@ def _read_event_operation() -> dict[str, Any]:
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/StoredEvent"}}},
             },
             "400": _error(
-                "A malformed tenantId (invalid_tenant_id) or an eventId that is not a UUID (invalid_event_id)."
+                "A malformed tenantId (invalid_tenant_id) or eventId (invalid_event_id): neither a UUID nor a text id."
             ),
             "401": _unauthorized(),
             "403": _forbidden("; or a browser key (server_key_required): browser keys only send"),

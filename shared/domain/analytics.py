@@ -42,6 +42,17 @@ class AnalyticsRow:
     fraud_reasons: tuple[str, ...]
     """The reason codes of the rules that fired."""
     properties: dict[str, Any] | None
+    # The fields the Segment-compatible API brings (any producer may send them); empty when absent.
+    anonymous_id: str | None = None
+    name: str | None = None
+    """A track call's event name, a page's or screen's name."""
+    group_id: str | None = None
+    previous_id: str | None = None
+    traits: dict[str, Any] | None = None
+    context: dict[str, Any] | None = None
+    original_timestamp: datetime | None = None
+    """The device's clock when the event happened, before the clock-skew correction."""
+    sent_at: datetime | None = None
 
     def to_json_dict(self) -> dict[str, Any]:
         """The row with its column names and JSON values (datetimes as RFC 3339 UTC)."""
@@ -66,6 +77,14 @@ class AnalyticsRow:
             "Suspicious": self.suspicious,
             "FraudReasons": list(self.fraud_reasons),
             "Properties": self.properties,
+            "AnonymousId": self.anonymous_id,
+            "Name": self.name,
+            "GroupId": self.group_id,
+            "PreviousId": self.previous_id,
+            "Traits": self.traits,
+            "Context": self.context,
+            "OriginalTimestamp": None if self.original_timestamp is None else _iso(self.original_timestamp),
+            "SentAt": None if self.sent_at is None else _iso(self.sent_at),
         }
 
 
@@ -90,8 +109,20 @@ ANALYTICS_COLUMNS: Final[tuple[tuple[str, str], ...]] = (
     ("Suspicious", "bool"),
     ("FraudReasons", "dynamic"),
     ("Properties", "dynamic"),
+    ("AnonymousId", "string"),
+    ("Name", "string"),
+    ("GroupId", "string"),
+    ("PreviousId", "string"),
+    ("Traits", "dynamic"),
+    ("Context", "dynamic"),
+    ("OriginalTimestamp", "datetime"),
+    ("SentAt", "datetime"),
 )
-"""The `Events` table's columns and their Data Explorer types, in order."""
+"""The `Events` table's columns and their Data Explorer types, in order.
+
+New columns go at the end: Data Explorer's `.create-merge table` appends the ones a table lacks,
+and the embedded store adds them to an existing file the same way. Every `datetime` column but
+the first four may be empty (JSON null)."""
 
 
 def to_analytics_row(event: StoredEvent, stored_at: datetime) -> AnalyticsRow:
@@ -119,6 +150,14 @@ def to_analytics_row(event: StoredEvent, stored_at: datetime) -> AnalyticsRow:
         suspicious=event.fraud.suspicious,
         fraud_reasons=tuple(reason.code for reason in event.fraud.reasons),
         properties=event.properties,
+        anonymous_id=event.anonymous_id,
+        name=event.name,
+        group_id=event.group_id,
+        previous_id=event.previous_id,
+        traits=event.traits,
+        context=event.context,
+        original_timestamp=event.original_timestamp,
+        sent_at=event.sent_at,
     )
 
 

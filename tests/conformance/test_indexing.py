@@ -31,6 +31,17 @@ EXPECTED_BINDINGS: dict[str, list[dict[str, Any]]] = {
         },
         HTTP_OUT,
     ],
+    "segment_api": [
+        {
+            "name": "req",
+            "type": "httpTrigger",
+            "direction": "IN",
+            "route": "v1/{call}",
+            "methods": ["POST"],
+            "authLevel": "ANONYMOUS",
+        },
+        HTTP_OUT,
+    ],
     "health": [
         {"name": "req", "type": "httpTrigger", "direction": "IN", "route": "health", "methods": ["GET"]},
         HTTP_OUT,

@@ -7,6 +7,7 @@ stored and enriched event, the analytics row.
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import uuid
@@ -240,3 +241,29 @@ def _poison(message_id: str) -> Any:
     return envelope.QueueMessage(
         message_id=message_id, body=b"not json", content_type="application/json", subject="page_view"
     )
+
+
+async def test_a_gzip_segment_batch_is_inflated_mapped_and_queued(deployed_app: DeployedApp) -> None:
+    # The host hands the function the compressed bytes and their content-encoding untouched;
+    # the app inflates them. No key here: the embedded backend's open mode takes the tenantId.
+    tenant = f"t-{uuid.uuid4().hex[:8]}"
+    batch = {
+        "batch": [
+            {"type": "track", "event": "Signed Up", "userId": "u1", "messageId": "seg-1", "tenantId": tenant},
+            {"type": "identify", "userId": "u1", "traits": {"plan": "pro"}, "messageId": "seg-2", "tenantId": tenant},
+        ],
+        "sentAt": datetime.now(UTC).isoformat(),
+    }
+    request = host_data.http_request(
+        "POST",
+        "/api/v1/batch",
+        body=gzip.compress(json.dumps(batch).encode()),
+        headers={**CLIENT, "Content-Type": "application/json", "Content-Encoding": "gzip"},
+        route={"call": "batch"},
+    )
+
+    answer = await call(deployed_app, "segment_api", request)
+
+    assert (answer.status, answer.body) == (200, {"success": True})
+    queued_ids = {message.message_id for message in await deployed_app.container().embedded_queue.peek(100)}
+    assert {f"{tenant}/seg-1", f"{tenant}/seg-2"} <= queued_ids

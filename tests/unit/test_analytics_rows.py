@@ -31,6 +31,14 @@ def stored_event(**fields: Any) -> StoredEvent:
         "sessionId": "session-3",
         "url": "/checkout",
         "properties": {"amount": 42.5, "items": ["sku-1", "sku-2"], "gift": {"wrapped": True}},
+        "anonymousId": "anon-9",
+        "name": "Order Completed",
+        "groupId": "group-2",
+        "previousId": "anon-8",
+        "traits": {"plan": "pro"},
+        "context": {"library": {"name": "analytics-python", "version": "2.4.0"}, "ip": "203.0.113.0/24"},
+        "originalTimestamp": "2026-03-01T13:59:57.500+02:00",
+        "sentAt": "2026-03-01T13:59:59+02:00",
         "enrichment": {
             "clientNetwork": "203.0.113.0/24",
             "userAgent": "Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0",
@@ -90,6 +98,14 @@ def test_every_field_of_a_stored_event_lands_in_its_column() -> None:
         suspicious=True,
         fraud_reasons=("VELOCITY_IP_MINUTE", "MANY_USERS_PER_IP"),
         properties={"amount": 42.5, "items": ["sku-1", "sku-2"], "gift": {"wrapped": True}},
+        anonymous_id="anon-9",
+        name="Order Completed",
+        group_id="group-2",
+        previous_id="anon-8",
+        traits={"plan": "pro"},
+        context={"library": {"name": "analytics-python", "version": "2.4.0"}, "ip": "203.0.113.0/24"},
+        original_timestamp=datetime(2026, 3, 1, 11, 59, 57, 500_000, tzinfo=UTC),
+        sent_at=datetime(2026, 3, 1, 11, 59, 59, tzinfo=UTC),
     )
 
 
@@ -109,6 +125,14 @@ def test_an_event_without_a_parsed_agent_or_optional_fields_leaves_those_columns
         sessionId=None,
         url=None,
         properties=None,
+        anonymousId=None,
+        name=None,
+        groupId=None,
+        previousId=None,
+        traits=None,
+        context=None,
+        originalTimestamp=None,
+        sentAt=None,
         enrichment=enrichment,
         fraud={"score": 0.0, "suspicious": False},
     )
@@ -119,6 +143,8 @@ def test_an_event_without_a_parsed_agent_or_optional_fields_leaves_those_columns
     assert (row.browser, row.os, row.device, row.is_bot) == (None, None, None, False)
     assert (row.correlation_id, row.user_id, row.session_id, row.url) == (None, None, None, None)
     assert row.properties is None
+    assert (row.anonymous_id, row.name, row.group_id, row.previous_id) == (None, None, None, None)
+    assert (row.traits, row.context, row.original_timestamp, row.sent_at) == (None, None, None, None)
     assert row.fraud_reasons == ()
     assert (row.fraud_score, row.suspicious) == (0.0, False)
     assert row.client_network == "203.0.113.0/24"
@@ -146,7 +172,7 @@ def test_datetimes_in_the_json_line_are_rfc3339_utc_ending_in_z() -> None:
     record = row.to_json_dict()
 
     datetime_columns = [name for name, kind in ANALYTICS_COLUMNS if kind == "datetime"]
-    assert datetime_columns == ["Timestamp", "ReceivedAt", "ProcessedAt", "StoredAt"]
+    assert datetime_columns == ["Timestamp", "ReceivedAt", "ProcessedAt", "StoredAt", "OriginalTimestamp", "SentAt"]
     for name in datetime_columns:
         assert RFC3339_UTC.match(record[name]), f"{name}: {record[name]!r}"
     # THEN every instant is kept, and the offset is converted to UTC rather than dropped
@@ -154,6 +180,8 @@ def test_datetimes_in_the_json_line_are_rfc3339_utc_ending_in_z() -> None:
     assert record["ReceivedAt"] == "2026-03-01T12:00:00.250000Z"
     assert record["ProcessedAt"] == "2026-03-01T12:00:01.500000Z"
     assert record["StoredAt"] == "2026-03-01T12:00:02.750000Z"
+    assert record["OriginalTimestamp"] == "2026-03-01T11:59:57.500000Z"
+    assert record["SentAt"] == "2026-03-01T11:59:59Z"
     assert datetime.fromisoformat(record["Timestamp"]) == row.timestamp
 
 
@@ -165,10 +193,18 @@ def test_a_commit_time_given_in_another_zone_is_written_in_utc() -> None:
     assert record["StoredAt"] == "2026-03-01T12:00:00Z"
 
 
-@pytest.mark.parametrize("event", [stored_event(), stored_event(properties=None, fraud={"score": 0, "suspicious": 0})])
+@pytest.mark.parametrize(
+    "event",
+    [
+        stored_event(),
+        stored_event(properties=None, originalTimestamp=None, sentAt=None, fraud={"score": 0, "suspicious": 0}),
+    ],
+)
 def test_json_values_have_their_column_types(event: StoredEvent) -> None:
     record = to_analytics_row(event, STORED_AT).to_json_dict()
 
+    # Only the event's own optional times may be empty; the pipeline's are always set.
+    optional_times = {"OriginalTimestamp", "SentAt"}
     expected: dict[str, tuple[type, ...]] = {
         "string": (str, type(None)),
         "datetime": (str,),
@@ -177,7 +213,8 @@ def test_json_values_have_their_column_types(event: StoredEvent) -> None:
         "dynamic": (list, dict, type(None)),
     }
     for name, kind in ANALYTICS_COLUMNS:
-        assert isinstance(record[name], expected[kind]), f"{name} ({kind}): {record[name]!r}"
+        allowed = (*expected[kind], type(None)) if name in optional_times else expected[kind]
+        assert isinstance(record[name], allowed), f"{name} ({kind}): {record[name]!r}"
     assert isinstance(record["FraudReasons"], list)
     # AND the record is one line of a MULTIJSON ingestion body
     assert orjson.loads(orjson.dumps(record)) == record

@@ -317,3 +317,21 @@ def test_sending_and_reading_events_take_a_write_key_as_bearer_or_basic_user_nam
         assert {"401", "403"} <= set(operation["responses"])
         assert "WWW-Authenticate" in operation["responses"]["401"]["headers"]
     assert "tenant" in ingest["responses"]["429"]["description"]
+
+
+def test_the_segment_api_is_documented_with_its_limits_and_a_basic_challenge(document: dict[str, Any]) -> None:
+    from ingest.segment.reader import MAX_BATCH_BODY_BYTES, MAX_MESSAGE_BYTES
+    from ingest.segment_blueprint import CALLS
+
+    batch = document["paths"]["/api/v1/batch"]["post"]
+    single = document["paths"]["/api/v1/{call}"]["post"]
+    [call] = single["parameters"]
+
+    assert set(call["schema"]["enum"]) == set(CALLS) - {"batch", "b"}
+    assert str(MAX_BATCH_BODY_BYTES) in batch["requestBody"]["description"]
+    assert str(MAX_MESSAGE_BYTES) in single["requestBody"]["description"]
+    for operation in (batch, single):
+        assert {"writeKeyBasic": []} in operation["security"]
+        assert set(operation["requestBody"]["content"]) == {"application/json", "text/plain"}
+        assert operation["responses"]["401"]["headers"]["WWW-Authenticate"]["description"].startswith("Basic")
+        assert "code" in document["components"]["schemas"]["SegmentError"]["required"]

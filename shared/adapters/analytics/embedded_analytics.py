@@ -8,7 +8,9 @@ a batch delivered twice leaves one row per event (what the materialized view doe
 Explorer) while two tenants' events with the same id are two rows.
 
 A file made before that index existed has `EventId` as its primary key, which would drop the
-second tenant's row; opening it rebuilds the table under the new key, keeping every row.
+second tenant's row; opening it rebuilds the table under the new key, keeping every row. A file
+made before a column was added to `ANALYTICS_COLUMNS` gets it (empty in its old rows) when
+opened, as `.create-merge table` does on Data Explorer.
 
 Writes go through a `SqliteWorker` (group commit, WAL), so `cloudscale query` can read the
 file from another process while the host writes it.
@@ -144,6 +146,7 @@ def prepare_schema(connection: sqlite3.Connection) -> None:
     """
     connection.execute("BEGIN IMMEDIATE")
     try:
+        _add_missing_columns(connection)
         if _keyed_on_event_id_alone(connection):
             # SQLite cannot drop a primary key in place: copy the rows into a table made
             # without it, then put that one in the old table's place (its indexes go with it).
@@ -162,6 +165,16 @@ def prepare_schema(connection: sqlite3.Connection) -> None:
         raise
 
 
+def _add_missing_columns(connection: sqlite3.Connection) -> None:
+    """Append the columns an existing table lacks (none when there is no table yet)."""
+    present = {row[1].lower() for row in connection.execute(f"PRAGMA table_info({ANALYTICS_TABLE})")}
+    if not present:
+        return
+    for column, kind in ANALYTICS_COLUMNS:
+        if column.lower() not in present:
+            connection.execute(f"ALTER TABLE {ANALYTICS_TABLE} ADD COLUMN {column} {_SQLITE_TYPES[kind]}")
+
+
 def _keyed_on_event_id_alone(connection: sqlite3.Connection) -> bool:
     """True for a table made when `EventId` alone was the primary key."""
     columns = connection.execute(f"PRAGMA table_info({ANALYTICS_TABLE})").fetchall()
@@ -178,7 +191,7 @@ def _values(row: AnalyticsRow, arrived: str) -> tuple[Any, ...]:
             value = None if value is None else orjson.dumps(value).decode()
         elif kind == "bool":
             value = int(bool(value))
-        elif kind == "datetime":
+        elif kind == "datetime" and value is not None:
             value = time_text(datetime.fromisoformat(value))
         values.append(value)
     values.append(arrived)

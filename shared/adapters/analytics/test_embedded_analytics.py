@@ -115,12 +115,17 @@ async def test_two_tenants_events_with_one_event_id_are_two_rows(store: Embedded
     }
 
 
+SEGMENT_COLUMNS = ("AnonymousId", "Name", "GroupId", "PreviousId", "Traits", "Context", "OriginalTimestamp", "SentAt")
+OLD_COLUMNS = [(name, kind) for name, kind in ANALYTICS_COLUMNS if name not in SEGMENT_COLUMNS]
+"""The columns of files made before the Segment-compatible API's columns were added."""
+
+
 def make_file_keyed_on_event_id_alone(path: Path, rows: list[tuple[str, str]]) -> None:
-    """An analytics file as earlier versions made it: `EventId` the primary key."""
+    """An analytics file as earlier versions made it: `EventId` the primary key, no Segment columns."""
     columns = ",\n".join(
         f"{name} {'REAL' if kind == 'real' else 'INTEGER' if kind == 'bool' else 'TEXT'}"
         f"{' PRIMARY KEY' if name == 'EventId' else ''}"
-        for name, kind in ANALYTICS_COLUMNS
+        for name, kind in OLD_COLUMNS
     )
     connection = sqlite3.connect(path)
     try:
@@ -202,6 +207,14 @@ async def test_a_row_reads_back_column_by_column(store: EmbeddedAnalyticsStore, 
         "Suspicious": 1,
         "FraudReasons": written["FraudReasons"],
         "Properties": written["Properties"],
+        "AnonymousId": None,
+        "Name": None,
+        "GroupId": None,
+        "PreviousId": None,
+        "Traits": None,
+        "Context": None,
+        "OriginalTimestamp": None,
+        "SentAt": None,
         "AnalyticsAt": "2026-03-01T15:30:00.000000Z",
     }
     # AND the dynamic columns are JSON text, booleans 0/1, missing values NULL
@@ -209,6 +222,70 @@ async def test_a_row_reads_back_column_by_column(store: EmbeddedAnalyticsStore, 
     assert json.loads(written["Properties"]) == {"amount": 42.5, "items": ["sku-1", "sku-2"], "note": 'naïve "quoted"'}
     assert (other["IsBot"], other["Suspicious"], other["Browser"], other["Properties"]) == (1, 0, None, None)
     assert json.loads(other["FraudReasons"]) == []
+
+
+def segment_row(n: int) -> AnalyticsRow:
+    """`row(n)` with every field the Segment-compatible API brings."""
+    return row(
+        n,
+        anonymous_id="anon-1",
+        name="Signed Up",
+        group_id="g-1",
+        previous_id="p-1",
+        traits={"plan": "pro"},
+        context={"library": {"name": "analytics-python"}},
+        original_timestamp=datetime(2026, 3, 1, 9, 59, 58, 500_000, tzinfo=UTC),
+        sent_at=datetime(2026, 3, 1, 10, 0, 0, tzinfo=timezone(timedelta(hours=1))),
+    )
+
+
+async def test_the_segment_fields_read_back_in_their_columns(store: EmbeddedAnalyticsStore, path: Path) -> None:
+    await store.write([segment_row(1)])
+
+    [written] = read_rows(path)
+
+    assert {name: written[name] for name in SEGMENT_COLUMNS} == {
+        "AnonymousId": "anon-1",
+        "Name": "Signed Up",
+        "GroupId": "g-1",
+        "PreviousId": "p-1",
+        "Traits": '{"plan":"pro"}',
+        "Context": '{"library":{"name":"analytics-python"}}',
+        "OriginalTimestamp": "2026-03-01T09:59:58.500000Z",
+        "SentAt": "2026-03-01T09:00:00.000000Z",
+    }
+
+
+async def test_a_file_made_before_the_segment_columns_gains_them_keeping_its_rows(path: Path) -> None:
+    # GIVEN a file with today's key but without the Segment columns, holding one row
+    columns = ", ".join(f"{name} {'REAL' if kind == 'real' else 'TEXT'}" for name, kind in OLD_COLUMNS)
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        connection.execute(f"CREATE TABLE {ANALYTICS_TABLE} ({columns}, AnalyticsAt TEXT NOT NULL)")
+        connection.execute(
+            f"INSERT INTO {ANALYTICS_TABLE} (EventId, TenantId, EventType, StoredAt, AnalyticsAt)"
+            " VALUES ('old-1', 'acme', 'purchase', '2026-03-01T10:05:00.000000Z', '2026-03-01T15:30:00.000000Z')"
+        )
+        connection.commit()
+
+    # WHEN it is opened and a row with the Segment fields is written
+    store = EmbeddedAnalyticsStore(path, clock=ARRIVED.timestamp)
+    try:
+        await store.write([segment_row(2)])
+    finally:
+        await store.close()
+
+    # THEN the old row is there with the new columns empty, and the new row has them filled
+    rows = {found["EventId"]: found for found in read_rows(path)}
+    assert set(rows) == {"old-1", str(uuid.UUID(int=2))}
+    assert all(rows["old-1"][name] is None for name in SEGMENT_COLUMNS)
+    assert rows[str(uuid.UUID(int=2))]["Name"] == "Signed Up"
+
+    # AND opening it again changes nothing
+    again = EmbeddedAnalyticsStore(path, clock=ARRIVED.timestamp)
+    try:
+        assert len(await again.event_keys(HOUR_10, HOUR_10 + timedelta(hours=1))) == 2
+    finally:
+        await again.close()
 
 
 async def test_dynamic_columns_can_be_queried_with_sqlite_json_functions(
