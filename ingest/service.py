@@ -12,7 +12,8 @@ tenant than the key's is rejected), and the events are acknowledged only after t
 returned, that is once they are durably queued.
 
 Without `keys_required` (the embedded backend's open mode) a request without a key is taken
-for the tenant its body names, as it always was; a request with a key is checked in full.
+for the tenant its body names, as it always was, unless it comes from a web page (it carries
+an `Origin` header); a request with a key is checked in full.
 """
 
 from __future__ import annotations
@@ -176,6 +177,22 @@ class IngestService:
         """Whether a request without a write key is refused."""
         return self._keys_required
 
+    def _require_keyless_allowed(self, request: IngestRequest) -> None:
+        """Refuse a request without a key, unless open mode takes it."""
+        if self._keys_required:
+            # No key at all: refused before any I/O, so keyless floods cost nothing but parsing.
+            raise UnauthorizedError("a write key is required: send 'Authorization: Bearer <key>'", code="missing_key")
+        if request.origin is not None:
+            # Open mode is for tools on the developer's machine (curl, SDKs, the load generator),
+            # which send no Origin. A browser always does on a POST, and any page the developer
+            # visits could post a text/plain body to the loopback host without a preflight: a
+            # page writes only with a browser key bound to its origin.
+            raise UnauthorizedError(
+                "a request from a web page needs a browser key bound to its origin, even in open mode: "
+                "send 'Authorization: Bearer <browser key>' or ?writeKey=<browser key>",
+                code="missing_key",
+            )
+
     async def ingest(self, request: IngestRequest, *, read_body: BodyReader | None = None) -> IngestOutcome:
         """Accept what is valid; raise an `IngestError` for a request that fails as a whole.
 
@@ -201,9 +218,8 @@ class IngestService:
         except Exception as exc:
             parsed = exc
         presented = self._presented_key(request, parsed)
-        if presented is None and self._keys_required:
-            # No key at all: refused before any I/O, so keyless floods cost nothing but parsing.
-            raise UnauthorizedError("a write key is required: send 'Authorization: Bearer <key>'", code="missing_key")
+        if presented is None:
+            self._require_keyless_allowed(request)
         decision = await self._limit(client.key, 1 if isinstance(parsed, Exception) else len(parsed.items))
         if isinstance(parsed, Exception):
             raise parsed

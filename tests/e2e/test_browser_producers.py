@@ -104,15 +104,11 @@ def test_a_foreign_origin_gets_a_bare_204(shop_host: LocalHost) -> None:
 
 def test_an_answer_to_an_allowed_origin_carries_it(shop_host: LocalHost) -> None:
     with shop_host.client() as client:
-        allowed = client.post(
-            "/api/events",
-            content=orjson.dumps(EVENT),
-            headers={"Content-Type": "application/json", "Origin": SHOP, "X-Forwarded-For": next(_ips)},
-        )
+        allowed = client.get("/api/health/live", headers={"Origin": SHOP})
         foreign = client.get("/api/health/live", headers={"Origin": FOREIGN})
         no_origin = client.get("/api/health/live")
 
-    assert allowed.status_code == 202, allowed.text
+    assert allowed.status_code == 200, allowed.text
     assert allowed.headers["access-control-allow-origin"] == SHOP
     assert "access-control-allow-origin" not in foreign.headers
     assert "access-control-allow-origin" not in no_origin.headers
@@ -134,8 +130,22 @@ def test_with_the_middleware_off_a_preflight_is_routed_like_any_request(
     assert cors_headers(response) == {}
 
 
-def test_a_beacons_text_plain_body_is_read_as_json(any_origin_host: LocalHost) -> None:
+def test_a_text_plain_body_is_read_as_json(any_origin_host: LocalHost) -> None:
     # navigator.sendBeacon(url, string) sends this Content-Type and cannot send another.
+    with any_origin_host.client() as client:
+        response = client.post(
+            "/api/events",
+            content=orjson.dumps(EVENT),
+            headers={"Content-Type": "text/plain;charset=UTF-8", "X-Forwarded-For": next(_ips)},
+        )
+
+    assert response.status_code == 202, response.text
+    assert response.json()["accepted"] == 1
+
+
+def test_a_web_page_cannot_write_without_a_key_even_in_open_mode(any_origin_host: LocalHost) -> None:
+    # Any page the developer visits could post a text/plain body to the loopback host with no
+    # preflight; open mode is for the tools on the machine, which send no Origin.
     with any_origin_host.client() as client:
         response = client.post(
             "/api/events",
@@ -143,9 +153,10 @@ def test_a_beacons_text_plain_body_is_read_as_json(any_origin_host: LocalHost) -
             headers={"Content-Type": "text/plain;charset=UTF-8", "Origin": SHOP, "X-Forwarded-For": next(_ips)},
         )
 
-    assert response.status_code == 202, response.text
-    assert response.json()["accepted"] == 1
-    assert response.headers["access-control-allow-origin"] == "*"
+    assert response.status_code == 401, response.text
+    assert response.json()["error"] == "missing_key"
+    assert "browser key" in response.json()["message"]
+    assert response.headers["access-control-allow-origin"] == "*"  # the page can read why
 
 
 # --- Browser keys: the app enforces each key's origins -----------------------------------------
