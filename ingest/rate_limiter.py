@@ -6,6 +6,9 @@ costs its number of events) in one store round trip, which also yields the clien
 in the last minute (the velocity signal).
 The instance exchanges its global-window counts with the others every `sync_seconds`, in
 the background, so no request waits on it and no single entity takes every request.
+A joining instance's first claim ignores what the others hold (`share_quota`, `joining`); until
+each of them has exchanged since, their claims were made without it (one alone claims the whole
+limit), so it keeps what is left of that first share instead of shrinking to what they leave.
 
 A request with a write key then pays its events into its tenant's bucket too (`admit_tenant`),
 the third limit: one tenant over its quota is refused while the others are not.
@@ -19,7 +22,7 @@ import math
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from shared.domain.ratelimit import (
@@ -62,6 +65,17 @@ class RateLimitDecision:
     """The `RateLimit-Policy` header: quota, window and, as a comment, the unit counted."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Joined:
+    """This instance's first claim, kept while an instance that made its claim before it is still active."""
+
+    claims_seen: dict[str, float]
+    """The other instances' records read at the join: instance id -> when it last exchanged."""
+    allowance: int
+    admitted_before: int
+    """`_admitted_total` at the join: what was admitted since counts against `allowance`."""
+
+
 class RateLimiter:
     """Per-client-IP token bucket plus a global sliding window shared by all instances."""
 
@@ -97,6 +111,7 @@ class RateLimiter:
         self._exchange_task: asyncio.Task[None] | None = None
         self._keeper: asyncio.Task[None] | None = None
         self._first_exchange = asyncio.Lock()
+        self._joined: _Joined | None = None
 
     async def admit(self, client_key: str, cost: int = 1) -> RateLimitDecision:
         """Decide for one request of `cost` events from the client keyed `client_key`.
@@ -214,23 +229,29 @@ class RateLimiter:
         now = self._clock()
         own = self._own
         admitted_before = self._admitted_total
+        joining = self._quota is None
         quotas: list[GlobalQuota] = []
 
         def reserve(peers: Sequence[PeerWindow]) -> int:
-            quotas.append(self._quota_from(peers, own, now))
+            quotas.append(self._quota_from(peers, own, now, admitted_before))
             return quotas[-1].allowance
 
         peers = await self._store.exchange_window(self.instance_id, own, now, reserve)
         # The claim published is the last one computed (a store may retry the write).
-        self._quota = quotas[-1] if quotas else self._quota_from(peers, own, now)
+        self._quota = quotas[-1] if quotas else self._quota_from(peers, own, now, admitted_before)
+        if joining:
+            seen = {p.instance_id: p.exchanged_at for p in peers if p.instance_id != self.instance_id}
+            self._joined = _Joined(seen, self._quota.allowance, admitted_before)
+        elif not self._unaware_of_join(peers, now):
+            self._joined = None  # every active instance has claimed knowing this one
         # Requests admitted while the exchange was in flight were not in the window sent;
         # they count against the new allowance.
         self._admitted_at_exchange = admitted_before
         self._global_view = SlotWindow.merge([own, *(p.window for p in peers if p.instance_id != self.instance_id)])
         self._next_exchange_at = now + self._sync_seconds
 
-    def _quota_from(self, peers: Sequence[PeerWindow], own: SlotWindow, now: float) -> GlobalQuota:
-        return share_quota(
+    def _quota_from(self, peers: Sequence[PeerWindow], own: SlotWindow, now: float, admitted: int) -> GlobalQuota:
+        quota = share_quota(
             peers,
             self.instance_id,
             own,
@@ -239,6 +260,28 @@ class RateLimiter:
             active_within=self._sync_seconds * _ACTIVE_SYNC_INTERVALS,
             joining=self._quota is None,
             void_claims=self._void_claims,
+        )
+        joined = self._joined
+        if joined is not None and self._quota is not None and self._unaware_of_join(peers, now):
+            # An active instance still holds a claim made before this one joined (alone, the whole
+            # limit): counting it would leave this one nothing until that instance next exchanges,
+            # late under load. Keep the rest of the first share: the joining overshoot stays one share.
+            left = joined.allowance - (admitted - joined.admitted_before)
+            if left > quota.allowance:
+                quota = replace(quota, allowance=left)
+        return quota
+
+    def _unaware_of_join(self, peers: Sequence[PeerWindow], now: float) -> bool:
+        """Whether an active instance's claim is still the one read at this instance's join."""
+        joined = self._joined
+        if joined is None:
+            return False
+        active_within = self._sync_seconds * _ACTIVE_SYNC_INTERVALS
+        return any(
+            joined.claims_seen.get(peer.instance_id) == peer.exchanged_at
+            and now - peer.exchanged_at <= active_within
+            and peer.instance_id not in self._void_claims
+            for peer in peers
         )
 
     async def _exchange_in_background(self) -> None:

@@ -254,7 +254,8 @@ def share_quota(
     A `joining` instance (its first exchange) claims an even share of `limit - windows`
     instead, ignoring what the others hold: otherwise a newcomer would refuse every request
     until the others next exchange and see it. The others shrink their claims at their
-    next exchange.
+    next exchange; until they have, the newcomer keeps what is left of this share
+    (`ingest.rate_limiter.RateLimiter`), not what their older claims leave.
 
     Error bound: a joining instance can overshoot the window by at most its one share.
     Claims are read-then-written, so instances exchanging at the same moment claim from

@@ -436,6 +436,38 @@ async def test_an_instance_that_went_quiet_stops_holding_a_share(
     assert set(store.windows) == {"a", "b"}
 
 
+async def test_a_joined_instance_keeps_its_first_share_until_the_others_have_exchanged_since(
+    make_limiter: MakeLimiter, store: FakeRateLimitStore, clock: FakeClock
+) -> None:
+    # GIVEN instance a, alone, claimed the whole limit, then got no request (its next exchange is late)
+    a = make_limiter(ip_capacity=1_000_000, global_per_minute=LIMIT, instance_id="a")
+    await a.admit(IP_A)
+    assert store.windows["a"].reserved == LIMIT
+    # AND b joined, claiming half of it
+    b = make_limiter(ip_capacity=1_000_000, global_per_minute=LIMIT, instance_id="b")
+    assert (await b.admit(IP_B)).allowed
+    assert store.windows["b"].reserved == LIMIT // 2
+
+    # WHEN b exchanges again an interval later, before a has exchanged since b joined
+    clock.advance(1)
+    assert (await b.admit(IP_B)).allowed
+    await settle()
+    assert store.windows["a"].exchanged_at == T0
+
+    # THEN b still admits, from what is left of its first share, and no more than that
+    assert 1 + 1 + await drain(b, ip=IP_B) == LIMIT // 2
+    # AND once a has exchanged (and shrunk its claim, seeing b's), b's claims come from what is free again
+    clock.advance(1)
+    await a.admit(IP_A)
+    await settle()
+    assert store.windows["a"].reserved <= LIMIT - LIMIT // 2
+    await b.admit(IP_B)
+    await settle()
+    assert store.windows["b"].reserved == max(
+        0, (LIMIT - sum(p.window.total(clock.now) for p in store.windows.values()) - store.windows["a"].reserved) // 2
+    )
+
+
 # --- Store failures ---------------------------------------------------------------------------
 
 
