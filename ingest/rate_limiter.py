@@ -8,7 +8,8 @@ The instance exchanges its global-window counts with the others every `sync_seco
 the background, so no request waits on it and no single entity takes every request.
 A joining instance's first claim ignores what the others hold (`share_quota`, `joining`); until
 each of them has exchanged since, their claims were made without it (one alone claims the whole
-limit), so it keeps what is left of that first share instead of shrinking to what they leave.
+limit), so it keeps what is left of that first share instead of shrinking to what they leave;
+and they, until it remakes its claim, do not take that first claim out of their own shares.
 
 A request with a write key then pays its events into its tenant's bucket too (`admit_tenant`),
 the third limit: one tenant over its quota is refused while the others are not.
@@ -112,6 +113,10 @@ class RateLimiter:
         self._keeper: asyncio.Task[None] | None = None
         self._first_exchange = asyncio.Lock()
         self._joined: _Joined | None = None
+        # Who was in the store at the last exchange, and the claims of those that joined since,
+        # by when they were made: not counted until remade (see `share_quota`, `unaware_claims`).
+        self._seen_ids: frozenset[str] | None = None
+        self._newcomer_claims: dict[str, float] = {}
 
     async def admit(self, client_key: str, cost: int = 1) -> RateLimitDecision:
         """Decide for one request of `cost` events from the client keyed `client_key`.
@@ -244,6 +249,8 @@ class RateLimiter:
             self._joined = _Joined(seen, self._quota.allowance, admitted_before)
         elif not self._unaware_of_join(peers, now):
             self._joined = None  # every active instance has claimed knowing this one
+        self._newcomer_claims = self._claims_of_newcomers(peers)
+        self._seen_ids = frozenset(p.instance_id for p in peers)
         # Requests admitted while the exchange was in flight were not in the window sent;
         # they count against the new allowance.
         self._admitted_at_exchange = admitted_before
@@ -260,6 +267,7 @@ class RateLimiter:
             active_within=self._sync_seconds * _ACTIVE_SYNC_INTERVALS,
             joining=self._quota is None,
             void_claims=self._void_claims,
+            unaware_claims=self._claims_of_newcomers(peers).keys(),
         )
         joined = self._joined
         if joined is not None and self._quota is not None and self._unaware_of_join(peers, now):
@@ -270,6 +278,17 @@ class RateLimiter:
             if left > quota.allowance:
                 quota = replace(quota, allowance=left)
         return quota
+
+    def _claims_of_newcomers(self, peers: Sequence[PeerWindow]) -> dict[str, float]:
+        """The claims of instances that joined since this one's last exchange, while not remade."""
+        if self._seen_ids is None:
+            return {}  # joining: no claim is counted anyway
+        return {
+            p.instance_id: p.exchanged_at
+            for p in peers
+            if p.instance_id != self.instance_id
+            and (p.instance_id not in self._seen_ids or self._newcomer_claims.get(p.instance_id) == p.exchanged_at)
+        }
 
     def _unaware_of_join(self, peers: Sequence[PeerWindow], now: float) -> bool:
         """Whether an active instance's claim is still the one read at this instance's join."""

@@ -241,6 +241,7 @@ def share_quota(
     *,
     joining: bool = False,
     void_claims: Collection[str] = (),
+    unaware_claims: Collection[str] = (),
 ) -> GlobalQuota:
     """Claim a share of the global window that no instance holds yet.
 
@@ -267,13 +268,20 @@ def share_quota(
 
     `void_claims` names instances known to be gone (a killed host this one replaces): what
     they admitted still counts in the window, but their claims and their share do not.
+
+    `unaware_claims` names active instances whose claim was made without counting this
+    one's (a newcomer's joining claim, above): they count as instances, but their claims are
+    not taken from what is free. Counting them would take that newcomer's overshoot out of
+    this instance's share, to nothing when several join at once (alone, this one claimed
+    the whole limit; newcomers claim 1/2, 1/3, 1/4 ... of it); the overshoot is still the
+    newcomer's one share.
     """
     others = [peer for peer in peers if peer.instance_id != instance_id]
     active = [
         peer for peer in others if now - peer.exchanged_at <= active_within and peer.instance_id not in void_claims
     ]
     total = own.total(now) + sum(peer.window.total(now) for peer in others)
-    held = sum(peer.reserved for peer in active)
+    held = sum(peer.reserved for peer in active if peer.instance_id not in unaware_claims)
     free = max(0, limit - total - (0 if joining else held))
     instances = 1 + len(active)
     return GlobalQuota(allowance=free // instances, window_total=total, instances=instances)

@@ -432,3 +432,10 @@ def test_a_replaced_instance_still_counts_what_it_admitted_but_not_its_claim() -
     assert quota.instances == 1
     # (without knowing, the successor would hold the 60 against itself)
     assert share_quota([predecessor], ME, own(0), 100, NOW, active_within=3).allowance == 0
+
+
+def test_an_instance_unaware_of_this_one_counts_as_an_instance_but_not_its_claim() -> None:
+    newcomer = peer("newcomer", 10, reserved=45)
+    quota = share_quota([newcomer], ME, own(0), 100, NOW, active_within=3.0, unaware_claims={"newcomer"})
+    assert (quota.allowance, quota.instances, quota.window_total) == ((100 - 10) // 2, 2, 10)
+    assert quota_for([newcomer]).allowance == (100 - 10 - 45) // 2

@@ -468,6 +468,28 @@ async def test_a_joined_instance_keeps_its_first_share_until_the_others_have_exc
     )
 
 
+async def test_an_instance_is_not_left_nothing_by_several_instances_joining_in_one_interval(
+    make_limiter: MakeLimiter, store: FakeRateLimitStore, clock: FakeClock
+) -> None:
+    # GIVEN instance a, alone, claimed the whole limit; then b, c and d joined before a's next
+    # exchange, each claiming its share (1/2, 1/3, 1/4 of the limit) without counting the others
+    names = ["a", "b", "c", "d"]
+    limiters = [make_limiter(ip_capacity=1_000_000, global_per_minute=LIMIT, instance_id=n) for n in names]
+    for limiter in limiters:
+        assert (await limiter.admit(limiter.instance_id)).allowed
+    assert [store.windows[n].reserved for n in names] == [LIMIT, LIMIT // 2, LIMIT // 3, LIMIT // 4]
+
+    # WHEN a exchanges an interval later
+    clock.advance(1)
+    assert (await limiters[0].admit("a")).allowed
+    await settle()
+
+    # THEN a still admits: it claims an even share of what the windows leave, the newcomers'
+    # claims being their joining overshoot, not a's loss
+    assert store.windows["a"].reserved == (LIMIT - 4) // 4
+    assert (await limiters[0].admit("a")).allowed
+
+
 # --- Store failures ---------------------------------------------------------------------------
 
 
@@ -701,9 +723,10 @@ async def test_an_idle_instance_still_exchanges_and_gives_back_what_it_does_not_
         # WHEN another instance joins (and claims its share) and an interval passes
         await busy.admit("192.0.2.2")
         clock.advance(0.06)  # one interval, not three: the newcomer is still an active instance
-        # THEN the idle one exchanges without a request, and holds only its share of what is free
-        # (the newcomer holds half the window: the idle one keeps at most half of the rest)
-        await wait_until(lambda: store.windows["idle"].reserved <= 25, within=5)
+        # THEN the idle one exchanges without a request, and holds only its even share of what is
+        # free (the newcomer's first claim, made without counting the idle one's, is not taken from
+        # it: that is the joining overshoot, see share_quota)
+        await wait_until(lambda: store.windows["idle"].reserved <= 50, within=5)
     finally:
         await idle.close()
         await busy.close()
