@@ -1,0 +1,187 @@
+"""Reproductions found in review of tenants, write keys and the Segment-compatible API: real socket, real SQLite.
+
+Each test states the behaviour the product promises; each fails on the code as reviewed.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from tests.e2e.conftest import LocalHost, start_host
+from tests.e2e.tenants import Registry, bearer
+from tests.e2e.test_ingest_api import new_ip
+from tests.e2e.test_process_pipeline import TRUSTED_LOOPBACK
+
+pytestmark = pytest.mark.e2e
+
+WAIT_SECONDS = 20.0
+
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHost]:
+    running = start_host(
+        tmp_path_factory.mktemp("data"),
+        CLOUDSCALE_WRITE_KEYS="required",
+        CLOUDSCALE_WRITE_KEY_CACHE_SECONDS="1",
+        **TRUSTED_LOOPBACK,
+    )
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def registry(host: LocalHost) -> Registry:
+    return Registry(host.data_dir)
+
+
+def basic(key: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{key}:".encode()).decode()}
+
+
+def segment(client: httpx.Client, call: str, body: Any, key: str) -> httpx.Response:
+    return client.post(
+        f"/api/v1/{call}",
+        content=orjson.dumps(body),
+        headers={"Content-Type": "application/json", "X-Forwarded-For": new_ip(), **basic(key)},
+    )
+
+
+def events(client: httpx.Client, body: Any, key: str) -> httpx.Response:
+    return client.post(
+        "/api/events",
+        content=orjson.dumps(body),
+        headers={"Content-Type": "application/json", "X-Forwarded-For": new_ip(), **bearer(key)},
+    )
+
+
+def stored(client: httpx.Client, tenant: str, event_id: str, key: str) -> dict[str, Any]:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while True:
+        response = client.get(f"/api/events/{tenant}/{event_id}", headers=bearer(key))
+        if response.status_code == 200:
+            document: dict[str, Any] = response.json()
+            return document
+        assert response.status_code == 404, response.text
+        assert time.monotonic() < deadline, f"event {event_id} was not stored within {WAIT_SECONDS} s"
+        time.sleep(0.1)
+
+
+def in_analytics(host: LocalHost, tenant: str, event_id: str) -> bool:
+    path = host.data_dir / "analytics.sqlite3"
+    if not path.exists():
+        return False
+    with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as connection:
+        try:
+            rows = connection.execute(
+                "SELECT 1 FROM events WHERE TenantId = ? AND EventId = ?", (tenant, event_id)
+            ).fetchall()
+        except sqlite3.OperationalError:
+            return False
+    return bool(rows)
+
+
+def test_segment_clock_skew_far_out_of_range_is_a_4xx_not_a_500(host: LocalHost, registry: Registry) -> None:
+    """`receivedAt - (sentAt - originalTimestamp)` overflows `datetime` for extreme but well-formed times."""
+    tenant = registry.tenant()
+    key = registry.key(tenant).key
+    message = {
+        "userId": "u1",
+        "event": "Signed Up",
+        "originalTimestamp": "9999-12-31T00:00:00Z",
+        "sentAt": "0001-01-02T00:00:00Z",
+    }
+    with httpx.Client(base_url=host.url, timeout=10) as client:
+        response = segment(client, "track", message, key)
+        assert response.status_code == 400, (response.status_code, response.text)
+        batch = {"batch": [{"type": "track", **message}]}
+        response = segment(client, "batch", batch, key)
+        assert response.status_code == 400, (response.status_code, response.text)
+
+
+def test_a_tenant_quota_below_500_is_enforced_as_set(host: LocalHost, registry: Registry) -> None:
+    """`cloudscale tenants create T --events-per-minute 10` is accepted and shown as 10 a minute; 500 get in."""
+    tenant = registry.tenant(events_per_minute=10)
+    key = registry.key(tenant).key
+    batch = [{"eventType": "page_view", "eventId": str(uuid.uuid4())} for _ in range(50)]
+    with httpx.Client(base_url=host.url, timeout=10) as client:
+        response = events(client, batch, key)
+        assert response.status_code == 429, (response.status_code, response.json().get("accepted"))
+
+
+def test_an_accepted_original_timestamp_reaches_analytics_and_does_not_block_others(
+    host: LocalHost, registry: Registry
+) -> None:
+    """A 202'd event whose `originalTimestamp` is year 1 at +14:00 cannot be turned into UTC by the analytics row."""
+    tenant = registry.tenant()
+    key = registry.key(tenant).key
+    odd, normal = str(uuid.uuid4()), str(uuid.uuid4())
+    with httpx.Client(base_url=host.url, timeout=10) as client:
+        response = events(
+            client,
+            {"eventType": "page_view", "eventId": odd, "originalTimestamp": "0001-01-01T00:00:00+14:00"},
+            key,
+        )
+        assert response.status_code == 202, response.text
+        assert response.json()["accepted"] == 1, "the odd event was refused up front: then there is no defect"
+        stored(client, tenant, odd, key)
+        response = events(client, {"eventType": "page_view", "eventId": normal}, key)
+        assert response.status_code == 202, response.text
+        stored(client, tenant, normal, key)
+    deadline = time.monotonic() + WAIT_SECONDS
+    while not (in_analytics(host, tenant, odd) and in_analytics(host, tenant, normal)):
+        assert time.monotonic() < deadline, (
+            f"analytics: odd event present={in_analytics(host, tenant, odd)}, "
+            f"normal event present={in_analytics(host, tenant, normal)}; host log tail: "
+            + "".join(host.output[-15:])
+        )
+        time.sleep(0.2)
+
+
+def test_segment_original_timestamp_is_not_dropped_beside_timestamp(host: LocalHost, registry: Registry) -> None:
+    """A message with both `timestamp` and `originalTimestamp` is stored with `originalTimestamp` silently gone."""
+    tenant = registry.tenant()
+    key = registry.key(tenant).key
+    message_id = f"msg-{uuid.uuid4().hex[:12]}"
+    now = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+    message = {
+        "messageId": message_id,
+        "userId": "u1",
+        "event": "Signed Up",
+        "timestamp": f"{now}Z",
+        "originalTimestamp": "2020-01-01T00:00:00Z",
+    }
+    with httpx.Client(base_url=host.url, timeout=10) as client:
+        response = segment(client, "track", message, key)
+        if response.status_code == 400:
+            return  # refused with a field error: nothing lost
+        assert response.status_code == 200, response.text
+        document = stored(client, tenant, message_id, key)
+    assert "2020-01-01" in orjson.dumps(document).decode(), document
+
+
+def test_segment_batch_timestamp_is_not_silently_dropped(host: LocalHost, registry: Registry) -> None:
+    """The batch's own `timestamp` is accepted (`_BATCH_FIELDS`) and then used nowhere."""
+    tenant = registry.tenant()
+    key = registry.key(tenant).key
+    message_id = f"msg-{uuid.uuid4().hex[:12]}"
+    body = {
+        "batch": [{"type": "track", "messageId": message_id, "userId": "u1", "event": "Signed Up"}],
+        "timestamp": "2020-01-01T00:00:00Z",
+    }
+    with httpx.Client(base_url=host.url, timeout=10) as client:
+        response = segment(client, "batch", body, key)
+        if response.status_code == 400:
+            return  # refused: nothing lost
+        assert response.status_code == 200, response.text
+        document = stored(client, tenant, message_id, key)
+    assert "2020-01-01" in orjson.dumps(document).decode(), document
