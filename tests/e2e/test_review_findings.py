@@ -185,3 +185,19 @@ def test_segment_batch_timestamp_is_not_silently_dropped(host: LocalHost, regist
         assert response.status_code == 200, response.text
         document = stored(client, tenant, message_id, key)
     assert "2020-01-01" in orjson.dumps(document).decode(), document
+
+
+def test_a_server_key_in_the_url_is_refused_even_when_the_header_repeats_it(
+    host: LocalHost, registry: Registry
+) -> None:
+    """README: server keys "go in that header only"; a copy in `?writeKey=` is in every proxy log all the same."""
+    tenant = registry.tenant()
+    key = registry.key(tenant).key
+    with httpx.Client(base_url=host.url, timeout=10) as client:
+        response = client.post(
+            "/api/events",
+            params={"writeKey": key},
+            content=orjson.dumps({"eventType": "page_view"}),
+            headers={"Content-Type": "application/json", "X-Forwarded-For": new_ip(), **bearer(key)},
+        )
+    assert response.status_code == 401, (response.status_code, response.text)
