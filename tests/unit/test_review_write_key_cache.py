@@ -61,3 +61,24 @@ async def test_a_key_revoked_right_after_it_was_read_is_refused_within_the_cache
         await authenticator.authenticate(issued.key)
     await authenticator.close()
     assert caught.value.reason == "key_revoked"
+
+
+async def test_guessing_keys_costs_no_registry_reads_as_docs_tradeoffs_says(tmp_path: Path) -> None:
+    """docs/tradeoffs.md, "Write keys": "unknown keys are cached too, so guessing costs no registry reads".
+
+    The cache is by key id, and every guess has a fresh random id: each guess is a registry read.
+    """
+    from shared.domain.write_keys import issue_key
+    from tests.unit.test_write_key_auth import CountingRegistry
+
+    registry = CountingRegistry(tmp_path / "tenants.sqlite3")
+    authenticator = WriteKeyAuthenticator(registry, cache_seconds=CACHE_SECONDS, clock=Clock(), wall_clock=lambda: NOW)
+    try:
+        for _ in range(100):
+            with pytest.raises(KeyRejectedError):
+                await authenticator.authenticate(issue_key("acme", "server", created_at=NOW).key)
+        reads = registry.key_reads
+    finally:
+        await authenticator.close()
+        await registry.close()
+    assert reads <= 1, f"100 guessed keys cost {reads} registry reads"
