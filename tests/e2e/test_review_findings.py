@@ -141,8 +141,7 @@ def test_an_accepted_original_timestamp_reaches_analytics_and_does_not_block_oth
     while not (in_analytics(host, tenant, odd) and in_analytics(host, tenant, normal)):
         assert time.monotonic() < deadline, (
             f"analytics: odd event present={in_analytics(host, tenant, odd)}, "
-            f"normal event present={in_analytics(host, tenant, normal)}; host log tail: "
-            + "".join(host.output[-15:])
+            f"normal event present={in_analytics(host, tenant, normal)}; host log tail: " + "".join(host.output[-15:])
         )
         time.sleep(0.2)
 

@@ -1,4 +1,4 @@
-"""A gzip bomb is refused without being inflated whole: measured, so a naive inflate-then-check fails it (found in review).
+"""A gzip bomb is refused without being inflated whole: measured, so inflate-then-check fails it (found in review).
 
 `tests/unit/test_segment_reader.py::test_a_gzip_bomb_is_refused_without_inflating_it_whole` asserts only
 the 413, which an implementation that inflates all 64 MiB first would pass too.

@@ -12,4 +12,3 @@ def test_an_internationalised_origin_matches_what_browsers_send_or_is_refused_at
     except ValueError:
         return  # refused when the key is made: the operator learns to give the ASCII form
     assert origin_allowed("browser", (stored,), "https://xn--bcher-kva.example"), stored
-
