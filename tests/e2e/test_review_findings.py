@@ -118,34 +118,6 @@ def test_a_tenant_quota_below_500_is_enforced_as_set(host: LocalHost, registry: 
         assert response.status_code == 429, (response.status_code, response.json().get("accepted"))
 
 
-def test_an_accepted_original_timestamp_reaches_analytics_and_does_not_block_others(
-    host: LocalHost, registry: Registry
-) -> None:
-    """A 202'd event whose `originalTimestamp` is year 1 at +14:00 cannot be turned into UTC by the analytics row."""
-    tenant = registry.tenant()
-    key = registry.key(tenant).key
-    odd, normal = str(uuid.uuid4()), str(uuid.uuid4())
-    with httpx.Client(base_url=host.url, timeout=10) as client:
-        response = events(
-            client,
-            {"eventType": "page_view", "eventId": odd, "originalTimestamp": "0001-01-01T00:00:00+14:00"},
-            key,
-        )
-        assert response.status_code == 202, response.text
-        assert response.json()["accepted"] == 1, "the odd event was refused up front: then there is no defect"
-        stored(client, tenant, odd, key)
-        response = events(client, {"eventType": "page_view", "eventId": normal}, key)
-        assert response.status_code == 202, response.text
-        stored(client, tenant, normal, key)
-    deadline = time.monotonic() + WAIT_SECONDS
-    while not (in_analytics(host, tenant, odd) and in_analytics(host, tenant, normal)):
-        assert time.monotonic() < deadline, (
-            f"analytics: odd event present={in_analytics(host, tenant, odd)}, "
-            f"normal event present={in_analytics(host, tenant, normal)}; host log tail: " + "".join(host.output[-15:])
-        )
-        time.sleep(0.2)
-
-
 def test_segment_original_timestamp_is_not_dropped_beside_timestamp(host: LocalHost, registry: Registry) -> None:
     """A message with both `timestamp` and `originalTimestamp` is stored with `originalTimestamp` silently gone."""
     tenant = registry.tenant()
