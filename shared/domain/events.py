@@ -175,9 +175,16 @@ class Event(BaseModel):
     original_timestamp: Timestamp | None = Field(
         None,
         alias="originalTimestamp",
-        description="The device's clock when the event happened, before clock-skew correction.",
+        description=(
+            "The device's clock when the event happened, before clock-skew correction; "
+            "from 1970 to the end of 9999 in UTC."
+        ),
     )
-    sent_at: Timestamp | None = Field(None, alias="sentAt", description="The device's clock when it sent the event.")
+    sent_at: Timestamp | None = Field(
+        None,
+        alias="sentAt",
+        description="The device's clock when it sent the event; from 1970 to the end of 9999 in UTC.",
+    )
 
     @field_validator("timestamp")
     @classmethod
