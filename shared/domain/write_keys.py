@@ -29,6 +29,8 @@ from datetime import datetime
 from typing import Final, Literal
 from urllib.parse import urlsplit
 
+from shared.domain.ratelimit import MIN_TENANT_EVENTS_PER_MINUTE
+
 __all__ = [
     "KEY_ID_LENGTH",
     "KEY_PREFIXES",
@@ -102,6 +104,15 @@ class Tenant:
     created_at: datetime
     events_per_minute: int | None = None
     """Its own quota of events a minute; None: the service's default (a setting)."""
+
+    def __post_init__(self) -> None:
+        # The rate limiter never enforces less than one full batch a minute: a lower quota
+        # would be shown to operators and not be what is enforced.
+        if self.events_per_minute is not None and self.events_per_minute < MIN_TENANT_EVENTS_PER_MINUTE:
+            raise ValueError(
+                f"a tenant's quota is at least {MIN_TENANT_EVENTS_PER_MINUTE} events a minute (one full batch); "
+                f"got {self.events_per_minute}"
+            )
 
     @property
     def active(self) -> bool:

@@ -6,8 +6,10 @@ from datetime import UTC, datetime
 
 import pytest
 
+from shared.domain.ratelimit import MIN_TENANT_EVENTS_PER_MINUTE
 from shared.domain.write_keys import (
     KEY_PREFIXES,
+    Tenant,
     hash_key,
     issue_key,
     normalise_origin,
@@ -86,3 +88,10 @@ def test_origins_are_kept_as_browsers_send_them(given: str, normalised: str) -> 
 def test_what_is_not_an_origin_is_refused(given: str) -> None:
     with pytest.raises(ValueError, match="is not an origin"):
         normalise_origin(given)
+
+
+def test_a_tenant_quota_below_one_batch_a_minute_is_refused_where_a_tenant_is_made() -> None:
+    # The rate limiter enforces at least MIN_TENANT_EVENTS_PER_MINUTE: a lower quota would be shown and not enforced.
+    assert Tenant("acme", "active", datetime(2026, 1, 1, tzinfo=UTC), MIN_TENANT_EVENTS_PER_MINUTE).events_per_minute
+    with pytest.raises(ValueError, match=f"at least {MIN_TENANT_EVENTS_PER_MINUTE} events a minute"):
+        Tenant("acme", "active", datetime(2026, 1, 1, tzinfo=UTC), MIN_TENANT_EVENTS_PER_MINUTE - 1)

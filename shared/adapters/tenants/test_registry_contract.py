@@ -91,15 +91,15 @@ async def test_tenants_are_created_read_listed_and_updated(registries: Registrie
 
     await writer.update_tenant(Tenant("acme", "suspended", T0, None))
     assert await reader.get_tenant("acme") == Tenant("acme", "suspended", T0, None)
-    await writer.update_tenant(Tenant("acme", "active", T0, 120))
-    assert await reader.get_tenant("acme") == tenant("acme", events_per_minute=120)
+    await writer.update_tenant(Tenant("acme", "active", T0, 1_200))
+    assert await reader.get_tenant("acme") == tenant("acme", events_per_minute=1_200)
 
 
 async def test_an_existing_tenant_cannot_be_created_and_a_missing_one_not_updated(registries: Registries) -> None:
     registry = registries.make()
     await registry.create_tenant(tenant())
     with pytest.raises(RegistryConflictError, match="exists already"):
-        await registry.create_tenant(tenant(events_per_minute=5))
+        await registry.create_tenant(tenant(events_per_minute=5_000))
     with pytest.raises(RegistryConflictError, match="no tenant 'other'"):
         await registry.update_tenant(tenant("other"))
     assert await registry.get_tenant("acme") == tenant()
