@@ -216,10 +216,23 @@ def issue_key(
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 
 
+def _ascii_host(host: str, origin: str) -> str:
+    if host.isascii():
+        return host
+    try:
+        # Python's IDNA codec (RFC 3490): the same labels browsers put in `Origin` for
+        # ordinary internationalised names.
+        return host.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise ValueError(f"{origin!r} is not an origin: its host cannot be written in ASCII (IDNA)") from None
+
+
 def normalise_origin(origin: str) -> str:
     """An origin as browsers send it in `Origin`: `scheme://host[:port]`, lower case, default port left out.
 
-    Raises `ValueError` for anything else (a path, a wildcard, `null`, user info).
+    An internationalised host (`bücher.example`) is kept in the ASCII (punycode) form browsers
+    send (`xn--bcher-kva.example`). Raises `ValueError` for anything else (a path, a wildcard,
+    `null`, user info, a host IDNA cannot encode).
     """
     text = origin.strip()
     try:
@@ -238,7 +251,7 @@ def normalise_origin(origin: str) -> str:
     ):
         raise ValueError(f"{origin!r} is not an origin (scheme://host[:port], e.g. https://shop.example)")
     scheme = parts.scheme.lower()
-    host = parts.hostname.lower()
+    host = _ascii_host(parts.hostname.lower(), origin)
     if ":" in host:  # an IPv6 literal keeps its brackets
         host = f"[{host}]"
     shown_port = "" if port is None or port == _DEFAULT_PORTS[scheme] else f":{port}"
