@@ -204,28 +204,6 @@ async def test_touch_keeps_the_later_time(registries: Registries) -> None:
     )
 
 
-async def test_browser_origins_are_those_of_active_browser_keys_of_active_tenants(registries: Registries) -> None:
-    registry = registries.make()
-    assert await registry.browser_origins() == frozenset()
-    for tenant_id in ("acme", "beta", "gone"):
-        await registry.create_tenant(tenant(tenant_id))
-    await registry.add_key(
-        new_key("acme", "browser", origins=("https://Shop.Example:443",)).record, max_live_per_kind=2
-    )
-    await registry.add_key(
-        new_key("acme", "browser", origins=("https://shop.example", "http://localhost:3000")).record,
-        max_live_per_kind=2,
-    )
-    revoked = new_key("beta", "browser", origins=("https://revoked.example",))
-    await registry.add_key(revoked.record, max_live_per_kind=2)
-    await registry.revoke_key(revoked.record.key_id, T0)
-    await registry.add_key(new_key("beta", "server").record, max_live_per_kind=2)
-    await registry.add_key(new_key("gone", "browser", origins=("https://gone.example",)).record, max_live_per_kind=2)
-    await registry.update_tenant(Tenant("gone", "suspended", T0))
-
-    assert await registry.browser_origins() == {"https://shop.example", "http://localhost:3000"}
-
-
 async def test_only_hashes_are_stored(registries: Registries) -> None:
     registry = registries.make()
     await registry.create_tenant(tenant())
