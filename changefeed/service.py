@@ -8,7 +8,9 @@ reconciliation).
 
 A document that is not a stored event (another writer's document in the container, a
 future document version) is skipped and counted, not retried: retrying cannot change it,
-and it must not hold back the events behind it.
+and it must not hold back the events behind it. So is a stored event whose row cannot be
+built (a device time that overflows when turned into UTC: the ingest API refuses such times,
+this is the defence for documents stored before it did, or by another writer).
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ class AnalyticsFeedService:
 
 
 def analytics_row(document: Mapping[str, Any]) -> AnalyticsRow | None:
-    """The row for one change-feed document, or None (logged) if it is not a stored event.
+    """The row for one change-feed document, or None (logged) if it is not a stored event or cannot be a row.
 
     `_ts` is the store's commit time in seconds since the epoch: Cosmos DB's system property
     (whole seconds), which the local host's feed sets too (with its fraction).
@@ -89,4 +91,16 @@ def analytics_row(document: Mapping[str, Any]) -> AnalyticsRow | None:
             type(exc).__name__,
         )
         return None
-    return to_analytics_row(event, stored_at)
+    try:
+        row = to_analytics_row(event, stored_at)
+        # Serialised here once, as the sink will: a row that cannot be (a time that overflows in
+        # UTC) would otherwise fail its whole batch on every retry, holding analytics back for good.
+        row.to_json_dict()
+    except (ValueError, OverflowError) as exc:
+        logger.warning(
+            "change-feed document %r cannot become an analytics row; left out of analytics: %s",
+            document.get("id"),
+            type(exc).__name__,
+        )
+        return None
+    return row

@@ -9,7 +9,9 @@ A producer sends its key in one of three places (see `docs/tradeoffs.md`):
 - the body (`writeKey` on the Segment API), read by that API's body reader.
 
 Browser keys are public, so the URL and the body are fine for them. A server key is a secret:
-in a URL it ends up in proxy and server logs, so it is refused anywhere but the header.
+in a URL it ends up in proxy and server logs, so it is refused there always, even beside the
+header. In the body it is refused unless the header presents it too: Segment's Python and Node
+SDKs send their key in both, and a body is not logged as a URL is.
 
 Nothing here logs or echoes a key: messages name at most where it was found.
 """
@@ -62,16 +64,16 @@ def presented_key(
     # An empty header is no header (the Functions host drops empty-valued headers, cors-facts §4).
     from_header = _header_key(authorization, schemes) if authorization and authorization.strip() else None
     from_url = PresentedKey(query_write_key, "url") if query_write_key else None
+    if from_url is not None:
+        # Even when the header repeats it: the URL is in every proxy's log all the same.
+        _refuse_server_key_outside_header(from_url, schemes)
     if from_header is not None and from_url is not None and from_header.key != from_url.key:
         raise UnauthorizedError(
             "the request presents two different write keys (Authorization and ?writeKey=); send one",
             code="invalid_key",
             schemes=schemes,
         )
-    chosen = from_header or from_url
-    if chosen is not None:
-        _refuse_server_key_outside_header(chosen, schemes)
-    return chosen
+    return from_header or from_url
 
 
 def body_key(write_key: str, *, schemes: tuple[AuthScheme, ...] = ("Bearer",)) -> PresentedKey:

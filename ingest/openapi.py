@@ -17,7 +17,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
-from ingest.openapi_security import SECURITY_SCHEMES, WRITE_KEY_SECURITY, WWW_AUTHENTICATE
+from ingest.openapi_security import (
+    SECURITY_SCHEMES,
+    WRITE_KEY_OR_QUERY_SECURITY,
+    WRITE_KEY_SECURITY,
+    WWW_AUTHENTICATE,
+)
 from ingest.segment.openapi import SEGMENT_SCHEMAS, segment_paths
 from shared.domain.events import (
     EVENT_ID_PATTERN,
@@ -167,6 +172,9 @@ def openapi_document() -> dict[str, Any]:
         ref_template="#/components/schemas/{model}",
     )
     event_ref = {"$ref": "#/components/schemas/Event"}
+    body_schema = {
+        "oneOf": [event_ref, {"type": "array", "items": event_ref, "minItems": 1, "maxItems": MAX_BATCH_EVENTS}]
+    }
     return {
         "openapi": "3.1.0",
         "info": {
@@ -179,7 +187,7 @@ def openapi_document() -> dict[str, Any]:
                 "post": {
                     "operationId": "ingestEvents",
                     "summary": f"Send one event, or a batch of up to {MAX_BATCH_EVENTS}",
-                    "security": [*WRITE_KEY_SECURITY, {"writeKeyQuery": []}],
+                    "security": WRITE_KEY_OR_QUERY_SECURITY,
                     "requestBody": {
                         "required": True,
                         "description": (
@@ -188,21 +196,8 @@ def openapi_document() -> dict[str, Any]:
                             "event naming another tenant is rejected (`tenant_mismatch`). "
                             "Also accepted as text/plain (what navigator.sendBeacon sends), the body still JSON."
                         ),
-                        "content": {
-                            "application/json": {
-                                "schema": {
-                                    "oneOf": [
-                                        event_ref,
-                                        {
-                                            "type": "array",
-                                            "items": event_ref,
-                                            "minItems": 1,
-                                            "maxItems": MAX_BATCH_EVENTS,
-                                        },
-                                    ]
-                                }
-                            }
-                        },
+                        # A beacon's text/plain body is the same JSON: one schema for both.
+                        "content": {media: {"schema": body_schema} for media in ("application/json", "text/plain")},
                     },
                     "responses": {
                         "202": {

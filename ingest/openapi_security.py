@@ -6,7 +6,7 @@ token or as the Basic user name (Segment's convention), and browser keys also in
 
 from __future__ import annotations
 
-__all__ = ["SECURITY_SCHEMES", "WRITE_KEY_SECURITY", "WWW_AUTHENTICATE"]
+__all__ = ["SECURITY_SCHEMES", "WRITE_KEY_OR_QUERY_SECURITY", "WRITE_KEY_SECURITY", "WWW_AUTHENTICATE"]
 
 WWW_AUTHENTICATE = {
     "WWW-Authenticate": {
@@ -17,6 +17,9 @@ WWW_AUTHENTICATE = {
 
 WRITE_KEY_SECURITY: list[dict[str, list[str]]] = [{"writeKeyBearer": []}, {"writeKeyBasic": []}]
 """A write key in the `Authorization` header, as a bearer token or as the Basic user name."""
+
+WRITE_KEY_OR_QUERY_SECURITY: list[dict[str, list[str]]] = [*WRITE_KEY_SECURITY, {"writeKeyQuery": []}]
+"""The same, or a browser key in `?writeKey=`: the endpoints producers send events to."""
 
 SECURITY_SCHEMES: dict[str, dict[str, str]] = {
     "writeKeyBearer": {

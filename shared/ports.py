@@ -217,11 +217,6 @@ class TenantRegistry(Protocol):
         """Record that the key was used at `at` (kept only if later than what is stored)."""
         ...
 
-    async def browser_origins(self) -> frozenset[str]:
-        """The normalised origins of every active browser key of every active tenant: what a
-        CORS preflight, which carries no key, may be answered for."""
-        ...
-
     async def check(self) -> None:
         """Raise `PortError` if the registry cannot be reached."""
         ...

@@ -6,8 +6,10 @@ Every stage that takes a key (ingest, the Segment-compatible API, reading an eve
 Lookups are cached per instance for `cache_seconds`: a request costs a registry read only
 when its key was not seen for that long, and **a key revoked or a tenant suspended in the
 registry stops working within `cache_seconds`** on every instance (the bound the docs state;
-`CLOUDSCALE_WRITE_KEY_CACHE_SECONDS`). Keys that are not in the registry are cached too
-(bounded), so a client repeating a bad key does not read the registry each time. The secret
+`CLOUDSCALE_WRITE_KEY_CACHE_SECONDS`). Key ids that are not in the registry are cached too,
+so a client repeating a bad key does not read the registry each time; they have their own,
+smaller bound, so a flood of guessed keys (each a fresh random id: one registry read of a
+missing row each) never evicts the keys in use. The secret
 part is checked against the stored hash on every request, cached or not, in constant time.
 
 Nothing here logs a key: at most its id, which is in the registry for operators to see.
@@ -84,6 +86,7 @@ class WriteKeyAuthenticator:
         *,
         cache_seconds: float,
         max_entries: int = 10_000,
+        max_unknown: int = 1_000,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -92,7 +95,10 @@ class WriteKeyAuthenticator:
         self._max_entries = max_entries
         self._clock = clock
         self._wall_clock = wall_clock
+        self._max_unknown = max_unknown
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        # Ids not in the registry, apart: guesses must not push known keys out of `_entries`.
+        self._unknown: OrderedDict[str, _Entry] = OrderedDict()
         self._loading: dict[str, asyncio.Task[_Entry]] = {}
         self._touched_until: dict[str, float] = {}
         self._background: set[asyncio.Task[None]] = set()
@@ -133,10 +139,11 @@ class WriteKeyAuthenticator:
 
     async def _entry(self, key_id: str) -> _Entry:
         now = self._clock()
-        cached = self._entries.get(key_id)
-        if cached is not None and cached.expires_at > now:
-            self._entries.move_to_end(key_id)
-            return cached
+        for cache in (self._entries, self._unknown):
+            cached = cache.get(key_id)
+            if cached is not None and cached.expires_at > now:
+                cache.move_to_end(key_id)
+                return cached
         # Concurrent requests with the same key share one registry read.
         loading = self._loading.get(key_id)
         if loading is None:
@@ -146,13 +153,18 @@ class WriteKeyAuthenticator:
         return await asyncio.shield(loading)
 
     async def _load(self, key_id: str) -> _Entry:
+        # The bound counts from when the read started: a revocation committed while a slow read
+        # was under way must still reach this instance within `cache_seconds` of it.
+        started = self._clock()
         key = await self._registry.get_key(key_id)
         tenant = await self._registry.get_tenant(key.tenant_id) if key is not None else None
-        entry = _Entry(self._clock() + self._cache_seconds, key, tenant)
-        self._entries[key_id] = entry
-        self._entries.move_to_end(key_id)
-        while len(self._entries) > self._max_entries:
-            self._entries.popitem(last=False)
+        entry = _Entry(started + self._cache_seconds, key, tenant)
+        cache, limit = (self._entries, self._max_entries) if key is not None else (self._unknown, self._max_unknown)
+        (self._unknown if key is not None else self._entries).pop(key_id, None)
+        cache[key_id] = entry
+        cache.move_to_end(key_id)
+        while len(cache) > limit:
+            cache.popitem(last=False)
         return entry
 
     def _touch(self, key_id: str) -> None:

@@ -20,6 +20,7 @@ import click
 
 from cloudscale_local.cli.backend import load_cli_settings, run_with_container
 from shared.domain.events import TENANT_ID_PATTERN
+from shared.domain.ratelimit import MIN_TENANT_EVENTS_PER_MINUTE
 from shared.domain.write_keys import (
     MAX_LIVE_KEYS_PER_KIND,
     KeyKind,
@@ -100,8 +101,9 @@ def tenants() -> None:
 @click.argument("tenant_id", metavar="TENANT")
 @click.option(
     "--events-per-minute",
-    type=click.IntRange(min=1),
-    help="Its own quota (default: CLOUDSCALE_TENANT_EVENTS_PER_MINUTE).",
+    type=click.IntRange(min=MIN_TENANT_EVENTS_PER_MINUTE),
+    help=f"Its own quota, at least {MIN_TENANT_EVENTS_PER_MINUTE} (one full batch a minute; "
+    "default: CLOUDSCALE_TENANT_EVENTS_PER_MINUTE).",
 )
 def create_tenant(tenant_id: str, events_per_minute: int | None) -> None:
     """Create a tenant. It can send nothing until it has a key (`cloudscale keys create`)."""
@@ -200,7 +202,11 @@ def resume_tenant(tenant_id: str) -> None:
 
 @tenants.command("set-quota")
 @click.argument("tenant_id", metavar="TENANT")
-@click.option("--events-per-minute", type=click.IntRange(min=1), help="Its own quota of events a minute.")
+@click.option(
+    "--events-per-minute",
+    type=click.IntRange(min=MIN_TENANT_EVENTS_PER_MINUTE),
+    help=f"Its own quota of events a minute, at least {MIN_TENANT_EVENTS_PER_MINUTE} (one full batch).",
+)
 @click.option("--default", "use_default", is_flag=True, help="Back to CLOUDSCALE_TENANT_EVENTS_PER_MINUTE.")
 def set_quota(tenant_id: str, events_per_minute: int | None, use_default: bool) -> None:
     """Set a tenant's quota of events a minute, or put it back to the default."""

@@ -19,10 +19,15 @@ What each Segment field becomes (README, "Segment-compatible API", has the same 
 - `context` -> `context`, merged under the batch's `context` (the message's keys win), with
   `context.ip` replaced by its network (`203.0.113.0/24`): no raw address is stored anywhere.
   `context.page.url` (else a page call's `properties.url`) -> `url`.
-- `timestamp` (else `originalTimestamp`) -> `originalTimestamp`; the message's `sentAt`, else the
-  batch's -> `sentAt`; `timestamp` is Segment's clock-skew correction
-  `receivedAt - (sentAt - originalTimestamp)` when both are given, the device's time when only it
-  is, and the receive time when neither is.
+- `originalTimestamp` (else `timestamp`) -> `originalTimestamp`; the message's `sentAt`, else the
+  batch's `sentAt`, else the batch's `timestamp` (rudder-sdk-node's flush time) -> `sentAt`. A
+  batch's `timestamp` that differs from its `sentAt` by more than a second is refused (field
+  error): within it, both are one flush time read twice.
+- `timestamp` is kept as sent when `originalTimestamp` is sent too (a message that already went
+  through Segment carries both, corrected); otherwise it is Segment's clock-skew correction
+  `receivedAt - (sentAt - originalTimestamp)` when a device time and `sentAt` are given, the
+  device's time when only it is, and the receive time when neither is. A correction beyond the
+  representable times is refused with a field error on `sentAt`.
 - `tenantId` is not Segment's, but kept as on our endpoint: the key's tenant is checked against it.
 - Dropped, as instructions to Segment rather than data: `integrations` (destination routing),
   `version` (the API version), `channel` (`server` / `browser` / `mobile`, Segment sets it
@@ -35,8 +40,8 @@ What each Segment field becomes (README, "Segment-compatible API", has the same 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import datetime
-from typing import Any, Final, Literal
+from datetime import datetime, timedelta
+from typing import Any, Final, Literal, NamedTuple
 
 from ingest.validation import FieldError
 from shared.domain.client_identity import anonymize_address
@@ -59,6 +64,9 @@ DROPPED_FIELDS: Final = frozenset({"integrations", "version", "channel", "_metad
 
 ErrorSink = Callable[[str, str, str], None]
 """Records one field error: (field, message, type)."""
+
+BATCH_TIMESTAMP_TOLERANCE: Final = timedelta(seconds=1)
+"""How far a batch's `timestamp` may lie from its `sentAt`: rudder-sdk-node reads its clock once for each."""
 
 _ID_FIELDS: Final = ("userId", "anonymousId", "groupId", "previousId")
 _OBJECT_FIELDS: Final = ("properties", "traits")
@@ -86,6 +94,7 @@ def map_message(
     received_at: datetime,
     call_type: CallType | None = None,
     batch_sent_at: Any = None,
+    batch_timestamp: Any = None,
     batch_context: Mapping[str, Any] | None = None,
     path: str = "",
 ) -> dict[str, Any] | list[FieldError]:
@@ -123,7 +132,7 @@ def map_message(
     url = _url(context, event.get("properties") if kind == "page" else None)
     if url is not None:
         event["url"] = url
-    _map_times(message, batch_sent_at, received_at, event, error)
+    _map_times(message, _BatchTimes(batch_sent_at, batch_timestamp), received_at, event, error)
     return errors or event
 
 
@@ -255,25 +264,48 @@ def _url(context: dict[str, Any] | None, page_properties: dict[str, Any] | None)
     return None
 
 
+class _BatchTimes(NamedTuple):
+    sent_at: Any
+    timestamp: Any
+
+
 def _map_times(
-    message: dict[str, Any], batch_sent_at: Any, received_at: datetime, event: dict[str, Any], error: ErrorSink
+    message: dict[str, Any], batch: _BatchTimes, received_at: datetime, event: dict[str, Any], error: ErrorSink
 ) -> None:
-    original_field = "timestamp" if message.get("timestamp") is not None else "originalTimestamp"
-    original = _time(message.get(original_field), original_field, error)
-    sent_field, sent_value = (
-        ("sentAt", message["sentAt"]) if message.get("sentAt") is not None else ("/sentAt", batch_sent_at)
-    )
-    sent_at = _time(sent_value, sent_field, error)
-    if original is not None:
-        event["originalTimestamp"] = original.isoformat()
+    stated = _time(message.get("timestamp"), "timestamp", error)
+    original = _time(message.get("originalTimestamp"), "originalTimestamp", error)
+    device = original if original is not None else stated
+    sent_field, sent_at = _sent_at(message, batch, error)
+    if device is not None:
+        event["originalTimestamp"] = device.isoformat()
     if sent_at is not None:
         event["sentAt"] = sent_at.isoformat()
-    if original is not None and sent_at is not None:
+    if stated is not None and original is not None:
+        # Both sent: the message was corrected already (one forwarded from Segment); keep both.
+        event["timestamp"] = stated.isoformat()
+    elif device is not None and sent_at is not None:
         # Segment's documented correction: the device clock's offset, measured when it sent the
         # request, taken off the device's event time.
-        event["timestamp"] = (received_at - (sent_at - original)).isoformat()
-    elif original is not None:
-        event["timestamp"] = original.isoformat()
+        try:
+            event["timestamp"] = (received_at - (sent_at - device)).isoformat()
+        except OverflowError:
+            name = sent_field.removeprefix("/")
+            error(sent_field, f"{name} is so far from the event's time that the correction is no time", "datetime")
+    elif device is not None:
+        event["timestamp"] = device.isoformat()
+
+
+def _sent_at(message: dict[str, Any], batch: _BatchTimes, error: ErrorSink) -> tuple[str, datetime | None]:
+    """The message's `sentAt`, else the batch's, else the batch's `timestamp`, with the field it came from."""
+    batch_sent_at = _time(batch.sent_at, "/sentAt", error)
+    flushed = _time(batch.timestamp, "/timestamp", error)
+    if batch_sent_at is not None and flushed is not None and abs(flushed - batch_sent_at) > BATCH_TIMESTAMP_TOLERANCE:
+        error("/timestamp", "the batch's timestamp differs from its sentAt; send one of them", "timestamp_conflict")
+    if message.get("sentAt") is not None:
+        return "sentAt", _time(message["sentAt"], "sentAt", error)
+    if batch_sent_at is not None:
+        return "/sentAt", batch_sent_at
+    return "/timestamp", flushed
 
 
 def _time(value: Any, field: str, error: ErrorSink) -> datetime | None:

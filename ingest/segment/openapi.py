@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from ingest.openapi_security import WRITE_KEY_SECURITY
+from ingest.openapi_security import WRITE_KEY_OR_QUERY_SECURITY
 from ingest.segment.mapping import CALL_TYPES, DROPPED_FIELDS
 from ingest.segment.reader import MAX_BATCH_BODY_BYTES, MAX_BATCH_MESSAGES, MAX_MESSAGE_BYTES
 
@@ -90,6 +90,8 @@ SEGMENT_SCHEMAS: Final[dict[str, Any]] = {
 """The schemas the Segment paths reference, beside the document's own (`RejectedEventBody`)."""
 
 _CHALLENGE: Final = 'Basic realm="cloudscale", Bearer realm="cloudscale"'
+_MEDIA_TYPES: Final = ("application/json", "text/plain", "application/x-www-form-urlencoded")
+"""What the API reads as JSON (`ingest.segment.reader`): rudder-sdk-node labels its JSON as a form."""
 _ERROR: Final = {"application/json": {"schema": {"$ref": "#/components/schemas/SegmentError"}}}
 
 
@@ -106,13 +108,14 @@ def _operation(
         "summary": summary,
         "description": (
             "Segment's HTTP Tracking API: the write key as the Basic user name (or Bearer); a browser key may "
-            "also come as the body's writeKey. The body may be gzip (`Content-Encoding: gzip`)."
+            "also come as the body's writeKey or as `?writeKey=`. The body is JSON under any of the media types "
+            "listed (rudder-sdk-node labels its JSON as a form), and may be gzip (`Content-Encoding: gzip`)."
         ),
-        "security": WRITE_KEY_SECURITY,
+        "security": WRITE_KEY_OR_QUERY_SECURITY,
         "requestBody": {
             "required": True,
             "description": f"At most {limit} bytes once inflated.",
-            "content": {"application/json": body, "text/plain": body},
+            "content": {media: {**body} for media in _MEDIA_TYPES},
         },
         "responses": {
             "200": {

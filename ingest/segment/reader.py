@@ -67,6 +67,8 @@ class SegmentBody:
     is_batch: bool
     sent_at: Any = None
     """The batch's `sentAt` (a single call's is in its message)."""
+    timestamp: Any = None
+    """The batch's own `timestamp`: rudder-sdk-node's flush time, beside its `sentAt`."""
     context: dict[str, Any] | None = None
     """The batch's `context`, merged under each message's."""
     write_key: str | None = None
@@ -152,7 +154,8 @@ def _batch(document: dict[str, Any]) -> SegmentBody:
     unknown = sorted(str(name) for name in document if name not in _BATCH_FIELDS)
     if unknown:
         raise MalformedJsonError(
-            f"unknown batch field(s) {', '.join(unknown)}: a batch has batch, sentAt, context, integrations, writeKey"
+            f"unknown batch field(s) {', '.join(unknown)}: "
+            "a batch has batch, sentAt, timestamp, context, integrations, writeKey"
         )
     context = document.get("context")
     if context is not None and not isinstance(context, dict):
@@ -161,6 +164,7 @@ def _batch(document: dict[str, Any]) -> SegmentBody:
         messages,
         is_batch=True,
         sent_at=document.get("sentAt"),
+        timestamp=document.get("timestamp"),
         context=context,
         write_key=_write_key(document.get("writeKey")) or _items_write_key(messages),
     )
@@ -233,6 +237,7 @@ def segment_body_reader(
                 received_at=received_at,
                 call_type=call_type,
                 batch_sent_at=body.sent_at,
+                batch_timestamp=body.timestamp,
                 batch_context=body.context,
                 path=path,
             )

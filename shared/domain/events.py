@@ -7,7 +7,7 @@ validation and the docs all quote the same numbers.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -24,7 +24,9 @@ from pydantic import (
 )
 
 __all__ = [
+    "EARLIEST_DEVICE_TIME",
     "EVENT_ID_PATTERN",
+    "LATEST_DEVICE_TIME",
     "Event",
     "canonical_event_id",
     "INT64_MAX",
@@ -53,6 +55,11 @@ INT64_MAX = 2**63 - 1
 # and flagged there, only an impossible one is refused here.
 MAX_FUTURE_SKEW = timedelta(hours=1)
 MAX_PAST_AGE = timedelta(days=7)
+# A device's own times (originalTimestamp, sentAt) are not bounded by the server clock, only kept
+# within what every store takes: from the Unix epoch to the end of year 9999 in UTC (Data
+# Explorer's `datetime` ends there; Python's overflows past it when an offset is taken off).
+EARLIEST_DEVICE_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_DEVICE_TIME = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
 
 TENANT_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
 """A tenant id, unanchored: match it whole (`re.fullmatch`; `$` would let a trailing newline through)."""
@@ -168,9 +175,16 @@ class Event(BaseModel):
     original_timestamp: Timestamp | None = Field(
         None,
         alias="originalTimestamp",
-        description="The device's clock when the event happened, before clock-skew correction.",
+        description=(
+            "The device's clock when the event happened, before clock-skew correction; "
+            "from 1970 to the end of 9999 in UTC."
+        ),
     )
-    sent_at: Timestamp | None = Field(None, alias="sentAt", description="The device's clock when it sent the event.")
+    sent_at: Timestamp | None = Field(
+        None,
+        alias="sentAt",
+        description="The device's clock when it sent the event; from 1970 to the end of 9999 in UTC.",
+    )
 
     @field_validator("timestamp")
     @classmethod
@@ -184,6 +198,22 @@ class Event(BaseModel):
             raise ValueError(f"timestamp is more than {MAX_PAST_AGE.days} days old")
         return value
 
+    @field_validator("original_timestamp", "sent_at")
+    @classmethod
+    def _device_time_in_range(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        if value is None:
+            return value
+        try:
+            utc = value.astimezone(UTC)
+        except OverflowError:
+            utc = None
+        if utc is None or not EARLIEST_DEVICE_TIME <= utc <= LATEST_DEVICE_TIME:
+            raise ValueError(
+                f"{_ALIASES.get(info.field_name or '', info.field_name)} must lie between "
+                "1970-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z once converted to UTC"
+            )
+        return value
+
     @field_validator("properties", "traits", "context")
     @classmethod
     def _objects_bounded(cls, value: dict[str, Any] | None, info: ValidationInfo) -> dict[str, Any] | None:
@@ -193,6 +223,9 @@ class Event(BaseModel):
             if keys > MAX_PROPERTIES_KEYS:
                 raise ValueError(f"{name} has {keys} keys; at most {MAX_PROPERTIES_KEYS} are allowed")
         return value
+
+
+_ALIASES = {"original_timestamp": "originalTimestamp", "sent_at": "sentAt"}
 
 
 def _count_keys(value: Any, depth: int, path: str = "properties") -> int:

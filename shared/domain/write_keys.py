@@ -29,6 +29,8 @@ from datetime import datetime
 from typing import Final, Literal
 from urllib.parse import urlsplit
 
+from shared.domain.ratelimit import MIN_TENANT_EVENTS_PER_MINUTE
+
 __all__ = [
     "KEY_ID_LENGTH",
     "KEY_PREFIXES",
@@ -102,6 +104,15 @@ class Tenant:
     created_at: datetime
     events_per_minute: int | None = None
     """Its own quota of events a minute; None: the service's default (a setting)."""
+
+    def __post_init__(self) -> None:
+        # The rate limiter never enforces less than one full batch a minute: a lower quota
+        # would be shown to operators and not be what is enforced.
+        if self.events_per_minute is not None and self.events_per_minute < MIN_TENANT_EVENTS_PER_MINUTE:
+            raise ValueError(
+                f"a tenant's quota is at least {MIN_TENANT_EVENTS_PER_MINUTE} events a minute (one full batch); "
+                f"got {self.events_per_minute}"
+            )
 
     @property
     def active(self) -> bool:
@@ -205,10 +216,23 @@ def issue_key(
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 
 
+def _ascii_host(host: str, origin: str) -> str:
+    if host.isascii():
+        return host
+    try:
+        # Python's IDNA codec (RFC 3490): the same labels browsers put in `Origin` for
+        # ordinary internationalised names.
+        return host.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise ValueError(f"{origin!r} is not an origin: its host cannot be written in ASCII (IDNA)") from None
+
+
 def normalise_origin(origin: str) -> str:
     """An origin as browsers send it in `Origin`: `scheme://host[:port]`, lower case, default port left out.
 
-    Raises `ValueError` for anything else (a path, a wildcard, `null`, user info).
+    An internationalised host (`bücher.example`) is kept in the ASCII (punycode) form browsers
+    send (`xn--bcher-kva.example`). Raises `ValueError` for anything else (a path, a wildcard,
+    `null`, user info, a host IDNA cannot encode).
     """
     text = origin.strip()
     try:
@@ -227,7 +251,7 @@ def normalise_origin(origin: str) -> str:
     ):
         raise ValueError(f"{origin!r} is not an origin (scheme://host[:port], e.g. https://shop.example)")
     scheme = parts.scheme.lower()
-    host = parts.hostname.lower()
+    host = _ascii_host(parts.hostname.lower(), origin)
     if ":" in host:  # an IPv6 literal keeps its brackets
         host = f"[{host}]"
     shown_port = "" if port is None or port == _DEFAULT_PORTS[scheme] else f":{port}"

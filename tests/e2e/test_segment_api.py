@@ -376,3 +376,50 @@ def test_an_unknown_call_is_404(segment: Segment) -> None:
         response = client.post("/api/v1/purchase", headers=basic(segment.key), json={})
 
     assert response.status_code == 404
+
+
+def test_a_clock_skew_correction_beyond_representable_times_is_a_400_not_a_500(segment: Segment) -> None:
+    # `receivedAt - (sentAt - originalTimestamp)` overflows for extreme but well-formed times.
+    message = {
+        "userId": "u1",
+        "event": "Signed Up",
+        "originalTimestamp": "9999-12-31T00:00:00Z",
+        "sentAt": "0001-01-02T00:00:00Z",
+    }
+    with segment.host.client() as client:
+        single = client.post("/api/v1/track", headers=basic(segment.key), json=message)
+        batch = client.post("/api/v1/batch", headers=basic(segment.key), json={"batch": [{"type": "track", **message}]})
+
+    assert single.status_code == 400, single.text
+    assert batch.status_code == 400, batch.text
+
+
+def test_a_message_with_timestamp_and_original_timestamp_is_stored_with_both(segment: Segment) -> None:
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    message = {
+        "messageId": "both-times-1",
+        "userId": "u1",
+        "event": "Signed Up",
+        "timestamp": now,
+        "originalTimestamp": "2020-01-01T00:00:00Z",
+    }
+    with segment.host.client() as client:
+        response = client.post("/api/v1/track", headers=basic(segment.key), json=message)
+        assert response.status_code == 200, response.text
+        document = stored(client, segment.key, "acme", "both-times-1")
+
+    assert document["originalTimestamp"].startswith("2020-01-01T00:00:00")
+    assert document["timestamp"].startswith(now[:19])
+
+
+def test_a_batch_timestamp_is_stored_as_the_batch_sent_time(segment: Segment) -> None:
+    body = {
+        "batch": [{"type": "track", "messageId": "batch-time-1", "userId": "u1", "event": "Signed Up"}],
+        "timestamp": "2020-01-01T00:00:00Z",
+    }
+    with segment.host.client() as client:
+        response = client.post("/api/v1/batch", headers=basic(segment.key), json=body)
+        assert response.status_code == 200, response.text
+        document = stored(client, segment.key, "acme", "batch-time-1")
+
+    assert document["sentAt"].startswith("2020-01-01T00:00:00")

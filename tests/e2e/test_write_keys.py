@@ -131,6 +131,16 @@ def test_a_server_key_in_the_url_is_refused_even_though_it_is_valid(keyed: Local
     assert "Authorization header only" in body["message"]
 
 
+def test_a_server_key_in_the_url_is_refused_even_when_the_header_repeats_it(
+    keyed: LocalHost, registry: Registry
+) -> None:
+    issued = registry.key(registry.tenant())
+    with keyed.client() as client:
+        response = send(client, event(), bearer(issued.key), params={"writeKey": issued.key})
+    body = assert_error(response, 401, "invalid_key")
+    assert "Authorization header only" in body["message"]
+
+
 def test_bearer_and_basic_keys_are_accepted_and_the_event_lands_in_the_keys_tenant(
     keyed: LocalHost, registry: Registry
 ) -> None:

@@ -180,12 +180,12 @@ def test_suspend_resume_and_quota_change_the_stored_tenant(invoke: Invoke, tmp_p
     with pytest.raises(KeyRejectedError) as rejected:
         authenticate(tmp_path, key)
     assert rejected.value.reason == "tenant_suspended"
-    ok(invoke("tenants", "set-quota", "acme", "--events-per-minute", "90"))
-    assert stored(tmp_path)[0][0].events_per_minute == 90
+    ok(invoke("tenants", "set-quota", "acme", "--events-per-minute", "900"))
+    assert stored(tmp_path)[0][0].events_per_minute == 900
     suspended_key = ok(invoke("keys", "create", "--tenant", "acme"))
     assert "Tenant 'acme' is suspended: the key works once it is resumed." in suspended_key.stderr
     ok(invoke("tenants", "resume", "acme"))
-    assert authenticate(tmp_path, key).events_per_minute == 90
+    assert authenticate(tmp_path, key).events_per_minute == 900
     assert "60000 events/min (default)" in ok(invoke("tenants", "set-quota", "acme", "--default")).stdout
     assert stored(tmp_path)[0][0] == Tenant("acme", "active", stored(tmp_path)[0][0].created_at, None)
 
@@ -214,6 +214,25 @@ def test_mistakes_are_one_line_errors(invoke: Invoke, tmp_path: Path, args: tupl
 
     assert refused(invoke(*args)).startswith(error)
     assert [key.key_id for key in stored(tmp_path)[1]] == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("tenants", "create", "beta", "--events-per-minute", "499"),
+        ("tenants", "set-quota", "acme", "--events-per-minute", "10"),
+    ],
+)
+def test_a_quota_below_one_batch_a_minute_is_refused_as_it_would_not_be_enforced(
+    invoke: Invoke, tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    ok(invoke("tenants", "create", "acme"))
+
+    result = invoke(*args)
+
+    assert result.exit_code == 2, result.output
+    assert "is not in the range x>=500" in result.stderr
+    assert [tenant.events_per_minute for tenant in stored(tmp_path)[0]] == [None]
 
 
 def test_a_tenant_is_created_once(invoke: Invoke) -> None:

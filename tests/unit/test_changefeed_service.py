@@ -207,6 +207,30 @@ async def test_a_document_that_is_not_a_stored_event_is_skipped_and_counted(
     assert any("not a stored event" in record.getMessage() for record in caplog.records)
 
 
+UNBUILDABLE_ROWS: dict[str, dict[str, Any]] = {
+    "originalTimestamp before year 1 in UTC": {**good(), "originalTimestamp": "0001-01-01T00:00:00+14:00"},
+    "sentAt after year 9999 in UTC": {**good(), "sentAt": "9999-12-31T23:00:00-14:00"},
+}
+
+
+@pytest.mark.parametrize("bad", UNBUILDABLE_ROWS.values(), ids=UNBUILDABLE_ROWS.keys())
+async def test_a_stored_event_whose_row_cannot_be_built_is_skipped_and_counted_not_retried_forever(
+    harness: Harness, bad: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN a stored event whose device time overflows in UTC, between two ordinary ones
+    events, documents = feed(2)
+
+    # WHEN the batch is handled
+    with caplog.at_level(logging.WARNING, logger="changefeed.service"):
+        outcome = await harness.service.handle([documents[0], bad, documents[1]])
+
+    # THEN the batch lands without it (a retry could never build its row), and it is counted and logged
+    assert outcome == FeedOutcome(written=2, skipped=1)
+    assert [row.event_id for row in harness.sink.rows] == [event.event_id for event in events]
+    assert harness.counter("cloudscale_analytics_skipped_total") == {(): 1}
+    assert any("cannot become an analytics row" in record.getMessage() for record in caplog.records)
+
+
 async def test_a_batch_of_nothing_but_other_documents_writes_no_rows(harness: Harness) -> None:
     outcome = await harness.service.handle([{"id": "x"}, {"hello": "world"}])
 

@@ -438,6 +438,32 @@ def test_without_a_receive_time_the_model_does_not_judge_skew() -> None:
     assert event.timestamp == datetime(2000, 1, 1, tzinfo=UTC)
 
 
+@pytest.mark.parametrize("field", ["originalTimestamp", "sentAt"])
+@pytest.mark.parametrize(
+    ("sent", "ok"),
+    [
+        ("1970-01-01T00:00:00Z", True),
+        ("9999-12-31T23:59:59.999999Z", True),
+        ("1970-01-01T00:59:59+01:00", False),
+        ("1969-12-31T23:59:59Z", False),
+        ("0001-01-01T00:00:00+14:00", False),
+        ("9999-12-31T23:00:00-14:00", False),
+    ],
+    ids=["epoch", "end-of-9999", "before-epoch-in-utc", "before-epoch", "utc-before-year-1", "utc-after-9999"],
+)
+def test_device_times_lie_between_the_epoch_and_the_end_of_9999_in_utc(
+    validate: Validate, make_event: MakeEvent, field: str, sent: str, ok: bool
+) -> None:
+    result = validate(make_event(**{field: sent}))
+
+    if ok:
+        accepted(result)
+    else:
+        error = rejected(result)[field]
+        assert error.type == "value_error"
+        assert "1970-01-01T00:00:00Z" in error.message
+
+
 # --- Request-level checks: media type, body size, JSON shape ------------------------------------
 
 

@@ -332,6 +332,24 @@ def test_the_segment_api_is_documented_with_its_limits_and_a_basic_challenge(doc
     assert str(MAX_MESSAGE_BYTES) in single["requestBody"]["description"]
     for operation in (batch, single):
         assert {"writeKeyBasic": []} in operation["security"]
-        assert set(operation["requestBody"]["content"]) == {"application/json", "text/plain"}
         assert operation["responses"]["401"]["headers"]["WWW-Authenticate"]["description"].startswith("Basic")
         assert "code" in document["components"]["schemas"]["SegmentError"]["required"]
+
+
+def test_post_events_documents_the_text_plain_body_a_beacon_sends(document: dict[str, Any]) -> None:
+    content = document["paths"]["/api/events"]["post"]["requestBody"]["content"]
+    assert sorted(content) == ["application/json", "text/plain"]
+    assert content["text/plain"] == content["application/json"]
+
+
+@pytest.mark.parametrize("path", ["/api/v1/batch", "/api/v1/{call}"])
+def test_the_segment_api_documents_every_media_type_it_takes_and_the_key_in_the_url(
+    document: dict[str, Any], path: str
+) -> None:
+    operation = document["paths"][path]["post"]
+    assert sorted(operation["requestBody"]["content"]) == [
+        "application/json",
+        "application/x-www-form-urlencoded",
+        "text/plain",
+    ]
+    assert {"writeKeyQuery": []} in operation["security"]

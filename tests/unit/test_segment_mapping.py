@@ -104,6 +104,47 @@ def test_without_sentat_the_device_time_is_kept_and_without_either_the_server_fi
     assert "sentAt" not in without
 
 
+def test_a_message_with_both_timestamp_and_originaltimestamp_keeps_both() -> None:
+    # A message forwarded from Segment carries its corrected timestamp and the device's time.
+    message = {
+        "type": "track",
+        "event": "e",
+        "userId": "u",
+        "timestamp": "2026-11-27T12:00:09Z",
+        "originalTimestamp": "2026-11-27T11:00:00Z",
+    }
+
+    event = mapped(message, batch_sent_at="2026-11-27T11:00:01Z")
+
+    assert event["timestamp"] == "2026-11-27T12:00:09+00:00"
+    assert event["originalTimestamp"] == "2026-11-27T11:00:00+00:00"
+    assert event["sentAt"] == "2026-11-27T11:00:01+00:00"
+
+
+def test_a_batch_timestamp_stands_in_for_its_sentat_and_must_agree_with_it() -> None:
+    # rudder-sdk-node sends the batch's `timestamp` and `sentAt`, each read from the clock at flush.
+    message = {"type": "track", "event": "e", "userId": "u", "originalTimestamp": "2026-11-27T12:00:00Z"}
+
+    alone = mapped(message, batch_timestamp="2026-11-27T12:00:01Z")
+    agreeing = mapped(message, batch_sent_at="2026-11-27T12:00:01Z", batch_timestamp="2026-11-27T12:00:01.001Z")
+    errors = refused(message, batch_sent_at="2026-11-27T12:00:01Z", batch_timestamp="2020-01-01T00:00:00Z")
+
+    assert alone["sentAt"] == "2026-11-27T12:00:01+00:00"
+    assert agreeing["sentAt"] == "2026-11-27T12:00:01+00:00"
+    assert fields(errors) == [("timestamp", "timestamp_conflict")]
+
+
+@pytest.mark.parametrize("sent_at", ["message", "batch"])
+def test_a_clock_skew_correction_beyond_representable_times_is_a_field_error(sent_at: str) -> None:
+    message = {"type": "track", "event": "e", "userId": "u", "originalTimestamp": "9999-12-31T00:00:00Z"}
+    if sent_at == "message":
+        errors = refused({**message, "sentAt": "0001-01-02T00:00:00Z"}, path="batch[0]")
+        assert fields(errors) == [("batch[0].sentAt", "datetime")]
+    else:
+        errors = refused(message, batch_sent_at="0001-01-02T00:00:00Z", path="batch[0]")
+        assert fields(errors) == [("sentAt", "datetime")]
+
+
 @pytest.mark.parametrize("call", ["page", "screen"])
 def test_page_and_screen_map_their_name_and_category(call: str) -> None:
     event = mapped(

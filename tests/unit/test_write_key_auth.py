@@ -199,3 +199,67 @@ async def test_a_browser_key_carries_its_origins_for_the_origin_check(
     assert producer.allows_origin("https://shop.example")
     assert not producer.allows_origin("https://elsewhere.example")
     assert not producer.allows_origin(None)
+
+
+class SlowTenantRegistry(CountingRegistry):
+    """Reads a key at once, then takes `SLOW_TENANT_READ_SECONDS` for its tenant (a throttled table, SDK retries)."""
+
+    def __init__(self, path: Path, clock: Clock) -> None:
+        super().__init__(path)
+        self.clock = clock
+        self.revoke_during_read: str | None = None
+
+    async def get_tenant(self, tenant_id: str):  # type: ignore[no-untyped-def]
+        if self.revoke_during_read is not None:
+            # An operator revokes the key just after its record was read, while the tenant read is slow.
+            await self.revoke_key(self.revoke_during_read, NOW)
+            self.revoke_during_read = None
+            self.clock.now += SLOW_TENANT_READ_SECONDS
+        return await super().get_tenant(tenant_id)
+
+
+SLOW_TENANT_READ_SECONDS = 5.0
+
+
+async def test_a_key_revoked_during_a_slow_read_is_refused_within_the_cache_period_of_the_reads_start(
+    tmp_path: Path, clock: Clock
+) -> None:
+    registry = SlowTenantRegistry(tmp_path / "slow.sqlite3", clock)
+    authenticator = WriteKeyAuthenticator(registry, cache_seconds=CACHE_SECONDS, clock=clock, wall_clock=lambda: NOW)
+    try:
+        issued = await tenant_with_key(registry)
+        registry.revoke_during_read = issued.record.key_id
+        revoked_at = clock.now
+        await authenticator.authenticate(issued.key)  # the key read, then revoked; the tenant read ends 5 s later
+
+        clock.now = revoked_at + CACHE_SECONDS + 0.1  # past the stated bound, counted from the revocation
+        refused = await rejection(authenticator, issued.key)
+    finally:
+        await authenticator.close()
+        await registry.close()
+    assert refused.reason == "key_revoked"
+
+
+async def test_each_guessed_key_costs_one_registry_read_and_never_evicts_a_known_key(
+    registry: CountingRegistry, clock: Clock
+) -> None:
+    # GIVEN a cache of 10 known keys and 5 unknown ones, and a key in use
+    authenticator = WriteKeyAuthenticator(
+        registry, cache_seconds=CACHE_SECONDS, max_entries=10, max_unknown=5, clock=clock, wall_clock=lambda: NOW
+    )
+    issued = await tenant_with_key(registry)
+    try:
+        await authenticator.authenticate(issued.key)
+        reads = registry.key_reads
+
+        # WHEN 100 random keys are guessed
+        for _ in range(100):
+            await rejection(authenticator, issue_key("acme", "server", created_at=NOW).key)
+        guessed_reads = registry.key_reads - reads
+
+        # THEN each guess read the registry once (a missing row), and the key in use is still cached
+        await authenticator.authenticate(issued.key)
+    finally:
+        await authenticator.close()
+    assert guessed_reads == 100
+    assert registry.key_reads == reads + 100

@@ -6,8 +6,10 @@ from datetime import UTC, datetime
 
 import pytest
 
+from shared.domain.ratelimit import MIN_TENANT_EVENTS_PER_MINUTE
 from shared.domain.write_keys import (
     KEY_PREFIXES,
+    Tenant,
     hash_key,
     issue_key,
     normalise_origin,
@@ -74,6 +76,9 @@ def test_a_browser_key_is_usable_only_from_its_own_origins_and_never_without_one
         ("http://localhost:80", "http://localhost"),
         ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
         ("https://[::1]:8443", "https://[::1]:8443"),
+        ("https://bücher.example", "https://xn--bcher-kva.example"),
+        ("https://BÜCHER.example:8443", "https://xn--bcher-kva.example:8443"),
+        ("https://xn--bcher-kva.example", "https://xn--bcher-kva.example"),
     ],
 )
 def test_origins_are_kept_as_browsers_send_them(given: str, normalised: str) -> None:
@@ -86,3 +91,21 @@ def test_origins_are_kept_as_browsers_send_them(given: str, normalised: str) -> 
 def test_what_is_not_an_origin_is_refused(given: str) -> None:
     with pytest.raises(ValueError, match="is not an origin"):
         normalise_origin(given)
+
+
+@pytest.mark.parametrize("given", ["https://bücher.example", "https://xn--bcher-kva.example"])
+def test_an_internationalised_origin_given_in_either_form_matches_what_browsers_send(given: str) -> None:
+    # Browsers send an internationalised host in its ASCII (punycode) form in `Origin`.
+    assert origin_allowed("browser", (normalise_origin(given),), "https://xn--bcher-kva.example")
+
+
+def test_a_host_idna_cannot_encode_is_refused() -> None:
+    with pytest.raises(ValueError, match="cannot be written in ASCII"):
+        normalise_origin("https://" + "ü" * 70 + ".example")  # a label over 63 characters
+
+
+def test_a_tenant_quota_below_one_batch_a_minute_is_refused_where_a_tenant_is_made() -> None:
+    # The rate limiter enforces at least MIN_TENANT_EVENTS_PER_MINUTE: a lower quota would be shown and not enforced.
+    assert Tenant("acme", "active", datetime(2026, 1, 1, tzinfo=UTC), MIN_TENANT_EVENTS_PER_MINUTE).events_per_minute
+    with pytest.raises(ValueError, match=f"at least {MIN_TENANT_EVENTS_PER_MINUTE} events a minute"):
+        Tenant("acme", "active", datetime(2026, 1, 1, tzinfo=UTC), MIN_TENANT_EVENTS_PER_MINUTE - 1)

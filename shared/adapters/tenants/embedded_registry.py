@@ -197,15 +197,6 @@ class EmbeddedTenantRegistry:
             )
         )
 
-    async def browser_origins(self) -> frozenset[str]:
-        rows = await self._run(
-            lambda c: c.execute(
-                "SELECT k.origins FROM write_keys k JOIN tenants t ON t.tenant_id = k.tenant_id "
-                "WHERE k.kind = 'browser' AND k.status = 'active' AND t.status = 'active'"
-            ).fetchall()
-        )
-        return frozenset(origin for (origins,) in rows for origin in orjson.loads(origins))
-
     async def check(self) -> None:
         """Commit a write: a registry that cannot take writes cannot create or revoke keys."""
         stamp = _time(datetime.now(UTC))

@@ -50,7 +50,7 @@ from azure.core.exceptions import (
 from azure.data.tables import EdmType, EntityProperty, TableEntity, TableTransactionError, UpdateMode
 from azure.data.tables.aio import TableClient
 
-from shared.domain.write_keys import KeyKind, KeyStatus, Tenant, TenantStatus, WriteKey, normalise_origin
+from shared.domain.write_keys import KeyKind, KeyStatus, Tenant, TenantStatus, WriteKey
 from shared.ports import RegistryConflictError, TenantRegistryError
 from shared.settings import Settings
 
@@ -252,25 +252,6 @@ class TableTenantRegistry:
                 except ResourceNotFoundError:
                     return
             raise TenantRegistryError(f"key {key_id!r} kept changing ({self._max_attempts} attempts)")
-
-    async def browser_origins(self) -> frozenset[str]:
-        """The origins of every active browser key of every active tenant."""
-        async with self._guard():
-            active_tenants = {
-                _tenant(entity).tenant_id
-                async for entity in self._range(_TENANT, _TENANT_END)
-                if entity.get("Status") == "active"
-            }
-            origins: set[str] = set()
-            async for entity in self._client.query_entities(
-                "PartitionKey eq @pk and RowKey ge @first and RowKey lt @last "
-                "and Kind eq 'browser' and Status eq 'active'",
-                parameters={"pk": REGISTRY_PARTITION, "first": _KEY, "last": _KEY_END},
-                select=["TenantId", "Origins"],
-            ):
-                if entity["TenantId"] in active_tenants:
-                    origins.update(normalise_origin(origin) for origin in orjson.loads(entity["Origins"]))
-        return frozenset(origins)
 
     async def check(self) -> None:
         """Write one entity (RowKey ``health``): a registry that cannot take writes cannot create or revoke keys."""
