@@ -7,32 +7,21 @@ unexpected becomes a JSON 500 with no detail (the detail goes to the log).
 
 from __future__ import annotations
 
-import logging
-import time
-
 import azure.functions as func
 
-from ingest.errors import IngestError
 from ingest.health import readiness
 from ingest.http import (
     NO_STORE,
-    accepted_response,
-    error_response,
-    ingest_request,
-    internal_error_response,
+    answer_ingest,
     json_response,
-    misconfigured_response,
     readiness_response,
-    unavailable_response,
 )
 from ingest.openapi import openapi_document
 from shared.assembly import ingest_endpoint, readiness_probes
-from shared.settings import SettingsError
 from shared.telemetry import invocation_span
 
 __all__ = ["bp"]
 
-logger = logging.getLogger(__name__)
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]  # the library leaves __init__ unannotated
 
@@ -91,29 +80,4 @@ async def openapi(req: func.HttpRequest, context: func.Context) -> func.HttpResp
 
 
 async def _ingest(req: func.HttpRequest) -> func.HttpResponse:
-    started = time.perf_counter()
-    try:
-        endpoint = ingest_endpoint()
-    except SettingsError:
-        logger.exception("ingest is misconfigured")
-        return misconfigured_response()
-    except OSError:
-        # Building the services touches the data folder (the client-key secret, store files):
-        # a full disk or a missing permission is an outage to retry, not a fault of the request.
-        logger.exception("ingest could not start its services")
-        return unavailable_response()
-    try:
-        response = accepted_response(await endpoint.use_case.ingest(ingest_request(req, endpoint.trusted_proxies)))
-    except IngestError as error:
-        response = error_response(error)
-    except SettingsError:
-        # The tenant registry is built on the first keyed request; its settings may be wrong.
-        logger.exception("ingest is misconfigured")
-        response = misconfigured_response()
-    except Exception:
-        # A fault of ours, not the client's: answered here (not left to the host) so it is
-        # counted like every other answer and the caller sees no detail; the log has the traceback.
-        logger.exception("ingest failed unexpectedly")
-        response = internal_error_response()
-    endpoint.answer_time.record(time.perf_counter() - started, {"status_code": response.status_code})
-    return response
+    return await answer_ingest(req, ingest_endpoint)

@@ -7,7 +7,9 @@ report, and this module maps them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -29,15 +31,17 @@ from ingest.errors import (
 )
 from ingest.health import HealthReport
 from ingest.rate_limiter import RateLimitDecision
-from ingest.service import IngestOutcome, IngestRequest, IngestService
+from ingest.service import BodyReader, IngestOutcome, IngestRequest, IngestService
 from shared.http import error_response as api_error_response
 from shared.http import json_response
+from shared.settings import SettingsError
 
 __all__ = [
     "NO_STORE",
     "REALM",
     "IngestEndpoint",
     "accepted_response",
+    "answer_ingest",
     "error_response",
     "ingest_request",
     "internal_error_response",
@@ -49,6 +53,8 @@ __all__ = [
     "unavailable_response",
     "www_authenticate",
 ]
+
+logger = logging.getLogger(__name__)
 
 NO_STORE: Final = {"Cache-Control": "no-store"}
 
@@ -189,3 +195,48 @@ def readiness_response(report: HealthReport, *, detailed: bool = False) -> func.
     """
     body = report.detailed() if detailed else report.public()
     return json_response(200 if report.ready else 503, body, NO_STORE)
+
+
+async def answer_ingest(
+    req: func.HttpRequest,
+    endpoint: Callable[[], IngestEndpoint],
+    *,
+    body_reader: Callable[[], BodyReader | None] = lambda: None,
+    accepted: Callable[[IngestOutcome], func.HttpResponse] = accepted_response,
+    refused: Callable[[IngestError], func.HttpResponse] = error_response,
+) -> func.HttpResponse:
+    """Run the ingest use case for one request and answer it: what both ingest APIs do.
+
+    `endpoint` gives the use case (built on first use), `body_reader` the reader of the API's
+    body (None: our own JSON), `accepted` and `refused` the API's answers. Errors of the
+    request become their 4xx, an outage or a misconfiguration a 503, anything unexpected a 500
+    with no detail (the log has it); every answer is timed into
+    `cloudscale_ingestion_duration_seconds` by its status code.
+    """
+    started = time.perf_counter()
+    try:
+        built = endpoint()
+    except SettingsError:
+        logger.exception("ingest is misconfigured")
+        return misconfigured_response()
+    except OSError:
+        # Building the services touches the data folder (the client-key secret, store files):
+        # a full disk or a missing permission is an outage to retry, not a fault of the request.
+        logger.exception("ingest could not start its services")
+        return unavailable_response()
+    try:
+        request = ingest_request(req, built.trusted_proxies)
+        response = accepted(await built.use_case.ingest(request, read_body=body_reader()))
+    except IngestError as error:
+        response = refused(error)
+    except SettingsError:
+        # The tenant registry is built on the first keyed request; its settings may be wrong.
+        logger.exception("ingest is misconfigured")
+        response = misconfigured_response()
+    except Exception:
+        # A fault of ours, not the client's: answered here (not left to the host) so it is
+        # counted like every other answer and the caller sees no detail; the log has the traceback.
+        logger.exception("ingest failed unexpectedly")
+        response = internal_error_response()
+    built.answer_time.record(time.perf_counter() - started, {"status_code": response.status_code})
+    return response

@@ -15,8 +15,6 @@ JSON; 401 (challenging `Basic`), 403, 413, 415, 429 and 503 as on our own API.
 
 from __future__ import annotations
 
-import logging
-import time
 from typing import Final
 
 import azure.functions as func
@@ -24,24 +22,19 @@ import orjson
 
 from ingest.errors import IngestError, UnauthorizedError
 from ingest.http import (
+    answer_ingest,
     error_response,
-    ingest_request,
-    internal_error_response,
     json_response,
-    misconfigured_response,
     rate_limit_headers,
-    unavailable_response,
 )
 from ingest.segment.mapping import CallType
 from ingest.segment.reader import segment_body_reader
 from ingest.service import IngestOutcome
 from shared.assembly import ingest_endpoint
-from shared.settings import SettingsError
 from shared.telemetry import invocation_span
 
 __all__ = ["CALLS", "bp"]
 
-logger = logging.getLogger(__name__)
 
 CALLS: Final[dict[str, CallType | None]] = {
     "batch": None,
@@ -104,27 +97,10 @@ def segment_error_response(error: IngestError) -> func.HttpResponse:
 
 
 async def _ingest(req: func.HttpRequest, call_type: CallType | None) -> func.HttpResponse:
-    started = time.perf_counter()
-    try:
-        endpoint = ingest_endpoint()
-    except SettingsError:
-        logger.exception("ingest is misconfigured")
-        return misconfigured_response()
-    except OSError:
-        logger.exception("ingest could not start its services")
-        return unavailable_response()
-    try:
-        reader = segment_body_reader(call_type, content_encoding=req.headers.get("content-encoding"))
-        outcome = await endpoint.use_case.ingest(ingest_request(req, endpoint.trusted_proxies), read_body=reader)
-        response = success_response(outcome)
-    except IngestError as error:
-        response = segment_error_response(error)
-    except SettingsError:
-        logger.exception("ingest is misconfigured")
-        response = misconfigured_response()
-    except Exception:
-        # A fault of ours: answered here so it is counted and the caller sees no detail.
-        logger.exception("the Segment API failed unexpectedly")
-        response = internal_error_response()
-    endpoint.answer_time.record(time.perf_counter() - started, {"status_code": response.status_code})
-    return response
+    return await answer_ingest(
+        req,
+        ingest_endpoint,
+        body_reader=lambda: segment_body_reader(call_type, content_encoding=req.headers.get("content-encoding")),
+        accepted=success_response,
+        refused=segment_error_response,
+    )
