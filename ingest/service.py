@@ -291,12 +291,7 @@ class IngestService:
         try:
             decision = await self._limiter.admit_tenant(producer.tenant_id, cost, quota)
         except PortError as exc:
-            logger.error("rate-limit store unavailable: %s", exc)
-            raise UnavailableError(
-                "the rate limiter is temporarily unavailable; retry later",
-                code="rate_limiter_unavailable",
-                retry_after_seconds=RETRY_AFTER_UNAVAILABLE_SECONDS,
-            ) from exc
+            raise _limiter_unavailable(exc) from exc
         if not decision.allowed:
             refused = RateLimitedError(
                 f"tenant {producer.tenant_id!r} is over its quota of {decision.limit} events a minute "
@@ -311,12 +306,7 @@ class IngestService:
         try:
             decision = await self._limiter.admit(client_key, cost)
         except PortError as exc:
-            logger.error("rate-limit store unavailable: %s", exc)
-            raise UnavailableError(
-                "the rate limiter is temporarily unavailable; retry later",
-                code="rate_limiter_unavailable",
-                retry_after_seconds=RETRY_AFTER_UNAVAILABLE_SECONDS,
-            ) from exc
+            raise _limiter_unavailable(exc) from exc
         if not decision.allowed:
             scope = (
                 f"this client ({decision.limit} events burst; this request has {cost})"
@@ -363,3 +353,13 @@ class IngestService:
                 code="queue_unavailable",
                 retry_after_seconds=RETRY_AFTER_UNAVAILABLE_SECONDS,
             ) from exc
+
+
+def _limiter_unavailable(exc: PortError) -> UnavailableError:
+    """A 503 for a rate-limit store that failed (either limit): nothing was accepted, retry soon."""
+    logger.error("rate-limit store unavailable: %s", exc)
+    return UnavailableError(
+        "the rate limiter is temporarily unavailable; retry later",
+        code="rate_limiter_unavailable",
+        retry_after_seconds=RETRY_AFTER_UNAVAILABLE_SECONDS,
+    )
