@@ -177,6 +177,7 @@ module functionApp 'modules/functionapp.bicep' = {
     tableEndpoint: storage.outputs.tableEndpoint
     rateLimitTableName: storage.outputs.rateLimitTableName
     tenantsTableName: storage.outputs.tenantsTableName
+    privacyTableName: storage.outputs.privacyTableName
     serviceBusNamespace: serviceBus.outputs.fullyQualifiedNamespace
     eventsQueueName: serviceBus.outputs.eventsQueueName
     poisonQueueName: serviceBus.outputs.poisonQueueName

@@ -20,17 +20,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from shared.ports import (
+    AnalyticsEraser,
     AnalyticsHistory,
     AnalyticsSink,
     DeadLetterBrowser,
     DeadLetterSink,
     EventPublisher,
     EventStoreWithHistory,
+    PrivacyStore,
     RateLimitStore,
     StoredEventHistory,
     TenantRegistry,
 )
 from shared.settings import Settings, SettingsError, load_settings
+from shared.suppression import SuppressionList
 from shared.telemetry import configure_azure_monitor, observe_queue_depth
 from shared.write_key_auth import WriteKeyAuthenticator
 
@@ -142,6 +145,41 @@ class Container:
         return registry
 
     @cached_property
+    def privacy_store(self) -> PrivacyStore:
+        """Suppressions and erasure records: Table Storage on Azure, a SQLite file embedded."""
+        store: PrivacyStore
+        if self.settings.backend == "azure":
+            from shared.adapters.privacy.tables_privacy import create_table_privacy_store
+
+            store = create_table_privacy_store(self.settings)
+        else:
+            from shared.adapters.privacy.embedded_privacy import PRIVACY_FILE, EmbeddedPrivacyStore
+
+            store = EmbeddedPrivacyStore(self.data_dir / PRIVACY_FILE)
+        self.on_close(store.close)
+        return store
+
+    @cached_property
+    def suppression_list(self) -> SuppressionList:
+        """Each tenant's tombstones as the stages check them, cached for this worker."""
+        return SuppressionList(
+            self.privacy_store,
+            self.client_key_secret,
+            cache_seconds=self.settings.suppression_cache_seconds,
+        )
+
+    @cached_property
+    def analytics_eraser(self) -> AnalyticsEraser:
+        """Analytics erased by data subject: Data Explorer purges on Azure, the embedded table locally."""
+        if self.settings.backend == "azure":
+            from shared.adapters.analytics.kusto_eraser import create_kusto_eraser
+
+            eraser = create_kusto_eraser(self.settings)
+            self.on_close(eraser.close)
+            return eraser
+        return self.embedded_analytics
+
+    @cached_property
     def write_key_authenticator(self) -> WriteKeyAuthenticator:
         """Presented write keys checked against the registry, cached for this worker."""
         authenticator = WriteKeyAuthenticator(self.tenant_registry, cache_seconds=self.settings.write_key_cache_seconds)
@@ -184,7 +222,9 @@ class Container:
         """The embedded analytics table (embedded backend only): the sink, and its own history."""
         from shared.adapters.analytics.embedded_analytics import ANALYTICS_FILE, EmbeddedAnalyticsStore
 
-        store = EmbeddedAnalyticsStore(self.data_dir / ANALYTICS_FILE)
+        store = EmbeddedAnalyticsStore(
+            self.data_dir / ANALYTICS_FILE, retention_days=self.settings.analytics_retention_days
+        )
         self.on_close(store.close)
         return store
 

@@ -12,24 +12,29 @@ Error tree::
     │   └── ContentionError    optimistic concurrency kept losing; retry later
     ├── EventStoreError        the event store could not be read or written (down, throttled)
     ├── AnalyticsSinkError     the analytics store did not take the rows
-    └── TenantRegistryError    tenants and write keys could not be read or written
-        └── RegistryConflictError  the change contradicts what is stored (not transient)
+    ├── TenantRegistryError    tenants and write keys could not be read or written
+    │   └── RegistryConflictError  the change contradicts what is stored (not transient)
+    └── PrivacyStoreError      suppressions or erasure records could not be read or written
+        └── ErasureConflictError   another runner changed the erasure record first
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol, TypeVar
 
 from shared.domain.analytics import AnalyticsRow
 from shared.domain.envelope import QueueMessage
+from shared.domain.privacy import ErasureRequest, Subject, Suppression
 from shared.domain.ratelimit import ClientState, PeerWindow, SlotWindow
 from shared.domain.stored_event import StoredEvent
 from shared.domain.write_keys import Tenant, WriteKey
 
 __all__ = [
+    "AnalyticsErasure",
+    "AnalyticsEraser",
     "AnalyticsHistory",
     "AnalyticsSink",
     "AnalyticsSinkError",
@@ -38,6 +43,7 @@ __all__ = [
     "DeadLetterBrowser",
     "DeadLetterSink",
     "DeadLetterSource",
+    "ErasureConflictError",
     "EventPublisher",
     "EventStore",
     "EventStoreError",
@@ -46,7 +52,10 @@ __all__ = [
     "ReplayProgress",
     "ReplayResult",
     "StoredEventHistory",
+    "SubjectEventStore",
     "PortError",
+    "PrivacyStore",
+    "PrivacyStoreError",
     "PublishError",
     "RateLimitStore",
     "RateLimitStoreError",
@@ -97,6 +106,15 @@ class RegistryConflictError(TenantRegistryError):
     """The change contradicts what is stored: the tenant exists already, there is no such
     tenant or key, or the tenant has its live keys of that kind already. Retrying changes
     nothing; the message says what to do instead."""
+
+
+class PrivacyStoreError(PortError):
+    """Suppressions or erasure records could not be read or written: retry later."""
+
+
+class ErasureConflictError(PrivacyStoreError):
+    """The erasure record changed since it was read (another runner took it, or it does not
+    exist): read it again before going on."""
 
 
 class EventPublisher(Protocol):
@@ -176,6 +194,37 @@ class EventStore(Protocol):
     async def close(self) -> None: ...
 
 
+class SubjectEventStore(Protocol):
+    """The event store read and erased by data subject (`shared.domain.privacy`).
+
+    A subject's events are those of its tenant whose `userId` (or `anonymousId`, as the
+    subject's field says) equals its value. Every method raises `EventStoreError` on failure;
+    deleting is idempotent, so a failed erasure is simply run again.
+    """
+
+    async def count_subject_events(self, subject: Subject) -> int: ...
+
+    def subject_events(self, subject: Subject) -> AsyncIterator[StoredEvent]:
+        """Every stored event of the subject, oldest `timestamp` first, read page by page (export)."""
+        ...
+
+    async def erase_subject_events(self, subject: Subject) -> int:
+        """Delete every stored event of the subject; return how many this call deleted.
+
+        Throttling is waited out (the store's retry hint) rather than failed. The embedded
+        store also overwrites the deleted bytes (SQLite `secure_delete`, then a WAL checkpoint
+        that truncates the log), so they cannot be read back from the file.
+        """
+        ...
+
+    async def delete_events(self, tenant_id: str, event_ids: Sequence[str]) -> int:
+        """Delete these events of one tenant (absent ones are skipped); return how many were deleted.
+
+        What the change feed does with an erased subject's event that was stored after the
+        erasure deleted the others (written by a delivery already in flight)."""
+        ...
+
+
 class TenantRegistry(Protocol):
     """Tenants and their write keys (`shared.domain.write_keys`): only key hashes are stored.
 
@@ -222,6 +271,65 @@ class TenantRegistry(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class PrivacyStore(Protocol):
+    """Suppressions (tombstones) per tenant and erasure records: Table Storage or a SQLite file.
+
+    Every method raises `PrivacyStoreError` when the store fails.
+    """
+
+    async def suppressions(self, tenant_id: str) -> Sequence[Suppression]:
+        """Every tombstone of the tenant (lifted ones included: they still drop older events)."""
+        ...
+
+    async def get_suppression(self, tenant_id: str, subject_hash: str) -> Suppression | None: ...
+
+    async def save_suppression(self, suppression: Suppression) -> None:
+        """Insert or replace the tenant's tombstone for this subject hash."""
+        ...
+
+    async def create_erasure(self, request: ErasureRequest) -> None:
+        """Store a new erasure record (revision 0); `ErasureConflictError` if its id exists."""
+        ...
+
+    async def get_erasure(self, erasure_id: str) -> ErasureRequest | None: ...
+
+    async def list_erasures(self, *, unfinished_only: bool = False) -> Sequence[ErasureRequest]:
+        """Erasure records, oldest first (only those not `finished`, when asked)."""
+        ...
+
+    async def replace_erasure(self, request: ErasureRequest) -> ErasureRequest:
+        """Store `request` if the stored record still has `request.revision`; return it with the
+        revision increased. `ErasureConflictError` if the stored revision differs (or it is gone)."""
+        ...
+
+    async def check(self) -> None:
+        """Raise `PortError` if the store cannot be reached."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AnalyticsErasure:
+    """What erasing a subject from analytics did."""
+
+    removed: int
+    """Rows deleted (embedded), or rows the purge was asked to remove (Data Explorer)."""
+    pending: str | None = None
+    """What still runs after the call returned (Data Explorer: the purge operation, with its id), or None."""
+
+
+class AnalyticsEraser(Protocol):
+    """Analytics rows read and erased by data subject. Raises `AnalyticsSinkError` on failure."""
+
+    async def count_subject_rows(self, subject: Subject) -> int: ...
+
+    async def erase_subject_rows(self, subject: Subject) -> AnalyticsErasure:
+        """Delete the subject's rows (Data Explorer: purge the table and the deduplicating view,
+        as its docs prescribe for GDPR). Idempotent."""
+        ...
 
 
 class DeadLetterSink(Protocol):
@@ -279,8 +387,8 @@ class AnalyticsHistory(Protocol):
         ...
 
 
-class EventStoreWithHistory(EventStore, StoredEventHistory, Protocol):
-    """An event store that can also be read by commit time: what both event-store adapters are."""
+class EventStoreWithHistory(EventStore, StoredEventHistory, SubjectEventStore, Protocol):
+    """An event store that can also be read by commit time and by data subject: what both event-store adapters are."""
 
 
 # --- dead letters, as an operator sees them (`cloudscale dlq`) ------------------------------------
@@ -372,6 +480,11 @@ class DeadLetterBrowser(Protocol):
         part-way leaves the rest (and the failed one) in the dead-letter queue; running the
         same replay again is harmless. Raises `PortError` on the first failure.
         """
+        ...
+
+    async def remove(self, dead_letter_ids: Sequence[str]) -> int:
+        """Delete these dead letters for good, without replaying them (an erased subject's);
+        return how many were removed (ids not found are skipped). Raises `PortError`."""
         ...
 
     async def close(self) -> None: ...

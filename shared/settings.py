@@ -95,6 +95,20 @@ class Settings(BaseModel):
     tenants_table: str = Field("tenants", pattern=r"^[A-Za-z][A-Za-z0-9]{2,62}$", alias="CLOUDSCALE_TENANTS_TABLE")
     """The Table Storage table of the tenant registry (same account as the rate-limit table)."""
 
+    privacy_table: str = Field("privacy", pattern=r"^[A-Za-z][A-Za-z0-9]{2,62}$", alias="CLOUDSCALE_PRIVACY_TABLE")
+    """The Table Storage table of suppressions and erasure records (same account as the tenant registry)."""
+    suppression_cache_seconds: float = Field(10.0, gt=0, le=300, alias="CLOUDSCALE_SUPPRESSION_CACHE_SECONDS")
+    """How long an instance trusts its copy of a tenant's suppressions: an erasure waits this
+    long (its `settle` step) before deleting, so every stage has seen the tombstone by then."""
+    erasure_lease_seconds: float = Field(60.0, ge=1, le=3600, alias="CLOUDSCALE_ERASURE_LEASE_SECONDS")
+    """How long a runner holds an erasure before another may take it over (a crashed runner's
+    erasure is finished by the next one after this long)."""
+    erasure_schedule: str = Field("0 */1 * * * *", min_length=1, alias="CLOUDSCALE_ERASURE_SCHEDULE")
+    """NCRONTAB schedule of the timer that runs recorded erasures to completion."""
+    analytics_retention_days: float = Field(30.0, gt=0, le=36500, alias="CLOUDSCALE_ANALYTICS_RETENTION_DAYS")
+    """Embedded analytics keeps rows this many days after they were stored, as Data Explorer's
+    retention policy (30 days, `infra/modules/kusto.bicep`) does on Azure."""
+
     trusted_proxies: Annotated[tuple[IpNetwork, ...], BeforeValidator(_split_networks)] = Field(
         (), alias="CLOUDSCALE_TRUSTED_PROXIES"
     )

@@ -18,6 +18,7 @@ param deploymentContainerUrl string
 param tableEndpoint string
 param rateLimitTableName string
 param tenantsTableName string
+param privacyTableName string
 param serviceBusNamespace string
 param eventsQueueName string
 param poisonQueueName string
@@ -96,6 +97,14 @@ var appSettings = {
   CLOUDSCALE_WRITE_KEYS: 'required'
   CLOUDSCALE_WRITE_KEY_CACHE_SECONDS: '10'
   CLOUDSCALE_TENANT_EVENTS_PER_MINUTE: '60000'
+  // Data-subject erasures (docs/privacy.md): tombstones and records in the registry's account;
+  // an erasure waits the cache seconds before deleting, and the timer finishes what a crash left.
+  CLOUDSCALE_PRIVACY_TABLE: privacyTableName
+  CLOUDSCALE_SUPPRESSION_CACHE_SECONDS: '10'
+  CLOUDSCALE_ERASURE_LEASE_SECONDS: '60'
+  CLOUDSCALE_ERASURE_SCHEDULE: '0 */1 * * * *'
+  // Read only by the embedded analytics store; Data Explorer's own retention is set in kusto.bicep.
+  CLOUDSCALE_ANALYTICS_RETENTION_DAYS: '30'
   // The triggers' bindings read the queue, database and container names from these settings.
   CLOUDSCALE_EVENTS_QUEUE: eventsQueueName
   CLOUDSCALE_POISON_QUEUE: poisonQueueName

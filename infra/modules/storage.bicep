@@ -14,6 +14,9 @@ param rateLimitTableName string = 'ratelimits'
 @description('Table of tenants and write-key hashes: the app\'s CLOUDSCALE_TENANTS_TABLE default.')
 param tenantsTableName string = 'tenants'
 
+@description('Table of suppressions and erasure records: the app\'s CLOUDSCALE_PRIVACY_TABLE default.')
+param privacyTableName string = 'privacy'
+
 @description('Redundancy of the account; the rate-limit state is short-lived, so locally redundant is enough.')
 param skuName string = 'Standard_LRS'
 
@@ -67,9 +70,16 @@ resource tenantsTable 'Microsoft.Storage/storageAccounts/tableServices/tables@20
   name: tenantsTableName
 }
 
+// Suppressions (keyed hashes of erased subjects) and erasure records; created here for the same reason.
+resource privacyTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
+  parent: tableService
+  name: privacyTableName
+}
+
 output name string = account.name
 output id string = account.id
 output tableEndpoint string = account.properties.primaryEndpoints.table
 output deploymentContainerUrl string = '${account.properties.primaryEndpoints.blob}${deploymentContainer.name}'
 output rateLimitTableName string = rateLimitTable.name
 output tenantsTableName string = tenantsTable.name
+output privacyTableName string = privacyTable.name

@@ -302,6 +302,9 @@ class FailingAfterFirst:
         await self.inner.replay(dead_letter_ids[:1], on_progress)
         raise PortError("the events queue is unavailable")
 
+    async def remove(self, dead_letter_ids: Sequence[str]) -> int:
+        return await self.inner.remove(dead_letter_ids)
+
     async def close(self) -> None:
         await self.inner.close()
 

@@ -113,8 +113,10 @@ class Pipeline:
         self.clock = SettableClock()
         self.store = EmbeddedEventStore(data_dir / "events.sqlite3", clock=self.clock)
         self.analytics_path = data_dir / "analytics.sqlite3"
-        self.analytics = EmbeddedAnalyticsStore(
-            self.analytics_path, **({"clock": analytics_at.timestamp} if analytics_at else {})
+        self.analytics = (
+            EmbeddedAnalyticsStore(self.analytics_path, clock=analytics_at.timestamp)
+            if analytics_at
+            else EmbeddedAnalyticsStore(self.analytics_path)
         )
         self.sink = RecordingSink(self.analytics)
         self.reconciler = Reconciler(self.store, self.analytics, self.sink)

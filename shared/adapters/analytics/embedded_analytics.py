@@ -30,7 +30,8 @@ import orjson
 
 from shared.adapters.sqlite.worker import SqliteWorker
 from shared.domain.analytics import ANALYTICS_COLUMNS, AnalyticsRow
-from shared.ports import AnalyticsSinkError
+from shared.domain.privacy import Subject
+from shared.ports import AnalyticsErasure, AnalyticsSinkError
 
 __all__ = ["ANALYTICS_FILE", "ANALYTICS_TABLE", "EmbeddedAnalyticsStore", "prepare_schema", "time_text"]
 
@@ -71,7 +72,9 @@ _INSERT = (
 class EmbeddedAnalyticsStore:
     """The analytics table in one SQLite file; idempotent on (`TenantId`, `EventId`)."""
 
-    def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, path: Path, *, clock: Callable[[], float] = time.time, retention_days: float | None = None
+    ) -> None:
         self.path = path
         self._clock = clock
         self._worker: SqliteWorker | None = None
@@ -108,6 +111,12 @@ class EmbeddedAnalyticsStore:
             ).fetchall(),
         )
         return {(str(tenant), str(event)) for tenant, event in rows}
+
+    async def count_subject_rows(self, subject: Subject) -> int:
+        raise NotImplementedError
+
+    async def erase_subject_rows(self, subject: Subject) -> AnalyticsErasure:
+        raise NotImplementedError
 
     async def check(self) -> None:
         await self._run("read", lambda connection: connection.execute("SELECT 1").fetchone())

@@ -82,6 +82,9 @@ class EmbeddedDeadLetterBrowser:
             report(ReplayProgress(total=len(wanted), done=len(replayed), dead_letter=dead_letter))
         return ReplayResult(replayed=tuple(replayed), not_found=tuple(not_found))
 
+    async def remove(self, dead_letter_ids: Sequence[str]) -> int:
+        raise NotImplementedError
+
     async def close(self) -> None:
         self.queue.close()
 

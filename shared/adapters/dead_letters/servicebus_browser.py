@@ -142,6 +142,9 @@ class ServiceBusDeadLetterBrowser:
                 not_found.extend(format_id(source, number) for number in sorted(missing))
         return ReplayResult(replayed=tuple(replayed), not_found=tuple(not_found))
 
+    async def remove(self, dead_letter_ids: Sequence[str]) -> int:
+        raise NotImplementedError
+
     async def close(self) -> None:
         """Close the receivers, their client and credential, then the events-queue publisher."""
         self._receivers.clear()

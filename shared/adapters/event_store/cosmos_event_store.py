@@ -30,6 +30,7 @@ from azure.core.exceptions import AzureError
 from azure.cosmos.aio import ContainerProxy, CosmosClient
 from azure.cosmos.exceptions import CosmosHttpResponseError, CosmosResourceExistsError, CosmosResourceNotFoundError
 
+from shared.domain.privacy import Subject
 from shared.domain.stored_event import StoredEvent
 from shared.ports import EventStoreError
 from shared.settings import Settings
@@ -167,6 +168,19 @@ class CosmosEventStore:
             (StoredEvent.from_document(document), datetime.fromtimestamp(int(document["_ts"]), UTC))
             for document in documents
         ]
+
+    async def count_subject_events(self, subject: Subject) -> int:
+        raise NotImplementedError
+
+    async def subject_events(self, subject: Subject) -> AsyncIterator[StoredEvent]:
+        raise NotImplementedError
+        yield  # pragma: no cover
+
+    async def erase_subject_events(self, subject: Subject) -> int:
+        raise NotImplementedError
+
+    async def delete_events(self, tenant_id: str, event_ids: Sequence[str]) -> int:
+        raise NotImplementedError
 
     async def check(self) -> None:
         """Read the container's properties: proves the account answers and the container exists."""

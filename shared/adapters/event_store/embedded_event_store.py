@@ -26,7 +26,7 @@ import asyncio
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,6 +36,7 @@ import orjson
 
 from shared.adapters.event_store.feed_ranges import DEFAULT_FEED_RANGES, feed_range_of, prepare_feed_ranges
 from shared.adapters.sqlite.worker import SqliteWorker
+from shared.domain.privacy import Subject
 from shared.domain.stored_event import StoredEvent
 from shared.ports import EventStoreError
 
@@ -198,6 +199,19 @@ class EmbeddedEventStore:
             "read the last sequence number",
             lambda c: int(c.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0]),
         )
+
+    async def count_subject_events(self, subject: Subject) -> int:
+        raise NotImplementedError
+
+    async def subject_events(self, subject: Subject) -> AsyncIterator[StoredEvent]:
+        raise NotImplementedError
+        yield  # pragma: no cover
+
+    async def erase_subject_events(self, subject: Subject) -> int:
+        raise NotImplementedError
+
+    async def delete_events(self, tenant_id: str, event_ids: Sequence[str]) -> int:
+        raise NotImplementedError
 
     async def check(self) -> None:
         """Open the file if needed and take its write lock once; raise `EventStoreError` if that fails."""

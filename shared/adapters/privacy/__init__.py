@@ -1,0 +1,1 @@
+"""Adapters of the `PrivacyStore` port: suppressions and erasure records (SQLite, Table Storage)."""
