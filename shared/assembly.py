@@ -2,8 +2,8 @@
 
 The other half of the composition root (`shared.bootstrap` chooses the adapters): one function
 per use a blueprint has (`ingest_endpoint`, `readiness_probes`, `event_processor`,
-`event_reader`, `event_read_access`, `analytics_feed`, `analytics_reconciler`), each built on first
-use and kept
+`event_reader`, `event_read_access`, `analytics_feed`, `analytics_reconciler`, `erasure_runner`),
+each built on first use and kept
 with the container (`Container.singleton`), so a container a test or the local host installs
 brings its own. The stages are imported when first needed, as the adapters are: importing this
 module stays cheap, and a blueprint imports only what it runs.
@@ -23,9 +23,11 @@ __all__ = [
     "build_analytics_feed",
     "build_analytics_reconciler",
     "build_event_processor",
+    "build_erasure_runner",
     "build_event_read_access",
     "build_ingest_endpoint",
     "build_readiness_probes",
+    "erasure_runner",
     "event_processor",
     "event_read_access",
     "event_reader",
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
     from changefeed.service import AnalyticsFeedService
     from ingest.health import ReadinessProbes
     from ingest.http import IngestEndpoint
+    from privacy.erasure import ErasureRunner
     from process.read_access import ReadAccess
     from process.service import ProcessService
 
@@ -75,6 +78,11 @@ def analytics_feed() -> AnalyticsFeedService:
 def analytics_reconciler() -> Reconciler:
     """The hourly timer (and `cloudscale reconcile`): what analytics missed, sent again."""
     return get_container().singleton(build_analytics_reconciler)
+
+
+def erasure_runner() -> ErasureRunner:
+    """The erasure routes and timer: data-subject erasures recorded and run to completion."""
+    return get_container().singleton(build_erasure_runner)
 
 
 def build_ingest_endpoint(container: Container) -> IngestEndpoint:
@@ -179,3 +187,35 @@ def build_analytics_reconciler(container: Container) -> Reconciler:
     from changefeed.reconcile import Reconciler
 
     return Reconciler(container.event_history, container.analytics_history, container.analytics_sink)
+
+
+SETTLE_MARGIN_SECONDS = 1.0
+"""Added to the suppression cache period before an erasure deletes anything (clock skew, a slow read)."""
+
+
+def build_erasure_runner(container: Container) -> ErasureRunner:
+    """The erasure runner over the container's privacy store, event store, analytics and dead letters."""
+    from privacy.erasure import ErasureRunner, erase_dead_letters_by_listing
+    from shared.adapters.event_queue.embedded_queue import EMBEDDED_QUEUE_FILE
+    from shared.ports import DeadLetterBrowser
+
+    settings = container.settings
+
+    def dead_letters() -> DeadLetterBrowser | None:
+        # Embedded: no queue file yet means nothing was ever queued, so there is no dead letter
+        # (the browser refuses to create the file, to catch a wrong data folder).
+        if container.is_embedded and not (container.data_dir / EMBEDDED_QUEUE_FILE).is_file():
+            return None
+        return container.dead_letter_browser
+
+    return ErasureRunner(
+        container.privacy_store,
+        container.suppression_list,
+        container.event_store,
+        container.analytics_eraser,
+        dead_letters,
+        erase_dead_letters_by_listing,
+        container.client_key_secret,
+        settle_seconds=settings.suppression_cache_seconds + SETTLE_MARGIN_SECONDS,
+        lease_seconds=settings.erasure_lease_seconds,
+    )

@@ -114,6 +114,38 @@ EXPECTED_BINDINGS: dict[str, list[dict[str, Any]]] = {
             "useMonitor": True,
         }
     ],
+    "create_erasure": [
+        {
+            "name": "req",
+            "type": "httpTrigger",
+            "direction": "IN",
+            "route": "privacy/erasures",
+            "methods": ["POST"],
+            "authLevel": "ADMIN",
+        },
+        HTTP_OUT,
+    ],
+    "get_erasure": [
+        {
+            "name": "req",
+            "type": "httpTrigger",
+            "direction": "IN",
+            "route": "privacy/erasures/{erasureId}",
+            "methods": ["GET"],
+            "authLevel": "ADMIN",
+        },
+        HTTP_OUT,
+    ],
+    "privacy_erasures": [
+        {
+            "name": "timer",
+            "type": "timerTrigger",
+            "direction": "IN",
+            "schedule": "%CLOUDSCALE_ERASURE_SCHEDULE%",
+            "runOnStartup": False,
+            "useMonitor": True,
+        }
+    ],
 }
 
 

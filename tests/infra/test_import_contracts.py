@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 REPOSITORY = Path(__file__).resolve().parents[2]
-PACKAGES = ("ingest", "process", "changefeed", "shared", "cloudscale_local")
+PACKAGES = ("ingest", "process", "changefeed", "privacy", "shared", "cloudscale_local")
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 pytestmark = pytest.mark.skipif(not LINT_IMPORTS.exists(), reason="import-linter is not installed")
@@ -45,6 +45,9 @@ def test_the_tree_keeps_every_contract() -> None:
         ("shared/domain/events.py", "import azure.functions", "The domain is plain Python"),
         ("ingest/validation.py", "import shared.adapters", "Stages reach external systems through ports"),
         ("process/decoding.py", "import ingest.validation", "The stages are independent"),
+        ("privacy/erasure.py", "import process.service", "The stages are independent"),
+        ("privacy/erasure.py", "import azure.functions", "Use cases are free of HTTP and Azure"),
+        ("privacy/requests.py", "import shared.adapters", "Stages reach external systems through ports"),
         ("ingest/service.py", "import azure.functions", "Use cases are free of HTTP and Azure"),
         ("shared/adapters/__init__.py", "import process.service", "Adapters import no stage"),
         ("shared/adapters/__init__.py", "import shared.bootstrap", "Adapters import no stage"),
@@ -83,4 +86,5 @@ def test_function_app_imports_only_the_functions_library_and_each_stages_bluepri
         "ingest.segment_blueprint",
         "process.blueprint",
         "changefeed.blueprint",
+        "privacy.blueprint",
     }

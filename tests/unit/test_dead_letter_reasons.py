@@ -27,7 +27,7 @@ def test_no_reason_is_spelled_out_anywhere_else() -> None:
     everything = {*POISON_REASONS, *BROKER_REASONS}
     found = [
         f"{path.relative_to(REPOSITORY)}: {node.value}"
-        for folder in ("shared", "ingest", "process", "changefeed", "cloudscale_local")
+        for folder in ("shared", "ingest", "process", "changefeed", "privacy", "cloudscale_local")
         for path in (REPOSITORY / folder).rglob("*.py")
         if not path.name.startswith("test_") and path.name != "dead_letter_reasons.py"
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))

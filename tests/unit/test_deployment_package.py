@@ -16,7 +16,8 @@ def test_the_app_and_its_settings_are_deployed() -> None:
 
     for needed in ("function_app.py", "host.json", "requirements.txt", "shared/domain/fraud_rules.json"):
         assert needed in files
-    assert any(name.startswith("ingest/") for name in files)
+    for stage in ("ingest/", "process/", "changefeed/", "privacy/"):
+        assert any(name.startswith(stage) for name in files), stage
 
 
 @pytest.mark.parametrize(

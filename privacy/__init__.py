@@ -1,0 +1,1 @@
+"""The privacy stage: data-subject erasures recorded over HTTP and run to completion by a timer."""

@@ -1,0 +1,374 @@
+"""Erase one data subject everywhere, resumably: tombstone first, then every store, then check again.
+
+An erasure is a record in the `PrivacyStore` (`shared.domain.privacy.ErasureRequest`) that a
+runner moves through `ERASURE_STEPS`, saving each step's counts as soon as the step ends:
+
+    suppress      the tombstone (`Suppression`) is written: from now on every stage drops the
+                  subject's events, whatever brings them (new, redelivered, replayed, change feed,
+                  reconciliation)
+    settle        wait until every instance's cached copy of the tombstones has been read again
+                  (`suppression_cache_seconds`, plus a margin): nothing can be stored after this
+    events        the event store's documents of the subject are deleted
+    analytics     the analytics rows (Data Explorer: a purge; its operation is the step's detail)
+    dead_letters  the subject's dead-lettered and poison messages are dropped, not replayed
+    verify        after one more cache period, count again and delete what slipped in meanwhile
+                  (a delivery that was already past its check when the tombstone was written)
+
+Every step can run again (deleting what is gone deletes nothing), so a runner that dies
+anywhere leaves a record the next one finishes. Runners exclude each other with a lease on the
+record (`lease_owner`, `lease_until`), taken and renewed by `replace_erasure`, whose revision
+check turns any race into `ErasureConflictError`: the loser stops. While it runs, the record
+holds the identifier sealed under the deployment's secret (`shared.subject_seal`); a finished
+record keeps only the keyed hash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from shared.domain.privacy import ErasureRequest, ErasureStep, StepResult, Subject, Suppression, message_identifiers
+from shared.ports import (
+    AnalyticsEraser,
+    DeadLetterBrowser,
+    ErasureConflictError,
+    PortError,
+    PrivacyStore,
+    SubjectEventStore,
+)
+from shared.subject_seal import SealError, seal_subject, unseal_subject
+from shared.suppression import SuppressionList
+
+__all__ = [
+    "ErasureBusyError",
+    "ErasureError",
+    "ErasureNotFoundError",
+    "ErasureRunner",
+    "ErasureUnreadableError",
+    "StepProgress",
+    "new_erasure_id",
+]
+
+logger = logging.getLogger(__name__)
+
+StepProgress = Callable[[ErasureStep, StepResult], None]
+"""Told each step's result as soon as it is recorded (`cloudscale erase` prints a line per step)."""
+
+DeadLetterEraser = Callable[[DeadLetterBrowser, Subject], Awaitable[tuple[int, int]]]
+"""Drops a subject's dead letters from a browser: (found, removed)."""
+
+
+class ErasureError(Exception):
+    """An erasure cannot go on from here (not a dependency failure: those are `PortError`)."""
+
+
+class ErasureNotFoundError(ErasureError):
+    """No erasure has this id."""
+
+
+class ErasureBusyError(ErasureError):
+    """Another runner holds the erasure's lease (or took it over while this one ran): it finishes it."""
+
+
+class ErasureUnreadableError(ErasureError):
+    """The unfinished erasure's identifier cannot be opened (another deployment secret, or damaged)."""
+
+
+def new_erasure_id() -> str:
+    """`er_` and 20 random URL-safe characters (120 bits)."""
+    return "er_" + secrets.token_urlsafe(15)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class ErasureRunner:
+    """Records erasures and runs them to completion over the ports."""
+
+    def __init__(
+        self,
+        store: PrivacyStore,
+        suppressions: SuppressionList,
+        events: SubjectEventStore,
+        analytics: AnalyticsEraser,
+        dead_letters: Callable[[], DeadLetterBrowser | None],
+        erase_dead_letters: DeadLetterEraser,
+        secret: Callable[[], bytes],
+        *,
+        settle_seconds: float,
+        lease_seconds: float,
+        owner: str | None = None,
+        clock: Callable[[], datetime] = _utc_now,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        """`dead_letters` builds the browser when the step needs it (None: there are none to look at).
+
+        `settle_seconds` is the suppression cache period plus a margin; `secret` is read on
+        first use (the deployment's HMAC key). `owner` names this runner in leases.
+        """
+        self._store = store
+        self._suppressions = suppressions
+        self._events = events
+        self._analytics = analytics
+        self._dead_letters = dead_letters
+        self._erase_dead_letters = erase_dead_letters
+        self._read_secret = secret
+        self._secret: bytes | None = None
+        self.settle_seconds = settle_seconds
+        self.lease_seconds = lease_seconds
+        self.owner = owner or f"runner-{os.getpid()}-{secrets.token_hex(4)}"
+        self._clock = clock
+        self._sleep = sleep
+
+    @property
+    def secret(self) -> bytes:
+        if self._secret is None:
+            self._secret = self._read_secret()
+        return self._secret
+
+    async def request(self, subject: Subject, *, suppress: bool = True) -> ErasureRequest:
+        """Record a new erasure of `subject` (pending), or return the unfinished one already recorded for it."""
+        subject_hash = subject.hash(self.secret)
+        for existing in await self._store.list_erasures(unfinished_only=True):
+            if existing.tenant_id == subject.tenant_id and existing.subject_hash == subject_hash:
+                return existing
+        erasure_id = new_erasure_id()
+        request = ErasureRequest(
+            id=erasure_id,
+            tenant_id=subject.tenant_id,
+            field=subject.field,
+            subject_hash=subject_hash,
+            suppress=suppress,
+            created_at=self._clock(),
+            sealed_subject=seal_subject(self.secret, erasure_id, subject.value),
+        )
+        await self._store.create_erasure(request)
+        return request
+
+    async def get_record(self, erasure_id: str) -> ErasureRequest | None:
+        """The erasure's record, or None."""
+        return await self._store.get_erasure(erasure_id)
+
+    async def get(self, erasure_id: str) -> ErasureRequest:
+        """The erasure's record; `ErasureNotFoundError` if there is none."""
+        record = await self._store.get_erasure(erasure_id)
+        if record is None:
+            raise ErasureNotFoundError(f"there is no erasure {erasure_id}")
+        return record
+
+    async def run(self, erasure_id: str, on_progress: StepProgress | None = None) -> ErasureRequest:
+        """Run the erasure's remaining steps and finish it; return the finished record.
+
+        Raises `ErasureBusyError` if another runner holds its lease (or takes it over meanwhile),
+        `ErasureNotFoundError`, `ErasureUnreadableError`, and `PortError` when a store fails
+        (the lease is then given back, so running it again goes on at once).
+        """
+        record = await self.get(erasure_id)
+        if record.status == "finished":
+            return record
+        async with self._leased(record) as lease:
+            subject = self._subject(lease.record)
+            while (step := lease.record.next_step()) is not None:
+                result = await self._run_step(step, subject, lease.record)
+                await lease.save(lease.record.with_step(step, result))
+                if on_progress is not None:
+                    on_progress(step, result)
+            finished = replace(
+                lease.record,
+                status="finished",
+                finished_at=self._clock(),
+                sealed_subject=None,
+                lease_owner=None,
+                lease_until=None,
+            )
+            await lease.save(finished, renew=False)
+            return lease.record
+
+    async def run_due(self, budget_seconds: float) -> list[ErasureRequest]:
+        """Run every unfinished erasure no live runner holds, oldest first, while the budget lasts.
+
+        What the timer calls: it finishes erasures recorded over HTTP and those a runner left
+        when it crashed (once their lease expired). One that fails is logged and left for the
+        next run; one still running when the budget ends is stopped and continues then.
+        """
+        deadline = time.monotonic() + budget_seconds
+        done: list[ErasureRequest] = []
+        for record in await self._store.list_erasures(unfinished_only=True):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            if self._held_by_another(record):
+                continue
+            try:
+                async with asyncio.timeout(remaining):
+                    done.append(await self.run(record.id))
+            except TimeoutError:
+                logger.info("erasure %s continues at the next run (the run's time is up)", record.id)
+                break
+            except ErasureBusyError:
+                continue
+            except (ErasureError, PortError) as exc:
+                logger.warning("erasure %s stopped at step %s: %s", record.id, record.next_step(), exc)
+        return done
+
+    # --- steps -------------------------------------------------------------------------------------
+
+    async def _run_step(self, step: ErasureStep, subject: Subject, record: ErasureRequest) -> StepResult:
+        if step == "suppress":
+            return await self._suppress(record)
+        if step == "settle":
+            await self._sleep(self.settle_seconds)
+            return StepResult(
+                done=True, detail=f"waited {self.settle_seconds:g} s for every instance to see the tombstone"
+            )
+        if step == "events":
+            found = await self._events.count_subject_events(subject)
+            removed = await self._events.erase_subject_events(subject)
+            return StepResult(found=found, removed=removed, done=True)
+        if step == "analytics":
+            found = await self._analytics.count_subject_rows(subject)
+            erased = await self._analytics.erase_subject_rows(subject)
+            return StepResult(found=found, removed=erased.removed, done=True, detail=erased.pending)
+        if step == "dead_letters":
+            browser = self._dead_letters()
+            if browser is None:
+                return StepResult(found=0, removed=0, done=True, detail="no dead-letter queue here yet")
+            found, removed = await self._erase_dead_letters(browser, subject)
+            return StepResult(found=found, removed=removed, done=True)
+        return await self._verify(subject)
+
+    async def _suppress(self, record: ErasureRequest) -> StepResult:
+        # erased_at is when the erasure was asked for: in delete-only mode, what the subject
+        # sends from then on is kept, everything before is dropped.
+        await self._store.save_suppression(
+            Suppression(
+                tenant_id=record.tenant_id,
+                subject_hash=record.subject_hash,
+                field=record.field,
+                erased_at=record.created_at,
+                mode="suppress" if record.suppress else "delete",
+            )
+        )
+        self._suppressions.forget(record.tenant_id)
+        return StepResult(found=1, removed=0, done=True, detail="suppress" if record.suppress else "delete")
+
+    async def _verify(self, subject: Subject) -> StepResult:
+        # One more cache period: a delivery that checked the tombstones just before they
+        # changed has stored (or sent) its event by now.
+        await self._sleep(self.settle_seconds)
+        events = await self._events.count_subject_events(subject)
+        rows = await self._analytics.count_subject_rows(subject)
+        removed = 0
+        if events:
+            removed += await self._events.erase_subject_events(subject)
+        if rows:
+            removed += (await self._analytics.erase_subject_rows(subject)).removed
+        return StepResult(
+            found=events + rows, removed=removed, done=True, detail=f"{events} event(s), {rows} analytics row(s)"
+        )
+
+    # --- leases --------------------------------------------------------------------------------------
+
+    def _subject(self, record: ErasureRequest) -> Subject:
+        if record.sealed_subject is None:
+            raise ErasureUnreadableError(f"erasure {record.id} is unfinished but no longer holds its identifier")
+        try:
+            value = unseal_subject(self.secret, record.id, record.sealed_subject)
+        except SealError as exc:
+            raise ErasureUnreadableError(str(exc)) from exc
+        return Subject(record.tenant_id, record.field, value)
+
+    def _held_by_another(self, record: ErasureRequest) -> bool:
+        return (
+            record.lease_owner is not None
+            and record.lease_owner != self.owner
+            and record.lease_until is not None
+            and record.lease_until > self._clock()
+        )
+
+    @contextlib.asynccontextmanager
+    async def _leased(self, record: ErasureRequest) -> AsyncIterator[_Lease]:
+        if self._held_by_another(record):
+            raise ErasureBusyError(
+                f"erasure {record.id} is being run by {record.lease_owner} until "
+                f"{record.lease_until.isoformat() if record.lease_until else '?'}"
+            )
+        lease = _Lease(self, record)
+        await lease.save(replace(record, status="running"))
+        heartbeat = asyncio.create_task(lease.keep_alive())
+        try:
+            yield lease
+        except Exception:
+            heartbeat.cancel()
+            await lease.give_back()
+            raise
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+
+
+class _Lease:
+    """One runner's hold on one erasure record: every save renews it, and so does a heartbeat
+    while a long step (a settle wait, a large delete) runs."""
+
+    def __init__(self, runner: ErasureRunner, record: ErasureRequest) -> None:
+        self._runner = runner
+        self.record = record
+        self._saving = asyncio.Lock()
+
+    async def save(self, record: ErasureRequest, *, renew: bool = True) -> None:
+        async with self._saving:
+            await self._save(record, renew=renew)
+
+    async def _save(self, record: ErasureRequest, *, renew: bool) -> None:
+        runner = self._runner
+        if renew:
+            until = runner._clock() + timedelta(seconds=runner.lease_seconds)
+            record = replace(record, lease_owner=runner.owner, lease_until=until)
+        # The heartbeat may have saved since `record` was built from ours: same record, newer revision.
+        record = replace(record, revision=self.record.revision)
+        try:
+            self.record = await runner._store.replace_erasure(record)
+        except ErasureConflictError:
+            fresh = await runner._store.get_erasure(record.id)
+            owner = fresh.lease_owner if fresh is not None else None
+            raise ErasureBusyError(f"erasure {record.id} was taken over by {owner or 'another runner'}") from None
+
+    async def keep_alive(self) -> None:
+        """Renew the lease every third of its length until cancelled (a failed renewal is retried then)."""
+        while True:
+            await asyncio.sleep(self._runner.lease_seconds / 3)
+            try:
+                async with self._saving:
+                    # Read under the lock: a step's result saved meanwhile must not be overwritten.
+                    if self.record.status != "finished":
+                        await self._save(self.record, renew=True)
+            except (PortError, ErasureBusyError) as exc:
+                logger.warning("the lease on erasure %s could not be renewed: %s", self.record.id, exc)
+
+    async def give_back(self) -> None:
+        """Release the lease after a failure, so the next runner goes on at once (best effort)."""
+        with contextlib.suppress(PortError, ErasureBusyError):
+            await self.save(replace(self.record, lease_owner=None, lease_until=None), renew=False)
+
+
+async def erase_dead_letters_by_listing(browser: DeadLetterBrowser, subject: Subject) -> tuple[int, int]:
+    """The subject's dead letters (matched by `message_identifiers`) removed: (found, removed)."""
+    found = [dead.id for dead in await browser.list(1_000_000) if _names(message_identifiers(dead.body), subject)]
+    removed = await browser.remove(found) if found else 0
+    return len(found), removed
+
+
+def _names(identifiers: tuple[str, str | None, str | None, datetime | None] | None, subject: Subject) -> bool:
+    if identifiers is None or identifiers[0] != subject.tenant_id:
+        return False
+    return (identifiers[1] if subject.field == "userId" else identifiers[2]) == subject.value
