@@ -44,6 +44,10 @@ class HttpFunction:
     handler: Callable[..., Any]
     argument: str
     """The parameter the request is passed as (the trigger binding's name)."""
+    auth_level: str = "FUNCTION"
+    """`ANONYMOUS`, `FUNCTION` or `ADMIN`, as registered (the app's default when the route sets none).
+    The local host checks no key, as Core Tools does; it serves `ADMIN` to loopback peers only
+    (`cloudscale_local.host.admin_access`)."""
 
     async def invoke(self, request: func.HttpRequest, context: func.Context | None = None) -> func.HttpResponse:
         """Call the function; a synchronous one runs on a worker thread, as the Python worker does."""
@@ -202,6 +206,9 @@ def index_functions(app: func.FunctionApp) -> FunctionIndex:
                     methods=methods,
                     handler=function.get_user_function(),
                     argument=spec["name"],
+                    auth_level=str(
+                        getattr(spec.get("authLevel"), "value", spec.get("authLevel")) or "FUNCTION"
+                    ).upper(),
                 )
             )
         elif trigger.get_binding_name() == "cosmosDBTrigger":

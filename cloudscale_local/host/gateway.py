@@ -7,7 +7,8 @@ the socket peer is appended to `X-Forwarded-For` as `ip:port`; functions never s
 socket itself. Each invocation runs under the host's request span, a child of the request's
 `traceparent` (`cloudscale_local.host.invocation`), which the function gets as `context.trace_context`.
 Host-level endpoints (`/metrics`) sit outside the route prefix. A method a function does not
-list gets 404, as from the host's route matching. With a CORS policy (`cloudscale_local.host.cors`)
+list gets 404, as from the host's route matching; an `ADMIN`-level function is served to
+loopback callers only (`cloudscale_local.host.admin_access`). With a CORS policy (`cloudscale_local.host.cors`)
 the host's CORS middleware runs first: preflights are answered 204 before any of this.
 
 A function only ever sees a whole body: a body over `HttpLimits.max_body_bytes` gets 413
@@ -32,6 +33,7 @@ import azure.functions as func
 import orjson
 from opentelemetry import trace
 
+from cloudscale_local.host.admin_access import ADMIN_LEVEL, admin_refusal
 from cloudscale_local.host.cors import CorsPolicy, request_header
 from cloudscale_local.host.functions import HttpFunction
 from cloudscale_local.host.http_limits import HttpLimits, count_refusal
@@ -162,6 +164,13 @@ class Gateway:
             # `HttpMethodRouteConstraint` does: 404 like any unmatched path, never 405.
             if params is None or method not in function.methods:
                 continue
+            if function.auth_level == ADMIN_LEVEL:
+                refusal = admin_refusal(scope)
+                if refusal is not None:
+                    # Refused before the body is read; closing skips whatever of it is still coming.
+                    count_refusal("admin_not_local")
+                    await _send_json(send, 403, {"error": "forbidden", "message": refusal}, [(b"connection", b"close")])
+                    return
             body = await self._read_body(scope, receive, send)
             if isinstance(body, _Unread):
                 return
