@@ -81,6 +81,13 @@ param kustoCapacity int = 1
 @description('CLOUDSCALE_TRUSTED_PROXIES: addresses or CIDR blocks, comma-separated, whose X-Forwarded-For is believed.')
 param trustedProxies string = ''
 
+// Data-subject hashes (tombstones of erased users) are made under this key, which must never
+// change. Empty: the app generates one and keeps it in the privacy table. Pass a Key Vault
+// reference (@Microsoft.KeyVault(...)) to keep the key apart from the hashes (docs/privacy.md).
+@secure()
+@description('CLOUDSCALE_SUBJECT_KEY_SECRET: the key of data-subject hashes; empty: generated and kept by the app.')
+param subjectKeySecret string = ''
+
 @description('Object id of a user or group that inspects and replays dead letters (`cloudscale dlq`); empty: nobody.')
 param deadLetterOperatorPrincipalId string = ''
 
@@ -190,6 +197,7 @@ module functionApp 'modules/functionapp.bicep' = {
     kustoIngestUri: kusto.outputs.ingestUri
     kustoDatabaseName: kusto.outputs.databaseName
     trustedProxies: trustedProxies
+    subjectKeySecret: subjectKeySecret
     corsAllowedOrigins: corsAllowedOrigins
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB

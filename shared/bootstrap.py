@@ -164,7 +164,7 @@ class Container:
         """Each tenant's tombstones as the stages check them, cached for this worker."""
         return SuppressionList(
             self.privacy_store,
-            self.client_key_secret,
+            self.subject_key_secret,
             cache_seconds=self.settings.suppression_cache_seconds,
         )
 
@@ -304,6 +304,14 @@ class Container:
         from shared.adapters.instance.client_key_secret import data_folder_secret
 
         return data_folder_secret(self.data_dir)
+
+    async def subject_key_secret(self) -> bytes:
+        """The key subject hashes are made under (docs/privacy.md): `CLOUDSCALE_SUBJECT_KEY_SECRET`
+        when set, otherwise the one the privacy store generated and keeps. Never the client-key
+        secret: that one is new with every deployment (infra/), and a tombstone must outlive it."""
+        if self.settings.subject_key_secret is not None:
+            return self.settings.subject_key_secret.get_secret_value().encode()
+        return await self.privacy_store.subject_key()
 
     def singleton(self, factory: Callable[[Container], T]) -> T:
         """`factory(self)`, built on first call and reused: how each function keeps what it runs."""

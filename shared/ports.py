@@ -279,6 +279,12 @@ class PrivacyStore(Protocol):
     Every method raises `PrivacyStoreError` when the store fails.
     """
 
+    async def subject_key(self) -> bytes:
+        """The deployment's key for subject hashes when `CLOUDSCALE_SUBJECT_KEY_SECRET` is unset:
+        32 random bytes generated and stored on the first call (insert-if-absent, so racing
+        instances agree), the same for every caller ever after."""
+        ...
+
     async def suppressions(self, tenant_id: str) -> Sequence[Suppression]:
         """Every tombstone of the tenant (lifted ones included: they still drop older events)."""
         ...

@@ -95,6 +95,11 @@ class Settings(BaseModel):
     tenants_table: str = Field("tenants", pattern=r"^[A-Za-z][A-Za-z0-9]{2,62}$", alias="CLOUDSCALE_TENANTS_TABLE")
     """The Table Storage table of the tenant registry (same account as the rate-limit table)."""
 
+    subject_key_secret: SecretStr | None = Field(None, min_length=16, alias="CLOUDSCALE_SUBJECT_KEY_SECRET")
+    """HMAC key of the data-subject hashes in tombstones and erasure records (docs/privacy.md).
+    It must never change: tombstones made under another key are not recognised. Unset, a key
+    generated once is kept in the privacy store itself (`PrivacyStore.subject_key`); set it
+    (a Key Vault reference on Azure) to keep the key apart from the hashes."""
     privacy_table: str = Field("privacy", pattern=r"^[A-Za-z][A-Za-z0-9]{2,62}$", alias="CLOUDSCALE_PRIVACY_TABLE")
     """The Table Storage table of suppressions and erasure records (same account as the tenant registry)."""
     suppression_cache_seconds: float = Field(10.0, gt=0, le=300, alias="CLOUDSCALE_SUPPRESSION_CACHE_SECONDS")

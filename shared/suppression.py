@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from shared.domain.privacy import SuppressionSnapshot
@@ -34,12 +34,12 @@ class SuppressionList:
     def __init__(
         self,
         store: PrivacyStore,
-        secret: Callable[[], bytes],
+        secret: Callable[[], Awaitable[bytes]],
         *,
         cache_seconds: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """`secret` is read on first use (the deployment's HMAC key, `Container.client_key_secret`)."""
+        """`secret` is awaited on first use: the deployment's subject-hash key (`Container.subject_key_secret`)."""
         self._store = store
         self._read_secret = secret
         self._secret: bytes | None = None
@@ -48,11 +48,10 @@ class SuppressionList:
         self._cached: dict[str, tuple[float, SuppressionSnapshot]] = {}
         self._loading: dict[str, asyncio.Lock] = {}
 
-    @property
-    def secret(self) -> bytes:
-        """The HMAC key subject hashes are made under."""
+    async def secret(self) -> bytes:
+        """The HMAC key subject hashes are made under (read once)."""
         if self._secret is None:
-            self._secret = self._read_secret()
+            self._secret = await self._read_secret()
         return self._secret
 
     async def snapshot(self, tenant_id: str) -> SuppressionSnapshot:
@@ -76,7 +75,9 @@ class SuppressionList:
         if user_id is None and anonymous_id is None:
             return False
         snapshot = await self.snapshot(tenant_id)
-        return snapshot.drops(self.secret, user_id, anonymous_id, received_at)
+        if not snapshot.by_hash:
+            return False
+        return snapshot.drops(await self.secret(), user_id, anonymous_id, received_at)
 
     def forget(self, tenant_id: str) -> None:
         """Drop the cached copy, so the next check reads the store (after this worker wrote a tombstone)."""

@@ -44,6 +44,12 @@ param alwaysReadyHttpInstances int
 @secure()
 param clientKeySecret string = newGuid()
 
+// The HMAC key of data-subject hashes (docs/privacy.md). Unlike the client-key secret it must
+// never change, so it is not generated per deployment: empty leaves it to the app, which keeps
+// one it generated in the privacy table; pass a Key Vault reference to keep it apart.
+@secure()
+param subjectKeySecret string = ''
+
 resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
   name: appInsightsName
 }
@@ -100,6 +106,7 @@ var appSettings = {
   // Data-subject erasures (docs/privacy.md): tombstones and records in the registry's account;
   // an erasure waits the cache seconds before deleting, and the timer finishes what a crash left.
   CLOUDSCALE_PRIVACY_TABLE: privacyTableName
+  CLOUDSCALE_SUBJECT_KEY_SECRET: subjectKeySecret
   CLOUDSCALE_SUPPRESSION_CACHE_SECONDS: '10'
   CLOUDSCALE_ERASURE_LEASE_SECONDS: '60'
   CLOUDSCALE_ERASURE_SCHEDULE: '0 */1 * * * *'

@@ -197,6 +197,18 @@ def test_the_client_key_secret_is_a_secure_parameter_generated_per_deployment() 
     assert text(param.default) == "newGuid()"
 
 
+def test_the_subject_key_secret_is_a_secure_parameter_never_generated_per_deployment() -> None:
+    """A tombstone must outlive every deployment: a key made anew each time (`newGuid()`) would
+    make every erased subject's events recognisable no more."""
+    assert text(app_settings()["CLOUDSCALE_SUBJECT_KEY_SECRET"]) == "subjectKeySecret"
+    assert main_argument("functionApp", "subjectKeySecret") == "subjectKeySecret"
+    for path in ("modules/functionapp.bicep", "main.bicep"):
+        param = infra_file(path).params()["subjectKeySecret"]
+        assert "secure" in param.decorators, path
+        assert param.default is not None
+        assert literal(param.default) == "", path
+
+
 def test_trusted_proxies_default_to_none_behind_the_functions_front_end() -> None:
     assert text(app_settings()["CLOUDSCALE_TRUSTED_PROXIES"]) == "trustedProxies"
     assert main_argument("functionApp", "trustedProxies") == "trustedProxies"

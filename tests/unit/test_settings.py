@@ -296,6 +296,7 @@ def test_every_setting_can_be_set_by_its_variable(tmp_path: Path) -> None:
         "CLOUDSCALE_TENANT_EVENTS_PER_MINUTE": "1200",
         "CLOUDSCALE_TENANTS_TABLE": "producers",
         "CLOUDSCALE_PRIVACY_TABLE": "erasures",
+        "CLOUDSCALE_SUBJECT_KEY_SECRET": "another-secret-of-sixteen",
         "CLOUDSCALE_SUPPRESSION_CACHE_SECONDS": "4",
         "CLOUDSCALE_ERASURE_LEASE_SECONDS": "20",
         "CLOUDSCALE_ERASURE_SCHEDULE": "*/5 * * * * *",

@@ -18,6 +18,9 @@ class EmbeddedPrivacyStore:
     def __init__(self, path: Path) -> None:
         self.path = path
 
+    async def subject_key(self) -> bytes:
+        raise NotImplementedError
+
     async def suppressions(self, tenant_id: str) -> Sequence[Suppression]:
         raise NotImplementedError
 

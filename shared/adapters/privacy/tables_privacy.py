@@ -16,6 +16,9 @@ class TablePrivacyStore:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
+    async def subject_key(self) -> bytes:
+        raise NotImplementedError
+
     async def suppressions(self, tenant_id: str) -> Sequence[Suppression]:
         raise NotImplementedError
 
