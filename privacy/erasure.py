@@ -101,7 +101,7 @@ class ErasureRunner:
         analytics: AnalyticsEraser,
         dead_letters: Callable[[], DeadLetterBrowser | None],
         erase_dead_letters: DeadLetterEraser,
-        secret: Callable[[], bytes],
+        secret: Callable[[], Awaitable[bytes]],
         *,
         settle_seconds: float,
         lease_seconds: float,
@@ -111,8 +111,9 @@ class ErasureRunner:
     ) -> None:
         """`dead_letters` builds the browser when the step needs it (None: there are none to look at).
 
-        `settle_seconds` is the suppression cache period plus a margin; `secret` is read on
-        first use (the deployment's HMAC key). `owner` names this runner in leases.
+        `settle_seconds` is the suppression cache period plus a margin; `secret` is awaited on
+        first use (the deployment's subject-hash key, which also seals the identifier while an
+        erasure runs). `owner` names this runner in leases.
         """
         self._store = store
         self._suppressions = suppressions
@@ -128,15 +129,16 @@ class ErasureRunner:
         self._clock = clock
         self._sleep = sleep
 
-    @property
-    def secret(self) -> bytes:
+    async def secret(self) -> bytes:
+        """The subject-hash key (read once)."""
         if self._secret is None:
-            self._secret = self._read_secret()
+            self._secret = await self._read_secret()
         return self._secret
 
     async def request(self, subject: Subject, *, suppress: bool = True) -> ErasureRequest:
         """Record a new erasure of `subject` (pending), or return the unfinished one already recorded for it."""
-        subject_hash = subject.hash(self.secret)
+        secret = await self.secret()
+        subject_hash = subject.hash(secret)
         for existing in await self._store.list_erasures(unfinished_only=True):
             if existing.tenant_id == subject.tenant_id and existing.subject_hash == subject_hash:
                 return existing
@@ -148,7 +150,7 @@ class ErasureRunner:
             subject_hash=subject_hash,
             suppress=suppress,
             created_at=self._clock(),
-            sealed_subject=seal_subject(self.secret, erasure_id, subject.value),
+            sealed_subject=seal_subject(secret, erasure_id, subject.value),
         )
         await self._store.create_erasure(request)
         return request
@@ -175,7 +177,7 @@ class ErasureRunner:
         if record.status == "finished":
             return record
         async with self._leased(record) as lease:
-            subject = self._subject(lease.record)
+            subject = await self._subject(lease.record)
             while (step := lease.record.next_step()) is not None:
                 result = await self._run_step(step, subject, lease.record)
                 await lease.save(lease.record.with_step(step, result))
@@ -277,11 +279,11 @@ class ErasureRunner:
 
     # --- leases --------------------------------------------------------------------------------------
 
-    def _subject(self, record: ErasureRequest) -> Subject:
+    async def _subject(self, record: ErasureRequest) -> Subject:
         if record.sealed_subject is None:
             raise ErasureUnreadableError(f"erasure {record.id} is unfinished but no longer holds its identifier")
         try:
-            value = unseal_subject(self.secret, record.id, record.sealed_subject)
+            value = unseal_subject(await self.secret(), record.id, record.sealed_subject)
         except SealError as exc:
             raise ErasureUnreadableError(str(exc)) from exc
         return Subject(record.tenant_id, record.field, value)

@@ -215,7 +215,7 @@ def build_erasure_runner(container: Container) -> ErasureRunner:
         container.analytics_eraser,
         dead_letters,
         erase_dead_letters_by_listing,
-        container.client_key_secret,
+        container.subject_key_secret,
         settle_seconds=settings.suppression_cache_seconds + SETTLE_MARGIN_SECONDS,
         lease_seconds=settings.erasure_lease_seconds,
     )
