@@ -27,6 +27,7 @@ __all__ = [
     "build_event_read_access",
     "build_ingest_endpoint",
     "build_readiness_probes",
+    "build_suppression_admin",
     "erasure_runner",
     "event_processor",
     "event_read_access",
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from ingest.health import ReadinessProbes
     from ingest.http import IngestEndpoint
     from privacy.erasure import ErasureRunner
+    from privacy.suppressions import SuppressionAdmin
     from process.read_access import ReadAccess
     from process.service import ProcessService
 
@@ -219,3 +221,10 @@ def build_erasure_runner(container: Container) -> ErasureRunner:
         settle_seconds=settings.suppression_cache_seconds + SETTLE_MARGIN_SECONDS,
         lease_seconds=settings.erasure_lease_seconds,
     )
+
+
+def build_suppression_admin(container: Container) -> SuppressionAdmin:
+    """Tombstones listed and lifted in the container's privacy store (`cloudscale suppressions`)."""
+    from privacy.suppressions import SuppressionAdmin
+
+    return SuppressionAdmin(container.privacy_store, container.subject_key_secret)

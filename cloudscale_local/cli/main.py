@@ -14,6 +14,7 @@ from cloudscale_local.cli.dlq import dlq
 from cloudscale_local.cli.events import events
 from cloudscale_local.cli.kusto import kusto_setup
 from cloudscale_local.cli.loadtest import loadtest
+from cloudscale_local.cli.privacy import erase, erasures, suppressions
 from cloudscale_local.cli.reconcile import reconcile
 from cloudscale_local.cli.tenants import keys, tenants
 from cloudscale_local.host.host_config import HostConfigError
@@ -130,6 +131,9 @@ main.add_command(loadtest)
 main.add_command(tenants)
 main.add_command(keys)
 main.add_command(events)
+main.add_command(erase)
+main.add_command(erasures)
+main.add_command(suppressions)
 
 if __name__ == "__main__":
     main()
