@@ -260,7 +260,8 @@ class ErasureRunner:
             )
         )
         self._suppressions.forget(record.tenant_id)
-        return StepResult(found=1, removed=0, done=True, detail="suppress" if record.suppress else "delete")
+        mode = "later events suppressed" if record.suppress else "delete only: later events accepted"
+        return StepResult(done=True, detail=f"tombstone written ({mode})")
 
     async def _verify(self, subject: Subject) -> StepResult:
         # One more cache period: a delivery that checked the tombstones just before they
