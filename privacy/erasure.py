@@ -135,8 +135,12 @@ class ErasureRunner:
             self._secret = await self._read_secret()
         return self._secret
 
-    async def request(self, subject: Subject, *, suppress: bool = True) -> ErasureRequest:
-        """Record a new erasure of `subject` (pending), or return the unfinished one already recorded for it."""
+    async def request(self, subject: Subject, *, suppress: bool = True, claim: bool = False) -> ErasureRequest:
+        """Record a new erasure of `subject` (pending), or return the unfinished one already recorded for it.
+
+        `claim`: record it under this runner's lease, because this runner runs it next (`cloudscale
+        erase`), so that no timer takes it in between. Unclaimed, the next timer run takes it.
+        """
         secret = await self.secret()
         subject_hash = subject.hash(secret)
         for existing in await self._store.list_erasures(unfinished_only=True):
@@ -152,6 +156,10 @@ class ErasureRunner:
             created_at=self._clock(),
             sealed_subject=seal_subject(secret, erasure_id, subject.value),
         )
+        if claim:
+            request = replace(
+                request, lease_owner=self.owner, lease_until=request.created_at + timedelta(seconds=self.lease_seconds)
+            )
         await self._store.create_erasure(request)
         return request
 

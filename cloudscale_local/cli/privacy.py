@@ -80,7 +80,7 @@ def erase(tenant_id: str, user_id: str | None, anonymous_id: str | None, delete_
 
     async def action(container: Container) -> ErasureRequest:
         runner = build_erasure_runner(container)
-        request = await runner.request(subject, suppress=not delete_only)
+        request = await runner.request(subject, suppress=not delete_only, claim=True)
         if not as_json:
             click.echo(f"erasure {request.id}: {_describe(request)}")
         return await runner.run(request.id, on_progress=None if as_json else _print_step)
