@@ -209,7 +209,7 @@ def lift(tenant_id: str, user_id: str | None, anonymous_id: str | None) -> None:
 
 def _describe(record: ErasureRequest) -> str:
     mode = "suppress" if record.suppress else "delete only"
-    return f"tenant {record.tenant_id}, {record.field} {record.subject_hash[:HASH_SHOWN]}…, {mode}"
+    return f"tenant {record.tenant_id}, {record.field} {record.subject_hash[:HASH_SHOWN]}..., {mode}"
 
 
 def _print_step(step: ErasureStep, result: StepResult) -> None:
