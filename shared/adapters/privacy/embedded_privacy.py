@@ -8,7 +8,9 @@ that read the same revision cannot both write: the second finds the revision mov
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -16,7 +18,7 @@ from pathlib import Path
 from typing import Any, Final, TypeVar, cast
 
 from shared.adapters.privacy.records import steps_from_json, steps_to_json
-from shared.adapters.sqlite.worker import SqliteWorker
+from shared.adapters.sqlite.worker import SqliteWorker, SqliteWorkerClosedError
 from shared.domain.privacy import ErasureRequest, ErasureStatus, SubjectField, Suppression, SuppressionMode
 from shared.ports import ErasureConflictError, PrivacyStoreError
 
@@ -128,8 +130,11 @@ class EmbeddedPrivacyStore:
     """The `PrivacyStore` port on SQLite."""
 
     def __init__(self, path: Path) -> None:
+        """Nothing is opened here: the file (and its folder) is created on first use."""
         self.path = path
-        self._worker_instance: SqliteWorker | None = None
+        self._worker: SqliteWorker | None = None
+        self._open_lock = threading.Lock()  # Not an asyncio.Lock: opening runs in a thread.
+        self._closed = False
 
     async def suppressions(self, tenant_id: str) -> Sequence[Suppression]:
         return await self._run(
@@ -220,19 +225,31 @@ class EmbeddedPrivacyStore:
         )
 
     async def close(self) -> None:
-        if self._worker_instance is not None:
-            self._worker_instance.close()
+        """Finish pending writes and close the file. Later calls raise `PrivacyStoreError`."""
+        with self._open_lock:
+            self._closed = True
+            worker, self._worker = self._worker, None
+        if worker is not None:
+            # Joining the writer thread may wait for a transaction; keep the event loop free.
+            await asyncio.to_thread(worker.close)
 
-    def _worker(self) -> SqliteWorker:
-        # Opened on first use: the container builds this store for every worker, and the
-        # file should not be created by a stage that never asks.
-        if self._worker_instance is None:
-            self._worker_instance = SqliteWorker(self.path, lambda c: c.executescript(_SCHEMA), name="embedded-privacy")
-        return self._worker_instance
+    def _open(self) -> SqliteWorker:
+        # Opened on first use, in a thread: the container builds this store in every worker,
+        # and a file that cannot be opened must surface as `PrivacyStoreError` from the call
+        # that needed it (the next call tries again), as an unreachable table would.
+        with self._open_lock:
+            if self._closed:
+                raise SqliteWorkerClosedError(f"{self.path} is closed")
+            if self._worker is None:
+                self._worker = SqliteWorker(self.path, lambda c: c.executescript(_SCHEMA), name="embedded-privacy")
+            return self._worker
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         try:
-            return await self._worker().run(fn)
+            worker = self._worker
+            if worker is None:
+                worker = await asyncio.to_thread(self._open)
+            return await worker.run(fn)
         except (sqlite3.Error, OSError) as exc:
             raise PrivacyStoreError(f"the embedded privacy store failed: {exc}") from exc
         except (ValueError, TypeError) as exc:
