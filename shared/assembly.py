@@ -152,6 +152,7 @@ def build_event_processor(container: Container) -> ProcessService:
         rules,
         rules.distinct_users_tracker(),
         process_metrics(),
+        suppressions=container.suppression_list,
     )
 
 
@@ -167,15 +168,27 @@ def build_event_read_access(container: Container) -> ReadAccess:
 
 
 def build_analytics_feed(container: Container) -> AnalyticsFeedService:
-    """The change-feed use case over the container's analytics sink."""
+    """The change-feed use case over the container's analytics sink, suppression list and event store."""
     from changefeed.service import AnalyticsFeedService
     from shared.telemetry import analytics_metrics
 
-    return AnalyticsFeedService(container.analytics_sink, analytics_metrics())
+    return AnalyticsFeedService(
+        container.analytics_sink,
+        analytics_metrics(),
+        suppressions=container.suppression_list,
+        events=container.event_store,
+    )
 
 
 def build_analytics_reconciler(container: Container) -> Reconciler:
-    """Reconciliation over the container's event history, analytics history and analytics sink."""
+    """Reconciliation over the container's event store, analytics history, analytics sink and suppression list."""
     from changefeed.reconcile import Reconciler
+    from shared.telemetry import analytics_metrics
 
-    return Reconciler(container.event_history, container.analytics_history, container.analytics_sink)
+    return Reconciler(
+        container.event_store,
+        container.analytics_history,
+        container.analytics_sink,
+        suppressions=container.suppression_list,
+        metrics=analytics_metrics(),
+    )
