@@ -186,3 +186,24 @@ async def test_replaying_all_replays_what_is_there(dead_letters: DeadLetters) ->
     assert len(result.replayed) == 3
     assert await dead_letters.browser.list(10) == []
     assert sorted(m.message_id.split(":")[0] for m in await dead_letters.events()) == ["evt-1", "evt-2", "evt-3"]
+
+
+async def test_removed_dead_letters_are_gone_and_the_others_stay(dead_letters: DeadLetters) -> None:
+    # GIVEN three parked messages
+    for number in range(1, 4):
+        await dead_letters.sink.dead_letter(poison(f"evt-{number}"), SCHEMA_INVALID, "bad")
+    first, second, third = await dead_letters.browser.list(10)
+
+    # WHEN two are removed, with a mistyped id beside them
+    removed = await dead_letters.browser.remove([first.id, third.id, "nope"])
+
+    # THEN only the other is left, nothing went to the events queue, and removing again is a no-op
+    assert removed == 2
+    assert await dead_letters.browser.list(10) == [second]
+    assert await dead_letters.browser.get(first.id) is None
+    assert await dead_letters.events() == []
+    assert await dead_letters.browser.remove([first.id, third.id]) == 0
+    assert await dead_letters.browser.remove([]) == 0
+    # AND the one left replays as before
+    result = await dead_letters.browser.replay(None)
+    assert [d.id for d in result.replayed] == [second.id]
