@@ -34,8 +34,9 @@ def on_disk(queue: EmbeddedQueue) -> bytes:
 
 
 def carrying(marker: bytes, *, size: int) -> QueueMessage:
-    """A message whose body holds `marker`, padded to `size` bytes (past a page: overflow pages)."""
-    body = b'{"event": {"note": "' + marker + b'"}, "pad": "' + b"x" * size + b'"}'
+    """A message whose body holds `marker` at both ends, padded to `size` bytes: past a page, the
+    end lies on an overflow page, which a delete frees rather than rewrites."""
+    body = b'{"event": {"note": "' + marker + b'"}, "pad": "' + b"x" * size + b'", "end": "' + marker + b'"}'
     return QueueMessage(message_id=f"id-{uuid.uuid4().hex}", body=body)
 
 
