@@ -109,7 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
-        "--folder", type=Path, default=Path(".cloudscale/bench"), help="Where the queue files go (a real disk, not tmpfs)."
+        "--folder",
+        type=Path,
+        default=Path(".cloudscale/bench"),
+        help="Where the queue files go (a real disk, not tmpfs).",
     )
     asyncio.run(_measure(parser.parse_args(argv)))
     return 0
