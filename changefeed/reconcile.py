@@ -9,18 +9,26 @@ events with the same id are two events here too. The analytics store keeps one r
 
 Counting first keeps the common case cheap: one count per side per window, ids only for
 the hours that differ.
+
+An erased subject's event (`shared.suppression`) is never re-sent. Missing from analytics on
+purpose, it would make its hour differ on every run; so, as the change feed does, it is
+deleted from the event store when found, and the next run finds the hour's counts equal.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
-from shared.domain.analytics import to_analytics_row
+from shared.domain.analytics import AnalyticsRow, to_analytics_row
 from shared.ports import AnalyticsHistory, AnalyticsSink, StoredEventHistory
+from shared.suppression import SuppressionCheck, event_suppressed
+from shared.telemetry import AnalyticsMetrics
 
-__all__ = ["HOUR", "HourDifference", "ReconcileReport", "Reconciler", "hour_window"]
+__all__ = ["HOUR", "HourDifference", "ReconcileReport", "ReconciledStore", "Reconciler", "hour_window"]
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +42,8 @@ class HourDifference:
     stored: int
     in_analytics: int
     resent: int
+    suppressed: int = 0
+    """Missing events of erased subjects: not re-sent, deleted from the event store."""
 
 
 @dataclass(slots=True)
@@ -48,6 +58,17 @@ class ReconcileReport:
     def resent(self) -> int:
         return sum(difference.resent for difference in self.differences)
 
+    @property
+    def suppressed(self) -> int:
+        return sum(difference.suppressed for difference in self.differences)
+
+
+class ReconciledStore(StoredEventHistory, Protocol):
+    """The event store as reconciliation uses it: read by commit time, and an erased subject's
+    events deleted (`SubjectEventStore.delete_events`)."""
+
+    async def delete_events(self, tenant_id: str, event_ids: Sequence[str]) -> int: ...
+
 
 def hour_window(end: datetime, hours: int) -> tuple[datetime, datetime]:
     """[start, end) covering the `hours` whole hours up to `end` (end itself kept as given)."""
@@ -58,10 +79,22 @@ def hour_window(end: datetime, hours: int) -> tuple[datetime, datetime]:
 class Reconciler:
     """Finds events stored but missing from analytics, and writes them again."""
 
-    def __init__(self, store: StoredEventHistory, analytics: AnalyticsHistory, sink: AnalyticsSink) -> None:
+    def __init__(
+        self,
+        store: ReconciledStore,
+        analytics: AnalyticsHistory,
+        sink: AnalyticsSink,
+        *,
+        suppressions: SuppressionCheck | None = None,
+        metrics: AnalyticsMetrics | None = None,
+    ) -> None:
+        """`suppressions`: None only where no subject is ever erased (tests of other concerns);
+        the deployed reconciler always has it. `metrics` counts the suppressed events."""
         self._store = store
         self._analytics = analytics
         self._sink = sink
+        self._suppressions = suppressions
+        self._metrics = metrics
 
     async def reconcile(self, start: datetime, end: datetime) -> ReconcileReport:
         report = ReconcileReport(start=start, end=end)
@@ -74,24 +107,37 @@ class Reconciler:
                 continue
             # The hour may be cut by the window's ends: compare ids only inside the window.
             hour_start, hour_end = max(hour, start), min(hour + HOUR, end)
-            resent = await self._resend_missing(hour_start, hour_end)
-            report.differences.append(HourDifference(hour=hour, stored=stored, in_analytics=present, resent=resent))
+            resent, suppressed = await self._resend_missing(hour_start, hour_end)
+            report.differences.append(
+                HourDifference(hour=hour, stored=stored, in_analytics=present, resent=resent, suppressed=suppressed)
+            )
             logger.warning(
-                "analytics had %d of %d events stored in the hour from %s; re-sent %d",
+                "analytics had %d of %d events stored in the hour from %s; re-sent %d, dropped %d of erased subjects",
                 present,
                 stored,
                 hour.isoformat(),
                 resent,
+                suppressed,
             )
         return report
 
-    async def _resend_missing(self, start: datetime, end: datetime) -> int:
+    async def _resend_missing(self, start: datetime, end: datetime) -> tuple[int, int]:
+        """Re-send the hour's missing events; return (re-sent, suppressed)."""
         present = await self._analytics.event_keys(start, end)
-        missing = [
-            to_analytics_row(event, stored_at)
-            for event, stored_at in await self._store.stored_between(start, end)
-            if (event.tenant_id, event.event_id) not in present
-        ]
+        missing: list[AnalyticsRow] = []
+        suppressed: dict[str, list[str]] = {}
+        for event, stored_at in await self._store.stored_between(start, end):
+            if (event.tenant_id, event.event_id) in present:
+                continue
+            if self._suppressions is not None and await event_suppressed(self._suppressions, event):
+                suppressed.setdefault(event.tenant_id, []).append(event.event_id)
+                continue
+            missing.append(to_analytics_row(event, stored_at))
         for offset in range(0, len(missing), RESEND_BATCH):
             await self._sink.write(missing[offset : offset + RESEND_BATCH])
-        return len(missing)
+        for tenant_id, event_ids in suppressed.items():
+            await self._store.delete_events(tenant_id, event_ids)
+        dropped = sum(len(event_ids) for event_ids in suppressed.values())
+        if dropped and self._metrics is not None:
+            self._metrics.events_suppressed.add(dropped, {"stage": "reconcile"})
+        return len(missing), dropped

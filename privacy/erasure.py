@@ -34,7 +34,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from shared.domain.privacy import ErasureRequest, ErasureStep, StepResult, Subject, Suppression, message_identifiers
+from shared.domain.privacy import ErasureRequest, ErasureStep, StepResult, Subject, Suppression
 from shared.ports import (
     AnalyticsEraser,
     DeadLetterBrowser,
@@ -370,16 +370,3 @@ class _Lease:
         """Release the lease after a failure, so the next runner goes on at once (best effort)."""
         with contextlib.suppress(PortError, ErasureBusyError):
             await self.save(replace(self.record, lease_owner=None, lease_until=None), renew=False)
-
-
-async def erase_dead_letters_by_listing(browser: DeadLetterBrowser, subject: Subject) -> tuple[int, int]:
-    """The subject's dead letters (matched by `message_identifiers`) removed: (found, removed)."""
-    found = [dead.id for dead in await browser.list(1_000_000) if _names(message_identifiers(dead.body), subject)]
-    removed = await browser.remove(found) if found else 0
-    return len(found), removed
-
-
-def _names(identifiers: tuple[str, str | None, str | None, datetime | None] | None, subject: Subject) -> bool:
-    if identifiers is None or identifiers[0] != subject.tenant_id:
-        return False
-    return (identifiers[1] if subject.field == "userId" else identifiers[2]) == subject.value

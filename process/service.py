@@ -10,6 +10,12 @@ Its contract with the host:
   host abandons the batch and it is delivered again later (counted against
   `maxDeliveryCount`, so only a store down for many budgets in a row dead-letters it).
 
+An erased subject's event (`shared.suppression`) is not stored: its outcome is SUPPRESSED and
+the host completes the message. The check runs wherever the message comes from (a first
+delivery, a redelivery, a dead letter replayed onto the queue), inside the same guarded call
+as the write, so a suppression list that cannot be read holds the batch back like a store
+outage does: nothing is stored unchecked.
+
 Permanently bad messages (see `process.decoding`) are parked in the dead-letter sink with
 their reason and then completed: on Azure the Python trigger cannot dead-letter a message
 itself (see docs/tradeoffs.md), and raising would only burn deliveries and lose the reason.
@@ -36,6 +42,7 @@ from shared.domain.fraud import FraudRuleSet
 from shared.domain.scoring import score_event
 from shared.domain.stored_event import StoredEvent
 from shared.ports import DeadLetterSink, EventStore
+from shared.suppression import SuppressionCheck, event_suppressed
 from shared.telemetry import ProcessMetrics, message_parent
 
 __all__ = ["DeliveredMessage", "ProcessOutcome", "ProcessService"]
@@ -50,6 +57,8 @@ class ProcessOutcome(Enum):
     DUPLICATE = "duplicate"
     """Already stored by an earlier delivery: nothing changed."""
     DEAD_LETTERED = "dead_lettered"
+    SUPPRESSED = "suppressed"
+    """An erased subject's event: dropped, not stored (`shared.suppression`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +100,12 @@ class ProcessService:
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         alerts: SecurityAlerts | None = None,
+        suppressions: SuppressionCheck | None = None,
     ) -> None:
+        """`suppressions`: the list checked before each write; None only where no subject is ever
+        erased (tests of other concerns, benchmarks). The deployed stage always has one."""
         self._store = store
+        self._suppressions = suppressions
         self._dead_letters = dead_letters
         self._guard = guard
         self._rules = rules
@@ -194,33 +207,56 @@ class ProcessService:
         # event's span (each continues its producer's trace), so the store's own spans hang
         # under it: one write cannot have a parent in every event's trace.
         links = [trace.Link(item.span.get_span_context()) for item in pending]
+
+        async def check_then_save() -> tuple[set[int], dict[int, bool]]:
+            # Checked again on each attempt: a retry after an outage may see a tombstone
+            # written meanwhile. Cheap when cached: the list reads a tenant once per period.
+            dropped = await self._suppressed(pending)
+            to_save = [i for i in unique if i not in dropped]
+            saved = await self._store.save_many([pending[i].stored_event for i in to_save]) if to_save else []
+            return dropped, dict(zip(to_save, saved, strict=True))
+
         try:
             with tracer.start_as_current_span("store events", links=links):
-                saved = await self._guard.run(
-                    lambda: self._store.save_many([pending[i].stored_event for i in unique]), on_retry=self._count_retry
-                )
+                dropped, stored_now = await self._guard.run(check_then_save, on_retry=self._count_retry)
         except Exception as exc:
             for item in pending:
                 item.span.record_exception(exc)
                 item.span.set_status(trace.StatusCode.ERROR, "the event store stayed unavailable")
             raise
-        stored_now = dict(zip(unique, saved, strict=True))
-        outcomes: list[ProcessOutcome] = []
-        for index, item in enumerate(pending):
-            stored = stored_now.get(index, False)
+        return [
+            self._settle(item, suppressed=index in dropped, stored=stored_now.get(index, False))
+            for index, item in enumerate(pending)
+        ]
+
+    def _settle(self, item: _Pending, *, suppressed: bool, stored: bool) -> ProcessOutcome:
+        """One event's outcome, recorded on its span and in the metrics (and alerted, if suspicious)."""
+        if suppressed:
+            outcome = ProcessOutcome.SUPPRESSED
+        else:
             outcome = ProcessOutcome.STORED if stored else ProcessOutcome.DUPLICATE
-            item.span.set_attribute("cloudscale.outcome", outcome.value)
-            self._metrics.events_processed.add(1, {"outcome": outcome.value})
-            stored_event = item.stored_event
-            if stored_event.fraud.suspicious:
-                if stored:
-                    for reason in stored_event.fraud.reasons:
-                        self._metrics.fraud_detected.add(1, {"rule": reason.rule})
-                # Alerted on a duplicate too: the first delivery may have stored the event and
-                # died before its alert (at least once; the alert says which it was).
-                self._alerts.alert(stored_event, item.envelope.client_key, redelivered=not stored)
-            outcomes.append(outcome)
-        return outcomes
+        item.span.set_attribute("cloudscale.outcome", outcome.value)
+        self._metrics.events_processed.add(1, {"outcome": outcome.value})
+        if suppressed:
+            # No alert and no fraud count: the event is not kept, and an alert would carry
+            # the erased subject's event into the logs.
+            self._metrics.events_suppressed.add(1, {"stage": "process"})
+            return outcome
+        stored_event = item.stored_event
+        if stored_event.fraud.suspicious:
+            if stored:
+                for reason in stored_event.fraud.reasons:
+                    self._metrics.fraud_detected.add(1, {"rule": reason.rule})
+            # Alerted on a duplicate too: the first delivery may have stored the event and
+            # died before its alert (at least once; the alert says which it was).
+            self._alerts.alert(stored_event, item.envelope.client_key, redelivered=not stored)
+        return outcome
+
+    async def _suppressed(self, pending: Sequence[_Pending]) -> set[int]:
+        """The positions in `pending` of erased subjects' events; raises `PrivacyStoreError`."""
+        if self._suppressions is None:
+            return set()
+        return {i for i, item in enumerate(pending) if await event_suppressed(self._suppressions, item.stored_event)}
 
     def _count_retry(self, error: BaseException) -> None:
         self._metrics.processing_retries.add(1, {"error": type(error).__name__})

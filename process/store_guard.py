@@ -1,5 +1,10 @@
 """Writes to the event store, retried with exponential backoff behind a circuit breaker.
 
+The suppression check that comes before each write (`shared.suppression`) runs inside the
+same guarded call: an event must not be stored while the suppression list cannot be read
+(fail closed), so a `PrivacyStoreError` is a store failure like an `EventStoreError`, retried
+within the same budget and, when it runs out, the batch goes back to the queue.
+
 Why both: the retry keeps a batch alive through a passing outage (a 30 s store restart must
 not push good events to the dead-letter queue), and the breaker keeps an instance from
 hammering a store that is down: one batch at a time per instance on Azure, but the
@@ -35,7 +40,7 @@ from typing import TypeVar
 
 from process.circuit_breaker import CircuitBreaker, CircuitOpenError, CircuitState
 from shared.domain.delivery import last_attempt_seconds
-from shared.ports import EventStoreError
+from shared.ports import EventStoreError, PrivacyStoreError
 
 __all__ = ["StoreGuard", "StoreUnavailableError"]
 
@@ -44,6 +49,11 @@ T = TypeVar("T")
 CIRCUIT_NAME = "event-store"
 
 logger = logging.getLogger(__name__)
+
+STORE_ERRORS: tuple[type[Exception], ...] = (EventStoreError, PrivacyStoreError)
+"""What a guarded call raises when a store it needs failed: retried, and counted by the breaker."""
+
+_RETRIED: tuple[type[Exception], ...] = (*STORE_ERRORS, CircuitOpenError)
 
 ATTEMPT_CAP_SECONDS = 30.0
 """The longest one attempt may take before the last: a hung request must not eat the budget."""
@@ -77,7 +87,7 @@ class StoreGuard:
             CIRCUIT_NAME,
             failure_threshold=failure_threshold,
             open_seconds=open_seconds,
-            failure_types=(EventStoreError,),
+            failure_types=STORE_ERRORS,
             on_state_change=_log_circuit_change,
         )
 
@@ -89,7 +99,7 @@ class StoreGuard:
     async def run(
         self, call: Callable[[], Awaitable[T]], *, on_retry: Callable[[BaseException], None] | None = None
     ) -> T:
-        """`await call()`, retried on `EventStoreError` until it succeeds or the budget is spent.
+        """`await call()`, retried on `STORE_ERRORS` until it succeeds or the budget is spent.
 
         `on_retry` is told each failure that is retried (the caller counts them). Raises
         `StoreUnavailableError` when the last attempt failed too; any other error of `call` at once.
@@ -102,14 +112,15 @@ class StoreGuard:
             if now >= last_start:
                 try:
                     return await self._breaker.call(functools.partial(self._attempt, call, deadline - now), probe=True)
-                except EventStoreError as exc:
+                except STORE_ERRORS as exc:
                     raise StoreUnavailableError(
-                        f"the event store stayed unavailable for {self._budget_seconds:g} s: {exc}"
+                        f"the event store (or the suppression list) stayed unavailable"
+                        f" for {self._budget_seconds:g} s: {exc}"
                     ) from exc
             try:
                 timeout = min(self._attempt_cap_seconds, last_start - now)
                 return await self._breaker.call(functools.partial(self._attempt, call, timeout))
-            except (EventStoreError, CircuitOpenError) as exc:
+            except _RETRIED as exc:
                 failures += 1
                 if on_retry is not None:
                     on_retry(exc)

@@ -162,6 +162,7 @@ def build_event_processor(container: Container) -> ProcessService:
         rules,
         rules.distinct_users_tracker(),
         process_metrics(),
+        suppressions=container.suppression_list,
     )
 
 
@@ -177,18 +178,30 @@ def build_event_read_access(container: Container) -> ReadAccess:
 
 
 def build_analytics_feed(container: Container) -> AnalyticsFeedService:
-    """The change-feed use case over the container's analytics sink."""
+    """The change-feed use case over the container's analytics sink, suppression list and event store."""
     from changefeed.service import AnalyticsFeedService
     from shared.telemetry import analytics_metrics
 
-    return AnalyticsFeedService(container.analytics_sink, analytics_metrics())
+    return AnalyticsFeedService(
+        container.analytics_sink,
+        analytics_metrics(),
+        suppressions=container.suppression_list,
+        events=container.event_store,
+    )
 
 
 def build_analytics_reconciler(container: Container) -> Reconciler:
-    """Reconciliation over the container's event history, analytics history and analytics sink."""
+    """Reconciliation over the container's event store, analytics history, analytics sink and suppression list."""
     from changefeed.reconcile import Reconciler
+    from shared.telemetry import analytics_metrics
 
-    return Reconciler(container.event_history, container.analytics_history, container.analytics_sink)
+    return Reconciler(
+        container.event_store,
+        container.analytics_history,
+        container.analytics_sink,
+        suppressions=container.suppression_list,
+        metrics=analytics_metrics(),
+    )
 
 
 SETTLE_MARGIN_SECONDS = 1.0
@@ -197,8 +210,9 @@ SETTLE_MARGIN_SECONDS = 1.0
 
 def build_erasure_runner(container: Container) -> ErasureRunner:
     """The erasure runner over the container's privacy store, event store, analytics and dead letters."""
-    from privacy.erasure import ErasureRunner, erase_dead_letters_by_listing
+    from privacy.erasure import ErasureRunner
     from shared.adapters.event_queue.embedded_queue import EMBEDDED_QUEUE_FILE
+    from shared.dead_letter_erasure import erase_subject_dead_letters
     from shared.ports import DeadLetterBrowser
 
     settings = container.settings
@@ -216,7 +230,7 @@ def build_erasure_runner(container: Container) -> ErasureRunner:
         container.event_store,
         container.analytics_eraser,
         dead_letters,
-        erase_dead_letters_by_listing,
+        erase_subject_dead_letters,
         container.subject_key_secret,
         settle_seconds=settings.suppression_cache_seconds + SETTLE_MARGIN_SECONDS,
         lease_seconds=settings.erasure_lease_seconds,

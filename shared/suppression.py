@@ -21,11 +21,27 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from typing import Protocol
 
 from shared.domain.privacy import SuppressionSnapshot
+from shared.domain.stored_event import StoredEvent
 from shared.ports import PrivacyStore
 
-__all__ = ["SuppressionList"]
+__all__ = ["SuppressionCheck", "SuppressionList", "event_suppressed"]
+
+
+class SuppressionCheck(Protocol):
+    """What a stage needs of the suppression list: `SuppressionList`, or a test's stand-in."""
+
+    async def drops(
+        self, tenant_id: str, user_id: str | None, anonymous_id: str | None, received_at: datetime
+    ) -> bool: ...
+
+
+async def event_suppressed(check: SuppressionCheck, event: StoredEvent) -> bool:
+    """Whether a stored (or about to be stored) event is an erased subject's: its identifiers, at
+    the time ingest received it. Raises `PrivacyStoreError` when the list cannot be read."""
+    return await check.drops(event.tenant_id, event.user_id, event.anonymous_id, event.enrichment.received_at)
 
 
 class SuppressionList:
@@ -76,7 +92,7 @@ class SuppressionList:
             return False
         snapshot = await self.snapshot(tenant_id)
         if not snapshot.by_hash:
-            return False
+            return False  # the common case: no tombstone in the tenant, no secret read, no hash made
         return snapshot.drops(await self.secret(), user_id, anonymous_id, received_at)
 
     def forget(self, tenant_id: str) -> None:

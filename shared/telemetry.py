@@ -93,6 +93,16 @@ def ingest_metrics() -> IngestMetrics:
     return IngestMetrics(metrics.get_meter(METER_NAME))
 
 
+def _events_suppressed(meter: metrics.Meter) -> metrics.Counter:
+    # One instrument for every stage that drops an erased subject's event, told apart by `stage`
+    # (process, changefeed, reconcile); the meter hands back the same counter to each.
+    return meter.create_counter(
+        "cloudscale_events_suppressed_total",
+        unit="1",
+        description="Events of an erased subject dropped (not stored, not sent to analytics), by stage",
+    )
+
+
 class ProcessMetrics:
     """The process stage's instruments."""
 
@@ -117,6 +127,7 @@ class ProcessMetrics:
         self.fraud_detected = meter.create_counter(
             "cloudscale_fraud_detected_total", unit="1", description="Fraud rules fired on stored events, by rule"
         )
+        self.events_suppressed = _events_suppressed(meter)
 
 
 @cache
@@ -143,6 +154,7 @@ class AnalyticsMetrics:
             unit="1",
             description="Change-feed documents that are not stored events (left out of analytics)",
         )
+        self.events_suppressed = _events_suppressed(meter)
 
 
 @cache

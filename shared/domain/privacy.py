@@ -39,6 +39,7 @@ __all__ = [
     "Subject",
     "SubjectField",
     "SUBJECT_FIELDS",
+    "SUBJECT_KEY_BYTES",
     "Suppression",
     "SuppressionMode",
     "SuppressionSnapshot",
@@ -52,6 +53,9 @@ SubjectField = Literal["userId", "anonymousId"]
 SUBJECT_FIELDS: Final[tuple[SubjectField, ...]] = ("userId", "anonymousId")
 
 SuppressionMode = Literal["suppress", "delete"]
+
+SUBJECT_KEY_BYTES: Final = 32
+"""Length of a generated subject-hash key (`PrivacyStore.subject_key`)."""
 
 _HASH_CONTEXT: Final = b"cloudscale-subject-v1"
 

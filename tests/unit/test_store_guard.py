@@ -8,7 +8,7 @@ import time
 import pytest
 
 from process.store_guard import StoreGuard, StoreUnavailableError
-from shared.ports import EventStoreError
+from shared.ports import EventStoreError, PrivacyStoreError
 
 
 class FlakyStore:
@@ -153,3 +153,24 @@ async def test_bugs_in_the_call_do_not_open_the_circuit() -> None:
     assert store.calls == 1
     assert time.monotonic() - started < 0.05
     assert guard.circuit_state == "closed"
+
+
+async def test_a_suppression_list_that_cannot_be_read_is_retried_like_a_store_outage() -> None:
+    calls = 0
+
+    async def check_then_save() -> bool:
+        nonlocal calls
+        calls += 1
+        if calls < 3:
+            raise PrivacyStoreError("privacy store down")
+        return True
+
+    retries: list[BaseException] = []
+    assert await fast_guard(5).run(check_then_save, on_retry=retries.append) is True
+    assert [type(error) for error in retries] == [PrivacyStoreError, PrivacyStoreError]
+
+    async def never() -> bool:
+        raise PrivacyStoreError("privacy store down")
+
+    with pytest.raises(StoreUnavailableError, match="suppression list"):
+        await fast_guard(0.2).run(never)

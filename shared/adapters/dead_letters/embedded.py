@@ -5,6 +5,7 @@ parked, and those the queue dead-lettered itself after `max_delivery_count` deli
 its one `dead_letters` table, so every embedded dead letter has source `dead-letter` and its
 reason tells the kinds apart. Replaying moves a message back onto the queue under its own
 message id; the idempotent event store keeps one document per event if it was stored before.
+Removing (an erased person's) deletes the rows for good: see `EmbeddedQueue.truncate_log`.
 """
 
 from __future__ import annotations
@@ -83,7 +84,16 @@ class EmbeddedDeadLetterBrowser:
         return ReplayResult(replayed=tuple(replayed), not_found=tuple(not_found))
 
     async def remove(self, dead_letter_ids: Sequence[str]) -> int:
-        raise NotImplementedError
+        """Delete these dead letters (bytes zeroed by the queue's `secure_delete`), then empty the
+        queue file's write-ahead log so no earlier copy of them stays in its -wal file."""
+        numbers = [number for number in map(_embedded_sequence_number, dead_letter_ids) if number is not None]
+        if not numbers:
+            return 0
+        with _translated("remove"):
+            removed = await self.queue.remove_dead_letters(numbers)
+            if removed:
+                await self.queue.truncate_log()
+        return removed
 
     async def close(self) -> None:
         self.queue.close()

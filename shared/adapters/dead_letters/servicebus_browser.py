@@ -11,6 +11,8 @@ queue under a message id derived from the dead letter (see `servicebus_messages.
 and completes it only once the send succeeded, so a failure at any point leaves the message
 where it was and repeating a replay is harmless (duplicate detection, then the idempotent
 event store, drop the second copy).
+Removing (an erased person's messages) receives the same way and completes the selected
+messages without sending them anywhere.
 
 The SDK sits behind `servicebus_receivers` so the tests fake the receivers while the messages
 the adapter builds are real `azure.servicebus` ones (sent through the real
@@ -23,7 +25,7 @@ import builtins
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
-from typing import TypeVar
+from typing import Final, Literal, TypeVar
 
 from azure.core.exceptions import AzureError
 from azure.servicebus import ServiceBusReceivedMessage
@@ -57,11 +59,14 @@ __all__ = ["ServiceBusDeadLetterBrowser", "create_service_bus_dead_letter_browse
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
+_Pass = Literal["replay", "removal"]
+_AGAIN: Final[dict[_Pass, str]] = {"replay": "replay", "removal": "remove"}
+
 
 class ServiceBusDeadLetterBrowser:
     """`DeadLetterBrowser` over the poison queue and the events queue's dead-letter sub-queue.
 
-    Replaying specific ids has to receive the messages in front of them too (Service Bus
+    Replaying or removing specific ids has to receive the messages in front of them too (Service Bus
     cannot lock a message by sequence number). Those are held locked until the pass ends,
     then abandoned: abandoning at once would hand the same message straight back and loop.
     Each costs one delivery count; the dead-letter sub-queue ignores that, but the poison
@@ -136,14 +141,31 @@ class ServiceBusDeadLetterBrowser:
 
         if on_progress is not None:
             on_progress(ReplayProgress(total=total, done=0))
+
+        async def replay_one(
+            source: DeadLetterSource, receiver: ServiceBusReceiverLike, message: ServiceBusReceivedMessage
+        ) -> None:
+            done(await self._replay_one(source, receiver, message))
+
         for source, numbers in wanted.items():
             if numbers:
-                missing = await self._replay_from(source, numbers, done)
+                missing = await self._settle_from(source, numbers, replay_one, purpose="replay")
                 not_found.extend(format_id(source, number) for number in sorted(missing))
         return ReplayResult(replayed=tuple(replayed), not_found=tuple(not_found))
 
     async def remove(self, dead_letter_ids: Sequence[str]) -> int:
-        raise NotImplementedError
+        """Complete these dead letters without sending them anywhere; return how many were removed.
+
+        Receives like a replay (the messages in front are held, then abandoned), so it costs the
+        same: one delivery count on each message passed on the way.
+        """
+        wanted, _ = await self._targets(dead_letter_ids)
+        removed = 0
+        for source, numbers in wanted.items():
+            if numbers:
+                missing = await self._settle_from(source, numbers, self._remove_one, purpose="removal")
+                removed += len(numbers) - len(missing)
+        return removed
 
     async def close(self) -> None:
         """Close the receivers, their client and credential, then the events-queue publisher."""
@@ -180,12 +202,25 @@ class ServiceBusDeadLetterBrowser:
                 wanted[parsed[0]].add(parsed[1])
         return wanted, not_found
 
-    async def _replay_from(
-        self, source: DeadLetterSource, numbers: set[int], done: Callable[[DeadLetter], None]
+    async def _settle_from(
+        self,
+        source: DeadLetterSource,
+        numbers: set[int],
+        settle: Callable[[DeadLetterSource, ServiceBusReceiverLike, ServiceBusReceivedMessage], Awaitable[None]],
+        *,
+        purpose: _Pass,
     ) -> set[int]:
-        """Replay the messages with these sequence numbers from one source; return those not found."""
+        """Receive from one source until each of these sequence numbers was handed to `settle`
+        (which completes it); abandon the others received on the way. Returns those not found.
+
+        Bounded: the pass ends when a receive comes back empty, when it only returns messages
+        past the last one wanted (a queue that is not partitioned, as ours are not, hands out
+        messages in sequence order, so the rest went meanwhile; new arrivals cannot keep the pass
+        going), or when only messages it already holds come back (their locks expired: a `PortError`).
+        """
         receiver = self._receiver(source)
         remaining = set(numbers)
+        last_wanted = max(numbers)
         held: list[ServiceBusReceivedMessage] = []  # locked by this pass and not settled yet
         seen: set[int | None] = set()
         try:
@@ -196,7 +231,7 @@ class ServiceBusDeadLetterBrowser:
                     receiver.receive_messages(max_message_count=self._receive_batch, max_wait_time=self._receive_wait),
                 )
                 if not batch:
-                    break  # nothing more to receive: the rest are gone (replayed meanwhile)
+                    break  # nothing more to receive: the rest are gone (replayed or removed meanwhile)
                 held.extend(batch)
                 new = [message for message in batch if message.sequence_number not in seen]
                 if not new:
@@ -204,15 +239,18 @@ class ServiceBusDeadLetterBrowser:
                     # before it got through the queue. Going on could loop; say so instead.
                     missing = ", ".join(format_id(source, number) for number in sorted(remaining))
                     raise PortError(
-                        f"The locks on {self._queue_names[source]!r} expired before the replay reached {missing}; "
-                        "nothing was lost: replay those again (fewer at a time, or with a longer lockDuration)"
+                        f"The locks on {self._queue_names[source]!r} expired before the {purpose} reached {missing}; "
+                        f"nothing was lost: {_AGAIN[purpose]} those again "
+                        "(fewer at a time, or with a longer lockDuration)"
                     )
                 for message in new:
                     seen.add(message.sequence_number)
                     if message.sequence_number in remaining:
-                        done(await self._replay_one(source, receiver, message))
+                        await settle(source, receiver, message)
                         held = [other for other in held if other is not message]
                         remaining.discard(message.sequence_number)
+                if all((message.sequence_number or 0) > last_wanted for message in new):
+                    break  # past every message wanted: the rest are gone
         finally:
             await self._release(source, receiver, held)
         return remaining
@@ -238,6 +276,18 @@ class ServiceBusDeadLetterBrowser:
                 f"replaying it again is harmless (same replay message id): {type(exc).__name__}: {exc}"
             ) from exc
         return dead_letter
+
+    async def _remove_one(
+        self, source: DeadLetterSource, receiver: ServiceBusReceiverLike, message: ServiceBusReceivedMessage
+    ) -> None:
+        """Complete without sending: the message is gone for good."""
+        try:
+            await receiver.complete_message(message)
+        except AzureError as exc:
+            raise PortError(
+                f"Could not remove {format_id(source, message.sequence_number or 0)} from "
+                f"{self._queue_names[source]!r}; it is still there, remove it again: {type(exc).__name__}: {exc}"
+            ) from exc
 
     async def _release(
         self, source: DeadLetterSource, receiver: ServiceBusReceiverLike, held: Sequence[ServiceBusReceivedMessage]

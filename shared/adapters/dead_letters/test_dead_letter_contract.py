@@ -2,7 +2,7 @@
 
 One path through both ports, as an operator meets it: the process stage parks a message
 (`DeadLetterSink`), `cloudscale dlq` lists, shows and replays it (`DeadLetterBrowser`), and the
-replay lands on the events queue.
+replay lands on the events queue; an erasure removes a data subject's dead letters.
 
 There is no Service Bus broker here, so the Service Bus side is faked at the SDK's lowest
 boundary, as in `test_servicebus_dead_letters`: the real sink, browser and publisher build real
@@ -31,8 +31,10 @@ from shared.adapters.dead_letters.test_servicebus_dead_letters import T0, Broker
 from shared.adapters.event_queue.embedded_queue import EmbeddedQueue
 from shared.adapters.event_queue.servicebus_publisher import ServiceBusPublisher
 from shared.adapters.event_queue.test_servicebus_publisher import as_queue_message
+from shared.dead_letter_erasure import erase_subject_dead_letters
 from shared.domain.dead_letter_reasons import POISON_REASONS, SCHEMA_INVALID, UNDECODABLE
 from shared.domain.envelope import QueueMessage
+from shared.domain.privacy import Subject
 from shared.ports import DeadLetterBrowser, DeadLetterSink
 
 
@@ -186,3 +188,37 @@ async def test_replaying_all_replays_what_is_there(dead_letters: DeadLetters) ->
     assert len(result.replayed) == 3
     assert await dead_letters.browser.list(10) == []
     assert sorted(m.message_id.split(":")[0] for m in await dead_letters.events()) == ["evt-1", "evt-2", "evt-3"]
+
+
+async def test_removed_dead_letters_are_gone_and_the_others_stay(dead_letters: DeadLetters) -> None:
+    # GIVEN three parked messages
+    for number in range(1, 4):
+        await dead_letters.sink.dead_letter(poison(f"evt-{number}"), SCHEMA_INVALID, "bad")
+    first, second, third = await dead_letters.browser.list(10)
+
+    # WHEN two are removed, with a mistyped id beside them
+    removed = await dead_letters.browser.remove([first.id, third.id, "nope"])
+
+    # THEN only the other is left, nothing went to the events queue, and removing again is a no-op
+    assert removed == 2
+    assert await dead_letters.browser.list(10) == [second]
+    assert await dead_letters.browser.get(first.id) is None
+    assert await dead_letters.events() == []
+    assert await dead_letters.browser.remove([first.id, third.id]) == 0
+    assert await dead_letters.browser.remove([]) == 0
+    # AND the one left replays as before
+    result = await dead_letters.browser.replay(None)
+    assert [d.id for d in result.replayed] == [second.id]
+
+
+async def test_an_erasure_removes_the_subjects_dead_letters_only(dead_letters: DeadLetters) -> None:
+    def of_user(message_id: str, user_id: str) -> QueueMessage:
+        return poison(message_id, b'{"event": {"tenantId": "acme", "userId": "%s"}}' % user_id.encode())
+
+    await dead_letters.sink.dead_letter(of_user("evt-1", "user-u"), SCHEMA_INVALID, "bad")
+    await dead_letters.sink.dead_letter(of_user("evt-2", "user-v"), SCHEMA_INVALID, "bad")
+    await dead_letters.sink.dead_letter(of_user("evt-3", "user-u"), SCHEMA_INVALID, "bad")
+
+    assert await erase_subject_dead_letters(dead_letters.browser, Subject("acme", "userId", "user-u")) == (2, 2)
+
+    assert [d.message_id for d in await dead_letters.browser.list(10)] == ["evt-2"]

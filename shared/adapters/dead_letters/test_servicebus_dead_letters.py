@@ -486,6 +486,87 @@ async def test_locks_expiring_before_the_pass_ends_stop_it_with_a_clear_error(br
     assert sorted(broker.dlq.stored) == [5, 6, 7]
 
 
+# --- removing ------------------------------------------------------------------------------
+
+
+async def test_remove_completes_the_selected_messages_without_sending_them(broker: Broker) -> None:
+    removed = await broker.browser().remove(["dlq-6", "poison-1", "dlq-99", "nonsense", "dlq-6"])
+
+    assert removed == 2
+    assert sorted(broker.dlq.stored) == [5, 7]
+    assert broker.poison.stored == {}
+    assert broker.sender.sent == [], "a removed message goes nowhere"
+    assert "dlq: completed 6" in broker.log
+    assert "dlq: abandoned 5" in broker.log, "the message in front was received on the way, then released"
+    assert broker.dlq.locked == broker.poison.locked == set()
+
+
+async def test_removing_unknown_ids_receives_nothing(broker: Broker) -> None:
+    assert await broker.browser().remove(["dlq-99", "poison-5", "5", ""]) == 0
+
+    assert broker.dlq.receive_calls == broker.poison.receive_calls == 0
+    assert sorted(broker.dlq.stored) == [5, 6, 7]
+
+
+async def test_removing_again_removes_nothing(broker: Broker) -> None:
+    browser = broker.browser()
+    assert await browser.remove(["dlq-5", "dlq-7"]) == 2
+
+    assert await browser.remove(["dlq-5", "dlq-7"]) == 0
+    assert [d.id for d in await browser.list(10)] == ["dlq-6", "poison-1"]
+
+
+@pytest.mark.parametrize("operation", ["remove", "replay"])
+async def test_a_pass_ends_once_it_is_past_the_wanted_message_while_new_ones_keep_arriving(
+    broker: Broker, operation: str
+) -> None:
+    # GIVEN dlq-6, which the pass looks for, goes after the peek found it; and every receive
+    # brings one more dead letter, newer than any wanted
+    browser = broker.browser(receive_batch=1)
+    original_receive = broker.dlq.receive_messages
+
+    async def busy_dead_letter_queue(
+        max_message_count: int | None = 1, max_wait_time: float | None = None
+    ) -> list[ServiceBusReceivedMessage]:
+        broker.dlq.stored.pop(6, None)
+        assert broker.dlq.receive_calls < 20, "the pass kept receiving new arrivals"
+        newest = max(broker.dlq.stored) + 1
+        broker.dlq.add(received(newest, message_id=f"dl-{newest}", enqueued_ms=ms(newest)))
+        return await original_receive(max_message_count, max_wait_time)
+
+    broker.dlq.receive_messages = busy_dead_letter_queue  # type: ignore[method-assign]
+
+    # WHEN it is removed or replayed
+    if operation == "remove":
+        assert await browser.remove(["dlq-6"]) == 0
+    else:
+        assert (await browser.replay(["dlq-6"])).not_found == ("dlq-6",)
+
+    # THEN the pass stopped at the first message past it, and released all it held
+    assert broker.dlq.receive_calls == 2, "5, then 7: past 6"
+    assert broker.sender.sent == []
+    assert broker.dlq.locked == set()
+
+
+async def test_a_failed_removal_is_a_port_error_and_the_message_stays(broker: Broker) -> None:
+    broker.dlq.complete_error = MessageLockLostError(message="lock lost")
+
+    with pytest.raises(PortError, match=r"remove dlq-5 from 'events/\$DeadLetterQueue'; it is still there"):
+        await broker.browser().remove(["dlq-5"])
+
+    assert sorted(broker.dlq.stored) == [5, 6, 7]
+    assert broker.dlq.locked == set()
+
+
+async def test_locks_expiring_before_a_removal_reaches_its_message_stop_it_with_a_clear_error(broker: Broker) -> None:
+    broker.dlq.locks_expire = True
+
+    with pytest.raises(PortError, match=r"expired before the removal reached dlq-6; nothing was lost: remove those"):
+        await broker.browser(receive_batch=1).remove(["dlq-6"])
+
+    assert sorted(broker.dlq.stored) == [5, 6, 7]
+
+
 async def test_close_closes_receivers_and_the_publisher(broker: Broker) -> None:
     browser = broker.browser()
     await browser.replay(["poison-1"])

@@ -1,4 +1,4 @@
-"""The embedded queue's dead-letter table: moving messages in, reading them, moving them back.
+"""The embedded queue's dead-letter table: moving messages in, reading them, moving them back, removing them.
 
 Each function is a job for the queue's `SqliteWorker` (it runs inside the queue's
 transaction, on its connection); `EmbeddedQueue` calls them and keeps its public methods.
@@ -8,6 +8,7 @@ A dead letter keeps its message's sequence number, so it is found, shown and rep
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,7 @@ __all__ = [
     "park",
     "read_dead_letter",
     "read_dead_letters",
+    "remove",
     "resubmit",
 ]
 
@@ -111,6 +113,14 @@ def resubmit(connection: sqlite3.Connection, sequence_number: int, now: float) -
     )
     connection.execute("DELETE FROM dead_letters WHERE seq = ?", (sequence_number,))
     return True
+
+
+def remove(connection: sqlite3.Connection, sequence_numbers: Sequence[int]) -> int:
+    """Delete these dead letters without replaying them; return how many there were."""
+    removed = 0
+    for sequence_number in dict.fromkeys(sequence_numbers):
+        removed += connection.execute("DELETE FROM dead_letters WHERE seq = ?", (sequence_number,)).rowcount
+    return removed
 
 
 def read_dead_letter(connection: sqlite3.Connection, sequence_number: int) -> DeadLetterRow | None:

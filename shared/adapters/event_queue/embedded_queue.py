@@ -10,14 +10,19 @@ What the local host needs from a broker, and no more:
   `dead_letter` moves it to the dead-letter queue with a reason.
 - Once a message has been delivered `max_delivery_count` times, the next delivery attempt
   moves it to the dead-letter queue instead, with reason `MaxDeliveryCountExceeded`.
+- Deleted rows are overwritten with zeros (`secure_delete`); `truncate_log` empties the
+  write-ahead log after removing dead letters, so no copy of them stays in the -wal file.
 
-The dead-letter table's jobs are in `dead_letter_table`, the file's tables in `queue_schema`.
+The dead-letter table's jobs are in `dead_letter_table`, the file's tables in `queue_schema`;
+what stays here (past the usual module length) is the queue's one public surface, each method
+a few lines over its SQL.
 `EmbeddedPublisher` (`embedded_publisher`) adapts the queue to the `EventPublisher` port, and
 `shared.adapters.dead_letters.embedded` to the dead-letter ports.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import sqlite3
@@ -37,6 +42,7 @@ from shared.adapters.event_queue.dead_letter_table import (
 )
 from shared.adapters.event_queue.queue_integrity import check_queue_file, current_sequence, record_high_water
 from shared.adapters.event_queue.queue_schema import COLUMNS, SCHEMA, message_from_row
+from shared.adapters.sqlite.checkpoint import truncate_wal
 from shared.adapters.sqlite.worker import SqliteWorker
 from shared.domain.dead_letter_reasons import MAX_DELIVERY_COUNT_EXCEEDED
 from shared.domain.envelope import QueueMessage
@@ -92,6 +98,10 @@ class EmbeddedQueue:
         self._arrival_listeners: list[Callable[[], None]] = []
 
     def _open(self, connection: sqlite3.Connection) -> None:
+        # Every delete (a completed message, a removed dead letter) overwrites the row with
+        # zeros: bodies name people, and an erased person's must not stay readable in the
+        # file's free space. `truncate_log` removes the copies left in the -wal file.
+        connection.execute("PRAGMA secure_delete=ON")
         connection.executescript(SCHEMA)
         # Refuse a damaged file, or one that lost messages acknowledged before (queue_integrity).
         self._acknowledged = check_queue_file(connection, self.path)
@@ -249,6 +259,26 @@ class EmbeddedQueue:
         for listener in self._arrival_listeners:
             listener()
         return resubmitted
+
+    async def remove_dead_letters(self, sequence_numbers: Sequence[int]) -> int:
+        """Delete these dead letters for good (their bytes zeroed); return how many there were.
+
+        Copies of their pages may remain in the -wal file until `truncate_log`.
+        """
+        return await self._worker.run(lambda c: dead_letter_table.remove(c, sequence_numbers))
+
+    async def truncate_log(self, *, busy_seconds: float = 1.0) -> bool:
+        """Copy the write-ahead log into the file and empty it (`truncate_wal`), so what was
+        deleted before has no copy left in the -wal file. False, and a warning logged, when
+        another connection kept it from finishing for a few times `busy_seconds`."""
+        truncated = await asyncio.to_thread(truncate_wal, self.path, busy_seconds=busy_seconds)
+        if not truncated:
+            logger.warning(
+                "could not empty the write-ahead log of %s (another process kept reading or writing it); "
+                "pages deleted before stay in its -wal file until the log is reused or emptied",
+                self.path,
+            )
+        return truncated
 
     async def depth(self) -> int:
         """Messages waiting or in flight (not dead-lettered)."""

@@ -211,7 +211,17 @@ class EmbeddedEventStore:
         raise NotImplementedError
 
     async def delete_events(self, tenant_id: str, event_ids: Sequence[str]) -> int:
-        raise NotImplementedError
+        """Delete these events of one tenant (absent ones skipped); how many were deleted."""
+
+        def delete(connection: sqlite3.Connection) -> int:
+            return sum(
+                connection.execute(
+                    "DELETE FROM events WHERE tenant_id = ? AND event_id = ?", (tenant_id, event_id)
+                ).rowcount
+                for event_id in event_ids
+            )
+
+        return await self._run("delete events", delete) if event_ids else 0
 
     async def check(self) -> None:
         """Open the file if needed and take its write lock once; raise `EventStoreError` if that fails."""
