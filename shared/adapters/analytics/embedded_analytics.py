@@ -39,8 +39,8 @@ from typing import Any, Final, TypeVar
 import orjson
 
 from shared.adapters.sqlite.worker import SqliteWorker
-from shared.domain.analytics import ANALYTICS_COLUMNS, AnalyticsRow
-from shared.domain.privacy import Subject, SubjectField
+from shared.domain.analytics import ANALYTICS_COLUMNS, SUBJECT_COLUMNS, AnalyticsRow
+from shared.domain.privacy import Subject
 from shared.ports import AnalyticsErasure, AnalyticsSinkError
 
 __all__ = ["ANALYTICS_FILE", "ANALYTICS_TABLE", "EmbeddedAnalyticsStore", "prepare_schema", "time_text"]
@@ -55,9 +55,6 @@ ANALYTICS_FILE = "analytics.sqlite3"
 
 RETENTION_CHECK_SECONDS: Final = 3600.0
 """How often (at most) a write also deletes the rows retention has expired."""
-
-SUBJECT_COLUMNS: Final[dict[SubjectField, str]] = {"userId": "UserId", "anonymousId": "AnonymousId"}
-"""The column holding each kind of subject identifier (Data Explorer's names too)."""
 
 # Truncating the log waits for readers (`cloudscale query`) still on a snapshot from before the
 # delete. Each try waits this long (SQLite's busy handler) before the next.
