@@ -124,7 +124,7 @@ class KustoAnalyticsEraser:
         self.database = database
         self.table = table
         self.view = view
-        self._endpoints = endpoints
+        self.endpoints = endpoints
         self._credential = credential
         self._clients: dict[str, KustoClient] = {}
         self._closed = False
@@ -134,7 +134,7 @@ class KustoAnalyticsEraser:
         query = count_query(subject, self.view)
 
         def run() -> int:
-            response = self._client(self._endpoints.engine).execute_query(self.database, query)
+            response = self._client(self.endpoints.engine).execute_query(self.database, query)
             rows = list(response.primary_results[0])
             return int(rows[0]["Count"]) if rows else 0
 
@@ -174,7 +174,7 @@ class KustoAnalyticsEraser:
 
     def _purge(self, command: str) -> str:
         """Run one purge command on the ingestion endpoint; its `OperationId` (worker thread)."""
-        response = self._client(self._endpoints.ingest).execute_mgmt(self.database, command)
+        response = self._client(self.endpoints.ingest).execute_mgmt(self.database, command)
         for table in response.primary_results:
             for row in table:
                 return str(row["OperationId"])
