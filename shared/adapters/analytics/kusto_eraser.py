@@ -10,8 +10,10 @@ the docs; https://learn.microsoft.com/azure/data-explorer/kusto/concepts/data-pu
   per cluster: records leave query results when it completes (seconds to hours), and the
   storage holding them is deleted at least 5 and at most 30 days after the command.
 - The materialized view is purged separately (a table purge leaves the view's materialized
-  rows), after the table: the docs' order, which the cluster's one-at-a-time purge queue
-  keeps when both are issued one after the other.
+  rows), after the table, the docs' order: both are issued here, table first, and the cluster
+  runs purges one at a time. A row the view materialises after its own purge ran (one that
+  reached the table just before the erasure) is still counted by the next
+  `count_subject_rows`, so an erasure's later verification purges it again.
 
 Counting is a query on the engine endpoint over `EventsDedup` (one row per event, like the
 embedded table and the event store, and it sees rows the view has not materialized yet).
