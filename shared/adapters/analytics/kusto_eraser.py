@@ -17,8 +17,13 @@ the docs; https://learn.microsoft.com/azure/data-explorer/kusto/concepts/data-pu
 
 Counting is a query on the engine endpoint over `EventsDedup` (one row per event, like the
 embedded table and the event store, and it sees rows the view has not materialized yet).
-`erase_subject_rows` counts first and purges nothing when nothing is there, so running it again
-after the purges completed sends no second purge; the docs ask for few purges (1-2 per table per day).
+The docs ask for few purges (1-2 per table per day), and a purged row is counted until its
+purge completes, so `erase_subject_rows` purges again only when needed: not while the purges
+this eraser issued for the same subject are still `Scheduled` or `InProgress` (`.show purges
+<OperationId>` on the ingestion endpoint; an erasure's verification, seconds after its purge,
+then sends nothing), and not when the count finds nothing (a rerun after they completed).
+The operations are remembered in this process only (by a digest of the subject): after a
+restart, a rerun that still counts rows purges once more, which is harmless.
 
 The identifiers go into the text as obfuscated string literals (`h'...'`), which the service
 stars out of the command and query text it keeps (`.show commands`, `.show queries`, its own
@@ -28,6 +33,7 @@ telemetry). Clients, credential and error translation are the sink's (`kusto_sin
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 from collections.abc import Callable
 from functools import partial
@@ -69,6 +75,9 @@ PURGE_LATENCY: Final = (
 )
 
 _PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_OPERATION_ID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
+_RUNNING: Final = frozenset({"Scheduled", "InProgress"})
+"""`.show purges` states of a purge that has not completed (nor failed, nor been canceled)."""
 _ESCAPES: Final = str.maketrans({"\\": "\\\\", "'": "\\'", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
 
 _PERMISSION_HINT: Final = (
@@ -130,6 +139,8 @@ class KustoAnalyticsEraser:
         self._credential = credential
         self._clients: dict[str, KustoClient] = {}
         self._closed = False
+        # The purge operations issued per subject (by `_digest`), until seen finished.
+        self._issued: dict[str, list[str]] = {}
 
     async def count_subject_rows(self, subject: Subject) -> int:
         """The subject's events still visible in analytics (a purged row stops counting when its purge completes)."""
@@ -145,9 +156,21 @@ class KustoAnalyticsEraser:
     async def erase_subject_rows(self, subject: Subject) -> AnalyticsErasure:
         """Purge the subject's rows from the table, then from the view; see the module docstring.
 
-        `removed` is the count found before purging; `pending` names the purge operations
-        and how long they take. Nothing is purged when nothing is found.
+        `removed` is the count found before purging (rows this call asked to purge); `pending`
+        names the purge operations and how long they take. Nothing is purged when nothing is
+        found, nor while this eraser's earlier purges of the subject still run (`removed` 0,
+        `pending` naming them).
         """
+        digest = _digest(subject)
+        earlier = self._issued.get(digest, [])
+        if earlier:
+            running = await self._call("read the state of earlier purges", partial(self._running, earlier))
+            if running:
+                listed = ", ".join(running)
+                return AnalyticsErasure(
+                    removed=0, pending=f"Data Explorer purge {listed} still running: {PURGE_LATENCY}"
+                )
+            del self._issued[digest]
         found = await self.count_subject_rows(subject)
         if found == 0:
             return AnalyticsErasure(removed=0)
@@ -155,6 +178,7 @@ class KustoAnalyticsEraser:
         for kind, name in (("table", self.table), ("materialized-view", self.view)):
             command = purge_command(kind, name, self.database, subject)
             operation = await self._call(f"purge a subject's rows from {kind} {name}", partial(self._purge, command))
+            self._issued.setdefault(digest, []).append(operation)
             operations.append(f"{operation} ({kind} {name})")
         return AnalyticsErasure(
             removed=found, pending=f"Data Explorer purge {' then '.join(operations)} scheduled: {PURGE_LATENCY}"
@@ -182,6 +206,21 @@ class KustoAnalyticsEraser:
                 return str(row["OperationId"])
         raise AnalyticsSinkError(f"Data Explorer answered a purge without an OperationId (database {self.database})")
 
+    def _running(self, operations: list[str]) -> list[str]:
+        """Those of `operations` still scheduled or in progress (worker thread, ingestion endpoint).
+
+        An id that is not a GUID (never from the service) is not pasted into a command.
+        """
+        running = []
+        for operation in operations:
+            if not _OPERATION_ID.fullmatch(operation):
+                continue
+            response = self._client(self.endpoints.ingest).execute_mgmt(self.database, f".show purges {operation}")
+            states = {str(row["State"]) for table in response.primary_results for row in table}
+            if states & _RUNNING:
+                running.append(operation)
+        return running
+
     async def _call(self, action: str, function: Callable[[], T]) -> T:
         """Run blocking SDK calls in a worker thread; their errors become `AnalyticsSinkError`."""
         try:
@@ -206,6 +245,13 @@ class KustoAnalyticsEraser:
                 self._credential = DefaultAzureCredential()
             client = self._clients.setdefault(uri, KustoClient(kusto_connection(uri, self._credential)))
         return client
+
+
+def _digest(subject: Subject) -> str:
+    """The key of a subject in this process's memory (not its identifier in clear)."""
+    return hashlib.sha256(
+        b"\0".join(part.encode() for part in (subject.tenant_id, subject.field, subject.value))
+    ).hexdigest()
 
 
 def _permanent(exc: BaseException) -> bool:

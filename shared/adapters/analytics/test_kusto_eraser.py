@@ -161,6 +161,44 @@ async def test_a_subject_with_nothing_in_analytics_sends_no_purge(
     assert ingest.commands == []
 
 
+async def test_while_its_purges_still_run_a_second_erasure_purges_nothing_and_says_so(
+    engine: KustoServer, ingest: KustoServer, eraser: KustoAnalyticsEraser
+) -> None:
+    # GIVEN an erasure whose two purges are scheduled (a purged row is counted until then)
+    engine.query_replies.append(found(3))
+    await eraser.erase_subject_rows(ALICE)
+    first, second = purge_operation_id(1), purge_operation_id(2)
+    ingest.purge_states[first] = "Completed"
+    ingest.purge_states[second] = "Scheduled"
+
+    # WHEN the erasure's verification erases again while the view's purge is still queued
+    again = await eraser.erase_subject_rows(ALICE)
+
+    # THEN it asked the ingestion endpoint for their states, counted nothing, purged nothing
+    assert [command.command for command in ingest.commands[2:]] == [f".show purges {first}", f".show purges {second}"]
+    assert len(engine.queries) == 1
+    assert again.removed == 0
+    assert again.pending is not None
+    assert f"{second} still running" in again.pending
+
+    # WHEN both completed, and one more row had slipped in meanwhile
+    ingest.purge_states[second] = "Completed"
+    engine.query_replies.append(found(1))
+    latest = await eraser.erase_subject_rows(ALICE)
+
+    # THEN it is purged, with two new operations, and the old ones are not asked about again
+    assert latest.removed == 1
+    assert [command.command.split(" <|")[0] for command in ingest.commands[4:]] == [
+        f".show purges {first}",
+        f".show purges {second}",
+        f".purge table Events records in database ['{DATABASE}'] with (noregrets='true')",
+        f".purge materialized-view EventsDedup records in database ['{DATABASE}'] with (noregrets='true')",
+    ]
+    engine.query_replies.append(found(0))
+    ingest.purge_states[purge_operation_id(3)] = ingest.purge_states[purge_operation_id(4)] = "Completed"
+    assert await eraser.erase_subject_rows(ALICE) == AnalyticsErasure(removed=0)
+
+
 async def test_a_refused_purge_is_a_clear_sink_error(
     engine: KustoServer, ingest: KustoServer, eraser: KustoAnalyticsEraser
 ) -> None:
