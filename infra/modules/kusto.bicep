@@ -1,4 +1,4 @@
-// Data Explorer: the cluster (streaming ingestion on), the analytics database, and the schema
+// Data Explorer: the cluster (streaming ingestion and purge on), the analytics database, and the schema
 // from changefeed/kusto/events.kql (table, JSON mapping, policies, the EventsDedup view)
 // applied as a database script. The script runs when it is created and again whenever the
 // file changes (no forceUpdateTag), and every command in it is safe to repeat.
@@ -38,6 +38,15 @@ resource cluster 'Microsoft.Kusto/clusters@2024-04-13' = {
     // A development cluster stops itself after days without queries or ingestion; a
     // production one must never be found stopped when traffic returns.
     enableAutoStop: devSku
+    // Data-subject erasure runs `.purge`, which Data Explorer refuses unless purge is enabled on
+    // the cluster ("Enable data purge on your Azure Data Explorer cluster",
+    // https://learn.microsoft.com/azure/data-explorer/data-purge-portal; the portal's switch is
+    // this property). Turning it on for an existing cluster restarts the service, which may drop
+    // running queries. A purge takes the purged records out of query results when it completes
+    // (seconds to hours; purges run one at a time per cluster) and deletes the storage holding
+    // them 5 to 30 days after the command
+    // (https://learn.microsoft.com/azure/data-explorer/kusto/concepts/data-purge).
+    enablePurge: true
     publicNetworkAccess: 'Enabled'
   }
 }

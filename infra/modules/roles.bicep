@@ -18,7 +18,13 @@
 // - Cosmos DB: the built-in Data Contributor on the `cloudscale` database only (events and
 //   leases containers), not the account.
 // - Data Explorer: Ingestor and Viewer on the analytics database; Viewer for reconciliation's
-//   queries and the health check's `.show version`.
+//   queries and the health check's `.show version`. And Admin on that database, for data-subject
+//   erasure alone: `.purge` requires the database Admin role ("The command requires database
+//   admin permissions on the relevant databases",
+//   https://learn.microsoft.com/azure/data-explorer/kusto/concepts/data-purge); no narrower
+//   role can purge. It is the database's Admin, not the cluster's AllDatabasesAdmin. Ingestor
+//   and Viewer stay, so the app keeps working if an operator removes Admin (and erasure then
+//   fails with a message naming this role).
 //
 // No Monitoring Metrics Publisher: the app sends telemetry with the connection string, not
 // with Entra authentication (see monitoring.bicep).
@@ -152,6 +158,22 @@ resource kustoViewer 'Microsoft.Kusto/clusters/databases/principalAssignments@20
     principalId: principalId
     principalType: 'App'
     role: 'Viewer'
+    tenantId: subscription().tenantId
+  }
+}
+
+// Purges of a data subject's rows (shared/adapters/analytics/kusto_eraser.py); the cluster must
+// also have `enablePurge` (kusto.bicep).
+resource kustoAdmin 'Microsoft.Kusto/clusters/databases/principalAssignments@2024-04-13' = {
+  parent: kustoDatabase
+  name: guid(kustoDatabase.id, principalId, 'Admin')
+  dependsOn: [
+    kustoViewer
+  ]
+  properties: {
+    principalId: principalId
+    principalType: 'App'
+    role: 'Admin'
     tenantId: subscription().tenantId
   }
 }

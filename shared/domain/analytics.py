@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from shared.domain.privacy import SubjectField
 from shared.domain.stored_event import StoredEvent
 
-__all__ = ["ANALYTICS_COLUMNS", "AnalyticsRow", "to_analytics_row"]
+__all__ = ["ANALYTICS_COLUMNS", "SUBJECT_COLUMNS", "AnalyticsRow", "to_analytics_row"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +124,9 @@ ANALYTICS_COLUMNS: Final[tuple[tuple[str, str], ...]] = (
 New columns go at the end: Data Explorer's `.create-merge table` appends the ones a table lacks,
 and the embedded store adds them to an existing file the same way. Every `datetime` column but
 the first four may be empty (JSON null)."""
+
+SUBJECT_COLUMNS: Final[dict[SubjectField, str]] = {"userId": "UserId", "anonymousId": "AnonymousId"}
+"""The column holding each kind of data-subject identifier (with `TenantId`, a subject's rows)."""
 
 
 def to_analytics_row(event: StoredEvent, stored_at: datetime) -> AnalyticsRow:

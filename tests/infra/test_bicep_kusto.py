@@ -24,6 +24,12 @@ def test_the_cluster_takes_streaming_ingestion_and_has_an_identity() -> None:
     assert literal(at(cluster.body, "identity", "type")) == "SystemAssigned"
 
 
+def test_the_cluster_allows_purges_for_data_subject_erasure() -> None:
+    # `.purge` (the Data Explorer eraser) is refused on a cluster without it.
+    cluster = infra_file(KUSTO).resource("cluster")
+    assert literal(at(cluster.body, "properties", "enablePurge")) is True
+
+
 def test_the_database_keeps_30_days() -> None:
     database = infra_file(KUSTO).resource("database")
     assert literal(at(database.body, "properties", "softDeletePeriod")) == "P30D"

@@ -136,7 +136,7 @@ def test_cosmos_data_contributor_on_the_database_only() -> None:
     assert text(at(assignment.body, "name")).startswith("guid(cosmosAccount.id, principalId, ")
 
 
-def test_data_explorer_ingestor_and_viewer_on_the_database() -> None:
+def test_data_explorer_ingestor_viewer_and_admin_on_the_database() -> None:
     assignments = infra_file(ROLES).resources("Microsoft.Kusto/clusters/databases/principalAssignments")
     roles = {}
     for assignment in assignments:
@@ -145,8 +145,13 @@ def test_data_explorer_ingestor_and_viewer_on_the_database() -> None:
         assert text(at(properties, "principalId")) == "principalId"
         assert literal(at(properties, "principalType")) == "App"
         roles[literal(at(properties, "role"))] = assignment
-    assert set(roles) == {"Ingestor", "Viewer"}
+    # Admin is what `.purge` needs (data-subject erasure); the database's, never AllDatabasesAdmin.
+    assert set(roles) == {"Ingestor", "Viewer", "Admin"}
+    # Principal changes on one database are applied one at a time: each waits for the previous.
     assert text(at(roles["Viewer"].body, "dependsOn")).replace(" ", "").replace("\n", "") == "[kustoIngestor]"
+    assert text(at(roles["Admin"].body, "dependsOn")).replace(" ", "").replace("\n", "") == "[kustoViewer]"
+    for role, assignment in roles.items():
+        assert text(at(assignment.body, "name")) == f"guid(kustoDatabase.id, principalId, '{role}')"
 
 
 def test_the_principal_is_the_function_app_identity() -> None:

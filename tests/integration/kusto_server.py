@@ -8,7 +8,10 @@ It implements just enough of the Kusto REST API for `azure-kusto-ingest` and
   asking anyone else.
 - `POST /v1/rest/ingest/{database}/{table}?streamFormat=...&mappingName=...`: streaming
   ingestion. The body (gzip when `Content-Encoding: gzip`) is decoded and recorded.
-- `POST /v1/rest/mgmt`: a management command (`{"db": ..., "csl": ...}`), recorded.
+- `POST /v1/rest/mgmt`: a management command (`{"db": ..., "csl": ...}`), recorded. A
+  `.purge` answers as a scheduled purge does (one row with a new `OperationId`), and
+  `.show purges <OperationId>` with the state scripted in `purge_states`.
+- `POST /v2/rest/query`: a query, recorded; answered from `query_replies`.
 
 Each endpoint answers 200 with a one-table v1 response unless a test scripts a failure.
 A threaded server, so synchronous callers (the CLI) and worker threads (the sink) can use it
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -38,6 +42,7 @@ __all__ = [
     "Reply",
     "StaticTokenCredential",
     "kusto_error",
+    "purge_operation_id",
     "run_kusto_server",
 ]
 
@@ -85,6 +90,15 @@ def v1_table(columns: dict[str, str], *rows: list[Any]) -> dict[str, Any]:
             }
         ]
     }
+
+
+def purge_operation_id(n: int) -> str:
+    """The `OperationId` the server gives the `n`th purge it schedules (from 1)."""
+    return f"c9651d74-3b80-4183-90bb-{n:012d}"
+
+
+_SHOW_PURGE = re.compile(r"\.show\s+purges\s+(\S+)")
+_PURGE = re.compile(r"\.purge\s+(?:table|materialized-view)\s+(\S+)\s+records\s+in\s+database\s+(\S+)")
 
 
 @dataclass(frozen=True)
@@ -158,6 +172,8 @@ class KustoServer:
     queries: list[QueryRequest] = field(default_factory=list)
     query_replies: list[Reply] = field(default_factory=list)
     """Answers to the next queries, in order (an empty result table when none is left)."""
+    purge_states: dict[str, str] = field(default_factory=dict)
+    """`.show purges <OperationId>` answers with this state (`InProgress` for an id not in it)."""
 
     def reply_to_query(self, request: QueryRequest) -> Reply:
         self.queries.append(request)
@@ -178,6 +194,20 @@ class KustoServer:
             return self.mgmt_reply
         if request.command.startswith(".create async"):
             return Reply(200, v1_table({"OperationId": "guid"}, ["7b5d3e3a-0000-4000-8000-000000000001"]))
+        shown = _SHOW_PURGE.fullmatch(request.command)
+        if shown is not None:
+            state = self.purge_states.get(shown[1], "InProgress")
+            return Reply(200, v1_table({"OperationId": "guid", "State": "string"}, [shown[1], state]))
+        purge = _PURGE.match(request.command)
+        if purge is not None:
+            purges = sum(1 for command in self.commands if _PURGE.match(command.command))
+            return Reply(
+                200,
+                v1_table(
+                    {"OperationId": "guid", "DatabaseName": "string", "TableName": "string", "State": "string"},
+                    [purge_operation_id(purges), purge[2], purge[1], "Scheduled"],
+                ),
+            )
         return Reply(200, v1_table({"Result": "string"}, ["ok"]))
 
 

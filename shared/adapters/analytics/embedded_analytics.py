@@ -14,22 +14,32 @@ opened, as `.create-merge table` does on Data Explorer.
 
 Writes go through a `SqliteWorker` (group commit, WAL), so `cloudscale query` can read the
 file from another process while the host writes it.
+
+Personal data: rows carry user ids, URLs and properties, so the file is opened with
+`PRAGMA secure_delete=ON` (a deleted row's bytes are overwritten with zeros, not left in the
+page's free space) and, after a delete that removed rows, the write-ahead log is checkpointed
+and truncated (`PRAGMA wal_checkpoint(TRUNCATE)`), because the log still holds the pages as
+they were before the delete. Erasing a data subject (`erase_subject_rows`) and retention (rows
+whose `StoredAt` is older than `retention_days`, Data Explorer's retention policy here) both
+delete this way. Retention is checked when the file is opened and then at most once an hour,
+on a write.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import orjson
 
 from shared.adapters.sqlite.worker import SqliteWorker
-from shared.domain.analytics import ANALYTICS_COLUMNS, AnalyticsRow
+from shared.domain.analytics import ANALYTICS_COLUMNS, SUBJECT_COLUMNS, AnalyticsRow
 from shared.domain.privacy import Subject
 from shared.ports import AnalyticsErasure, AnalyticsSinkError
 
@@ -37,9 +47,19 @@ __all__ = ["ANALYTICS_FILE", "ANALYTICS_TABLE", "EmbeddedAnalyticsStore", "prepa
 
 T = TypeVar("T")
 
+logger = logging.getLogger(__name__)
+
 ANALYTICS_TABLE = "events"
 ANALYTICS_FILE = "analytics.sqlite3"
 """The file's name in the data folder (`CLOUDSCALE_DATA_DIR`)."""
+
+RETENTION_CHECK_SECONDS: Final = 3600.0
+"""How often (at most) a write also deletes the rows retention has expired."""
+
+# Truncating the log waits for readers (`cloudscale query`) still on a snapshot from before the
+# delete. Each try waits this long (SQLite's busy handler) before the next.
+_CHECKPOINT_TRIES: Final = 4
+_CHECKPOINT_WAIT_MS: Final = 250
 
 _SQLITE_TYPES = {"string": "TEXT", "datetime": "TEXT", "bool": "INTEGER", "real": "REAL", "dynamic": "TEXT"}
 _COLUMN_NAMES = [name for name, _ in ANALYTICS_COLUMNS]
@@ -75,18 +95,35 @@ class EmbeddedAnalyticsStore:
     def __init__(
         self, path: Path, *, clock: Callable[[], float] = time.time, retention_days: float | None = None
     ) -> None:
+        """Nothing is opened here. `retention_days`: rows whose `StoredAt` is older are deleted
+        (None keeps them forever); `clock` gives the time in seconds since the epoch."""
         self.path = path
+        self.retention_days = retention_days
         self._clock = clock
         self._worker: SqliteWorker | None = None
         self._closed = False
         self._opening = asyncio.Lock()
+        self._retention_checked_at: float | None = None
+        # Both touched on the worker's thread only (by its jobs and its after-commit hook):
+        # a job in the transaction being committed deleted rows, so truncate the log after it;
+        # the last truncation was blocked by a reader, so the next delete tries again.
+        self._truncate_after_commit = False
+        self._truncate_owed = False
 
     async def write(self, rows: Sequence[AnalyticsRow]) -> None:
         if not rows:
             return
-        arrived = time_text(datetime.fromtimestamp(self._clock(), UTC))
+        now = self._clock()
+        arrived = time_text(datetime.fromtimestamp(now, UTC))
         values = [_values(row, arrived) for row in rows]
-        await self._run("write to", lambda connection: connection.executemany(_INSERT, values))
+        expire = self._retention_due(now)
+
+        def insert(connection: sqlite3.Connection) -> None:
+            connection.executemany(_INSERT, values)
+            if expire:
+                self._expire(connection, now)
+
+        await self._run("write to", insert)
 
     async def hourly_counts(self, start: datetime, end: datetime) -> dict[datetime, int]:
         """Rows per hour of `StoredAt` in [start, end): what reconciliation compares."""
@@ -113,10 +150,26 @@ class EmbeddedAnalyticsStore:
         return {(str(tenant), str(event)) for tenant, event in rows}
 
     async def count_subject_rows(self, subject: Subject) -> int:
-        raise NotImplementedError
+        """Rows of `subject` (its tenant, and its userId or anonymousId)."""
+        query = f"SELECT count(*) FROM {ANALYTICS_TABLE} WHERE TenantId = ? AND {SUBJECT_COLUMNS[subject.field]} = ?"
+        found = await self._run(
+            "count rows in", lambda connection: connection.execute(query, (subject.tenant_id, subject.value)).fetchone()
+        )
+        return int(found[0])
 
     async def erase_subject_rows(self, subject: Subject) -> AnalyticsErasure:
-        raise NotImplementedError
+        """Delete `subject`'s rows, bytes included (see the module docstring); idempotent.
+
+        Returns once the delete is committed and the log truncated; a reader that keeps the
+        log from being truncated is logged, not raised (the delete stands, and the next delete
+        truncates it).
+        """
+        statement = f"DELETE FROM {ANALYTICS_TABLE} WHERE TenantId = ? AND {SUBJECT_COLUMNS[subject.field]} = ?"
+
+        def delete(connection: sqlite3.Connection) -> int:
+            return self._delete(connection, statement, (subject.tenant_id, subject.value))
+
+        return AnalyticsErasure(removed=await self._run("erase rows from", delete))
 
     async def check(self) -> None:
         await self._run("read", lambda connection: connection.execute("SELECT 1").fetchone())
@@ -142,9 +195,82 @@ class EmbeddedAnalyticsStore:
             if self._worker is None:
                 # Opening creates the file and its schema: off the event loop.
                 self._worker = await asyncio.to_thread(
-                    SqliteWorker, self.path, prepare_schema, name="embedded-analytics"
+                    SqliteWorker,
+                    self.path,
+                    _open_file,
+                    name="embedded-analytics",
+                    after_commit=self._after_commit,
                 )
-            return self._worker
+            worker = self._worker
+            if self._retention_checked_at is None and self.retention_days is not None:
+                now = self._clock()
+                await worker.run(lambda connection: self._expire(connection, now))
+                self._retention_checked_at = now
+            return worker
+
+    def _retention_due(self, now: float) -> bool:
+        """Whether this write also expires old rows (and, if so, the next hour's writes do not)."""
+        if self.retention_days is None or self._retention_checked_at is None:
+            return False  # never, or checked when the file opens
+        if now - self._retention_checked_at < RETENTION_CHECK_SECONDS:
+            return False
+        self._retention_checked_at = now
+        return True
+
+    def _expire(self, connection: sqlite3.Connection, now: float) -> int:
+        """Delete the rows retention has expired at `now` (worker thread)."""
+        assert self.retention_days is not None
+        cutoff = time_text(datetime.fromtimestamp(now - self.retention_days * 86400, UTC))
+        removed = self._delete(connection, f"DELETE FROM {ANALYTICS_TABLE} WHERE StoredAt < ?", (cutoff,))
+        if removed:
+            logger.info("embedded analytics: %d row(s) stored before %s expired (retention)", removed, cutoff)
+        return removed
+
+    def _delete(self, connection: sqlite3.Connection, statement: str, parameters: tuple[str, ...]) -> int:
+        """Run a DELETE (worker thread); if it removed rows, truncate the log after the commit."""
+        removed = connection.execute(statement, parameters).rowcount
+        if removed or self._truncate_owed:
+            self._truncate_after_commit = True
+        return int(removed)
+
+    def _after_commit(self, connection: sqlite3.Connection) -> None:
+        """After a transaction that deleted rows: checkpoint and truncate the log (worker thread).
+
+        Outside any transaction, as a checkpoint must be. The log holds every page as it was
+        before the delete until it is truncated; a reader on an older snapshot keeps it from
+        being truncated, so this tries a few times, waiting for the reader, then gives up with
+        a warning and leaves the work to the next delete (never to every write: each try waits).
+        """
+        if not self._truncate_after_commit:
+            return
+        self._truncate_after_commit = False
+        patience = connection.execute("PRAGMA busy_timeout").fetchone()[0]
+        connection.execute(f"PRAGMA busy_timeout = {_CHECKPOINT_WAIT_MS}")
+        try:
+            for _ in range(_CHECKPOINT_TRIES):
+                try:
+                    busy = connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+                except sqlite3.OperationalError:  # another connection is checkpointing
+                    busy = 1
+                if not busy:
+                    self._truncate_owed = False
+                    return
+        finally:
+            connection.execute(f"PRAGMA busy_timeout = {int(patience)}")
+        self._truncate_owed = True
+        logger.warning(
+            "embedded analytics: %s-wal could not be truncated after deleting rows (a reader is still open);"
+            " the deleted rows' old pages stay in it until the next delete truncates it",
+            self.path,
+        )
+
+
+def _open_file(connection: sqlite3.Connection) -> None:
+    """The worker's setup: deleted rows' bytes are overwritten (personal data), then the schema."""
+    # Per connection, and the build's default varies (Debian's SQLite has it on, python.org's
+    # does not): set, never assumed.
+    connection.execute("PRAGMA secure_delete=ON")
+    prepare_schema(connection)
 
 
 def prepare_schema(connection: sqlite3.Connection) -> None:

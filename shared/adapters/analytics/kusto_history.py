@@ -20,7 +20,7 @@ from azure.kusto.data import ClientRequestProperties, KustoClient
 
 from shared.adapters.analytics.kusto_schema import EVENTS_VIEW
 from shared.adapters.analytics.kusto_sink import (
-    _SDK_ERRORS,
+    SDK_ERRORS,
     KustoCredential,
     KustoEndpoints,
     kusto_connection,
@@ -84,7 +84,7 @@ class KustoAnalyticsHistory:
     async def _call(self, action: str, function: Callable[[], T]) -> T:
         try:
             return await asyncio.to_thread(function)
-        except _SDK_ERRORS as exc:
+        except SDK_ERRORS as exc:
             raise AnalyticsSinkError(f"Data Explorer database {self.database}: could not {action}: {exc}") from exc
 
     def _connected(self) -> KustoClient:

@@ -46,10 +46,12 @@ from shared.settings import Settings, SettingsError
 
 __all__ = [
     "APPLICATION_NAME",
+    "SDK_ERRORS",
     "KustoAnalyticsSink",
     "KustoCredential",
     "KustoEndpoints",
     "create_kusto_sink",
+    "describe_sdk_error",
     "kusto_connection",
     "kusto_endpoints",
     "multijson_body",
@@ -62,7 +64,7 @@ logger = logging.getLogger(__name__)
 APPLICATION_NAME: Final = "CloudScale"
 """Sent as the `x-ms-app` header, so `.show commands` and `.show queries` name the caller."""
 
-_SDK_ERRORS: Final = (KustoError, AzureError, RequestException, OSError)
+SDK_ERRORS: Final = (KustoError, AzureError, RequestException, OSError)
 """What the SDK raises: its own errors, azure-core's (the credential, the queued path's
 storage clients), `requests` errors it does not wrap, and socket-level errors."""
 
@@ -183,18 +185,19 @@ class KustoAnalyticsSink:
         for close in closers:
             try:
                 close()
-            except _SDK_ERRORS as exc:
+            except SDK_ERRORS as exc:
                 failure = failure or exc
         if failure is not None:
-            raise AnalyticsSinkError(f"Closing the Data Explorer client failed: {_describe(failure)}") from failure
+            problem = describe_sdk_error(failure)
+            raise AnalyticsSinkError(f"Closing the Data Explorer client failed: {problem}") from failure
 
     async def _call(self, action: str, function: Callable[..., T], *args: object) -> T:
         """Run one blocking SDK call in a worker thread; SDK errors become `AnalyticsSinkError`."""
         try:
             return await asyncio.to_thread(function, *args)
-        except _SDK_ERRORS as exc:
+        except SDK_ERRORS as exc:
             problem = f"Data Explorer database {self.database}: could not {action}"
-            raise AnalyticsSinkError(f"{problem}: {_describe(exc)}") from exc
+            raise AnalyticsSinkError(f"{problem}: {describe_sdk_error(exc)}") from exc
 
     def _ingest(self) -> ManagedStreamingIngestClient:
         if self._ingest_client is None:
@@ -231,7 +234,7 @@ class KustoAnalyticsSink:
         try:
             return build()
         except Exception as exc:  # a malformed setting: the sink is unusable, not the rows
-            raise AnalyticsSinkError(f"the Data Explorer client could not be built: {_describe(exc)}") from exc
+            raise AnalyticsSinkError(f"the Data Explorer client could not be built: {describe_sdk_error(exc)}") from exc
 
 
 def multijson_body(rows: Sequence[AnalyticsRow]) -> bytes:
@@ -316,7 +319,7 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _describe(exc: BaseException) -> str:
+def describe_sdk_error(exc: BaseException) -> str:
     """The error's type and the first line of its message, bounded (service bodies can be long)."""
     text = str(exc).strip().split("\n", 1)[0][:300]
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
