@@ -18,12 +18,14 @@ for it):
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import math
-from collections.abc import AsyncIterator, Callable, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import AzureError
@@ -36,6 +38,8 @@ from shared.ports import EventStoreError
 from shared.settings import Settings
 
 __all__ = ["CLIENT_OPTIONS", "CosmosEventStore", "create_cosmos_event_store"]
+
+T = TypeVar("T")
 
 CLIENT_OPTIONS: Final[dict[str, Any]] = {
     # The SDK's defaults retry a throttled (429) request up to 9 times over up to 30 s before
@@ -53,6 +57,18 @@ SAVE_CONCURRENCY: Final = 32
 """Concurrent `create_item` requests of one `save_many`: enough to hide the round trip,
 few enough that a batch does not burst past the account's provisioned throughput."""
 
+DELETE_CONCURRENCY: Final = 16
+"""Concurrent `delete_item` requests of one erasure page."""
+
+SUBJECT_PAGE_SIZE: Final = 100
+"""Documents (and ids) read or deleted per page of a subject's events."""
+
+THROTTLE_BUDGET_SECONDS: Final = 60.0
+"""How long an erasure waits out throttling (429s, each for its retry-after hint) in all before
+it fails with `EventStoreError` (and is run again later: deleting is idempotent)."""
+
+_SUBJECT_PATHS: Final[dict[str, str]] = {"userId": "c.userId", "anonymousId": "c.anonymousId"}
+_DEFAULT_THROTTLE_PAUSE = 1.0
 _THROTTLED = 429
 _RETRY_AFTER_MS_HEADER = "x-ms-retry-after-ms"
 
@@ -67,12 +83,14 @@ class CosmosEventStore:
         database: str,
         container: str,
         credential: AsyncTokenCredential | None = None,
+        throttle_budget: float = THROTTLE_BUDGET_SECONDS,
     ) -> None:
         """Nothing connects here.
 
         `connect` builds the process's one `CosmosClient`; it is called on first use (inside
         the event loop that uses it), and again only if connecting failed.
-        `credential`: closed together with the client, if given.
+        `credential`: closed together with the client, if given. `throttle_budget`: seconds an
+        erasure waits out throttling in all (`THROTTLE_BUDGET_SECONDS`).
         """
         self.database = database
         self.container = container
@@ -82,6 +100,7 @@ class CosmosEventStore:
         self._container: ContainerProxy | None = None
         self._connecting = asyncio.Lock()
         self._closed = False
+        self._throttle_budget = throttle_budget
 
     async def save(self, event: StoredEvent) -> bool:
         """`create_item`: True if it created the document, False if (tenant, id) was already there."""
@@ -170,17 +189,102 @@ class CosmosEventStore:
         ]
 
     async def count_subject_events(self, subject: Subject) -> int:
-        raise NotImplementedError
+        """`SELECT VALUE COUNT(1)` in the tenant's partition."""
+        async with self._guard("count a subject's events") as container:
+            query = container.query_items(
+                f"SELECT VALUE COUNT(1) FROM c WHERE {_subject_condition(subject)}",
+                parameters=_subject_parameters(subject),
+                partition_key=subject.tenant_id,
+            )
+            values: list[Any] = [value async for value in query]
+        return sum(int(value) for value in values)
 
     async def subject_events(self, subject: Subject) -> AsyncIterator[StoredEvent]:
-        raise NotImplementedError
-        yield  # pragma: no cover
+        """Every event of the subject, oldest `timestamp` first (ties by id), `SUBJECT_PAGE_SIZE` documents at a time.
+
+        Not `ORDER BY c.timestamp`: Cosmos DB orders the timestamp as text, which is not time
+        order for a producer's offsets (`+02:00`) nor for fractions (`12:00:00Z` sorts after
+        `12:00:00.5Z`). So the ids and timestamps come first (small: only they are held), are
+        sorted by instant, and the documents are then read a page at a time by id.
+        """
+        async with self._guard("list a subject's events") as container:
+            query = container.query_items(
+                f"SELECT c.id, c.timestamp FROM c WHERE {_subject_condition(subject)}",
+                parameters=_subject_parameters(subject),
+                partition_key=subject.tenant_id,
+            )
+            keys = sorted([(_instant(item.get("timestamp")), str(item["id"])) async for item in query])
+        for start in range(0, len(keys), SUBJECT_PAGE_SIZE):
+            ids = [event_id for _, event_id in keys[start : start + SUBJECT_PAGE_SIZE]]
+            async with self._guard("read a subject's events") as container:
+                query = container.query_items(
+                    "SELECT * FROM c WHERE c.tenantId = @tenant AND ARRAY_CONTAINS(@ids, c.id)",
+                    parameters=[{"name": "@tenant", "value": subject.tenant_id}, {"name": "@ids", "value": ids}],
+                    partition_key=subject.tenant_id,
+                )
+                by_id = {str(document["id"]): dict(document) async for document in query}
+            for event_id in ids:
+                if event_id in by_id:  # else deleted since it was listed
+                    yield StoredEvent.from_document(by_id[event_id])
 
     async def erase_subject_events(self, subject: Subject) -> int:
-        raise NotImplementedError
+        """Delete the subject's documents: the ids a page at a time, then each document.
+
+        The page query is asked again from the start after each page is deleted (what was
+        deleted is no longer in it), so no continuation token outlives a page, and an
+        erasure run again finds only what is left.
+        """
+        deleted = 0
+        deadline = time.monotonic() + self._throttle_budget
+        while True:
+            async with self._guard("list a subject's events") as container:
+                ids = await self._throttled(deadline, functools.partial(_first_ids, container, subject))
+            removed = await self._delete_ids(subject.tenant_id, ids, deadline) if ids else 0
+            deleted += removed
+            if not removed:
+                # Nothing listed, or everything listed was gone already (a query that lags its
+                # deletes would otherwise be asked forever).
+                return deleted
 
     async def delete_events(self, tenant_id: str, event_ids: Sequence[str]) -> int:
-        raise NotImplementedError
+        """Delete each of these documents in the tenant's partition; a missing one counts 0."""
+        unique = sorted(set(event_ids))
+        return await self._delete_ids(tenant_id, unique, time.monotonic() + self._throttle_budget) if unique else 0
+
+    async def _delete_ids(self, tenant_id: str, ids: Sequence[str], deadline: float) -> int:
+        """Delete documents by id, at most `DELETE_CONCURRENCY` at a time; how many were there."""
+        limit = asyncio.Semaphore(DELETE_CONCURRENCY)
+
+        async def delete_one(event_id: str) -> bool:
+            async with limit, self._guard("delete an event") as container:
+                try:
+                    await self._throttled(deadline, lambda: container.delete_item(event_id, partition_key=tenant_id))
+                except CosmosResourceNotFoundError:
+                    return False  # already gone: a rerun, or the TTL
+                return True
+
+        outcomes = await asyncio.gather(*(delete_one(event_id) for event_id in ids), return_exceptions=True)
+        failure = next((outcome for outcome in outcomes if isinstance(outcome, BaseException)), None)
+        if failure is not None:
+            raise failure
+        return sum(1 for outcome in outcomes if outcome is True)
+
+    async def _throttled(self, deadline: float, call: Callable[[], Awaitable[T]]) -> T:
+        """`call()`, waiting out 429s with the service's hint until `deadline`, then raising.
+
+        The SDK retries a 429 a few times first (`CLIENT_OPTIONS`); an erasure, unlike a save,
+        has no caller to back off for it, so it keeps going for the whole budget.
+        """
+        while True:
+            try:
+                return await call()
+            except CosmosHttpResponseError as exc:
+                if exc.status_code != _THROTTLED:
+                    raise
+                pause = _retry_after_seconds(exc) or _DEFAULT_THROTTLE_PAUSE
+                if time.monotonic() + pause > deadline:
+                    raise
+                await asyncio.sleep(pause)
 
     async def check(self) -> None:
         """Read the container's properties: proves the account answers and the container exists."""
@@ -294,6 +398,43 @@ def _retry_after_seconds(exc: CosmosHttpResponseError) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(milliseconds, 0.0) / 1000.0
+
+
+async def _first_ids(container: ContainerProxy, subject: Subject) -> list[str]:
+    """The ids of the first page of the subject's documents (in the tenant's partition)."""
+    query = container.query_items(
+        f"SELECT c.id FROM c WHERE {_subject_condition(subject)}",
+        parameters=_subject_parameters(subject),
+        partition_key=subject.tenant_id,
+        max_item_count=SUBJECT_PAGE_SIZE,
+    )
+    pages = query.by_page()
+    async for page in pages:
+        return [str(item["id"]) async for item in page]
+    return []
+
+
+def _subject_condition(subject: Subject) -> str:
+    """The WHERE condition of a subject's documents (with `_subject_parameters`).
+
+    `c.tenantId = @tenant` repeats the partition key the query is scoped to: Cosmos DB needs
+    it only there, but cosmosdb-server, the emulator, refuses a partition-scoped query whose
+    text does not name the key, and filters by the text alone.
+    """
+    return f"c.tenantId = @tenant AND {_SUBJECT_PATHS[subject.field]} = @value"
+
+
+def _subject_parameters(subject: Subject) -> list[dict[str, object]]:
+    return [{"name": "@tenant", "value": subject.tenant_id}, {"name": "@value", "value": subject.value}]
+
+
+def _instant(value: object) -> datetime:
+    """A stored timestamp as an aware instant (the earliest one if it cannot be read)."""
+    try:
+        parsed = datetime.fromisoformat(str(value))
+    except ValueError:
+        return datetime.min.replace(tzinfo=UTC)
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def _hours(start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
