@@ -54,8 +54,8 @@ EVENTS_FILE = "events.sqlite3"
 
 T = TypeVar("T")
 
-SUBJECT_PAGE_SIZE = 200
-"""Events read per page of `subject_events`."""
+SUBJECT_PAGE_SIZE = 1000
+"""Events read per page of `subject_events` (about 1 MB): each page is one scan of the file."""
 
 _SUBJECT_PATHS: dict[str, str] = {"userId": "$.userId", "anonymousId": "$.anonymousId"}
 
@@ -326,7 +326,8 @@ def _subject_filter(subject: Subject) -> tuple[str, tuple[str, str, str]]:
 
     No index serves it: erasures and exports are rare, and an index on the identifier (an
     expression index on the document) would be written by every save, the hot path, for
-    them. A full scan of the file reads about a million events in a couple of seconds.
+    them. A full scan is cheap enough: 0.32 s for 200,000 events (220 MB) on a shared
+    2-core machine, so about 1.6 s per million.
     """
     return "tenant_id = ? AND json_extract(document, ?) = ?", (
         subject.tenant_id,
