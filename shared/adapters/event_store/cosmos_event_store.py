@@ -13,6 +13,11 @@ for it):
 - everything else, including 404 for a missing database or container (a configuration
   problem, not the message's fault), 408, 449, 5xx, connection errors and timeouts:
   `EventStoreError`.
+
+Erasing a subject (`SubjectEventStore`) deletes document by document, waiting out 429s by
+their hint for up to `THROTTLE_BUDGET_SECONDS` in all; its queries are in `cosmos_subjects`.
+The module is longer than most because the store's three roles (save and read, history by
+commit time, by subject) share one client, its lifecycle and its error mapping.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import functools
 import json
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TypeVar
@@ -32,6 +37,15 @@ from azure.core.exceptions import AzureError
 from azure.cosmos.aio import ContainerProxy, CosmosClient
 from azure.cosmos.exceptions import CosmosHttpResponseError, CosmosResourceExistsError, CosmosResourceNotFoundError
 
+from shared.adapters.event_store import cosmos_subjects
+from shared.adapters.event_store.cosmos_subjects import (
+    first_ids,
+    instant,
+    retry_after_seconds,
+    subject_condition,
+    subject_parameters,
+    wait_out_throttling,
+)
 from shared.domain.privacy import Subject
 from shared.domain.stored_event import StoredEvent
 from shared.ports import EventStoreError
@@ -60,17 +74,11 @@ few enough that a batch does not burst past the account's provisioned throughput
 DELETE_CONCURRENCY: Final = 16
 """Concurrent `delete_item` requests of one erasure page."""
 
-SUBJECT_PAGE_SIZE: Final = 100
-"""Documents (and ids) read or deleted per page of a subject's events."""
-
 THROTTLE_BUDGET_SECONDS: Final = 60.0
 """How long an erasure waits out throttling (429s, each for its retry-after hint) in all before
 it fails with `EventStoreError` (and is run again later: deleting is idempotent)."""
 
-_SUBJECT_PATHS: Final[dict[str, str]] = {"userId": "c.userId", "anonymousId": "c.anonymousId"}
-_DEFAULT_THROTTLE_PAUSE = 1.0
 _THROTTLED = 429
-_RETRY_AFTER_MS_HEADER = "x-ms-retry-after-ms"
 
 
 class CosmosEventStore:
@@ -192,15 +200,15 @@ class CosmosEventStore:
         """`SELECT VALUE COUNT(1)` in the tenant's partition."""
         async with self._guard("count a subject's events") as container:
             query = container.query_items(
-                f"SELECT VALUE COUNT(1) FROM c WHERE {_subject_condition(subject)}",
-                parameters=_subject_parameters(subject),
+                f"SELECT VALUE COUNT(1) FROM c WHERE {subject_condition(subject)}",
+                parameters=subject_parameters(subject),
                 partition_key=subject.tenant_id,
             )
             values: list[Any] = [value async for value in query]
         return sum(int(value) for value in values)
 
     async def subject_events(self, subject: Subject) -> AsyncIterator[StoredEvent]:
-        """Every event of the subject, oldest `timestamp` first (ties by id), `SUBJECT_PAGE_SIZE` documents at a time.
+        """Every event of the subject, oldest `timestamp` first (ties by id), a page of documents at a time.
 
         Not `ORDER BY c.timestamp`: Cosmos DB orders the timestamp as text, which is not time
         order for a producer's offsets (`+02:00`) nor for fractions (`12:00:00Z` sorts after
@@ -209,13 +217,13 @@ class CosmosEventStore:
         """
         async with self._guard("list a subject's events") as container:
             query = container.query_items(
-                f"SELECT c.id, c.timestamp FROM c WHERE {_subject_condition(subject)}",
-                parameters=_subject_parameters(subject),
+                f"SELECT c.id, c.timestamp FROM c WHERE {subject_condition(subject)}",
+                parameters=subject_parameters(subject),
                 partition_key=subject.tenant_id,
             )
-            keys = sorted([(_instant(item.get("timestamp")), str(item["id"])) async for item in query])
-        for start in range(0, len(keys), SUBJECT_PAGE_SIZE):
-            ids = [event_id for _, event_id in keys[start : start + SUBJECT_PAGE_SIZE]]
+            keys = sorted([(instant(item.get("timestamp")), str(item["id"])) async for item in query])
+        for start in range(0, len(keys), cosmos_subjects.SUBJECT_PAGE_SIZE):
+            ids = [event_id for _, event_id in keys[start : start + cosmos_subjects.SUBJECT_PAGE_SIZE]]
             async with self._guard("read a subject's events") as container:
                 query = container.query_items(
                     "SELECT * FROM c WHERE c.tenantId = @tenant AND ARRAY_CONTAINS(@ids, c.id)",
@@ -238,7 +246,7 @@ class CosmosEventStore:
         deadline = time.monotonic() + self._throttle_budget
         while True:
             async with self._guard("list a subject's events") as container:
-                ids = await self._throttled(deadline, functools.partial(_first_ids, container, subject))
+                ids = await wait_out_throttling(deadline, functools.partial(first_ids, container, subject))
             removed = await self._delete_ids(subject.tenant_id, ids, deadline) if ids else 0
             deleted += removed
             if not removed:
@@ -258,7 +266,9 @@ class CosmosEventStore:
         async def delete_one(event_id: str) -> bool:
             async with limit, self._guard("delete an event") as container:
                 try:
-                    await self._throttled(deadline, lambda: container.delete_item(event_id, partition_key=tenant_id))
+                    await wait_out_throttling(
+                        deadline, lambda: container.delete_item(event_id, partition_key=tenant_id)
+                    )
                 except CosmosResourceNotFoundError:
                     return False  # already gone: a rerun, or the TTL
                 return True
@@ -268,23 +278,6 @@ class CosmosEventStore:
         if failure is not None:
             raise failure
         return sum(1 for outcome in outcomes if outcome is True)
-
-    async def _throttled(self, deadline: float, call: Callable[[], Awaitable[T]]) -> T:
-        """`call()`, waiting out 429s with the service's hint until `deadline`, then raising.
-
-        The SDK retries a 429 a few times first (`CLIENT_OPTIONS`); an erasure, unlike a save,
-        has no caller to back off for it, so it keeps going for the whole budget.
-        """
-        while True:
-            try:
-                return await call()
-            except CosmosHttpResponseError as exc:
-                if exc.status_code != _THROTTLED:
-                    raise
-                pause = _retry_after_seconds(exc) or _DEFAULT_THROTTLE_PAUSE
-                if time.monotonic() + pause > deadline:
-                    raise
-                await asyncio.sleep(pause)
 
     async def check(self) -> None:
         """Read the container's properties: proves the account answers and the container exists."""
@@ -374,7 +367,7 @@ def create_cosmos_event_store(settings: Settings) -> CosmosEventStore:
 def _store_error(exc: AzureError, problem: str) -> EventStoreError:
     if isinstance(exc, CosmosHttpResponseError):
         status = f"{exc.status_code}" + (f".{exc.sub_status}" if exc.sub_status else "")
-        retry_after = _retry_after_seconds(exc) if exc.status_code == _THROTTLED else None
+        retry_after = retry_after_seconds(exc) if exc.status_code == _THROTTLED else None
         detail = _service_message(exc.http_error_message or exc.message)
         return EventStoreError(f"Cosmos DB {problem} (status {status}){detail}", retry_after=retry_after)
     return EventStoreError(f"Cosmos DB {problem}: {type(exc).__name__}: {exc.message}")
@@ -389,52 +382,6 @@ def _service_message(text: object) -> str:
             message = str(body["message"])
     first_line = message.strip().split("\n", 1)[0][:200]
     return f": {first_line}" if first_line else ""
-
-
-def _retry_after_seconds(exc: CosmosHttpResponseError) -> float | None:
-    value = (exc.headers or {}).get(_RETRY_AFTER_MS_HEADER)
-    try:
-        milliseconds = float(str(value))
-    except (TypeError, ValueError):
-        return None
-    return max(milliseconds, 0.0) / 1000.0
-
-
-async def _first_ids(container: ContainerProxy, subject: Subject) -> list[str]:
-    """The ids of the first page of the subject's documents (in the tenant's partition)."""
-    query = container.query_items(
-        f"SELECT c.id FROM c WHERE {_subject_condition(subject)}",
-        parameters=_subject_parameters(subject),
-        partition_key=subject.tenant_id,
-        max_item_count=SUBJECT_PAGE_SIZE,
-    )
-    pages = query.by_page()
-    async for page in pages:
-        return [str(item["id"]) async for item in page]
-    return []
-
-
-def _subject_condition(subject: Subject) -> str:
-    """The WHERE condition of a subject's documents (with `_subject_parameters`).
-
-    `c.tenantId = @tenant` repeats the partition key the query is scoped to: Cosmos DB needs
-    it only there, but cosmosdb-server, the emulator, refuses a partition-scoped query whose
-    text does not name the key, and filters by the text alone.
-    """
-    return f"c.tenantId = @tenant AND {_SUBJECT_PATHS[subject.field]} = @value"
-
-
-def _subject_parameters(subject: Subject) -> list[dict[str, object]]:
-    return [{"name": "@tenant", "value": subject.tenant_id}, {"name": "@value", "value": subject.value}]
-
-
-def _instant(value: object) -> datetime:
-    """A stored timestamp as an aware instant (the earliest one if it cannot be read)."""
-    try:
-        parsed = datetime.fromisoformat(str(value))
-    except ValueError:
-        return datetime.min.replace(tzinfo=UTC)
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def _hours(start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:

@@ -22,7 +22,7 @@ import pytest
 from aiohttp import web
 from azure.cosmos.aio import ContainerProxy, CosmosClient
 
-from shared.adapters.event_store import cosmos_event_store, embedded_event_store
+from shared.adapters.event_store import cosmos_subjects, embedded_event_store
 from shared.adapters.event_store.cosmos_container import EVENTS_CONTAINER, ensure_events_container
 from shared.adapters.event_store.cosmos_event_store import CLIENT_OPTIONS, CosmosEventStore, create_cosmos_event_store
 from shared.adapters.event_store.embedded_event_store import EmbeddedEventStore
@@ -547,7 +547,7 @@ async def test_an_anonymous_id_is_its_own_subject(backend: Backend) -> None:
 async def test_a_long_export_is_read_page_by_page_in_order(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
     # Pages of 2: five events take three pages (and one equal timestamp spans a page boundary).
     monkeypatch.setattr(embedded_event_store, "SUBJECT_PAGE_SIZE", 2)
-    monkeypatch.setattr(cosmos_event_store, "SUBJECT_PAGE_SIZE", 2)
+    monkeypatch.setattr(cosmos_subjects, "SUBJECT_PAGE_SIZE", 2)
     events = [stored_event(n, timestamp=f"2025-03-01T12:00:{min(n, 3):02d}+00:00") for n in range(1, 6)]
     await backend.store.save_many(list(reversed(events)))
     subject = Subject("acme", "userId", "user-7")
