@@ -12,6 +12,7 @@ import click
 from cloudscale_local.cli.analytics import query, report
 from cloudscale_local.cli.dlq import dlq
 from cloudscale_local.cli.events import events
+from cloudscale_local.cli.export import export
 from cloudscale_local.cli.kusto import kusto_setup
 from cloudscale_local.cli.loadtest import loadtest
 from cloudscale_local.cli.reconcile import reconcile
@@ -130,6 +131,7 @@ main.add_command(loadtest)
 main.add_command(tenants)
 main.add_command(keys)
 main.add_command(events)
+main.add_command(export)
 
 if __name__ == "__main__":
     main()
