@@ -12,6 +12,7 @@ import click
 from cloudscale_local.cli.analytics import query, report
 from cloudscale_local.cli.dlq import dlq
 from cloudscale_local.cli.events import events
+from cloudscale_local.cli.export import export
 from cloudscale_local.cli.kusto import kusto_setup
 from cloudscale_local.cli.loadtest import loadtest
 from cloudscale_local.cli.privacy import erase, erasures, suppressions
@@ -134,6 +135,7 @@ main.add_command(events)
 main.add_command(erase)
 main.add_command(erasures)
 main.add_command(suppressions)
+main.add_command(export)
 
 if __name__ == "__main__":
     main()

@@ -13,29 +13,47 @@ for it):
 - everything else, including 404 for a missing database or container (a configuration
   problem, not the message's fault), 408, 449, 5xx, connection errors and timeouts:
   `EventStoreError`.
+
+Erasing a subject (`SubjectEventStore`) deletes document by document, waiting out 429s by
+their hint for up to `THROTTLE_BUDGET_SECONDS` in all; its queries are in `cosmos_subjects`.
+The module is longer than most because the store's three roles (save and read, history by
+commit time, by subject) share one client, its lifecycle and its error mapping.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import math
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import AzureError
 from azure.cosmos.aio import ContainerProxy, CosmosClient
 from azure.cosmos.exceptions import CosmosHttpResponseError, CosmosResourceExistsError, CosmosResourceNotFoundError
 
+from shared.adapters.event_store import cosmos_subjects
+from shared.adapters.event_store.cosmos_subjects import (
+    first_ids,
+    instant,
+    retry_after_seconds,
+    subject_condition,
+    subject_parameters,
+    wait_out_throttling,
+)
 from shared.domain.privacy import Subject
 from shared.domain.stored_event import StoredEvent
 from shared.ports import EventStoreError
 from shared.settings import Settings
 
 __all__ = ["CLIENT_OPTIONS", "CosmosEventStore", "create_cosmos_event_store"]
+
+T = TypeVar("T")
 
 CLIENT_OPTIONS: Final[dict[str, Any]] = {
     # The SDK's defaults retry a throttled (429) request up to 9 times over up to 30 s before
@@ -53,8 +71,14 @@ SAVE_CONCURRENCY: Final = 32
 """Concurrent `create_item` requests of one `save_many`: enough to hide the round trip,
 few enough that a batch does not burst past the account's provisioned throughput."""
 
+DELETE_CONCURRENCY: Final = 16
+"""Concurrent `delete_item` requests of one erasure page."""
+
+THROTTLE_BUDGET_SECONDS: Final = 60.0
+"""How long an erasure waits out throttling (429s, each for its retry-after hint) in all before
+it fails with `EventStoreError` (and is run again later: deleting is idempotent)."""
+
 _THROTTLED = 429
-_RETRY_AFTER_MS_HEADER = "x-ms-retry-after-ms"
 
 
 class CosmosEventStore:
@@ -67,12 +91,14 @@ class CosmosEventStore:
         database: str,
         container: str,
         credential: AsyncTokenCredential | None = None,
+        throttle_budget: float = THROTTLE_BUDGET_SECONDS,
     ) -> None:
         """Nothing connects here.
 
         `connect` builds the process's one `CosmosClient`; it is called on first use (inside
         the event loop that uses it), and again only if connecting failed.
-        `credential`: closed together with the client, if given.
+        `credential`: closed together with the client, if given. `throttle_budget`: seconds an
+        erasure waits out throttling in all (`THROTTLE_BUDGET_SECONDS`).
         """
         self.database = database
         self.container = container
@@ -82,6 +108,7 @@ class CosmosEventStore:
         self._container: ContainerProxy | None = None
         self._connecting = asyncio.Lock()
         self._closed = False
+        self._throttle_budget = throttle_budget
 
     async def save(self, event: StoredEvent) -> bool:
         """`create_item`: True if it created the document, False if (tenant, id) was already there."""
@@ -170,17 +197,87 @@ class CosmosEventStore:
         ]
 
     async def count_subject_events(self, subject: Subject) -> int:
-        raise NotImplementedError
+        """`SELECT VALUE COUNT(1)` in the tenant's partition."""
+        async with self._guard("count a subject's events") as container:
+            query = container.query_items(
+                f"SELECT VALUE COUNT(1) FROM c WHERE {subject_condition(subject)}",
+                parameters=subject_parameters(subject),
+                partition_key=subject.tenant_id,
+            )
+            values: list[Any] = [value async for value in query]
+        return sum(int(value) for value in values)
 
     async def subject_events(self, subject: Subject) -> AsyncIterator[StoredEvent]:
-        raise NotImplementedError
-        yield  # pragma: no cover
+        """Every event of the subject, oldest `timestamp` first (ties by id), a page of documents at a time.
+
+        Not `ORDER BY c.timestamp`: Cosmos DB orders the timestamp as text, which is not time
+        order for a producer's offsets (`+02:00`) nor for fractions (`12:00:00Z` sorts after
+        `12:00:00.5Z`). So the ids and timestamps come first (small: only they are held), are
+        sorted by instant, and the documents are then read a page at a time by id.
+        """
+        async with self._guard("list a subject's events") as container:
+            query = container.query_items(
+                f"SELECT c.id, c.timestamp FROM c WHERE {subject_condition(subject)}",
+                parameters=subject_parameters(subject),
+                partition_key=subject.tenant_id,
+            )
+            keys = sorted([(instant(item.get("timestamp")), str(item["id"])) async for item in query])
+        for start in range(0, len(keys), cosmos_subjects.SUBJECT_PAGE_SIZE):
+            ids = [event_id for _, event_id in keys[start : start + cosmos_subjects.SUBJECT_PAGE_SIZE]]
+            async with self._guard("read a subject's events") as container:
+                query = container.query_items(
+                    "SELECT * FROM c WHERE c.tenantId = @tenant AND ARRAY_CONTAINS(@ids, c.id)",
+                    parameters=[{"name": "@tenant", "value": subject.tenant_id}, {"name": "@ids", "value": ids}],
+                    partition_key=subject.tenant_id,
+                )
+                by_id = {str(document["id"]): dict(document) async for document in query}
+            for event_id in ids:
+                if event_id in by_id:  # else deleted since it was listed
+                    yield StoredEvent.from_document(by_id[event_id])
 
     async def erase_subject_events(self, subject: Subject) -> int:
-        raise NotImplementedError
+        """Delete the subject's documents: the ids a page at a time, then each document.
+
+        The page query is asked again from the start after each page is deleted (what was
+        deleted is no longer in it), so no continuation token outlives a page, and an
+        erasure run again finds only what is left.
+        """
+        deleted = 0
+        deadline = time.monotonic() + self._throttle_budget
+        while True:
+            async with self._guard("list a subject's events") as container:
+                ids = await wait_out_throttling(deadline, functools.partial(first_ids, container, subject))
+            removed = await self._delete_ids(subject.tenant_id, ids, deadline) if ids else 0
+            deleted += removed
+            if not removed:
+                # Nothing listed, or everything listed was gone already (a query that lags its
+                # deletes would otherwise be asked forever).
+                return deleted
 
     async def delete_events(self, tenant_id: str, event_ids: Sequence[str]) -> int:
-        raise NotImplementedError
+        """Delete each of these documents in the tenant's partition; a missing one counts 0."""
+        unique = sorted(set(event_ids))
+        return await self._delete_ids(tenant_id, unique, time.monotonic() + self._throttle_budget) if unique else 0
+
+    async def _delete_ids(self, tenant_id: str, ids: Sequence[str], deadline: float) -> int:
+        """Delete documents by id, at most `DELETE_CONCURRENCY` at a time; how many were there."""
+        limit = asyncio.Semaphore(DELETE_CONCURRENCY)
+
+        async def delete_one(event_id: str) -> bool:
+            async with limit, self._guard("delete an event") as container:
+                try:
+                    await wait_out_throttling(
+                        deadline, lambda: container.delete_item(event_id, partition_key=tenant_id)
+                    )
+                except CosmosResourceNotFoundError:
+                    return False  # already gone: a rerun, or the TTL
+                return True
+
+        outcomes = await asyncio.gather(*(delete_one(event_id) for event_id in ids), return_exceptions=True)
+        failure = next((outcome for outcome in outcomes if isinstance(outcome, BaseException)), None)
+        if failure is not None:
+            raise failure
+        return sum(1 for outcome in outcomes if outcome is True)
 
     async def check(self) -> None:
         """Read the container's properties: proves the account answers and the container exists."""
@@ -270,7 +367,7 @@ def create_cosmos_event_store(settings: Settings) -> CosmosEventStore:
 def _store_error(exc: AzureError, problem: str) -> EventStoreError:
     if isinstance(exc, CosmosHttpResponseError):
         status = f"{exc.status_code}" + (f".{exc.sub_status}" if exc.sub_status else "")
-        retry_after = _retry_after_seconds(exc) if exc.status_code == _THROTTLED else None
+        retry_after = retry_after_seconds(exc) if exc.status_code == _THROTTLED else None
         detail = _service_message(exc.http_error_message or exc.message)
         return EventStoreError(f"Cosmos DB {problem} (status {status}){detail}", retry_after=retry_after)
     return EventStoreError(f"Cosmos DB {problem}: {type(exc).__name__}: {exc.message}")
@@ -285,15 +382,6 @@ def _service_message(text: object) -> str:
             message = str(body["message"])
     first_line = message.strip().split("\n", 1)[0][:200]
     return f": {first_line}" if first_line else ""
-
-
-def _retry_after_seconds(exc: CosmosHttpResponseError) -> float | None:
-    value = (exc.headers or {}).get(_RETRY_AFTER_MS_HEADER)
-    try:
-        milliseconds = float(str(value))
-    except (TypeError, ValueError):
-        return None
-    return max(milliseconds, 0.0) / 1000.0
 
 
 def _hours(start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:

@@ -27,6 +27,7 @@ import pytest
 from shared.adapters.event_store.embedded_event_store import ChangeFeedEntry, EmbeddedEventStore
 from shared.adapters.event_store.feed_ranges import feed_range_of
 from shared.adapters.sqlite.worker import BUSY_TIMEOUT_SECONDS
+from shared.domain.privacy import Subject
 from shared.domain.stored_event import StoredEvent
 from shared.ports import EventStoreError
 
@@ -486,3 +487,84 @@ async def test_a_file_written_before_ranges_existed_is_migrated_and_keeps_workin
     in_ranges = [change.event for changes in per_range.values() for change in changes]
     assert sorted(in_ranges, key=lambda event: int(uuid.UUID(event.id))) == [*old_events, new_event]
     assert per_range[feed_range_of("acme", 4)][-1].event == new_event
+
+
+# Erasure: the bytes leave the files, and the feed goes on.
+
+
+def file_bytes(path: Path) -> bytes:
+    """The database file and its write-ahead log, as a forensic reader would see them."""
+    wal = path.with_name(path.name + "-wal")
+    return path.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+
+
+@pytest.mark.parametrize("how", ["erase_subject_events", "delete_events"])
+async def test_erased_events_are_gone_from_the_file_and_its_log(path: Path, make_store: MakeStore, how: str) -> None:
+    # GIVEN an erased user's event carrying a unique marker, among another user's events
+    marker = f"marker-{uuid.uuid4().hex}"
+    store = make_store()
+    erased = stored_event(1, userId="user-7", properties={"note": marker})
+    kept = [stored_event(n, userId="user-8", properties={"note": f"kept-{n}"}) for n in range(2, 40)]
+    # In the middle of a page that stays full enough not to be rebuilt by the delete (a
+    # rebuilt page would lose the old bytes even without secure_delete).
+    await store.save_many([*kept[:20], erased, *kept[20:]])
+    assert marker.encode() in file_bytes(path)
+
+    # WHEN the user's events are erased (either way)
+    if how == "erase_subject_events":
+        assert await store.erase_subject_events(Subject("acme", "userId", "user-7")) == 1
+    else:
+        assert await store.delete_events("acme", [erased.id]) == 1
+
+    # THEN the marker is nowhere in the files while the store is still open (and the log is
+    # empty), yet every other event is readable
+    assert marker.encode() not in file_bytes(path)
+    assert path.with_name(path.name + "-wal").stat().st_size == 0
+    assert [await store.get("acme", event.id) for event in kept] == kept
+
+
+async def test_deleting_nothing_leaves_the_log_alone(path: Path, make_store: MakeStore) -> None:
+    store = make_store()
+    await store.save(stored_event(1))
+
+    assert await store.erase_subject_events(Subject("acme", "userId", "nobody")) == 0
+    assert path.with_name(path.name + "-wal").stat().st_size > 0
+
+
+async def test_a_reader_that_keeps_the_log_from_truncating_does_not_fail_the_erasure(
+    path: Path, make_store: MakeStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN another connection in the middle of a read (as another host process may be)
+    store = make_store()
+    await store.save_many([stored_event(1, userId="user-7"), stored_event(2, userId="user-8")])
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as reader:
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM events").fetchone()
+
+        # WHEN the user is erased
+        erased = await store.erase_subject_events(Subject("acme", "userId", "user-7"))
+        reader.execute("COMMIT")
+
+    # THEN the erasure stands, and the log that could not be truncated is named in a warning
+    assert erased == 1
+    assert await store.count_subject_events(Subject("acme", "userId", "user-7")) == 0
+    assert any("could not be truncated" in record.getMessage() for record in caplog.records)
+
+
+async def test_the_feed_goes_on_past_deleted_events(make_store: MakeStore) -> None:
+    # GIVEN a feed whose last and a middle event are deleted
+    store = make_store()
+    events = [stored_event(n, userId="user-7" if n in (2, 4) else "user-8") for n in range(1, 5)]
+    await store.save_many(events)
+    before = await read_feed(store)
+    assert await store.erase_subject_events(Subject("acme", "userId", "user-7")) == 2
+
+    # WHEN a new event is stored
+    await store.save(stored_event(5))
+
+    # THEN a reader from the start sees the others in order, and a reader that was past the
+    # deleted last event still finds the new one (a deleted number is never handed out again)
+    assert [change.event for change in await read_feed(store)] == [events[0], events[2], stored_event(5)]
+    [new] = await store.changes(before[-1].sequence, 10)
+    assert new.event == stored_event(5)
+    assert new.sequence > before[-1].sequence

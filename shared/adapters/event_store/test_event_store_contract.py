@@ -22,11 +22,13 @@ import pytest
 from aiohttp import web
 from azure.cosmos.aio import ContainerProxy, CosmosClient
 
+from shared.adapters.event_store import cosmos_subjects, embedded_event_store
 from shared.adapters.event_store.cosmos_container import EVENTS_CONTAINER, ensure_events_container
 from shared.adapters.event_store.cosmos_event_store import CLIENT_OPTIONS, CosmosEventStore, create_cosmos_event_store
 from shared.adapters.event_store.embedded_event_store import EmbeddedEventStore
+from shared.domain.privacy import Subject
 from shared.domain.stored_event import StoredEvent
-from shared.ports import EventStore, EventStoreError, StoredEventHistory
+from shared.ports import EventStore, EventStoreError, StoredEventHistory, SubjectEventStore
 from shared.settings import load_settings
 from tests.integration.azurite import free_port
 from tests.integration.cosmosdb_server import connection_string
@@ -476,3 +478,115 @@ async def test_history_counts_and_lists_events_by_commit_time(backend: Backend) 
     # AND a window that ends before the first commit sees none of them
     assert await history.hourly_counts(start, min(times)) == {}
     assert await history.stored_between(start, min(times)) == []
+
+
+# --- by data subject (export and erasure) -------------------------------------------------------
+
+
+def subject_store(backend: Backend) -> SubjectEventStore:
+    return cast(SubjectEventStore, backend.store)
+
+
+async def test_a_subjects_events_are_counted_exported_oldest_first_and_erased(backend: Backend) -> None:
+    # GIVEN user-7's events in acme, saved out of time order, with an offset and a fraction
+    # (as text "12:00:00Z" would sort after "12:00:00.500Z", and "13:30+02:00" after both)
+    mine = [
+        stored_event(1, timestamp="2025-03-01T12:00:00+00:00"),
+        stored_event(2, timestamp="2025-03-01T13:30:00+02:00"),  # 11:30 UTC: the oldest
+        stored_event(3, timestamp="2025-03-01T11:59:59.500000+00:00"),
+        stored_event(4, timestamp="2025-03-01T12:00:00.250000+00:00"),
+    ]
+    # AND the same user id in another tenant, another user, and an anonymous id in acme
+    others = [
+        stored_event(5, tenant="globex"),
+        stored_event(6, userId="user-8"),
+        stored_event(7, userId=None, anonymousId="user-7"),
+    ]
+    await backend.store.save_many([*mine, *others])
+    subject = Subject("acme", "userId", "user-7")
+    store = subject_store(backend)
+
+    # WHEN the subject is counted and exported
+    count = await store.count_subject_events(subject)
+    exported = [event async for event in store.subject_events(subject)]
+
+    # THEN only its events, by instant
+    assert count == 4
+    assert [event.id for event in exported] == [mine[n].id for n in (1, 2, 0, 3)]
+    assert exported[0] == mine[1]
+
+    # WHEN it is erased, twice
+    first = await store.erase_subject_events(subject)
+    second = await store.erase_subject_events(subject)
+
+    # THEN the first deleted its events, the second nothing; everyone else's are intact
+    assert (first, second) == (4, 0)
+    assert await store.count_subject_events(subject) == 0
+    assert [event async for event in store.subject_events(subject)] == []
+    for event in mine:
+        assert await backend.store.get("acme", event.id) is None
+    for event in others:
+        assert await backend.store.get(event.tenant_id, event.id) == event
+    assert await store.count_subject_events(Subject("globex", "userId", "user-7")) == 1
+    assert await store.count_subject_events(Subject("acme", "userId", "user-8")) == 1
+
+
+async def test_an_anonymous_id_is_its_own_subject(backend: Backend) -> None:
+    anonymous = stored_event(1, userId=None, anonymousId="anon-1")
+    identified = stored_event(2, userId="anon-1")  # a userId equal to it is someone else
+    await backend.store.save_many([anonymous, identified])
+    subject = Subject("acme", "anonymousId", "anon-1")
+    store = subject_store(backend)
+
+    assert await store.count_subject_events(subject) == 1
+    assert [event async for event in store.subject_events(subject)] == [anonymous]
+    assert await store.erase_subject_events(subject) == 1
+    assert await backend.store.get("acme", identified.id) == identified
+
+
+async def test_a_long_export_is_read_page_by_page_in_order(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Pages of 2: five events take three pages (and one equal timestamp spans a page boundary).
+    monkeypatch.setattr(embedded_event_store, "SUBJECT_PAGE_SIZE", 2)
+    monkeypatch.setattr(cosmos_subjects, "SUBJECT_PAGE_SIZE", 2)
+    events = [stored_event(n, timestamp=f"2025-03-01T12:00:{min(n, 3):02d}+00:00") for n in range(1, 6)]
+    await backend.store.save_many(list(reversed(events)))
+    subject = Subject("acme", "userId", "user-7")
+
+    exported = [event async for event in subject_store(backend).subject_events(subject)]
+
+    assert sorted(event.id for event in exported) == sorted(event.id for event in events)
+    assert [event.timestamp for event in exported] == sorted(event.timestamp for event in events)
+    # Pages of 2 erase the same five.
+    assert await subject_store(backend).erase_subject_events(subject) == 5
+
+
+async def test_delete_events_deletes_those_of_the_tenant_and_skips_absent_ids(backend: Backend) -> None:
+    event_id = str(uuid.UUID(int=1))
+    acme = [stored_event(1), stored_event(2), stored_event(3)]
+    globex = stored_event(1, tenant="globex")  # the same id in another tenant
+    await backend.store.save_many([*acme, globex])
+    store = subject_store(backend)
+
+    deleted = await store.delete_events("acme", [event_id, acme[1].id, str(uuid.uuid4()), event_id])
+
+    assert deleted == 2
+    assert await store.delete_events("acme", [event_id]) == 0
+    assert await store.delete_events("acme", []) == 0
+    assert await backend.store.get("acme", event_id) is None
+    assert await backend.store.get("acme", acme[1].id) is None
+    assert await backend.store.get("acme", acme[2].id) == acme[2]
+    assert await backend.store.get("globex", event_id) == globex
+
+
+async def test_a_subject_of_an_unreachable_store_is_a_store_error(unreachable_store: EventStore) -> None:
+    store = cast(SubjectEventStore, unreachable_store)
+    subject = Subject("acme", "userId", "user-7")
+
+    with pytest.raises(EventStoreError):
+        await store.count_subject_events(subject)
+    with pytest.raises(EventStoreError):
+        [event async for event in store.subject_events(subject)]
+    with pytest.raises(EventStoreError):
+        await store.erase_subject_events(subject)
+    with pytest.raises(EventStoreError):
+        await store.delete_events("acme", ["a"])
