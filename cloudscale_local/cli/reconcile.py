@@ -55,6 +55,8 @@ def reconcile(hours: int, settle_seconds: int, as_json: bool) -> None:
             f"re-sent {difference.resent}"
         )
     click.echo(f"re-sent {report.resent} event(s)" if report.resent else "analytics holds every stored event")
+    if report.suppressed:
+        click.echo(f"left out {report.suppressed} event(s) of erased subjects (never re-sent)")
 
 
 async def _reconcile(container: Container, start: datetime, end: datetime) -> ReconcileReport:
@@ -70,8 +72,15 @@ def _as_dict(report: ReconcileReport) -> dict[str, object]:
         "end": _text(report.end),
         "hoursChecked": report.hours_checked,
         "resent": report.resent,
+        "suppressed": report.suppressed,
         "differences": [
-            {"hour": _text(d.hour), "stored": d.stored, "inAnalytics": d.in_analytics, "resent": d.resent}
+            {
+                "hour": _text(d.hour),
+                "stored": d.stored,
+                "inAnalytics": d.in_analytics,
+                "resent": d.resent,
+                "suppressed": d.suppressed,
+            }
             for d in report.differences
         ],
     }

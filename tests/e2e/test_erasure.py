@@ -6,6 +6,7 @@ wait one cache period plus a second each), and the erasure timer fires every sec
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
@@ -21,11 +22,14 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from shared.bootstrap import Container
 from shared.domain.envelope import QueueMessage, event_message_id
+from shared.settings import load_settings
 from tests.e2e.conftest import REPO, LocalHost
 from tests.e2e.test_analytics_pipeline import analytics_rows
 from tests.e2e.test_ingest_api import new_ip, post
 from tests.e2e.test_process_pipeline import TRUSTED_LOOPBACK, accepted_ids, wait_for_stored, with_queue
+from tests.integration.test_erasure_runner import stored_event
 
 pytestmark = pytest.mark.e2e
 
@@ -253,3 +257,35 @@ def test_an_erasure_the_host_was_killed_in_is_finished_after_a_restart(host_fact
     assert finished["finishedAt"] is not None
     assert ERASED not in orjson.dumps(finished).decode()
     assert analytics_by_user(restarted) == {KEPT[0]: 2}
+
+
+def test_reconciliation_never_sends_an_erased_users_event_and_counts_it(host_factory: Callable[..., LocalHost]) -> None:
+    # GIVEN a host whose change feed is off, so analytics is filled by reconciliation alone
+    settings = {**FAST_ERASURES, "AzureWebJobs.events_to_analytics.Disabled": "true"}
+    host = host_factory(**settings)
+    with host.client() as client:
+        post_events(client, [event(ERASED, n=n) for n in range(2)])
+        [kept_id] = post_events(client, [event(KEPT[0])])
+    erased = cloudscale(host, settings, "erase", "--tenant", TENANT, "--user", ERASED)
+    assert erased.returncode == 0, erased.stdout + erased.stderr
+    # AND an event of the user stored after the erasure deleted the others (a delivery that was
+    # already past its check when the tombstone was written)
+    late = stored_event(100, user_id=ERASED)
+
+    async def store_late() -> None:
+        container = Container(load_settings({"CLOUDSCALE_DATA_DIR": str(host.data_dir)}))
+        try:
+            await container.event_store.save(late)
+        finally:
+            await container.close()
+
+    asyncio.run(store_late())
+
+    # WHEN reconciliation runs
+    reconciled = cloudscale(host, settings, "reconcile", "--settle-seconds", "0", "--json")
+
+    # THEN it sends the other user's event, leaves the erased user's out and counts it
+    assert reconciled.returncode == 0, reconciled.stderr
+    report = orjson.loads(reconciled.stdout)
+    assert (report["resent"], report["suppressed"]) == (1, 1)
+    assert [row[0] for row in analytics_rows(host, "SELECT EventId FROM events")] == [kept_id]

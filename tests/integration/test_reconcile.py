@@ -373,6 +373,7 @@ def test_the_reconcile_command_resends_what_analytics_lost(invoke: Invoke, data_
             "stored": stored_hours[hour],
             "inAnalytics": stored_hours[hour] - lost_hours[hour],
             "resent": lost_hours[hour],
+            "suppressed": 0,
         }
         for hour in sorted(lost_hours)
     ]
