@@ -24,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from shared.bootstrap import Container
 from shared.domain.envelope import QueueMessage, event_message_id
+from shared.domain.stored_event import StoredEvent
 from shared.settings import load_settings
 from tests.e2e.conftest import REPO, LocalHost
 from tests.e2e.test_analytics_pipeline import analytics_rows
@@ -271,15 +272,7 @@ def test_reconciliation_never_sends_an_erased_users_event_and_counts_it(host_fac
     # AND an event of the user stored after the erasure deleted the others (a delivery that was
     # already past its check when the tombstone was written)
     late = stored_event(100, user_id=ERASED)
-
-    async def store_late() -> None:
-        container = Container(load_settings({"CLOUDSCALE_DATA_DIR": str(host.data_dir)}))
-        try:
-            await container.event_store.save(late)
-        finally:
-            await container.close()
-
-    asyncio.run(store_late())
+    store_directly(host, late)
 
     # WHEN reconciliation runs
     reconciled = cloudscale(host, settings, "reconcile", "--settle-seconds", "0", "--json")
@@ -289,3 +282,37 @@ def test_reconciliation_never_sends_an_erased_users_event_and_counts_it(host_fac
     report = orjson.loads(reconciled.stdout)
     assert (report["resent"], report["suppressed"]) == (1, 1)
     assert [row[0] for row in analytics_rows(host, "SELECT EventId FROM events")] == [kept_id]
+
+
+def store_directly(host: LocalHost, stored: StoredEvent) -> None:
+    """Save an event in the host's event store from this process, as a delivery in flight would."""
+
+    async def save() -> None:
+        container = Container(load_settings({"CLOUDSCALE_DATA_DIR": str(host.data_dir)}))
+        try:
+            await container.event_store.save(stored)
+        finally:
+            await container.close()
+
+    asyncio.run(save())
+
+
+def test_the_change_feed_drops_and_deletes_an_erased_users_late_event(erasure_host: LocalHost) -> None:
+    # GIVEN an erased user
+    host = erasure_host
+    with host.client() as client:
+        post_events(client, [event(ERASED)])
+        erased = cloudscale(host, FAST_ERASURES, "erase", "--tenant", TENANT, "--user", ERASED)
+        assert erased.returncode == 0, erased.stdout + erased.stderr
+
+        # WHEN an event of theirs is stored after the erasure (a delivery that was past its check)
+        late = stored_event(101, user_id=ERASED)
+        store_directly(host, late)
+
+        # THEN the change feed leaves it out of analytics, deletes it from the store and counts it
+        wait_for(lambda: suppressed_total(client, "changefeed") >= 1, 20, "the change feed dropped it")
+        wait_for(
+            lambda: client.get(f"/api/events/{TENANT}/{late.event_id}").status_code == 404, 10, "the late event deleted"
+        )
+        assert suppressed_total(client, "changefeed") == 1
+        assert ERASED not in analytics_by_user(host)
