@@ -285,12 +285,16 @@ def test_the_app_timer_is_served_locally_unless_disabled() -> None:
     index = index_functions(function_app.app)
     settings = load_settings({})
 
-    [(served, schedule)], unserved = servable_timer_functions(index, settings, {}, embedded=True)
+    timers, unserved = servable_timer_functions(index, settings, {}, embedded=True)
     off, reasons = servable_timer_functions(index, settings, {f"AzureWebJobs.{NAME}.Disabled": "true"}, embedded=True)
 
-    assert (served.name, served.run_on_startup, served.use_monitor, str(schedule)) == (NAME, False, True, HOURLY)
+    served = {
+        function.name: (function.run_on_startup, function.use_monitor, str(schedule)) for function, schedule in timers
+    }
+    # The erasure timer's schedule is an app setting (%CLOUDSCALE_ERASURE_SCHEDULE%): its default when unset.
+    assert served == {NAME: (False, True, HOURLY), "privacy_erasures": (False, True, "0 */1 * * * *")}
     assert unserved == {}
-    assert off == []
+    assert [function.name for function, _ in off] == ["privacy_erasures"]
     assert reasons == {NAME: f"disabled by AzureWebJobs.{NAME}.Disabled"}
 
 
