@@ -30,15 +30,16 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+from privacy.errors import ErasureBusyError, ErasureError, ErasureNotFoundError, ErasureUnreadableError
+from privacy.lease import ErasureLease, held_by_another, hold_lease
 from shared.domain.privacy import ErasureRequest, ErasureStep, StepResult, Subject, Suppression
 from shared.ports import (
     AnalyticsEraser,
     DeadLetterBrowser,
-    ErasureConflictError,
     PortError,
     PrivacyStore,
     SubjectEventStore,
@@ -63,22 +64,6 @@ StepProgress = Callable[[ErasureStep, StepResult], None]
 
 DeadLetterEraser = Callable[[DeadLetterBrowser, Subject], Awaitable[tuple[int, int]]]
 """Drops a subject's dead letters from a browser: (found, removed)."""
-
-
-class ErasureError(Exception):
-    """An erasure cannot go on from here (not a dependency failure: those are `PortError`)."""
-
-
-class ErasureNotFoundError(ErasureError):
-    """No erasure has this id."""
-
-
-class ErasureBusyError(ErasureError):
-    """Another runner holds the erasure's lease (or took it over while this one ran): it finishes it."""
-
-
-class ErasureUnreadableError(ErasureError):
-    """The unfinished erasure's identifier cannot be opened (another deployment secret, or damaged)."""
 
 
 def new_erasure_id() -> str:
@@ -298,75 +283,7 @@ class ErasureRunner:
         return Subject(record.tenant_id, record.field, value)
 
     def _held_by_another(self, record: ErasureRequest) -> bool:
-        return (
-            record.lease_owner is not None
-            and record.lease_owner != self.owner
-            and record.lease_until is not None
-            and record.lease_until > self._clock()
-        )
+        return held_by_another(record, self.owner, self._clock())
 
-    @contextlib.asynccontextmanager
-    async def _leased(self, record: ErasureRequest) -> AsyncIterator[_Lease]:
-        if self._held_by_another(record):
-            raise ErasureBusyError(
-                f"erasure {record.id} is being run by {record.lease_owner} until "
-                f"{record.lease_until.isoformat() if record.lease_until else '?'}"
-            )
-        lease = _Lease(self, record)
-        await lease.save(replace(record, status="running"))
-        heartbeat = asyncio.create_task(lease.keep_alive())
-        try:
-            yield lease
-        except Exception:
-            heartbeat.cancel()
-            await lease.give_back()
-            raise
-        finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
-
-
-class _Lease:
-    """One runner's hold on one erasure record: every save renews it, and so does a heartbeat
-    while a long step (a settle wait, a large delete) runs."""
-
-    def __init__(self, runner: ErasureRunner, record: ErasureRequest) -> None:
-        self._runner = runner
-        self.record = record
-        self._saving = asyncio.Lock()
-
-    async def save(self, record: ErasureRequest, *, renew: bool = True) -> None:
-        async with self._saving:
-            await self._save(record, renew=renew)
-
-    async def _save(self, record: ErasureRequest, *, renew: bool) -> None:
-        runner = self._runner
-        if renew:
-            until = runner._clock() + timedelta(seconds=runner.lease_seconds)
-            record = replace(record, lease_owner=runner.owner, lease_until=until)
-        # The heartbeat may have saved since `record` was built from ours: same record, newer revision.
-        record = replace(record, revision=self.record.revision)
-        try:
-            self.record = await runner._store.replace_erasure(record)
-        except ErasureConflictError:
-            fresh = await runner._store.get_erasure(record.id)
-            owner = fresh.lease_owner if fresh is not None else None
-            raise ErasureBusyError(f"erasure {record.id} was taken over by {owner or 'another runner'}") from None
-
-    async def keep_alive(self) -> None:
-        """Renew the lease every third of its length until cancelled (a failed renewal is retried then)."""
-        while True:
-            await asyncio.sleep(self._runner.lease_seconds / 3)
-            try:
-                async with self._saving:
-                    # Read under the lock: a step's result saved meanwhile must not be overwritten.
-                    if self.record.status != "finished":
-                        await self._save(self.record, renew=True)
-            except (PortError, ErasureBusyError) as exc:
-                logger.warning("the lease on erasure %s could not be renewed: %s", self.record.id, exc)
-
-    async def give_back(self) -> None:
-        """Release the lease after a failure, so the next runner goes on at once (best effort)."""
-        with contextlib.suppress(PortError, ErasureBusyError):
-            await self.save(replace(self.record, lease_owner=None, lease_until=None), renew=False)
+    def _leased(self, record: ErasureRequest) -> contextlib.AbstractAsyncContextManager[ErasureLease]:
+        return hold_lease(self._store, record, self.owner, self.lease_seconds, self._clock)
