@@ -25,7 +25,7 @@ async def test_the_assembled_stages_drop_an_erased_users_events(tmp_path: Path) 
             {
                 "CLOUDSCALE_BACKEND": "embedded",
                 "CLOUDSCALE_DATA_DIR": str(tmp_path),
-                "CLOUDSCALE_CLIENT_KEY_SECRET": SECRET,
+                "CLOUDSCALE_SUBJECT_KEY_SECRET": SECRET,
             }
         )
     )
