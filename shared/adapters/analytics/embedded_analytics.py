@@ -19,10 +19,10 @@ Personal data: rows carry user ids, URLs and properties, so the file is opened w
 `PRAGMA secure_delete=ON` (a deleted row's bytes are overwritten with zeros, not left in the
 page's free space) and, after a delete that removed rows, the write-ahead log is checkpointed
 and truncated (`PRAGMA wal_checkpoint(TRUNCATE)`), because the log still holds the pages as
-they were before the delete. Erasing a data subject (`erase_subject_rows`) and retention (rows
-whose `StoredAt` is older than `retention_days`, Data Explorer's retention policy here) both
-delete this way. Retention is checked when the file is opened and then at most once an hour,
-on a write.
+they were before the delete (both in `shared.adapters.sqlite.secure_delete`). Erasing a data
+subject (`erase_subject_rows`) and retention (rows whose `StoredAt` is older than
+`retention_days`, Data Explorer's retention policy here) both delete this way. Retention is
+checked when the file is opened and then at most once an hour, on a write.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from typing import Any, Final, TypeVar
 
 import orjson
 
+from shared.adapters.sqlite.secure_delete import WalTruncation, enable_secure_delete
 from shared.adapters.sqlite.worker import SqliteWorker
 from shared.domain.analytics import ANALYTICS_COLUMNS, SUBJECT_COLUMNS, AnalyticsRow
 from shared.domain.privacy import Subject
@@ -55,11 +56,6 @@ ANALYTICS_FILE = "analytics.sqlite3"
 
 RETENTION_CHECK_SECONDS: Final = 3600.0
 """How often (at most) a write also deletes the rows retention has expired."""
-
-# Truncating the log waits for readers (`cloudscale query`) still on a snapshot from before the
-# delete. Each try waits this long (SQLite's busy handler) before the next.
-_CHECKPOINT_TRIES: Final = 4
-_CHECKPOINT_WAIT_MS: Final = 250
 
 _SQLITE_TYPES = {"string": "TEXT", "datetime": "TEXT", "bool": "INTEGER", "real": "REAL", "dynamic": "TEXT"}
 _COLUMN_NAMES = [name for name, _ in ANALYTICS_COLUMNS]
@@ -104,11 +100,8 @@ class EmbeddedAnalyticsStore:
         self._closed = False
         self._opening = asyncio.Lock()
         self._retention_checked_at: float | None = None
-        # Both touched on the worker's thread only (by its jobs and its after-commit hook):
-        # a job in the transaction being committed deleted rows, so truncate the log after it;
-        # the last truncation was blocked by a reader, so the next delete tries again.
-        self._truncate_after_commit = False
-        self._truncate_owed = False
+        # Worker thread only: a delete truncates the log after its commit, or owes it to the next.
+        self._wal_truncation = WalTruncation(path)
 
     async def write(self, rows: Sequence[AnalyticsRow]) -> None:
         if not rows:
@@ -199,7 +192,7 @@ class EmbeddedAnalyticsStore:
                     self.path,
                     _open_file,
                     name="embedded-analytics",
-                    after_commit=self._after_commit,
+                    after_commit=self._wal_truncation.after_commit,
                 )
             worker = self._worker
             if self._retention_checked_at is None and self.retention_days is not None:
@@ -228,48 +221,14 @@ class EmbeddedAnalyticsStore:
 
     def _delete(self, connection: sqlite3.Connection, statement: str, parameters: tuple[str, ...]) -> int:
         """Run a DELETE (worker thread); if it removed rows, truncate the log after the commit."""
-        removed = connection.execute(statement, parameters).rowcount
-        if removed or self._truncate_owed:
-            self._truncate_after_commit = True
-        return int(removed)
-
-    def _after_commit(self, connection: sqlite3.Connection) -> None:
-        """After a transaction that deleted rows: checkpoint and truncate the log (worker thread).
-
-        Outside any transaction, as a checkpoint must be. The log holds every page as it was
-        before the delete until it is truncated; a reader on an older snapshot keeps it from
-        being truncated, so this tries a few times, waiting for the reader, then gives up with
-        a warning and leaves the work to the next delete (never to every write: each try waits).
-        """
-        if not self._truncate_after_commit:
-            return
-        self._truncate_after_commit = False
-        patience = connection.execute("PRAGMA busy_timeout").fetchone()[0]
-        connection.execute(f"PRAGMA busy_timeout = {_CHECKPOINT_WAIT_MS}")
-        try:
-            for _ in range(_CHECKPOINT_TRIES):
-                try:
-                    busy = connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
-                except sqlite3.OperationalError:  # another connection is checkpointing
-                    busy = 1
-                if not busy:
-                    self._truncate_owed = False
-                    return
-        finally:
-            connection.execute(f"PRAGMA busy_timeout = {int(patience)}")
-        self._truncate_owed = True
-        logger.warning(
-            "embedded analytics: %s-wal could not be truncated after deleting rows (a reader is still open);"
-            " the deleted rows' old pages stay in it until the next delete truncates it",
-            self.path,
-        )
+        removed = int(connection.execute(statement, parameters).rowcount)
+        self._wal_truncation.deleted(removed)
+        return removed
 
 
 def _open_file(connection: sqlite3.Connection) -> None:
     """The worker's setup: deleted rows' bytes are overwritten (personal data), then the schema."""
-    # Per connection, and the build's default varies (Debian's SQLite has it on, python.org's
-    # does not): set, never assumed.
-    connection.execute("PRAGMA secure_delete=ON")
+    enable_secure_delete(connection)
     prepare_schema(connection)
 
 

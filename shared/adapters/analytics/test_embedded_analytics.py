@@ -11,7 +11,7 @@ import subprocess
 import sys
 import textwrap
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -59,18 +59,6 @@ def row(n: int, *, stored_at: datetime = HOUR_10 + timedelta(minutes=5), **chang
         }
     )
     return dataclasses.replace(to_analytics_row(event, stored_at), **changes)
-
-
-@pytest.fixture
-def path(tmp_path: Path) -> Path:
-    return tmp_path / "analytics.sqlite3"
-
-
-@pytest.fixture
-async def store(path: Path) -> AsyncIterator[EmbeddedAnalyticsStore]:
-    opened = EmbeddedAnalyticsStore(path, clock=ARRIVED.timestamp)
-    yield opened
-    await opened.close()
 
 
 def read_rows(path: Path, where: str = "1") -> list[dict[str, Any]]:

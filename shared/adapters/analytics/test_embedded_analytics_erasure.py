@@ -6,31 +6,19 @@ import contextlib
 import logging
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-import shared.adapters.analytics.embedded_analytics as embedded_analytics
+import shared.adapters.sqlite.secure_delete as secure_delete
 from shared.adapters.analytics.embedded_analytics import RETENTION_CHECK_SECONDS, EmbeddedAnalyticsStore
-from shared.adapters.analytics.test_embedded_analytics import ARRIVED, read_rows, row
+from shared.adapters.analytics.test_embedded_analytics import read_rows, row
 from shared.domain.privacy import Subject
 from shared.ports import AnalyticsErasure
 
 ALICE = Subject("acme", "userId", "user-1")
-
-
-@pytest.fixture
-def path(tmp_path: Path) -> Path:
-    return tmp_path / "analytics.sqlite3"
-
-
-@pytest.fixture
-async def store(path: Path) -> AsyncIterator[EmbeddedAnalyticsStore]:
-    opened = EmbeddedAnalyticsStore(path, clock=ARRIVED.timestamp)
-    yield opened
-    await opened.close()
 
 
 def keys(path: Path) -> set[tuple[str, str | None, str | None]]:
@@ -124,13 +112,13 @@ def reader_on_a_snapshot(path: Path) -> Iterator[None]:
 async def test_a_reader_blocking_the_log_truncation_is_logged_not_raised_and_the_next_erasure_truncates(
     store: EmbeddedAnalyticsStore, path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(embedded_analytics, "_CHECKPOINT_TRIES", 1)
-    monkeypatch.setattr(embedded_analytics, "_CHECKPOINT_WAIT_MS", 50)
+    monkeypatch.setattr(secure_delete, "CHECKPOINT_ATTEMPTS", 1)
+    monkeypatch.setattr(secure_delete, "CHECKPOINT_BUSY_MS", 50)
     marker = f"marker-{uuid.uuid4().hex}"
     await store.write([row(1, properties={"secret": marker}), row(2)])
 
     # WHEN user-1 is erased while a reader holds a snapshot from before
-    with reader_on_a_snapshot(path), caplog.at_level(logging.WARNING, logger=embedded_analytics.__name__):
+    with reader_on_a_snapshot(path), caplog.at_level(logging.WARNING, logger=secure_delete.__name__):
         erased = await store.erase_subject_rows(ALICE)
 
     # THEN the erasure succeeded, said why the log is not truncated yet, and the log still has the row

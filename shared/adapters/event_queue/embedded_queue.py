@@ -42,7 +42,7 @@ from shared.adapters.event_queue.dead_letter_table import (
 )
 from shared.adapters.event_queue.queue_integrity import check_queue_file, current_sequence, record_high_water
 from shared.adapters.event_queue.queue_schema import COLUMNS, SCHEMA, message_from_row
-from shared.adapters.sqlite.checkpoint import truncate_wal
+from shared.adapters.sqlite.secure_delete import enable_secure_delete, truncate_wal_file
 from shared.adapters.sqlite.worker import SqliteWorker
 from shared.domain.dead_letter_reasons import MAX_DELIVERY_COUNT_EXCEEDED
 from shared.domain.envelope import QueueMessage
@@ -101,7 +101,7 @@ class EmbeddedQueue:
         # Every delete (a completed message, a removed dead letter) overwrites the row with
         # zeros: bodies name people, and an erased person's must not stay readable in the
         # file's free space. `truncate_log` removes the copies left in the -wal file.
-        connection.execute("PRAGMA secure_delete=ON")
+        enable_secure_delete(connection)
         connection.executescript(SCHEMA)
         # Refuse a damaged file, or one that lost messages acknowledged before (queue_integrity).
         self._acknowledged = check_queue_file(connection, self.path)
@@ -268,17 +268,10 @@ class EmbeddedQueue:
         return await self._worker.run(lambda c: dead_letter_table.remove(c, sequence_numbers))
 
     async def truncate_log(self, *, busy_seconds: float = 1.0) -> bool:
-        """Copy the write-ahead log into the file and empty it (`truncate_wal`), so what was
-        deleted before has no copy left in the -wal file. False, and a warning logged, when
-        another connection kept it from finishing for a few times `busy_seconds`."""
-        truncated = await asyncio.to_thread(truncate_wal, self.path, busy_seconds=busy_seconds)
-        if not truncated:
-            logger.warning(
-                "could not empty the write-ahead log of %s (another process kept reading or writing it); "
-                "pages deleted before stay in its -wal file until the log is reused or emptied",
-                self.path,
-            )
-        return truncated
+        """Copy the write-ahead log into the file and empty it (`truncate_wal_file`), so what
+        was deleted before has no copy left in the -wal file. False, and a warning logged,
+        when another connection kept it from finishing for a few times `busy_seconds`."""
+        return await asyncio.to_thread(truncate_wal_file, self.path, busy_seconds=busy_seconds)
 
     async def depth(self) -> int:
         """Messages waiting or in flight (not dead-lettered)."""

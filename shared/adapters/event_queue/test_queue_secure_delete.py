@@ -7,10 +7,8 @@ the -wal file.
 
 from __future__ import annotations
 
-import sqlite3
 import uuid
 from collections.abc import Iterator
-from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -93,21 +91,3 @@ async def test_without_secure_delete_the_removed_bytes_would_stay(queue: Embedde
 
 async def test_the_queue_file_is_opened_with_secure_delete(queue: EmbeddedQueue) -> None:
     assert await queue._worker.run(lambda c: c.execute("PRAGMA secure_delete").fetchone()[0]) == 1
-
-
-async def test_truncating_the_log_waits_for_a_reader_and_then_reports_it_could_not(
-    queue: EmbeddedQueue, caplog: pytest.LogCaptureFixture
-) -> None:
-    await queue.send([carrying(b"m", size=10)])
-    with closing(sqlite3.connect(queue.path, isolation_level=None)) as reader:
-        # A reader holding a snapshot older than the log's end: the log cannot be emptied under it.
-        reader.execute("BEGIN")
-        reader.execute("SELECT count(*) FROM messages").fetchone()
-        await queue.send([carrying(b"n", size=10)])
-
-        assert await queue.truncate_log(busy_seconds=0.05) is False
-
-        reader.execute("COMMIT")
-    assert "could not empty the write-ahead log" in caplog.text
-    assert await queue.truncate_log() is True
-    assert queue.path.with_name(queue.path.name + "-wal").stat().st_size == 0

@@ -41,7 +41,7 @@ from typing import Any, TypeVar
 import orjson
 
 from shared.adapters.event_store.feed_ranges import DEFAULT_FEED_RANGES, feed_range_of, prepare_feed_ranges
-from shared.adapters.sqlite.secure_delete import enable_secure_delete, truncate_wal
+from shared.adapters.sqlite.secure_delete import WalTruncation, enable_secure_delete
 from shared.adapters.sqlite.worker import SqliteWorker
 from shared.domain.privacy import Subject
 from shared.domain.stored_event import StoredEvent
@@ -115,8 +115,8 @@ class EmbeddedEventStore:
         self._open_lock = threading.Lock()  # Not an asyncio.Lock: opening runs in a thread.
         self._closed = False
         self._change_listeners: list[Callable[[], None]] = []
-        # Set and read only in the writer thread: a committed deletion asks for a WAL truncation.
-        self._wal_truncation_due = False
+        # Writer thread only: a committed deletion truncates the WAL (or owes it to the next).
+        self._wal_truncation = WalTruncation(path)
 
     def on_change(self, listener: Callable[[], None]) -> None:
         """Call `listener` (in the writer's event loop) after a save stored a new event, so a
@@ -257,7 +257,7 @@ class EmbeddedEventStore:
 
         def erase(connection: sqlite3.Connection) -> int:
             deleted = connection.execute(f"DELETE FROM events WHERE {where}", parameters).rowcount
-            self._wal_truncation_due |= deleted > 0
+            self._wal_truncation.deleted(deleted)
             return deleted
 
         return await self._run("erase a subject's events", erase)
@@ -270,7 +270,7 @@ class EmbeddedEventStore:
             deleted = connection.executemany(
                 "DELETE FROM events WHERE tenant_id = ? AND event_id = ?", [(tenant_id, i) for i in unique]
             ).rowcount
-            self._wal_truncation_due |= deleted > 0
+            self._wal_truncation.deleted(deleted)
             return deleted
 
         return await self._run("delete events", delete) if unique else 0
@@ -316,9 +316,7 @@ class EmbeddedEventStore:
     def _after_commit(self, connection: sqlite3.Connection) -> None:
         # In the writer thread, outside any transaction (a checkpoint cannot run inside one),
         # before the erasing caller hears that its transaction committed.
-        if self._wal_truncation_due:
-            self._wal_truncation_due = False
-            truncate_wal(connection, self.path)
+        self._wal_truncation.after_commit(connection)
 
 
 def _subject_filter(subject: Subject) -> tuple[str, tuple[str, str, str]]:
