@@ -333,3 +333,17 @@ async def test_without_a_queue_file_there_are_no_dead_letters_to_erase(tmp_path:
         assert not (tmp_path / "queue.sqlite3").exists()
     finally:
         await container.close()
+
+
+async def test_an_erasure_recorded_to_run_here_is_not_taken_by_the_timer_in_between(container: Container) -> None:
+    # GIVEN an erasure that `cloudscale erase` recorded to run itself next
+    time = FakeTime()
+    request = await runner_for(container, time, "cli").request(ERASED, claim=True)
+
+    # WHEN the timer's runner comes by before the command started running it
+    taken = await runner_for(container, time, "timer").run_due(budget_seconds=30)
+
+    # THEN it leaves it, and the command runs it
+    assert taken == []
+    finished = await runner_for(container, time, "cli").run(request.id)
+    assert finished.status == "finished"
