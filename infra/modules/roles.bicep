@@ -7,9 +7,12 @@
 //   needs Manage rights: with Receiver alone the app falls back to incremental scaling (one
 //   instance at a time). Data Owner is the only built-in role with Manage; scoped to the
 //   queue, it manages nothing else. See docs/tradeoffs.md, "Roles, narrowest scope".
-// - events-poison queue: Data Sender only; the process stage parks messages there and never
-//   reads them back. Reading and replaying is a person's job (`cloudscale dlq`, run with their
-//   own login), granted to `deadLetterOperatorPrincipalId` when one is given.
+// - events-poison queue: Data Sender, for the process stage to park messages there, and Data
+//   Receiver for data-subject erasure alone: the `privacy_erasures` timer receives the parked
+//   messages and completes (deletes) an erased subject's, abandoning the others (docs/privacy.md).
+//   Replaying stays a person's job (`cloudscale dlq`, run with their own login), granted to
+//   `deadLetterOperatorPrincipalId` when one is given. The events queue's dead-letter queue is
+//   covered by Data Owner there.
 // - storage account: Storage Blob Data Owner for host storage (the host creates its own
 //   containers, so the account, not a container) and Storage Table Data Contributor for the
 //   rate-limit and tenants tables, which the app also creates if missing (an account-level operation) and
@@ -101,6 +104,17 @@ resource poisonSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   scope: poisonQueue
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', serviceBusDataSender)
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Receive on the poison queue: an erasure removes the erased subject's parked messages.
+resource poisonReceiver 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(poisonQueue.id, principalId, serviceBusDataReceiver)
+  scope: poisonQueue
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', serviceBusDataReceiver)
     principalId: principalId
     principalType: 'ServicePrincipal'
   }
