@@ -7,11 +7,12 @@ import uuid
 from typing import Any
 
 from azure.core.exceptions import HttpResponseError
+from azure.data.tables import TableClient as SyncTableClient
 from azure.data.tables.aio import TableClient
 
 from tests.integration.azurite import ACCOUNT, free_port
 
-__all__ = ["TableScopedRole", "fresh_table_name", "unreachable_table_client"]
+__all__ = ["TableScopedRole", "fresh_table_name", "table_scoped_client", "unreachable_table_client"]
 
 
 def fresh_table_name(prefix: str) -> str:
@@ -37,3 +38,10 @@ class TableScopedRole(TableClient):
         response = HttpResponseError("This request is not authorized to perform this operation using this permission.")
         response.status_code = 403
         raise response
+
+
+def table_scoped_client(connection_string: str, table_name: str) -> TableClient:
+    """A `TableScopedRole` client of `table_name`, which an administrator created first."""
+    with SyncTableClient.from_connection_string(connection_string, table_name=table_name) as admin:
+        admin.create_table()
+    return TableScopedRole.from_connection_string(connection_string, table_name=table_name)

@@ -19,7 +19,7 @@ from shared.adapters.rate_limit.test_rate_limit_contract import NOW, admit, read
 from shared.domain.ratelimit import BucketLimits, ClientDecision, ClientState, SlotWindow, admit_client
 from shared.ports import ContentionError, RateLimitStoreError
 from shared.settings import load_settings
-from tests.integration.table_clients import TableScopedRole, fresh_table_name, unreachable_table_client
+from tests.integration.table_clients import fresh_table_name, table_scoped_client, unreachable_table_client
 
 MakeStore = Callable[[], TableRateLimitStore]
 
@@ -240,9 +240,7 @@ async def test_clients_idle_past_the_bucket_refill_and_velocity_window_are_delet
 async def test_a_principal_allowed_on_the_table_only_uses_the_existing_table(
     azurite_table_connection_string: str, table_name: str
 ) -> None:
-    with SyncTableClient.from_connection_string(azurite_table_connection_string, table_name=table_name) as admin:
-        admin.create_table()
-    store = TableRateLimitStore(TableScopedRole.from_connection_string(azurite_table_connection_string, table_name))
+    store = TableRateLimitStore(table_scoped_client(azurite_table_connection_string, table_name))
     try:
         await store.check()
     finally:

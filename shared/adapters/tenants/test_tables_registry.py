@@ -21,7 +21,7 @@ from shared.adapters.tenants.tables_registry import (
 from shared.adapters.tenants.test_registry_contract import new_key, tenant
 from shared.ports import RegistryConflictError, TenantRegistryError
 from shared.settings import load_settings
-from tests.integration.table_clients import TableScopedRole, fresh_table_name, unreachable_table_client
+from tests.integration.table_clients import fresh_table_name, table_scoped_client, unreachable_table_client
 
 
 @pytest.fixture
@@ -163,10 +163,7 @@ async def test_an_unreachable_table_raises_the_port_error() -> None:
 async def test_a_principal_allowed_on_the_table_only_uses_the_existing_table(
     azurite_table_connection_string: str, table_name: str
 ) -> None:
-    with SyncTableClient.from_connection_string(azurite_table_connection_string, table_name=table_name) as admin:
-        admin.create_table()
-    client = TableScopedRole.from_connection_string(azurite_table_connection_string, table_name=table_name)
-    registry = TableTenantRegistry(client)
+    registry = TableTenantRegistry(table_scoped_client(azurite_table_connection_string, table_name))
     try:
         await registry.create_tenant(tenant())
         assert await registry.get_tenant("acme") == tenant()
