@@ -12,7 +12,6 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
@@ -39,6 +38,7 @@ from shared.domain.stored_event import StoredEvent
 from shared.suppression import SuppressionList
 from shared.telemetry import AnalyticsMetrics, ProcessMetrics
 from tests.integration.test_reconcile import stored_event
+from tests.metrics import Attributes, counter_values
 
 SECRET = b"k" * 32
 ERASED_AT = datetime(2026, 11, 27, 12, tzinfo=UTC)
@@ -127,16 +127,8 @@ class Stages:
         present = await self.analytics.event_keys(start, end)
         return sorted(e.user_id for e, _ in rows if (e.tenant_id, e.event_id) in present)  # type: ignore[type-var]
 
-    def counter(self, name: str) -> dict[tuple[tuple[str, Any], ...], float]:
-        data = self.reader.get_metrics_data()
-        found: dict[tuple[tuple[str, Any], ...], float] = {}
-        for resource in data.resource_metrics if data else []:
-            for scope in resource.scope_metrics:
-                for metric in scope.metrics:
-                    if metric.name == name:
-                        for point in metric.data.data_points:
-                            found[tuple(sorted((point.attributes or {}).items()))] = point.value  # type: ignore[union-attr]
-        return found
+    def counter(self, name: str) -> dict[Attributes, float]:
+        return counter_values(self.reader, name)
 
     def suppressed(self) -> dict[str, float]:
         return {dict(key)["stage"]: value for key, value in self.counter("cloudscale_events_suppressed_total").items()}

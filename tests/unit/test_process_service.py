@@ -21,6 +21,7 @@ from shared.domain.fraud_rules import default_rules
 from shared.domain.stored_event import StoredEvent
 from shared.ports import EventStoreError, PortError
 from shared.telemetry import ProcessMetrics
+from tests.metrics import Attributes, counter_values
 
 NOW = datetime(2026, 11, 24, 12, 0, 5, tzinfo=UTC)
 CLIENT_IP = "203.0.113.77"
@@ -92,16 +93,8 @@ class Harness:
             clock=lambda: NOW,
         )
 
-    def counter(self, name: str) -> dict[tuple[tuple[str, Any], ...], float]:
-        data = self.reader.get_metrics_data()
-        found: dict[tuple[tuple[str, Any], ...], float] = {}
-        for resource in data.resource_metrics if data else []:
-            for scope in resource.scope_metrics:
-                for metric in scope.metrics:
-                    if metric.name == name:
-                        for point in metric.data.data_points:
-                            found[tuple(sorted((point.attributes or {}).items()))] = point.value  # type: ignore[union-attr]
-        return found
+    def counter(self, name: str) -> dict[Attributes, float]:
+        return counter_values(self.reader, name)
 
 
 CLIENT = ClientKeyer(b"k" * 32).identify(CLIENT_IP)

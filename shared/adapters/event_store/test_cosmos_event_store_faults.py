@@ -6,7 +6,6 @@ Throttled erasures: 429 with `x-ms-retry-after-ms`, waited out within a budget.
 from __future__ import annotations
 
 import json
-import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from azure.cosmos.aio import CosmosClient
 from shared.adapters.event_store.cosmos_event_store import CLIENT_OPTIONS, CosmosEventStore
 from shared.domain.privacy import Subject
 from shared.ports import EventStoreError
+from tests.integration.scripted_cosmos import metadata_response, serve_gateway
 
 SUBJECT = Subject("acme", "userId", "user-7")
 
@@ -34,31 +34,10 @@ class Gateway:
     delete_requests: list[float] = field(default_factory=list)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        path = request.path.rstrip("/")
-        parts = path.split("/")[1:]
-        if path == "" and request.method == "GET":
-            location = [{"name": "Local", "databaseAccountEndpoint": self.url}]
-            return web.json_response(
-                {
-                    "id": "scripted",
-                    "_rid": "scripted",
-                    "_self": "",
-                    "_dbs": "//dbs/",
-                    "writableLocations": location,
-                    "readableLocations": location,
-                    "enableMultipleWriteLocations": False,
-                    "userConsistencyPolicy": {"defaultConsistencyLevel": "Session"},
-                }
-            )
-        if len(parts) == 4 and request.method == "GET":  # dbs/<db>/colls/<container>
-            return web.json_response(
-                {
-                    "id": parts[3],
-                    "_rid": "gAABAIAAAAE=",
-                    "_self": "dbs/gAABAA==/colls/gAABAIAAAAE=/",
-                    "partitionKey": {"paths": ["/tenantId"], "kind": "Hash", "version": 2},
-                }
-            )
+        metadata = metadata_response(request)
+        if metadata is not None:
+            return metadata
+        parts = request.path.rstrip("/").split("/")[1:]
         if len(parts) == 5 and request.method == "POST":  # a query on .../docs
             return await self._query(request)
         if len(parts) == 6 and request.method == "DELETE":  # .../docs/<id>
@@ -89,18 +68,9 @@ class Gateway:
 @pytest.fixture
 async def gateway() -> AsyncIterator[Gateway]:
     scripted = Gateway()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", scripted.handle)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    scripted.url = f"http://127.0.0.1:{listener.getsockname()[1]}/"
-    await web.SockSite(runner, listener).start()
-    try:
+    async with serve_gateway(scripted.handle) as url:
+        scripted.url = url
         yield scripted
-    finally:
-        await runner.cleanup()
 
 
 def store_on(gateway: Gateway, *, throttle_budget: float = 60.0) -> CosmosEventStore:

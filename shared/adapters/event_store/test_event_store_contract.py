@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import sqlite3
 import time
 import uuid
@@ -32,6 +31,7 @@ from shared.ports import EventStore, EventStoreError, StoredEventHistory, Subjec
 from shared.settings import load_settings
 from tests.integration.azurite import free_port
 from tests.integration.cosmosdb_server import connection_string
+from tests.integration.scripted_cosmos import metadata_response, serve_gateway
 
 DATABASE = "cloudscale-tests"
 
@@ -357,35 +357,12 @@ async def scripted_cosmos() -> AsyncIterator[ScriptedCosmos]:
     """Answers like a Cosmos DB gateway: account and container metadata, then 429 for every
     write (asking for 20 ms) and 503 for every read."""
     writes: list[float] = []
-    endpoint = ""
 
     async def handle(request: web.Request) -> web.Response:
-        path = request.path.rstrip("/")
-        parts = path.split("/")[1:]
-        if path == "" and request.method == "GET":
-            location = [{"name": "Local", "databaseAccountEndpoint": endpoint}]
-            return web.json_response(
-                {
-                    "id": "scripted",
-                    "_rid": "scripted",
-                    "_self": "",
-                    "_dbs": "//dbs/",
-                    "writableLocations": location,
-                    "readableLocations": location,
-                    "enableMultipleWriteLocations": False,
-                    "userConsistencyPolicy": {"defaultConsistencyLevel": "Session"},
-                }
-            )
-        if len(parts) == 4 and request.method == "GET":  # dbs/<db>/colls/<container>
-            return web.json_response(
-                {
-                    "id": parts[3],
-                    "_rid": "gAABAIAAAAE=",
-                    "_self": "dbs/gAABAA==/colls/gAABAIAAAAE=/",
-                    "partitionKey": {"paths": ["/tenantId"], "kind": "Hash", "version": 2},
-                }
-            )
-        if len(parts) == 5 and request.method == "POST":  # .../docs
+        metadata = metadata_response(request)
+        if metadata is not None:
+            return metadata
+        if len(request.path.rstrip("/").split("/")[1:]) == 5 and request.method == "POST":  # .../docs
             writes.append(time.monotonic())
             return web.json_response(
                 {"code": "TooManyRequests", "message": "Request rate is large.\r\nActivityId: 1"},
@@ -394,18 +371,8 @@ async def scripted_cosmos() -> AsyncIterator[ScriptedCosmos]:
             )
         return web.json_response({"code": "ServiceUnavailable", "message": "try later"}, status=503)
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    endpoint = f"http://127.0.0.1:{listener.getsockname()[1]}/"
-    await web.SockSite(runner, listener).start()
-    try:
-        yield ScriptedCosmos(endpoint, writes)
-    finally:
-        await runner.cleanup()
+    async with serve_gateway(handle) as url:
+        yield ScriptedCosmos(url, writes)
 
 
 @pytest.fixture

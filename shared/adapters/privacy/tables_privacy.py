@@ -21,7 +21,6 @@ Tables forbids in keys (/ \\ # ?).
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import secrets
 from collections.abc import AsyncIterator, Sequence
@@ -34,7 +33,6 @@ from azure.core import MatchConditions
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import (
     AzureError,
-    HttpResponseError,
     ResourceExistsError,
     ResourceModifiedError,
     ResourceNotFoundError,
@@ -43,6 +41,7 @@ from azure.data.tables import EdmType, EntityProperty, TableEntity, UpdateMode
 from azure.data.tables.aio import TableClient
 
 from shared.adapters.privacy.records import steps_from_json, steps_to_json
+from shared.adapters.tables import Table, table_client_from_settings
 from shared.domain.privacy import (
     SUBJECT_KEY_BYTES,
     ErasureRequest,
@@ -71,10 +70,8 @@ class TablePrivacyStore:
 
     def __init__(self, client: TableClient, *, credential: AsyncTokenCredential | None = None) -> None:
         """Wrap `client`; nothing connects until first use. `credential`: closed with the client, if given."""
+        self._table = Table(client, credential=credential)
         self._client = client
-        self._credential = credential
-        self._table_ready = False
-        self._table_lock = asyncio.Lock()
 
     async def subject_key(self) -> bytes:
         """The key kept in this table (its own row), created by the first caller; a racing
@@ -166,15 +163,13 @@ class TablePrivacyStore:
 
     async def close(self) -> None:
         """Close the table client and the credential, if owned."""
-        await self._client.close()
-        if self._credential is not None:
-            await self._credential.close()
+        await self._table.close()
 
     @asynccontextmanager
     async def _guard(self) -> AsyncIterator[None]:
         """Create the table on first use; SDK, transport and decoding errors become `PrivacyStoreError`."""
         try:
-            await self._ensure_table()
+            await self._table.ensure_exists()
             yield
         except PrivacyStoreError:
             raise
@@ -184,50 +179,15 @@ class TablePrivacyStore:
             # A damaged entity (hand-edited, or written by another version) is a store failure.
             raise PrivacyStoreError(f"privacy table {self._client.table_name!r}: unreadable entity: {exc}") from exc
 
-    async def _ensure_table(self) -> None:
-        if self._table_ready:
-            return
-        async with self._table_lock:
-            if self._table_ready:
-                return
-            try:
-                await self._client.create_table()
-            except ResourceExistsError:
-                pass
-            except HttpResponseError as exc:
-                # Creating a table is an account-level operation: a role granted on this table
-                # alone gets 403 although the table exists (as for the tenant registry).
-                if exc.status_code != 403:
-                    raise
-            self._table_ready = True
-
     async def _get(self, partition: str, row_key: str) -> TableEntity | None:
-        try:
-            return await self._client.get_entity(partition, row_key)
-        except ResourceNotFoundError:
-            return None
+        return await self._table.get(partition, row_key)
 
 
 def create_table_privacy_store(settings: Settings) -> TablePrivacyStore:
     """Build the store from settings, in the tenant registry's account: the identity-based
     endpoint if set, else the `AzureWebJobsStorage` connection string."""
-    endpoint = settings.rate_limit_table_endpoint
-    if endpoint:
-        # Imported here: azure.identity is only needed for identity-based access.
-        from azure.identity.aio import DefaultAzureCredential
-
-        credential = DefaultAzureCredential()
-        client = TableClient(endpoint, table_name=settings.privacy_table, credential=credential)
-        return TablePrivacyStore(client, credential=credential)
-    if not settings.webjobs_storage_connection_string:
-        raise ValueError(
-            "Set CLOUDSCALE_RATE_LIMIT_TABLE_ENDPOINT, AzureWebJobsStorage__tableServiceUri or AzureWebJobsStorage"
-        )
-    return TablePrivacyStore(
-        TableClient.from_connection_string(
-            settings.webjobs_storage_connection_string, table_name=settings.privacy_table
-        )
-    )
+    client, credential = table_client_from_settings(settings, settings.privacy_table)
+    return TablePrivacyStore(client, credential=credential)
 
 
 def _utc(value: datetime) -> datetime:

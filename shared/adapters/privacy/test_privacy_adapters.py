@@ -3,7 +3,6 @@ failures on both turned into `PrivacyStoreError`. The shared contract is in `tes
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -24,12 +23,12 @@ from shared.adapters.privacy.tables_privacy import (
 from shared.adapters.privacy.test_privacy_contract import erasure, tombstone
 from shared.ports import ErasureConflictError, PrivacyStoreError
 from shared.settings import load_settings
-from tests.integration.azurite import free_port
+from tests.integration.table_clients import fresh_table_name, unreachable_table_client
 
 
 @pytest.fixture
 def table_name() -> str:
-    return f"privacy{uuid.uuid4().hex[:16]}"
+    return fresh_table_name("privacy")
 
 
 class RivalBeforeEachUpdate(TableClient):
@@ -97,12 +96,7 @@ async def test_identity_based_store_connects_nothing_until_used() -> None:
 
 
 async def test_an_unreachable_table_raises_the_port_error() -> None:
-    port = free_port()  # nothing listens there
-    conn_str = (
-        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
-        f"TableEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"
-    )
-    store = TablePrivacyStore(TableClient.from_connection_string(conn_str, table_name="privacy", retry_total=0))
+    store = TablePrivacyStore(unreachable_table_client("privacy"))
     try:
         with pytest.raises(PrivacyStoreError) as read_error:
             await store.suppressions("acme")

@@ -7,7 +7,6 @@ app (or an operator's CLI beside them) would have.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -20,6 +19,7 @@ from shared.adapters.privacy.embedded_privacy import PRIVACY_FILE, EmbeddedPriva
 from shared.adapters.privacy.tables_privacy import TablePrivacyStore
 from shared.domain.privacy import ErasureRequest, StepResult, Suppression, subject_hash
 from shared.ports import ErasureConflictError, PrivacyStore, PrivacyStoreError
+from tests.integration.table_clients import fresh_table_name
 
 T0 = datetime(2026, 11, 27, 9, 30, 15, 123456, tzinfo=UTC)
 SECRET = b"s" * 32
@@ -32,7 +32,7 @@ async def make(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[
     built: list[PrivacyStore] = []
     if request.param == "tables":
         connection_string: str = request.getfixturevalue("azurite_table_connection_string")
-        table_name = f"privacy{uuid.uuid4().hex[:16]}"
+        table_name = fresh_table_name("privacy")
 
         def build() -> PrivacyStore:
             return TablePrivacyStore(TableClient.from_connection_string(connection_string, table_name=table_name))

@@ -42,6 +42,7 @@ from shared.adapters.rate_limit.table_entities import (
     peer_window,
     window_entity,
 )
+from shared.adapters.tables import Table, table_client_from_settings
 from shared.domain.ratelimit import ClientState, PeerWindow, SlotWindow
 from shared.ports import ContentionError, RateLimitStoreError
 from shared.settings import Settings
@@ -93,8 +94,8 @@ class TableRateLimitStore:
         """
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
+        self._table = Table(client, credential=credential)
         self._client = client
-        self._credential = credential
         self._max_attempts = max_attempts
         self._peer_retention = peer_retention_seconds
         self._prune_interval = prune_interval_seconds
@@ -104,8 +105,6 @@ class TableRateLimitStore:
         # the same moment on every instance: somewhere within the first interval.
         self._next_prune: float | None = None
         self._first_prune_after = first_prune_after_seconds
-        self._table_ready = False
-        self._table_lock = asyncio.Lock()
         self._queues: dict[str, list[_Pending]] = {}
         self._drains: set[asyncio.Task[None]] = set()
 
@@ -175,29 +174,16 @@ class TableRateLimitStore:
         for drain in self._drains:
             drain.cancel()
         await asyncio.gather(*self._drains, return_exceptions=True)
-        await self._client.close()
-        if self._credential is not None:
-            await self._credential.close()
+        await self._table.close()
 
     @asynccontextmanager
     async def _guard(self) -> AsyncIterator[None]:
         """Create the table on first use and turn SDK and transport errors into `RateLimitStoreError`."""
         try:
-            await self._ensure_table()
+            await self._table.ensure_exists()
             yield
         except AzureError as exc:
             raise RateLimitStoreError(f"rate-limit table {self._client.table_name!r}: {exc.message}") from exc
-
-    async def _ensure_table(self) -> None:
-        if self._table_ready:
-            return
-        async with self._table_lock:
-            if self._table_ready:
-                return
-            # Another instance (or the deployment) may have created it first.
-            with suppress(ResourceExistsError):
-                await self._client.create_table()
-            self._table_ready = True
 
     async def _drain(self, partition: str, queue: list[_Pending]) -> None:
         """Write the queued changes for one client, a batch per round trip, until none are left."""
@@ -242,10 +228,7 @@ class TableRateLimitStore:
         raise ContentionError(f"client state kept changing underneath us ({self._max_attempts} attempts)")
 
     async def _read_client(self, partition: str) -> TableEntity | None:
-        try:
-            return await self._client.get_entity(partition, STATE_ROW)
-        except ResourceNotFoundError:
-            return None
+        return await self._table.get(partition, STATE_ROW)
 
     async def _write_client(self, partition: str, state: ClientState, current: TableEntity | None) -> bool:
         """Write `state` if the entity is still `current`; False when another writer got there first."""
@@ -311,26 +294,9 @@ class TableRateLimitStore:
 
 def create_table_rate_limit_store(settings: Settings) -> TableRateLimitStore:
     """Build the store from settings: the identity-based endpoint if set, else the connection string."""
-
-    endpoint = settings.rate_limit_table_endpoint
-    if endpoint:
-        # Imported here: azure.identity is only needed for identity-based access.
-        from azure.identity.aio import DefaultAzureCredential
-
-        credential = DefaultAzureCredential()
-        client = TableClient(endpoint, table_name=settings.rate_limit_table, credential=credential)
-        return TableRateLimitStore(
-            client, credential=credential, client_idle_seconds=settings.rate_limit_client_idle_seconds
-        )
-    if not settings.webjobs_storage_connection_string:
-        raise ValueError(
-            "Set CLOUDSCALE_RATE_LIMIT_TABLE_ENDPOINT, AzureWebJobsStorage__tableServiceUri or AzureWebJobsStorage"
-        )
+    client, credential = table_client_from_settings(settings, settings.rate_limit_table)
     return TableRateLimitStore(
-        TableClient.from_connection_string(
-            settings.webjobs_storage_connection_string, table_name=settings.rate_limit_table
-        ),
-        client_idle_seconds=settings.rate_limit_client_idle_seconds,
+        client, credential=credential, client_idle_seconds=settings.rate_limit_client_idle_seconds
     )
 
 

@@ -9,7 +9,6 @@ idle clients on SQLite) is in `test_tables_rate_limit` and `test_embedded_rate_l
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from shared.adapters.rate_limit.embedded_rate_limit import EmbeddedRateLimitStor
 from shared.adapters.rate_limit.tables_rate_limit import TableRateLimitStore
 from shared.domain.ratelimit import BucketLimits, ClientDecision, ClientState, PeerWindow, SlotWindow, admit_client
 from shared.ports import RateLimitStore
+from tests.integration.table_clients import fresh_table_name
 
 MakeStore = Callable[[], RateLimitStore]
 
@@ -32,7 +32,7 @@ async def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
     stores: list[RateLimitStore] = []
     if request.param == "tables":
         connection_string: str = request.getfixturevalue("azurite_table_connection_string")
-        table_name = f"rl{uuid.uuid4().hex[:16]}"
+        table_name = fresh_table_name("rl")
 
         def build() -> RateLimitStore:
             return TableRateLimitStore(TableClient.from_connection_string(connection_string, table_name=table_name))

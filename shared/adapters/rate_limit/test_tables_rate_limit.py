@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -20,15 +19,14 @@ from shared.adapters.rate_limit.test_rate_limit_contract import NOW, admit, read
 from shared.domain.ratelimit import BucketLimits, ClientDecision, ClientState, SlotWindow, admit_client
 from shared.ports import ContentionError, RateLimitStoreError
 from shared.settings import load_settings
-from tests.integration.azurite import free_port
+from tests.integration.table_clients import fresh_table_name, table_scoped_client, unreachable_table_client
 
 MakeStore = Callable[[], TableRateLimitStore]
 
 
 @pytest.fixture
 def table_name() -> str:
-    """A fresh table per test, so tests share one emulator without sharing state."""
-    return f"rl{uuid.uuid4().hex[:16]}"
+    return fresh_table_name("rl")
 
 
 @pytest.fixture
@@ -202,13 +200,7 @@ async def test_identity_based_store_connects_nothing_until_used() -> None:
 
 
 async def test_an_unreachable_table_raises_the_port_error() -> None:
-    port = free_port()  # nothing listens there
-    conn_str = (
-        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
-        f"TableEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"
-    )
-    # No SDK-level retries, so the test does not wait out the default backoff.
-    store = TableRateLimitStore(TableClient.from_connection_string(conn_str, table_name="ratelimits", retry_total=0))
+    store = TableRateLimitStore(unreachable_table_client("ratelimits"))
     try:
         with pytest.raises(RateLimitStoreError) as update_error:
             await store.update_client("192.0.2.1", admit(BucketLimits(10, 1.0), NOW))
@@ -242,3 +234,14 @@ async def test_clients_idle_past_the_bucket_refill_and_velocity_window_are_delet
     async with TableClient.from_connection_string(azurite_table_connection_string, table_name=table_name) as raw:
         left = {entity["PartitionKey"] async for entity in raw.query_entities("RowKey eq 'state'")}
     assert left == {"client:active"}
+
+
+@pytest.mark.azurite
+async def test_a_principal_allowed_on_the_table_only_uses_the_existing_table(
+    azurite_table_connection_string: str, table_name: str
+) -> None:
+    store = TableRateLimitStore(table_scoped_client(azurite_table_connection_string, table_name))
+    try:
+        await store.check()
+    finally:
+        await store.close()

@@ -42,7 +42,6 @@ from azure.core import MatchConditions
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import (
     AzureError,
-    HttpResponseError,
     ResourceExistsError,
     ResourceModifiedError,
     ResourceNotFoundError,
@@ -50,6 +49,7 @@ from azure.core.exceptions import (
 from azure.data.tables import EdmType, EntityProperty, TableEntity, TableTransactionError, UpdateMode
 from azure.data.tables.aio import TableClient
 
+from shared.adapters.tables import Table, table_client_from_settings
 from shared.domain.write_keys import KeyKind, KeyStatus, Tenant, TenantStatus, WriteKey
 from shared.ports import RegistryConflictError, TenantRegistryError
 from shared.settings import Settings
@@ -90,11 +90,9 @@ class TableTenantRegistry:
         """
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
+        self._table = Table(client, credential=credential)
         self._client = client
-        self._credential = credential
         self._max_attempts = max_attempts
-        self._table_ready = False
-        self._table_lock = asyncio.Lock()
 
     async def create_tenant(self, tenant: Tenant) -> None:
         async with self._guard():
@@ -263,45 +261,21 @@ class TableTenantRegistry:
 
     async def close(self) -> None:
         """Close the table client and the credential, if owned."""
-        await self._client.close()
-        if self._credential is not None:
-            await self._credential.close()
+        await self._table.close()
 
     @asynccontextmanager
     async def _guard(self) -> AsyncIterator[None]:
         """Create the table on first use and turn SDK and transport errors into `TenantRegistryError`."""
         try:
-            await self._ensure_table()
+            await self._table.ensure_exists()
             yield
         except RegistryConflictError:
             raise
         except AzureError as exc:
             raise TenantRegistryError(f"tenant registry table {self._client.table_name!r}: {exc.message}") from exc
 
-    async def _ensure_table(self) -> None:
-        if self._table_ready:
-            return
-        async with self._table_lock:
-            if self._table_ready:
-                return
-            # Another instance, an operator's CLI or the deployment may have created it first.
-            try:
-                await self._client.create_table()
-            except ResourceExistsError:
-                pass
-            except HttpResponseError as exc:
-                # Creating a table is an account-level operation: an operator granted Storage
-                # Table Data Contributor on this table alone gets 403 here although the table
-                # exists. Go on; if it is missing, the first read or write says so.
-                if exc.status_code != 403:
-                    raise
-            self._table_ready = True
-
     async def _get(self, row_key: str) -> TableEntity | None:
-        try:
-            return await self._client.get_entity(REGISTRY_PARTITION, row_key)
-        except ResourceNotFoundError:
-            return None
+        return await self._table.get(REGISTRY_PARTITION, row_key)
 
     def _range(self, first: str, last: str) -> AsyncIterator[TableEntity]:
         return self._client.query_entities(
@@ -325,23 +299,8 @@ class TableTenantRegistry:
 def create_table_tenant_registry(settings: Settings) -> TableTenantRegistry:
     """Build the registry from settings, in the rate-limit table's account: the identity-based
     endpoint if set, else the `AzureWebJobsStorage` connection string."""
-    endpoint = settings.rate_limit_table_endpoint
-    if endpoint:
-        # Imported here: azure.identity is only needed for identity-based access.
-        from azure.identity.aio import DefaultAzureCredential
-
-        credential = DefaultAzureCredential()
-        client = TableClient(endpoint, table_name=settings.tenants_table, credential=credential)
-        return TableTenantRegistry(client, credential=credential)
-    if not settings.webjobs_storage_connection_string:
-        raise ValueError(
-            "Set CLOUDSCALE_RATE_LIMIT_TABLE_ENDPOINT, AzureWebJobsStorage__tableServiceUri or AzureWebJobsStorage"
-        )
-    return TableTenantRegistry(
-        TableClient.from_connection_string(
-            settings.webjobs_storage_connection_string, table_name=settings.tenants_table
-        )
-    )
+    client, credential = table_client_from_settings(settings, settings.tenants_table)
+    return TableTenantRegistry(client, credential=credential)
 
 
 def _int64(value: int) -> EntityProperty:

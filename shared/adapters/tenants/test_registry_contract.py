@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import closing
 from dataclasses import dataclass, replace
@@ -23,6 +22,7 @@ from shared.adapters.tenants.embedded_registry import REGISTRY_FILE, EmbeddedTen
 from shared.adapters.tenants.tables_registry import TableTenantRegistry
 from shared.domain.write_keys import IssuedKey, KeyKind, Tenant, issue_key
 from shared.ports import RegistryConflictError, TenantRegistry
+from tests.integration.table_clients import fresh_table_name
 
 T0 = datetime(2026, 11, 27, 9, 30, 15, 123456, tzinfo=UTC)
 
@@ -41,7 +41,7 @@ async def registries(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
     built: list[TenantRegistry] = []
     if request.param == "tables":
         connection_string: str = request.getfixturevalue("azurite_table_connection_string")
-        table_name = f"tenants{uuid.uuid4().hex[:16]}"
+        table_name = fresh_table_name("tenants")
 
         def build() -> TenantRegistry:
             return TableTenantRegistry(TableClient.from_connection_string(connection_string, table_name=table_name))

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from typing import Any, cast
 
 import pytest
-from azure.core.exceptions import HttpResponseError
 from azure.data.tables import TableClient as SyncTableClient
 from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
@@ -22,13 +21,12 @@ from shared.adapters.tenants.tables_registry import (
 from shared.adapters.tenants.test_registry_contract import new_key, tenant
 from shared.ports import RegistryConflictError, TenantRegistryError
 from shared.settings import load_settings
-from tests.integration.azurite import free_port
+from tests.integration.table_clients import fresh_table_name, table_scoped_client, unreachable_table_client
 
 
 @pytest.fixture
 def table_name() -> str:
-    """A fresh table per test, so tests share one emulator without sharing state."""
-    return f"tenants{uuid.uuid4().hex[:16]}"
+    return fresh_table_name("tenants")
 
 
 class RivalBeforeEachCommit(TableClient):
@@ -145,13 +143,7 @@ async def test_identity_based_registry_connects_nothing_until_used() -> None:
 
 
 async def test_an_unreachable_table_raises_the_port_error() -> None:
-    port = free_port()  # nothing listens there
-    conn_str = (
-        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
-        f"TableEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"
-    )
-    # No SDK-level retries, so the test does not wait out the default backoff.
-    registry = TableTenantRegistry(TableClient.from_connection_string(conn_str, table_name="tenants", retry_total=0))
+    registry = TableTenantRegistry(unreachable_table_client("tenants"))
     try:
         with pytest.raises(TenantRegistryError) as read_error:
             await registry.get_key("a" * 16)
@@ -167,24 +159,11 @@ async def test_an_unreachable_table_raises_the_port_error() -> None:
         assert error.__cause__ is not None  # the SDK error is chained, not leaked
 
 
-class TableScopedRole(TableClient):
-    """A client whose principal has Storage Table Data Contributor on the table only: creating
-    a table (an account-level operation) is refused with 403, as Azure refuses it."""
-
-    async def create_table(self, **kwargs: Any) -> Any:
-        response = HttpResponseError("This request is not authorized to perform this operation using this permission.")
-        response.status_code = 403
-        raise response
-
-
 @pytest.mark.azurite
 async def test_a_principal_allowed_on_the_table_only_uses_the_existing_table(
     azurite_table_connection_string: str, table_name: str
 ) -> None:
-    with SyncTableClient.from_connection_string(azurite_table_connection_string, table_name=table_name) as admin:
-        admin.create_table()
-    client = TableScopedRole.from_connection_string(azurite_table_connection_string, table_name=table_name)
-    registry = TableTenantRegistry(client)
+    registry = TableTenantRegistry(table_scoped_client(azurite_table_connection_string, table_name))
     try:
         await registry.create_tenant(tenant())
         assert await registry.get_tenant("acme") == tenant()
