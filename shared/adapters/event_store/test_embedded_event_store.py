@@ -568,3 +568,21 @@ async def test_the_feed_goes_on_past_deleted_events(make_store: MakeStore) -> No
     [new] = await store.changes(before[-1].sequence, 10)
     assert new.event == stored_event(5)
     assert new.sequence > before[-1].sequence
+
+
+async def test_an_identifier_with_a_nul_is_its_own_subject(make_store: MakeStore) -> None:
+    # GIVEN two users whose ids differ after a NUL (the API accepts any character in a userId)
+    store = make_store()
+    await store.save_many(
+        [stored_event(1, userId="u\x00x"), stored_event(2, userId="u"), stored_event(3, userId="é'\"\\/\n\u2028")]
+    )
+
+    # THEN each is counted, exported and erased alone: neither erasure touches the other's event
+    with_nul, plain = Subject("acme", "userId", "u\x00x"), Subject("acme", "userId", "u")
+    assert await store.count_subject_events(plain) == 1
+    assert [event.user_id async for event in store.subject_events(plain)] == ["u"]
+    assert [event.user_id async for event in store.subject_events(with_nul)] == ["u\x00x"]
+    assert await store.erase_subject_events(with_nul) == 1
+    assert await store.count_subject_events(plain) == 1
+    # and the JSON text comparison still finds ids JSON escapes
+    assert await store.erase_subject_events(Subject("acme", "userId", "é'\"\\/\n\u2028")) == 1
