@@ -39,6 +39,7 @@ from shared.domain.dead_letter_reasons import PROCESSING_FAILED
 from shared.domain.distinct_users import DistinctUsersTracker
 from shared.domain.envelope import Envelope, QueueMessage
 from shared.domain.fraud import FraudRuleSet
+from shared.domain.privacy import message_identifiers
 from shared.domain.scoring import score_event
 from shared.domain.stored_event import StoredEvent
 from shared.ports import DeadLetterSink, EventStore
@@ -141,6 +142,9 @@ class ProcessService:
                     envelope = decode_envelope(message.body)
                     stored_event = self.score(envelope, message)
                 except PoisonMessageError as poison:
+                    if await self._unreadable_suppressed(message.body):
+                        outcomes[position] = ProcessOutcome.SUPPRESSED
+                        continue
                     await self._park(message, poison)
                     outcomes[position] = ProcessOutcome.DEAD_LETTERED
                     continue
@@ -149,6 +153,9 @@ class ProcessService:
                     # delivery and spend its neighbours' deliveries with its own: park it
                     # alone (replayable once fixed) and let the batch go on.
                     logger.exception("processing message %s failed; parking it", message.message_id)
+                    if await self._unreadable_suppressed(message.body):
+                        outcomes[position] = ProcessOutcome.SUPPRESSED
+                        continue
                     await self._park(message, PoisonMessageError(PROCESSING_FAILED, f"{type(exc).__name__}: {exc}"))
                     outcomes[position] = ProcessOutcome.DEAD_LETTERED
                     continue
@@ -257,6 +264,24 @@ class ProcessService:
         if self._suppressions is None:
             return set()
         return {i for i, item in enumerate(pending) if await event_suppressed(self._suppressions, item.stored_event)}
+
+    async def _unreadable_suppressed(self, body: bytes) -> bool:
+        """Whether a message about to be parked is an erased subject's: then it is dropped instead,
+        since a dead letter would keep the erased subject's event. Raises `PrivacyStoreError`
+        (the batch is handed back, as for any store that is down)."""
+        identifiers = message_identifiers(body) if self._suppressions is not None else None
+        if self._suppressions is None or identifiers is None:
+            return False
+        tenant_id, user_id, anonymous_id, received_at = identifiers
+        if received_at is None or received_at.tzinfo is None:
+            # An unknown (or offset-less) receive time counts as before the erasure: erased data
+            # is never kept on a guess.
+            received_at = datetime.min.replace(tzinfo=UTC)
+        if not await self._suppressions.drops(tenant_id, user_id, anonymous_id, received_at):
+            return False
+        self._metrics.events_processed.add(1, {"outcome": ProcessOutcome.SUPPRESSED.value})
+        self._metrics.events_suppressed.add(1, {"stage": "process"})
+        return True
 
     def _count_retry(self, error: BaseException) -> None:
         self._metrics.processing_retries.add(1, {"error": type(error).__name__})

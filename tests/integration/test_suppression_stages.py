@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import orjson
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -30,7 +31,7 @@ from shared.adapters.event_queue.embedded_queue import EmbeddedQueue, LockedMess
 from shared.adapters.event_store.embedded_event_store import EmbeddedEventStore
 from shared.adapters.privacy.embedded_privacy import PRIVACY_FILE, EmbeddedPrivacyStore
 from shared.domain.client_identity import ClientKeyer
-from shared.domain.envelope import Envelope, to_queue_message
+from shared.domain.envelope import Envelope, QueueMessage, to_queue_message
 from shared.domain.events import Event
 from shared.domain.fraud_rules import default_rules
 from shared.domain.privacy import Suppression, SuppressionMode, subject_hash
@@ -195,6 +196,29 @@ async def test_a_replayed_dead_letter_of_an_erased_user_is_dropped(stages: Stage
     assert sorted(o.value for o in outcomes) == ["stored", "suppressed"]
     assert await stages.stored_users() == ["u-other"]
     assert await stages.queue.dead_letter_depth() == 0
+
+
+async def test_an_unreadable_message_of_an_erased_user_is_dropped_not_parked(stages: Stages) -> None:
+    # GIVEN messages the process stage cannot read (a newer ingest's schema version, written
+    # without an offset on its receive time): one of the erased user, one of another user
+    await stages.erase("u-erased")
+    bodies = []
+    for user in ("u-erased", "u-other"):
+        raw = orjson.loads(envelope(user).to_json())
+        raw["schemaVersion"] = 99
+        raw["receivedAt"] = "2026-11-27T13:00:00"
+        bodies.append(QueueMessage(message_id=str(uuid.uuid4()), body=orjson.dumps(raw)))
+    await stages.queue.send(bodies)
+
+    # WHEN they are processed
+    outcomes = await stages.process(await stages.receive())
+
+    # THEN the erased user's is dropped (no dead letter keeps the erased user's event) and the
+    # other one is parked as before
+    assert outcomes == [ProcessOutcome.SUPPRESSED, ProcessOutcome.DEAD_LETTERED]
+    dead_letters = await EmbeddedDeadLetterBrowser(stages.queue).list(10)
+    assert [b"u-other" in d.body for d in dead_letters] == [True]
+    assert stages.suppressed() == {"process": 1}
 
 
 async def test_delete_mode_drops_an_event_received_before_the_erasure_and_keeps_a_later_one(stages: Stages) -> None:

@@ -15,7 +15,7 @@ for it):
   `EventStoreError`.
 
 Erasing a subject (`SubjectEventStore`) deletes document by document, waiting out 429s by
-their hint for up to `THROTTLE_BUDGET_SECONDS` in all; its queries are in `cosmos_subjects`.
+their hint for up to `THROTTLE_BUDGET_SECONDS` without progress; its queries are in `cosmos_subjects`.
 The module is longer than most because the store's three roles (save and read, history by
 commit time, by subject) share one client, its lifecycle and its error mapping.
 """
@@ -26,7 +26,6 @@ import asyncio
 import functools
 import json
 import math
-import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime, timedelta
@@ -39,6 +38,7 @@ from azure.cosmos.exceptions import CosmosHttpResponseError, CosmosResourceExist
 
 from shared.adapters.event_store import cosmos_subjects
 from shared.adapters.event_store.cosmos_subjects import (
+    ThrottleBudget,
     first_ids,
     instant,
     retry_after_seconds,
@@ -75,8 +75,8 @@ DELETE_CONCURRENCY: Final = 16
 """Concurrent `delete_item` requests of one erasure page."""
 
 THROTTLE_BUDGET_SECONDS: Final = 60.0
-"""How long an erasure waits out throttling (429s, each for its retry-after hint) in all before
-it fails with `EventStoreError` (and is run again later: deleting is idempotent)."""
+"""How long an erasure waits out throttling (429s, each for its retry-after hint) without any
+request succeeding before it fails with `EventStoreError` (and is run again later: deleting is idempotent)."""
 
 _THROTTLED = 429
 
@@ -98,7 +98,7 @@ class CosmosEventStore:
         `connect` builds the process's one `CosmosClient`; it is called on first use (inside
         the event loop that uses it), and again only if connecting failed.
         `credential`: closed together with the client, if given. `throttle_budget`: seconds an
-        erasure waits out throttling in all (`THROTTLE_BUDGET_SECONDS`).
+        erasure waits out throttling without progress (`THROTTLE_BUDGET_SECONDS`).
         """
         self.database = database
         self.container = container
@@ -243,11 +243,11 @@ class CosmosEventStore:
         erasure run again finds only what is left.
         """
         deleted = 0
-        deadline = time.monotonic() + self._throttle_budget
+        budget = ThrottleBudget(self._throttle_budget)
         while True:
             async with self._guard("list a subject's events") as container:
-                ids = await wait_out_throttling(deadline, functools.partial(first_ids, container, subject))
-            removed = await self._delete_ids(subject.tenant_id, ids, deadline) if ids else 0
+                ids = await wait_out_throttling(budget, functools.partial(first_ids, container, subject))
+            removed = await self._delete_ids(subject.tenant_id, ids, budget) if ids else 0
             deleted += removed
             if not removed:
                 # Nothing listed, or everything listed was gone already (a query that lags its
@@ -257,18 +257,16 @@ class CosmosEventStore:
     async def delete_events(self, tenant_id: str, event_ids: Sequence[str]) -> int:
         """Delete each of these documents in the tenant's partition; a missing one counts 0."""
         unique = sorted(set(event_ids))
-        return await self._delete_ids(tenant_id, unique, time.monotonic() + self._throttle_budget) if unique else 0
+        return await self._delete_ids(tenant_id, unique, ThrottleBudget(self._throttle_budget)) if unique else 0
 
-    async def _delete_ids(self, tenant_id: str, ids: Sequence[str], deadline: float) -> int:
+    async def _delete_ids(self, tenant_id: str, ids: Sequence[str], budget: ThrottleBudget) -> int:
         """Delete documents by id, at most `DELETE_CONCURRENCY` at a time; how many were there."""
         limit = asyncio.Semaphore(DELETE_CONCURRENCY)
 
         async def delete_one(event_id: str) -> bool:
             async with limit, self._guard("delete an event") as container:
                 try:
-                    await wait_out_throttling(
-                        deadline, lambda: container.delete_item(event_id, partition_key=tenant_id)
-                    )
+                    await wait_out_throttling(budget, lambda: container.delete_item(event_id, partition_key=tenant_id))
                 except CosmosResourceNotFoundError:
                     return False  # already gone: a rerun, or the TTL
                 return True

@@ -20,6 +20,7 @@ from shared.domain.privacy import Subject
 
 __all__ = [
     "SUBJECT_PAGE_SIZE",
+    "ThrottleBudget",
     "first_ids",
     "instant",
     "retry_after_seconds",
@@ -39,22 +40,37 @@ _THROTTLED = 429
 _RETRY_AFTER_MS_HEADER = "x-ms-retry-after-ms"
 
 
-async def wait_out_throttling(deadline: float, call: Callable[[], Awaitable[T]]) -> T:
-    """`call()`, waiting out 429s with the service's hint until `deadline` (monotonic), then raising.
+class ThrottleBudget:
+    """How long an erasure may go on being throttled without progress: renewed by every call
+    that succeeds, so a long erasure is bounded by its stalls, not by its length."""
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+        self.deadline = time.monotonic() + seconds
+
+    def renew(self) -> None:
+        self.deadline = time.monotonic() + self._seconds
+
+
+async def wait_out_throttling(budget: ThrottleBudget, call: Callable[[], Awaitable[T]]) -> T:
+    """`call()`, waiting out 429s with the service's hint until the budget runs out (monotonic), then raising.
 
     The SDK retries a 429 a few times first (`CLIENT_OPTIONS`); an erasure, unlike a save,
-    has no caller to back off for it, so it keeps going for the whole budget.
+    has no caller to back off for it, so it keeps going as long as it makes progress.
     """
     while True:
         try:
-            return await call()
+            result = await call()
         except CosmosHttpResponseError as exc:
             if exc.status_code != _THROTTLED:
                 raise
             pause = retry_after_seconds(exc) or _DEFAULT_THROTTLE_PAUSE
-            if time.monotonic() + pause > deadline:
+            if time.monotonic() + pause > budget.deadline:
                 raise
             await asyncio.sleep(pause)
+        else:
+            budget.renew()
+            return result
 
 
 def retry_after_seconds(exc: CosmosHttpResponseError) -> float | None:

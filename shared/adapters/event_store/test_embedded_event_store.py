@@ -523,10 +523,36 @@ async def test_erased_events_are_gone_from_the_file_and_its_log(path: Path, make
     assert [await store.get("acme", event.id) for event in kept] == kept
 
 
+async def test_a_truncation_lost_with_a_killed_process_is_made_by_the_next_erasure(
+    path: Path, make_store: MakeStore
+) -> None:
+    # GIVEN an erased event whose delete committed but whose log truncation never ran (the
+    # erasing process was killed in between): the row as it was is still in the log
+    marker = f"marker-{uuid.uuid4().hex}"
+    store = make_store()
+    erased = stored_event(1, userId="user-7", properties={"note": marker})
+    kept = [stored_event(n, userId="user-8", properties={"note": f"kept-{n}"}) for n in range(2, 40)]
+    await store.save_many([*kept[:20], erased, *kept[20:]])
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as killed:
+        killed.execute("PRAGMA secure_delete=ON")
+        killed.execute("DELETE FROM events WHERE event_id = ?", (erased.id,))
+        assert marker.encode() in file_bytes(path)
+
+        # WHEN the erasure runs again after a restart (a new store on the file), finding nothing
+        rerun = make_store()
+        assert await rerun.erase_subject_events(Subject("acme", "userId", "user-7")) == 0
+
+    # THEN the log is truncated all the same: the old row is gone from the files
+    assert marker.encode() not in file_bytes(path)
+
+
 async def test_deleting_nothing_leaves_the_log_alone(path: Path, make_store: MakeStore) -> None:
     store = make_store()
+    # The store's first delete truncates whatever a killed predecessor may have left; after it,
+    await store.erase_subject_events(Subject("acme", "userId", "nobody"))
     await store.save(stored_event(1))
 
+    # a delete of nothing leaves the log alone
     assert await store.erase_subject_events(Subject("acme", "userId", "nobody")) == 0
     assert path.with_name(path.name + "-wal").stat().st_size > 0
 
@@ -568,3 +594,21 @@ async def test_the_feed_goes_on_past_deleted_events(make_store: MakeStore) -> No
     [new] = await store.changes(before[-1].sequence, 10)
     assert new.event == stored_event(5)
     assert new.sequence > before[-1].sequence
+
+
+async def test_an_identifier_with_a_nul_is_its_own_subject(make_store: MakeStore) -> None:
+    # GIVEN two users whose ids differ after a NUL (the API accepts any character in a userId)
+    store = make_store()
+    await store.save_many(
+        [stored_event(1, userId="u\x00x"), stored_event(2, userId="u"), stored_event(3, userId="é'\"\\/\n\u2028")]
+    )
+
+    # THEN each is counted, exported and erased alone: neither erasure touches the other's event
+    with_nul, plain = Subject("acme", "userId", "u\x00x"), Subject("acme", "userId", "u")
+    assert await store.count_subject_events(plain) == 1
+    assert [event.user_id async for event in store.subject_events(plain)] == ["u"]
+    assert [event.user_id async for event in store.subject_events(with_nul)] == ["u\x00x"]
+    assert await store.erase_subject_events(with_nul) == 1
+    assert await store.count_subject_events(plain) == 1
+    # and the JSON text comparison still finds ids JSON escapes
+    assert await store.erase_subject_events(Subject("acme", "userId", "é'\"\\/\n\u2028")) == 1

@@ -103,14 +103,17 @@ class WalTruncation:
     Touched on the writer thread only: `deleted` by the jobs of a transaction, `after_commit`
     by the worker's after-commit hook. A truncation blocked by a reader stays owed, and the
     next delete (even one that removes nothing) tries again, never every write (each attempt
-    waits for the reader).
+    waits for the reader). A new one owes a truncation: a killed predecessor may have left one.
     """
 
     def __init__(self, path: Path) -> None:
         """For the SQLite file at `path` (named in the warning)."""
         self.path = path
         self._due = False
-        self._owed = False
+        # Owed from the start: a process killed between a delete's commit and its truncation
+        # left the deleted rows in the log, and nothing else says so; the first delete of this
+        # one (an erasure run again finds nothing, yet comes here) truncates it.
+        self._owed = True
 
     def deleted(self, rows: int) -> None:
         """A job of the current transaction deleted `rows` rows: truncate after its commit."""
