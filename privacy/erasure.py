@@ -176,10 +176,13 @@ class ErasureRunner:
                 await lease.save(lease.record.with_step(step, result))
                 if on_progress is not None:
                     on_progress(step, result)
+            finished_at = self._clock()
+            if not lease.record.suppress:
+                await self._accept_from(lease.record, finished_at)
             finished = replace(
                 lease.record,
                 status="finished",
-                finished_at=self._clock(),
+                finished_at=finished_at,
                 sealed_subject=None,
                 lease_owner=None,
                 lease_until=None,
@@ -241,20 +244,35 @@ class ErasureRunner:
         return await self._verify(subject)
 
     async def _suppress(self, record: ErasureRequest) -> StepResult:
-        # erased_at is when the erasure was asked for: in delete-only mode, what the subject
-        # sends from then on is kept, everything before is dropped.
+        # Suppress mode in either case while the erasure runs: the stores' deletes take every
+        # event of the subject, whenever received, so nothing received meanwhile may be kept
+        # either. A delete-only erasure turns the tombstone into a delete one when it finishes.
         await self._store.save_suppression(
             Suppression(
                 tenant_id=record.tenant_id,
                 subject_hash=record.subject_hash,
                 field=record.field,
                 erased_at=record.created_at,
-                mode="suppress" if record.suppress else "delete",
+                mode="suppress",
             )
         )
         self._suppressions.forget(record.tenant_id)
-        mode = "later events suppressed" if record.suppress else "delete only: later events accepted"
+        mode = "later events suppressed" if record.suppress else "delete only: events accepted again once finished"
         return StepResult(done=True, detail=f"tombstone written ({mode})")
+
+    async def _accept_from(self, record: ErasureRequest, finished_at: datetime) -> None:
+        """Delete only: from `finished_at` on, the subject's new events are accepted; what was
+        received before (all of it erased by now) stays dropped."""
+        await self._store.save_suppression(
+            Suppression(
+                tenant_id=record.tenant_id,
+                subject_hash=record.subject_hash,
+                field=record.field,
+                erased_at=finished_at,
+                mode="delete",
+            )
+        )
+        self._suppressions.forget(record.tenant_id)
 
     async def _verify(self, subject: Subject) -> StepResult:
         # One more cache period: a delivery that checked the tombstones just before they

@@ -104,8 +104,12 @@ class Suppression:
         return self.mode == "suppress" or received_at < self.erased_at
 
     def lifted(self, at: datetime) -> Suppression:
-        """This tombstone with later events accepted again (what was erased stays dropped)."""
-        return replace(self, mode="delete", lifted_at=self.lifted_at or at)
+        """This tombstone with events received from `at` on accepted again: what was erased, and
+        whatever was received while the subject was suppressed, stays dropped. A tombstone that
+        accepts new events already is returned unchanged."""
+        if self.mode == "delete":
+            return self
+        return replace(self, mode="delete", lifted_at=at, erased_at=max(self.erased_at, at))
 
 
 @dataclass(frozen=True, slots=True)

@@ -299,16 +299,33 @@ async def test_a_runner_whose_lease_was_taken_over_stops_at_its_next_save(contai
     assert (await container.event_store.count_subject_events(ERASED)) == 3
 
 
-async def test_delete_only_writes_a_delete_tombstone(container: Container) -> None:
-    runner = runner_for(container, FakeTime(), "runner-a")
-    request = await runner.request(ERASED, suppress=False)
+async def test_delete_only_suppresses_while_it_runs_and_accepts_what_comes_after_it_finished(
+    container: Container,
+) -> None:
+    # GIVEN a delete-only erasure whose runner dies in the settle wait
+    time = FakeTime(crash_on_wait=1)
+    request = await runner_for(container, time, "runner-dies").request(ERASED, suppress=False)
+    with pytest.raises(Crash):
+        await runner_for(container, time, "runner-dies").run(request.id)
 
-    finished = await runner.run(request.id)
+    # THEN while it runs, the subject's events are dropped whenever received: the stores' deletes
+    # take every event of the subject, so nothing received meanwhile may be kept either
+    running = await container.privacy_store.get_suppression(TENANT, request.subject_hash)
+    assert running is not None
+    assert running.drops(time.now + timedelta(seconds=5))
 
+    # WHEN it is finished
+    time.crash_on_wait = None
+    time.now += timedelta(seconds=LEASE_SECONDS + 1)
+    [finished] = await runner_for(container, time, "timer").run_due(budget_seconds=30)
+
+    # THEN the tombstone drops what was received before the erasure finished, and only that
     suppression = await container.privacy_store.get_suppression(TENANT, request.subject_hash)
     assert suppression is not None
     assert suppression.mode == "delete"
-    assert suppression.erased_at == request.created_at
+    assert finished.finished_at is not None
+    assert suppression.drops(finished.finished_at - timedelta(microseconds=1))
+    assert not suppression.drops(finished.finished_at)
     assert finished.to_status()["mode"] == "delete"
     assert await remaining(container, ERASED) == (0, 0, 0)
 
