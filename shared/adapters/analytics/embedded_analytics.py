@@ -39,7 +39,7 @@ from typing import Any, Final, TypeVar
 import orjson
 
 from shared.adapters.sqlite.secure_delete import WalTruncation, enable_secure_delete
-from shared.adapters.sqlite.worker import SqliteWorker
+from shared.adapters.sqlite.worker import LazySqliteWorker
 from shared.domain.analytics import ANALYTICS_COLUMNS, SUBJECT_COLUMNS, AnalyticsRow
 from shared.domain.privacy import Subject
 from shared.ports import AnalyticsErasure, AnalyticsSinkError
@@ -96,12 +96,13 @@ class EmbeddedAnalyticsStore:
         self.path = path
         self.retention_days = retention_days
         self._clock = clock
-        self._worker: SqliteWorker | None = None
-        self._closed = False
-        self._opening = asyncio.Lock()
-        self._retention_checked_at: float | None = None
         # Worker thread only: a delete truncates the log after its commit, or owes it to the next.
         self._wal_truncation = WalTruncation(path)
+        self._file = LazySqliteWorker(
+            path, _open_file, name="embedded-analytics", after_commit=self._wal_truncation.after_commit
+        )
+        self._opening = asyncio.Lock()
+        self._retention_checked_at: float | None = None
 
     async def write(self, rows: Sequence[AnalyticsRow]) -> None:
         if not rows:
@@ -169,37 +170,26 @@ class EmbeddedAnalyticsStore:
 
     async def close(self) -> None:
         """Finish pending writes and close the file. Later calls raise `AnalyticsSinkError`."""
-        self._closed = True
-        if self._worker is not None:
-            worker, self._worker = self._worker, None
-            # Joining the writer thread may wait for a transaction; keep the event loop free.
-            await asyncio.to_thread(worker.close)
+        await self._file.close()
 
     async def _run(self, action: str, fn: Callable[[sqlite3.Connection], T]) -> T:
-        if self._closed:
+        if self._file.closed:
             raise AnalyticsSinkError(f"the embedded analytics store {self.path} is closed")
         try:
-            return await (await self._opened()).run(fn)
+            await self._expire_on_open()
+            return await self._file.run(fn)
         except (sqlite3.Error, OSError) as exc:
             raise AnalyticsSinkError(f"could not {action} the embedded analytics store {self.path}: {exc}") from exc
 
-    async def _opened(self) -> SqliteWorker:
+    async def _expire_on_open(self) -> None:
+        """On the first call: delete the rows retention has expired since the file was last open."""
+        if self._retention_checked_at is not None or self.retention_days is None:
+            return
         async with self._opening:
-            if self._worker is None:
-                # Opening creates the file and its schema: off the event loop.
-                self._worker = await asyncio.to_thread(
-                    SqliteWorker,
-                    self.path,
-                    _open_file,
-                    name="embedded-analytics",
-                    after_commit=self._wal_truncation.after_commit,
-                )
-            worker = self._worker
-            if self._retention_checked_at is None and self.retention_days is not None:
+            if self._retention_checked_at is None:
                 now = self._clock()
-                await worker.run(lambda connection: self._expire(connection, now))
+                await self._file.run(lambda connection: self._expire(connection, now))
                 self._retention_checked_at = now
-            return worker
 
     def _retention_due(self, now: float) -> bool:
         """Whether this write also expires old rows (and, if so, the next hour's writes do not)."""

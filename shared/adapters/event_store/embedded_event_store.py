@@ -28,9 +28,7 @@ like an unreachable Cosmos DB account.
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -42,7 +40,7 @@ import orjson
 
 from shared.adapters.event_store.feed_ranges import DEFAULT_FEED_RANGES, feed_range_of, prepare_feed_ranges
 from shared.adapters.sqlite.secure_delete import WalTruncation, enable_secure_delete
-from shared.adapters.sqlite.worker import SqliteWorker
+from shared.adapters.sqlite.worker import LazySqliteWorker
 from shared.domain.privacy import Subject
 from shared.domain.stored_event import StoredEvent
 from shared.ports import EventStoreError
@@ -111,9 +109,7 @@ class EmbeddedEventStore:
         self._clock = clock
         self._wanted_ranges = feed_ranges
         self._ranges = 0  # known once the file is open
-        self._worker: SqliteWorker | None = None
-        self._open_lock = threading.Lock()  # Not an asyncio.Lock: opening runs in a thread.
-        self._closed = False
+        self._file = LazySqliteWorker(path, self._prepare, name="embedded-event-store", after_commit=self._after_commit)
         self._change_listeners: list[Callable[[], None]] = []
         # Writer thread only: a committed deletion truncates the WAL (or owes it to the next).
         self._wal_truncation = WalTruncation(path)
@@ -281,31 +277,13 @@ class EmbeddedEventStore:
 
     async def close(self) -> None:
         """Finish pending writes and close the file. Later calls raise `EventStoreError`."""
-        with self._open_lock:
-            self._closed = True
-            worker, self._worker = self._worker, None
-        if worker is not None:
-            # Joining the writer thread may wait for a transaction; keep the event loop free.
-            await asyncio.to_thread(worker.close)
+        await self._file.close()
 
     async def _run(self, action: str, fn: Callable[[sqlite3.Connection], T]) -> T:
         try:
-            worker = self._worker
-            if worker is None:
-                worker = await asyncio.to_thread(self._open)
-            return await worker.run(fn)
+            return await self._file.run(fn)
         except (sqlite3.Error, OSError) as exc:
             raise EventStoreError(f"the embedded event store ({self.path}) could not {action}: {exc}") from exc
-
-    def _open(self) -> SqliteWorker:
-        with self._open_lock:
-            if self._closed:
-                raise EventStoreError(f"the embedded event store ({self.path}) is closed")
-            if self._worker is None:
-                self._worker = SqliteWorker(
-                    self.path, self._prepare, name="embedded-event-store", after_commit=self._after_commit
-                )
-            return self._worker
 
     def _prepare(self, connection: sqlite3.Connection) -> None:
         connection.executescript(_SCHEMA)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.adapters.sqlite.worker import SqliteWorker, SqliteWorkerClosedError, open_connection
+from shared.adapters.sqlite.worker import LazySqliteWorker, SqliteWorker, SqliteWorkerClosedError, open_connection
 
 
 def schema(connection: sqlite3.Connection) -> None:
@@ -139,3 +139,17 @@ async def test_a_writer_waits_its_turn_behind_another_workers_transaction_instea
 
 async def _set(event: asyncio.Event) -> None:
     event.set()
+
+
+async def test_a_lazy_worker_opens_on_first_use_and_stays_closed_once_closed(tmp_path: Path) -> None:
+    path = tmp_path / "folder" / "lazy.sqlite3"
+    lazy = LazySqliteWorker(path, lambda c: c.execute("CREATE TABLE t (x)"), name="lazy-test")
+    assert not path.exists()
+
+    await lazy.run(lambda c: c.execute("INSERT INTO t VALUES (1)"))
+    assert path.exists()
+    await lazy.close()
+
+    with pytest.raises(SqliteWorkerClosedError):
+        await lazy.run(lambda c: c.execute("SELECT x FROM t").fetchall())
+    assert lazy.closed

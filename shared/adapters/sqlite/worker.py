@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 __all__ = [
+    "LazySqliteWorker",
     "SqliteWorker",
     "SqliteWorkerClosedError",
     "StoreFileError",
@@ -344,3 +345,57 @@ def _settle_all(settled: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
 
 def _as_jobs(items: list[_Job | object]) -> list[_Job]:
     return [item for item in items if isinstance(item, _Job)]
+
+
+class LazySqliteWorker:
+    """A `SqliteWorker` opened on first use, in a thread, and closed for good once closed.
+
+    For stores the container builds in every worker process whether or not they are used:
+    nothing is opened at construction; opening (which creates the file and its schema) runs
+    off the event loop, and a file that cannot be opened fails the call that needed it with
+    `sqlite3.Error`/`OSError` (the next call tries again), as an unreachable service would.
+    After `close`, `run` raises `SqliteWorkerClosedError`.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        setup: Callable[[sqlite3.Connection], object],
+        *,
+        name: str,
+        after_commit: Callable[[sqlite3.Connection], object] | None = None,
+    ) -> None:
+        self.path = path
+        self._setup = setup
+        self._name = name
+        self._after_commit = after_commit
+        self._worker: SqliteWorker | None = None
+        self._lock = threading.Lock()  # Not an asyncio.Lock: opening runs in a thread.
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """`SqliteWorker.run`, opening the file first if this is the first call."""
+        worker = self._worker
+        if worker is None:
+            worker = await asyncio.to_thread(self._open)
+        return await worker.run(fn)
+
+    async def close(self) -> None:
+        """Finish pending jobs and close the file (joining the writer thread off the event loop)."""
+        with self._lock:
+            self._closed = True
+            worker, self._worker = self._worker, None
+        if worker is not None:
+            await asyncio.to_thread(worker.close)
+
+    def _open(self) -> SqliteWorker:
+        with self._lock:
+            if self._closed:
+                raise SqliteWorkerClosedError(f"{self.path} is closed")
+            if self._worker is None:
+                self._worker = SqliteWorker(self.path, self._setup, name=self._name, after_commit=self._after_commit)
+            return self._worker
