@@ -1,5 +1,6 @@
 """What every Table Storage adapter does alike: build its `TableClient` from settings, create
-the table on first use, read one entity, close the client and its credential.
+the table on first use, turn the SDK's errors into the adapter's port error (`Table.guarded`),
+read one entity, close the client and its credential.
 
 Error translation stays with each adapter: each one's port has its own error type and wording.
 """
@@ -7,9 +8,11 @@ Error translation stays with each adapter: each one's port has its own error typ
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 from azure.core.credentials_async import AsyncTokenCredential
-from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableEntity
 from azure.data.tables.aio import TableClient
 
@@ -70,6 +73,17 @@ class Table:
                 if exc.status_code != 403:
                     raise
             self._ready = True
+
+    @asynccontextmanager
+    async def guarded(self, error: Callable[[str], Exception], what: str) -> AsyncIterator[None]:
+        """Create the table on first use, then run the block; an SDK or transport error (creating
+        or in the block) becomes `error("<what> table '<name>': <the service's message>")`, the
+        adapter's port error. Anything else the block raises passes through unchanged."""
+        try:
+            await self.ensure_exists()
+            yield
+        except AzureError as exc:
+            raise error(f"{what} table {self.name!r}: {exc.message}") from exc
 
     async def get(self, partition: str, row_key: str) -> TableEntity | None:
         """The entity, or None if there is none."""

@@ -32,7 +32,6 @@ from typing import Any, Final, cast
 from azure.core import MatchConditions
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import (
-    AzureError,
     ResourceExistsError,
     ResourceModifiedError,
     ResourceNotFoundError,
@@ -169,12 +168,8 @@ class TablePrivacyStore:
     async def _guard(self) -> AsyncIterator[None]:
         """Create the table on first use; SDK, transport and decoding errors become `PrivacyStoreError`."""
         try:
-            await self._table.ensure_exists()
-            yield
-        except PrivacyStoreError:
-            raise
-        except AzureError as exc:
-            raise PrivacyStoreError(f"privacy table {self._client.table_name!r}: {exc.message}") from exc
+            async with self._table.guarded(PrivacyStoreError, "privacy"):
+                yield
         except (KeyError, ValueError, TypeError) as exc:
             # A damaged entity (hand-edited, or written by another version) is a store failure.
             raise PrivacyStoreError(f"privacy table {self._client.table_name!r}: unreadable entity: {exc}") from exc

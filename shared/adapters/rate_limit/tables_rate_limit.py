@@ -179,11 +179,8 @@ class TableRateLimitStore:
     @asynccontextmanager
     async def _guard(self) -> AsyncIterator[None]:
         """Create the table on first use and turn SDK and transport errors into `RateLimitStoreError`."""
-        try:
-            await self._table.ensure_exists()
+        async with self._table.guarded(RateLimitStoreError, "rate-limit"):
             yield
-        except AzureError as exc:
-            raise RateLimitStoreError(f"rate-limit table {self._client.table_name!r}: {exc.message}") from exc
 
     async def _drain(self, partition: str, queue: list[_Pending]) -> None:
         """Write the queued changes for one client, a batch per round trip, until none are left."""

@@ -41,7 +41,6 @@ import orjson
 from azure.core import MatchConditions
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.exceptions import (
-    AzureError,
     ResourceExistsError,
     ResourceModifiedError,
     ResourceNotFoundError,
@@ -266,13 +265,8 @@ class TableTenantRegistry:
     @asynccontextmanager
     async def _guard(self) -> AsyncIterator[None]:
         """Create the table on first use and turn SDK and transport errors into `TenantRegistryError`."""
-        try:
-            await self._table.ensure_exists()
+        async with self._table.guarded(TenantRegistryError, "tenant registry"):
             yield
-        except RegistryConflictError:
-            raise
-        except AzureError as exc:
-            raise TenantRegistryError(f"tenant registry table {self._client.table_name!r}: {exc.message}") from exc
 
     async def _get(self, row_key: str) -> TableEntity | None:
         return await self._table.get(REGISTRY_PARTITION, row_key)
