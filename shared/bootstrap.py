@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from shared.adapters.analytics.embedded_analytics import EmbeddedAnalyticsStore
     from shared.adapters.event_queue.embedded_queue import EmbeddedQueue
     from shared.adapters.event_store.embedded_event_store import EmbeddedEventStore
+    from shared.adapters.live_events.embedded import EmbeddedLiveEvents
 
 Closer = Callable[[], Awaitable[None]]
 T = TypeVar("T")
@@ -178,6 +179,18 @@ class Container:
             self.on_close(eraser.close)
             return eraser
         return self.embedded_analytics
+
+    @cached_property
+    def live_events(self) -> EmbeddedLiveEvents | None:
+        """The last accepted and rejected events, for watching (embedded only; None on Azure or
+        with `CLOUDSCALE_LIVE_EVENTS_KEPT=0`)."""
+        if self.settings.backend != "embedded" or self.settings.live_events_kept == 0:
+            return None
+        from shared.adapters.live_events.embedded import LIVE_EVENTS_FILE, EmbeddedLiveEvents
+
+        log = EmbeddedLiveEvents(self.data_dir / LIVE_EVENTS_FILE, self.settings.live_events_kept)
+        self.on_close(log.close)
+        return log
 
     @cached_property
     def write_key_authenticator(self) -> WriteKeyAuthenticator:

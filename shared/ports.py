@@ -27,6 +27,7 @@ from typing import Literal, Protocol, TypeVar
 
 from shared.domain.analytics import AnalyticsRow
 from shared.domain.envelope import QueueMessage
+from shared.domain.live_events import LiveEvent
 from shared.domain.privacy import ErasureRequest, Subject, Suppression
 from shared.domain.ratelimit import ClientState, PeerWindow, SlotWindow
 from shared.domain.stored_event import StoredEvent
@@ -48,6 +49,7 @@ __all__ = [
     "EventStore",
     "EventStoreError",
     "EventStoreWithHistory",
+    "LiveEventLog",
     "ProgressCallback",
     "ReplayProgress",
     "ReplayResult",
@@ -127,6 +129,18 @@ class EventPublisher(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class LiveEventLog(Protocol):
+    """Where ingest leaves the events it accepted and rejected, for a developer to watch.
+
+    Embedded only (`shared.adapters.live_events.embedded`); on Azure, Application Insights and
+    Data Explorer answer the same questions and ingest keeps nothing.
+    """
+
+    def record(self, events: Sequence[LiveEvent]) -> None:
+        """Keep `events`; returns at once and never raises (storing happens later, off the
+        request's path, and only the newest of each outcome are kept)."""
 
 
 class RateLimitStore(Protocol):

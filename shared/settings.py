@@ -114,6 +114,10 @@ class Settings(BaseModel):
     """Embedded analytics keeps rows this many days after they were stored, as Data Explorer's
     retention policy (30 days, `infra/modules/kusto.bicep`) does on Azure."""
 
+    live_events_kept: int = Field(1000, ge=0, le=100_000, alias="CLOUDSCALE_LIVE_EVENTS_KEPT")
+    """Embedded only: the newest accepted and the newest rejected events kept this many of each
+    for the dashboard and `cloudscale tail` (0: none kept). On Azure nothing is kept."""
+
     trusted_proxies: Annotated[tuple[IpNetwork, ...], BeforeValidator(_split_networks)] = Field(
         (), alias="CLOUDSCALE_TRUSTED_PROXIES"
     )

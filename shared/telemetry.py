@@ -85,6 +85,14 @@ class IngestMetrics:
         self.rate_limit_rejections = meter.create_counter(
             "cloudscale_rate_limit_rejections_total", unit="1", description="Requests refused with 429, by limit"
         )
+        self.events_rejected = meter.create_counter(
+            "cloudscale_events_rejected_total",
+            unit="1",
+            description=(
+                "Events rejected, by reason: a field error's code, or the code of the refusal of their "
+                "whole request (one per request whose body did not parse)"
+            ),
+        )
 
 
 @cache

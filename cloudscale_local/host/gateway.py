@@ -40,7 +40,7 @@ from cloudscale_local.host.http_limits import HttpLimits, count_refusal
 from cloudscale_local.host.invocation import http_invocation
 from cloudscale_local.host.request_queue import SCALE_OUT_HEADER, RequestQueue
 
-__all__ = ["Gateway", "HostEndpoint", "PlainResponse"]
+__all__ = ["CONSOLE_PREFIX", "AsgiApp", "Gateway", "HostEndpoint", "PlainResponse"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +48,10 @@ Scope = dict[str, Any]
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+AsgiApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+CONSOLE_PREFIX = "/dashboard"
+"""Where the local host's own console (the dashboard and its JSON API) is served."""
 
 
 class _Unread(enum.Enum):
@@ -84,7 +88,10 @@ class Gateway:
     request_queue: RequestQueue = field(default_factory=RequestQueue)
     """host.json's `maxConcurrentRequests` and `maxOutstandingRequests` (off unless set)."""
     cors: CorsPolicy | None = None
-    """The host's CORS middleware (`cloudscale_local.host.cors`), ahead of everything else; None: off."""
+    """The host's CORS middleware (`cloudscale_local.host.cors`), ahead of all but the console; None: off."""
+    console: AsgiApp | None = None
+    """The local host's console, served under `CONSOLE_PREFIX` ahead of the CORS middleware (it
+    allows no other origin) and of the request queue; None: not served."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -112,6 +119,9 @@ class Gateway:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
+        if self.console is not None and (path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/")):
+            await self.console(scope, receive, send)
+            return
         method: str = scope["method"].upper()
         origin = request_header(scope, b"origin") if self.cors is not None else None
         if self.cors is not None and origin is not None:

@@ -112,6 +112,8 @@ var appSettings = {
   CLOUDSCALE_ERASURE_SCHEDULE: '0 */1 * * * *'
   // Read only by the embedded analytics store; Data Explorer's own retention is set in kusto.bicep.
   CLOUDSCALE_ANALYTICS_RETENTION_DAYS: '30'
+  // Embedded only: on Azure ingest keeps no live events (Application Insights and Data Explorer show them).
+  CLOUDSCALE_LIVE_EVENTS_KEPT: '0'
   // The triggers' bindings read the queue, database and container names from these settings.
   CLOUDSCALE_EVENTS_QUEUE: eventsQueueName
   CLOUDSCALE_POISON_QUEUE: poisonQueueName

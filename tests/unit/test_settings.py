@@ -301,6 +301,7 @@ def test_every_setting_can_be_set_by_its_variable(tmp_path: Path) -> None:
         "CLOUDSCALE_ERASURE_LEASE_SECONDS": "20",
         "CLOUDSCALE_ERASURE_SCHEDULE": "*/5 * * * * *",
         "CLOUDSCALE_ANALYTICS_RETENTION_DAYS": "7",
+        "CLOUDSCALE_LIVE_EVENTS_KEPT": "50",
         "CLOUDSCALE_EVENTS_QUEUE": "q",
         "CLOUDSCALE_QUEUE_LOCK_SECONDS": "45",
         "CLOUDSCALE_QUEUE_MAX_DELIVERY_COUNT": "3",

@@ -1,0 +1,1 @@
+"""Adapters of `shared.ports.LiveEventLog` (embedded only: see the port)."""
