@@ -376,5 +376,7 @@ def test_live_panels_split_by_an_attribute_the_app_records(metric: str, attribut
 
 def test_the_docs_name_the_tabs_the_workbook_has() -> None:
     deploy = (REPO_ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
     for label in ("Service levels", "Live events"):
         assert f"*{label}*" in deploy, label
+    assert "*Live events*" in readme
