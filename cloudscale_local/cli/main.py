@@ -27,6 +27,7 @@ __all__ = ["main"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="cloudscale", prog_name="cloudscale", message="%(prog)s %(version)s")
 def main() -> None:
     """CloudScale: event ingestion and real-time analytics."""
 
