@@ -11,6 +11,7 @@ import click
 
 from cloudscale_local.cli.analytics import query, report
 from cloudscale_local.cli.dlq import dlq
+from cloudscale_local.cli.dlq_purge import purge, send_poison
 from cloudscale_local.cli.events import events
 from cloudscale_local.cli.export import export
 from cloudscale_local.cli.kusto import kusto_setup
@@ -124,6 +125,8 @@ def run(
         raise click.ClickException(str(exc)) from None
 
 
+dlq.add_command(purge)
+dlq.add_command(send_poison)
 main.add_command(dlq)
 main.add_command(kusto_setup)
 main.add_command(query)
