@@ -41,6 +41,7 @@ from cloudscale_local.host.banner import print_banner
 from cloudscale_local.host.listening import ListenError, check_port_free, listen_error
 from cloudscale_local.host.metrics_totals import MetricsSnapshots, new_run_folder
 from cloudscale_local.host.server import HostOptions, InstanceRole, check_stores, plan, serve_instance
+from cloudscale_local.host.shutdown_summary import print_queue_summary
 
 __all__ = ["STARTUP_FAILURES", "InstanceStartError", "ListenError", "bind_listeners", "join_port", "supervise"]
 
@@ -88,6 +89,7 @@ def supervise(options: HostOptions, environ: Mapping[str, str]) -> None:
     supervisor = _Supervisor(options, dict(environ), run_folder, listeners)
     try:
         supervisor.run(lambda: print_banner(listeners[0].getsockname(), ready.banner))
+        print_queue_summary(ready.settings)  # once, after every instance stopped
     finally:
         for listener in listeners:
             listener.close()

@@ -48,6 +48,7 @@ from cloudscale_local.host.servable import (
     servable_timer_functions,
 )
 from cloudscale_local.host.servicebus_trigger import ServiceBusTrigger
+from cloudscale_local.host.shutdown_summary import print_queue_summary
 from cloudscale_local.host.timer_lock import TimerLock
 from cloudscale_local.host.timer_trigger import ServableTimer, TimerTrigger
 from shared.adapters.sqlite.worker import check_readable
@@ -114,7 +115,8 @@ def serve(options: HostOptions, environ: Mapping[str, str]) -> None:
     # Before uvicorn binds, so a busy port is a message saying what to do, not uvicorn's log line.
     check_port_free(options.host, options.port)
     with telemetry_providers(options.trace_file):
-        _serve(options, environ, ready, check_first=True)
+        if _serve(options, environ, ready, check_first=True):
+            print_queue_summary(ready.settings)
 
 
 def plan(options: HostOptions, environ: Mapping[str, str]) -> Plan:

@@ -59,7 +59,8 @@ def stand_in_python(folder: Path, version: str) -> Path:
 def test_make_run_passes_the_port_and_arguments(checkout: Path) -> None:
     result = make(checkout, "-n", "run", "PORT=8080", "ARGS=--instances 1", env={"PORT": "3000"})
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines()[-1].split() == [".venv/bin/cloudscale", "run", "--port", "8080", "--instances", "1"]
+    command = result.stdout.splitlines()[-1].split()
+    assert command == [".venv/bin/cloudscale", "run", "--port", "8080", "--instances", "1"]
 
 
 def test_make_run_defaults_to_7071_whatever_port_the_environment_holds(checkout: Path) -> None:
