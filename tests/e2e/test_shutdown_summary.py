@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,22 @@ from tests.e2e.test_dead_letter_cli import PARKED_WITHIN_SECONDS, cloudscale, de
 
 SEED_EVENT = {"eventType": "page_view", "correlationId": "test-1", "tenantId": "acme", "url": "/home"}
 STOP_SECONDS = 30.0
+
+
+@pytest.fixture
+def start(tmp_path: Path) -> Iterator[Callable[..., LocalHost]]:
+    """`start_host`, with every host killed at the end if the test left it running."""
+    started: list[LocalHost] = []
+
+    def run(data_dir: Path, *args: str, **settings: str) -> LocalHost:
+        started.append(start_host(data_dir, *args, **settings))
+        return started[-1]
+
+    yield run
+    for host in started:
+        if host.process.poll() is None:
+            host.crash()
+        host.stop()
 
 
 def stop_and_read(host: LocalHost, sig: int = signal.SIGINT) -> list[str]:
@@ -28,8 +45,10 @@ def stop_and_read(host: LocalHost, sig: int = signal.SIGINT) -> list[str]:
 
 
 @pytest.mark.parametrize("instances", ["1", "2"])
-def test_the_messages_left_waiting_are_counted_once(tmp_path: Path, instances: str) -> None:
-    host = start_host(tmp_path, "--instances", instances, **INGEST_ONLY)
+def test_the_messages_left_waiting_are_counted_once(
+    start: Callable[..., LocalHost], tmp_path: Path, instances: str
+) -> None:
+    host = start(tmp_path, "--instances", instances, **INGEST_ONLY)
     with host.client() as client:
         for _ in range(2):
             assert client.post("/api/events", json=SEED_EVENT).status_code == 202
@@ -40,8 +59,8 @@ def test_the_messages_left_waiting_are_counted_once(tmp_path: Path, instances: s
     ]
 
 
-def test_dead_letters_are_counted_and_an_empty_queue_says_so(tmp_path: Path) -> None:
-    host = start_host(tmp_path / "poisoned", "--instances", "1")
+def test_dead_letters_are_counted_and_an_empty_queue_says_so(start: Callable[..., LocalHost], tmp_path: Path) -> None:
+    host = start(tmp_path / "poisoned", "--instances", "1")
     assert cloudscale(host.data_dir, "dlq", "send-poison").returncode == 0
     deadline = time.monotonic() + PARKED_WITHIN_SECONDS
     while not dead_letters(host.data_dir):
@@ -50,7 +69,7 @@ def test_dead_letters_are_counted_and_an_empty_queue_says_so(tmp_path: Path) -> 
     [summary] = stop_and_read(host, signal.SIGTERM)
     assert summary.endswith("0 messages waiting to be processed, 1 dead letter (cloudscale dlq list).")
 
-    empty = start_host(tmp_path / "empty", "--instances", "1")
+    empty = start(tmp_path / "empty", "--instances", "1")
     assert stop_and_read(empty) == [
         "Stopped. The embedded queue is empty: nothing waits for the next run, and no dead letters."
     ]
