@@ -24,9 +24,10 @@ from typing import Final
 
 import orjson
 
-from shared.adapters.sqlite.secure_delete import enable_secure_delete
+from shared.adapters.sqlite.secure_delete import WalTruncation, enable_secure_delete
 from shared.adapters.sqlite.worker import LazySqliteWorker
 from shared.domain.live_events import LIVE_EVENT_OUTCOMES, LiveEvent, LiveEventFilter, LiveEventOutcome, LiveEventReason
+from shared.domain.privacy import SubjectField
 
 __all__ = ["FLUSH_DELAY_SECONDS", "LIVE_EVENTS_FILE", "EmbeddedLiveEvents"]
 
@@ -67,25 +68,33 @@ class EmbeddedLiveEvents:
     def __init__(self, path: Path, kept: int) -> None:
         self.path = path
         self.kept = kept
-        self._worker = LazySqliteWorker(path, _setup, name="live-events")
+        # Erasures delete a subject's rows: their bytes must leave the write-ahead log too.
+        self._wal_truncation = WalTruncation(path)
+        self._worker = LazySqliteWorker(
+            path, _setup, name="live-events", after_commit=self._wal_truncation.after_commit
+        )
         self._pending: dict[LiveEventOutcome, collections.deque[LiveEvent]] = {
             outcome: collections.deque(maxlen=kept) for outcome in LIVE_EVENT_OUTCOMES
         }
         self._flush_handle: asyncio.TimerHandle | None = None
+        self._flush_loop: asyncio.AbstractEventLoop | None = None
         self._flushing: set[asyncio.Task[None]] = set()
+        self._failing = False
 
     def record(self, events: Sequence[LiveEvent]) -> None:
         """Queue `events` for the next flush (`LiveEventLog.record`)."""
-        if self._worker.closed:
+        if self._worker.closed or not events:
             return
         for event in events:
             self._pending[event.outcome].append(event)
-        if self._flush_handle is None and events:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                return  # No loop (a synchronous caller): stored by the next flush or at close.
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # No loop (a synchronous caller): stored by the next flush or at close.
+        # A flush scheduled on a loop that has ended never runs: schedule one on this loop.
+        if self._flush_handle is None or self._flush_loop is not loop:
             self._flush_handle = loop.call_later(FLUSH_DELAY_SECONDS, self._start_flush)
+            self._flush_loop = loop
 
     def _start_flush(self) -> None:
         self._flush_handle = None
@@ -97,8 +106,13 @@ class EmbeddedLiveEvents:
         try:
             await self.flush()
         except (sqlite3.Error, OSError) as exc:
-            # Watching is best effort: a full disk must not fail ingest, and the next flush tries again.
-            logger.warning("live events not stored (%s): %s", self.path.name, exc)
+            # Watching is best effort: a full disk must not fail ingest, and the next flush tries
+            # again. Warned once until a flush succeeds (under load a flush runs ten times a second).
+            if not self._failing:
+                logger.warning("live events not stored (%s): %s; not logged again until they are", self.path.name, exc)
+            self._failing = True
+        else:
+            self._failing = False
 
     async def flush(self) -> None:
         """Store what was recorded so far, then trim each outcome to the newest `kept`."""
@@ -108,7 +122,7 @@ class EmbeddedLiveEvents:
         if not batch:
             return
         batch.sort(key=lambda event: event.at)
-        rows = [_row(event) for event in batch]
+        rows = [_row(event) for event in batch]  # serialised here, off the request's path
         kept = self.kept
 
         def store(connection: sqlite3.Connection) -> None:
@@ -147,7 +161,35 @@ class EmbeddedLiveEvents:
         """Forget every kept event (and what waits to be stored); the number of rows removed."""
         for pending in self._pending.values():
             pending.clear()
-        return await self._worker.run(lambda c: c.execute("DELETE FROM live_events").rowcount)
+
+        def forget(connection: sqlite3.Connection) -> int:
+            deleted = connection.execute("DELETE FROM live_events").rowcount
+            self._wal_truncation.deleted(deleted)
+            return deleted
+
+        return await self._worker.run(forget)
+
+    async def erase_subject(self, tenant_id: str, field: SubjectField, value: str) -> int:
+        """Delete the kept events of one data subject, overwriting their bytes; the number removed.
+
+        The subject is `field` (`userId` / `anonymousId`) equal to `value` in the kept event's
+        body (a number sent as the identifier matches its text), in `tenant_id` or in no known
+        tenant (a rejected item that named none: it may be anyone's). What waits to be stored is
+        stored first, so nothing recorded before the call escapes it.
+        """
+        await self.flush()
+        path = f"$.{field}"
+
+        def erase(connection: sqlite3.Connection) -> int:
+            deleted = connection.execute(
+                "DELETE FROM live_events WHERE (tenant_id = ? OR tenant_id IS NULL) AND event IS NOT NULL"
+                " AND json_valid(event) AND CAST(json_extract(event, ?) AS TEXT) = ?",
+                (tenant_id, path, value),
+            ).rowcount
+            self._wal_truncation.deleted(deleted)
+            return deleted
+
+        return await self._worker.run(erase)
 
     async def close(self) -> None:
         """Store what is pending, then close the file."""
@@ -181,7 +223,14 @@ def _where(where: LiveEventFilter | None, *, after: int | None = None) -> tuple[
 
 
 def _row(event: LiveEvent) -> tuple[object, ...]:
-    document = event.document()
+    try:
+        stored = _document_json(event)
+    except (TypeError, ValueError) as exc:
+        # A rejected item may nest deeper than the encoder goes (orjson stops at 255 levels, the
+        # parser at 1024): it is kept without its body (its reasons say why it was rejected),
+        # never allowed to fail the flush of its neighbours.
+        logger.debug("a kept event's body cannot be stored: %s", exc)
+        stored = None
     return (
         event.at.isoformat(),
         event.outcome,
@@ -191,8 +240,13 @@ def _row(event: LiveEvent) -> tuple[object, ...]:
         event.event_type,
         event.event_id,
         orjson.dumps([reason.to_dict() for reason in event.reasons]).decode(),
-        None if document is None else orjson.dumps(document, default=str).decode(),
+        stored,
     )
+
+
+def _document_json(event: LiveEvent) -> str | None:
+    document = event.document()
+    return None if document is None else orjson.dumps(document, default=str).decode()
 
 
 def _event(row: tuple[object, ...]) -> LiveEvent:
