@@ -89,7 +89,7 @@ def erasure_runner() -> ErasureRunner:
 
 def build_ingest_endpoint(container: Container) -> IngestEndpoint:
     """The ingest use case over the container's rate-limit store and queue."""
-    from ingest.http import IngestEndpoint
+    from ingest.http import IngestEndpoint, status_for
     from ingest.rate_limiter import RateLimiter
     from ingest.service import IngestService
     from shared.domain.client_identity import ClientKeyer
@@ -122,6 +122,9 @@ def build_ingest_endpoint(container: Container) -> IngestEndpoint:
         authenticate=authenticate,
         keys_required=settings.write_keys_required,
         tenant_events_per_minute=settings.tenant_events_per_minute,
+        # Both ingest APIs run this one use case; each request's reader names its API.
+        live_events=container.live_events,
+        status_of=status_for,
     )
     return IngestEndpoint(
         use_case=use_case,
