@@ -29,7 +29,7 @@ from shared.adapters.sqlite.worker import LazySqliteWorker
 from shared.domain.live_events import LIVE_EVENT_OUTCOMES, LiveEvent, LiveEventFilter, LiveEventOutcome, LiveEventReason
 from shared.domain.privacy import SubjectField
 
-__all__ = ["FLUSH_DELAY_SECONDS", "LIVE_EVENTS_FILE", "EmbeddedLiveEvents"]
+__all__ = ["FLUSH_DELAY_SECONDS", "LIVE_EVENTS_FILE", "EmbeddedLiveEvents", "LiveEventsFile"]
 
 logger = logging.getLogger(__name__)
 
@@ -202,6 +202,62 @@ class EmbeddedLiveEvents:
         if not self._worker.closed:
             await self._flush_logged()
         await self._worker.close()
+
+
+class LiveEventsFile:
+    """The kept events of `path` read by another process (`cloudscale tail`, `cloudscale live show`).
+
+    Synchronous and read-only: the file is opened `mode=ro` with `query_only`, so a reader never
+    creates it, changes it or takes its write lock, however often it polls. A file whose table
+    is not created yet reads as empty. Raises `sqlite3.Error` when the file cannot be opened.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5.0)
+        try:
+            self._connection.execute("PRAGMA query_only = ON")
+        except sqlite3.Error:
+            self._connection.close()
+            raise
+
+    def latest(self, limit: int, where: LiveEventFilter | None = None) -> list[LiveEvent]:
+        """The newest `limit` kept events matching `where`, newest first."""
+        clause, params = _where(where)
+        return self._select(f"SELECT {_COLUMNS} FROM live_events {clause} ORDER BY seq DESC LIMIT ?", [*params, limit])
+
+    def after(self, seq: int, limit: int, where: LiveEventFilter | None = None) -> list[LiveEvent]:
+        """Kept events stored after `seq` and matching `where`, oldest first, at most `limit`."""
+        clause, params = _where(where, after=seq)
+        return self._select(f"SELECT {_COLUMNS} FROM live_events {clause} ORDER BY seq LIMIT ?", [*params, limit])
+
+    def last_seq(self) -> int:
+        """The `seq` of the newest kept event (0 when none)."""
+        try:
+            row = self._connection.execute("SELECT max(seq) FROM live_events").fetchone()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return 0
+            raise
+        return int(row[0] or 0)
+
+    def close(self) -> None:
+        self._connection.close()
+
+    def __enter__(self) -> LiveEventsFile:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def _select(self, sql: str, params: list[object]) -> list[LiveEvent]:
+        try:
+            rows = self._connection.execute(sql, params).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return []  # Created a moment ago by a host that has not written its schema yet.
+            raise
+        return [_event(row) for row in rows]
 
 
 def _where(where: LiveEventFilter | None, *, after: int | None = None) -> tuple[str, list[object]]:
