@@ -79,13 +79,15 @@ def tail(
             last = backlog[-1].seq if backlog else kept.last_seq()
             while True:
                 time.sleep(POLL_SECONDS)
-                if kept.last_seq() < last:
+                # Read before the events: a row stored after this is past it, so never skipped.
+                newest = kept.last_seq()
+                if newest < last:
                     last = 0  # The file was made anew (the data folder was cleared): start over.
                 while new := kept.after(last, _BATCH, where):
                     _print(new, as_json)
                     last = new[-1].seq
-                # Past the newest even when nothing matched, so the filter never reads rows twice.
-                last = max(last, kept.last_seq())
+                # Past what did not match too, so a filter does not scan it again.
+                last = max(last, newest)
     except KeyboardInterrupt:
         return
     except BrokenPipeError:
