@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.conftest import INGEST_ONLY, REPO, LocalHost, start_host
 
@@ -187,3 +188,33 @@ def test_without_a_data_folder_the_commands_say_to_start_the_host(tmp_path: Path
         )
         assert run.returncode == 1
         assert "cloudscale run" in run.stderr
+
+
+def test_rejected_events_are_counted_by_reason_and_a_deep_one_is_kept_without_its_body(host: LocalHost) -> None:
+    deep = b'{"eventType": "deep", "tenantId": "umbrella", "properties": ' + b'{"a": ' * 1000 + b"1" + b"}" * 1001
+    with host.client() as client:
+        answered = client.post(
+            "/api/events",
+            content=b"[" + orjson.dumps({**GOOD, "tenantId": "umbrella"}) + b"," + deep + b"]",
+            headers={"Content-Type": "application/json"},
+        )
+        assert answered.status_code == 202
+        assert (
+            client.post("/api/events", content=b"{not json", headers={"Content-Type": "application/json"}).is_success
+            is False
+        )
+        samples = {
+            sample.labels["reason"]: sample.value
+            for family in text_string_to_metric_families(client.get("/metrics").text)
+            for sample in family.samples
+            if sample.name == "cloudscale_events_rejected_total"
+        }
+    assert samples["too_deep"] >= 1
+    assert samples["malformed_json"] >= 1
+
+    deadline = time.monotonic() + 10
+    while len(shown := cli(host, "live", "show", "--json", "--type", "deep").stdout.splitlines()) < 1:
+        assert time.monotonic() < deadline, "the deep event was never kept"
+    [kept] = [orjson.loads(line) for line in shown]
+    assert (kept["outcome"], kept["tenantId"], kept["event"]) == ("rejected", "umbrella", None)
+    assert kept["reasons"][0]["code"] == "too_deep"
