@@ -72,7 +72,7 @@ class LiveRecorder:
         """`log`: where the events go (None: counted only). `accepted_status`: the status each
         API answers a request with accepted events (default 202; `segment` answers 200)."""
         self._log = log
-        self._rejected = rejected
+        self._events_rejected = rejected
         self._status_of = status_of
         self._clock = clock
         self._accepted_status = {"segment": 200, **(accepted_status or {})}
@@ -136,7 +136,7 @@ class LiveRecorder:
 
     def _count(self, reasons: collections.Counter[str]) -> None:
         for reason, count in reasons.items():
-            self._rejected.add(count, {"reason": reason})
+            self._events_rejected.add(count, {"reason": reason})
 
     @staticmethod
     def _rejected_item(
