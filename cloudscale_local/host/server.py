@@ -34,6 +34,7 @@ from cloudscale_local.host.exposure import require_keys_off_loopback
 from cloudscale_local.host.functions import index_functions
 from cloudscale_local.host.gateway import Gateway, HostEndpoint, PlainResponse
 from cloudscale_local.host.host_config import HostConfig, load_host_config
+from cloudscale_local.host.host_logging import system_level
 from cloudscale_local.host.http_limits import HttpLimits, server_config
 from cloudscale_local.host.leases import LeaseStore
 from cloudscale_local.host.metrics_totals import MetricsExchange, MetricsSnapshots
@@ -63,7 +64,10 @@ class HostOptions:
     host: str = "127.0.0.1"
     port: int = 7071
     app_module: str = "function_app"
-    log_level: str = "warning"
+    log_level: str = "info"
+    """The host's and the app's loggers' level (`cloudscale_local.host.host_logging`): debug, info, warning, error."""
+    quiet: bool = False
+    """No line per invocation (`cloudscale_local.host.invocation_lines`); they are not even recorded."""
     host_json: Path = field(default_factory=lambda: Path("host.json"))
     bare_endpoint: bool = False
     """Also serve `BARE_ENDPOINT_PATH`, which answers 202 and does nothing behind the gateway.
@@ -110,7 +114,7 @@ def serve(options: HostOptions, environ: Mapping[str, str]) -> None:
         supervise(options, environ)
         return
     ready = plan(options, environ)
-    with telemetry_providers(options.trace_file):
+    with telemetry_providers(options.trace_file, invocation_lines=not options.quiet):
         _serve(options, environ, ready, check_first=True)
 
 
@@ -151,7 +155,7 @@ def serve_instance(
 ) -> bool:
     """Serve as one of the supervisor's instances on its listening socket; False if it did not start."""
     ready = plan(options, environ)
-    with telemetry_providers(options.trace_file, role.name):
+    with telemetry_providers(options.trace_file, role.name, invocation_lines=not options.quiet):
         return _serve(options, environ, ready, sockets=sockets, role=role)
 
 
@@ -236,7 +240,12 @@ def _serve(
         cors=options.cors,
     )
     config = server_config(
-        gateway, limits, host=options.host, port=options.port, log_level=options.log_level, lifespan="on"
+        gateway,
+        limits,
+        host=options.host,
+        port=options.port,
+        log_level=system_level(options.log_level),
+        lifespan="on",
     )
     server = _Server(config, banner, role)
     asyncio.run(server.serve(sockets))
