@@ -50,7 +50,8 @@ _SHOWN_APP_ATTRIBUTES = {
 }
 """What of the function's span goes into the line, and under which name (nothing else: a key id, say)."""
 MAX_PENDING = 10_000
-"""Function spans kept waiting for their host span (a function called without one leaves its entry)."""
+"""Function spans kept waiting for their host span (a function called without one leaves its entry,
+which goes once this many newer ones wait)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +136,10 @@ class InvocationLines(SpanProcessor):
         if TRIGGER not in attributes:
             # The function's span ends first (it is a child of the host's): keep what it said.
             said = {key: value for key, value in attributes.items() if key.startswith(_APP_PREFIX)}
-            if said and len(self._app) < MAX_PENDING:
+            if said:
+                if len(self._app) >= MAX_PENDING:
+                    # Oldest first (insertion order): an entry whose host span never came.
+                    del self._app[next(iter(self._app))]
                 self._app.setdefault(invocation_id, {}).update(said)
             return
         line = host_line(span, self._app.pop(invocation_id, {}))

@@ -65,7 +65,7 @@ class HostOptions:
     port: int = 7071
     app_module: str = "function_app"
     log_level: str = "info"
-    """The host's and the app's loggers' level (`cloudscale_local.host.host_logging`): debug, info, warning, error."""
+    """The run's log level, debug, info, warning or error (what it means: `cloudscale_local.host.host_logging`)."""
     quiet: bool = False
     """No line per invocation (`cloudscale_local.host.invocation_lines`); they are not even recorded."""
     host_json: Path = field(default_factory=lambda: Path("host.json"))
