@@ -10,8 +10,9 @@ same logger name, then what the trigger adds, read from the invocation's spans:
   messages of a Service Bus invocation; the documents of a change-feed batch;
 - the function's own span (`shared.telemetry.invocation_span`, which carries the invocation id):
   what the app set on it under `cloudscale.*` (ingest: `cloudscale.tenant_id`,
-  `cloudscale.events.accepted`, `cloudscale.events.rejected`), the attributes Application
-  Insights shows for the same invocation on Azure.
+  `cloudscale.events.accepted`, `cloudscale.events.rejected`; process: `cloudscale.events.stored`,
+  `.duplicate`, `.dead_lettered`, `.suppressed`), the attributes Application Insights shows for
+  the same invocation on Azure.
 
 "Failed" means what it means to the host: the function raised (or ran past `functionTimeout`,
 or was cut short), recorded on the host's span as an exception; an HTTP function that answered
@@ -47,6 +48,10 @@ _SHOWN_APP_ATTRIBUTES = {
     "cloudscale.tenant_id": "tenant",
     "cloudscale.events.accepted": "accepted",
     "cloudscale.events.rejected": "rejected",
+    "cloudscale.events.stored": "stored",
+    "cloudscale.events.duplicate": "duplicate",
+    "cloudscale.events.dead_lettered": "dead_lettered",
+    "cloudscale.events.suppressed": "suppressed",
 }
 """What of the function's span goes into the line, and under which name (nothing else: a key id, say)."""
 MAX_PENDING = 10_000

@@ -66,9 +66,9 @@ def test_a_post_prints_its_line_and_so_do_the_queue_and_feed_invocations_it_caus
     assert first.group(4) == " POST /api/events 202 tenant=acme accepted=1 rejected=0"
     assert second.group(4) == " POST /api/events 202 tenant=acme accepted=1 rejected=1"
     assert executed(host, "segment_api")[0].group(4) == " POST /api/v1/track 200 tenant=globex accepted=1 rejected=0"
-    # AND the Service Bus invocation that stored it has its line, with its messages
+    # AND the Service Bus invocation that stored it has its line, with its messages and their outcomes
     wait_for(lambda: executed(host, "process_event"), host)
-    assert re.fullmatch(r" messages=\d+", executed(host, "process_event")[0].group(4))
+    assert re.fullmatch(r" messages=(\d+) stored=\1", executed(host, "process_event")[0].group(4))
     # AND so does the change feed's batch into analytics, with its documents
     wait_for(lambda: executed(host, "events_to_analytics"), host)
     assert re.fullmatch(r" documents=\d+", executed(host, "events_to_analytics")[0].group(4))
