@@ -15,6 +15,7 @@ import asyncio
 import logging
 import re
 import typing
+from collections import Counter
 from datetime import UTC
 
 import azure.functions as func
@@ -59,7 +60,7 @@ async def process_event(
     The batch runs under the host's activity for this invocation; each event's own work
     continues the trace its message was sent in (see `ProcessService.handle_batch`).
     """
-    with invocation_span(context, "process events"):
+    with invocation_span(context, "process events") as span:
         try:
             processor = event_processor()
         except SettingsError:
@@ -68,7 +69,12 @@ async def process_event(
             logger.critical("the process stage is misconfigured; holding %d message(s)", len(messages), exc_info=True)
             await asyncio.sleep(MISCONFIGURED_HOLD_SECONDS)
             raise
-        await processor.handle_batch([delivered_message(message) for message in messages])
+        outcomes = await processor.handle_batch([delivered_message(message) for message in messages])
+        if span.is_recording():
+            # The batch's outcomes on the invocation's span: Application Insights shows them, and
+            # the local host prints them in the invocation's line.
+            for outcome, count in Counter(outcome.value for outcome in outcomes).items():
+                span.set_attribute(f"cloudscale.events.{outcome}", count)
 
 
 def delivered_message(message: func.ServiceBusMessage) -> DeliveredMessage:

@@ -141,8 +141,7 @@ class ScenarioResult:
 
 
 @functools.cache
-def instances_supported() -> bool:
-    """Whether this checkout's `cloudscale run` takes `--instances`."""
+def _run_help() -> str:
     completed = subprocess.run(
         [sys.executable, "-m", "cloudscale_local.cli.main", "run", "--help"],
         capture_output=True,
@@ -151,7 +150,17 @@ def instances_supported() -> bool:
         check=False,
         timeout=60,
     )
-    return "--instances" in completed.stdout
+    return completed.stdout
+
+
+def instances_supported() -> bool:
+    """Whether this checkout's `cloudscale run` takes `--instances`."""
+    return "--instances" in _run_help()
+
+
+def quiet_supported() -> bool:
+    """Whether this checkout's `cloudscale run` takes `--quiet` (its hosts print a line per invocation)."""
+    return "--quiet" in _run_help()
 
 
 def run_scenario(scenario: Scenario, options: BenchOptions, *, capacity: float | None = None) -> ScenarioResult:
@@ -317,6 +326,9 @@ def _host(folder: Path, scenario: Scenario, instances: int, http: dict[str, int]
     command = [sys.executable, "-m", "cloudscale_local.cli.main", "run", "--port", "0"]
     if instances_supported():
         command += ["--instances", str(instances)]
+    if quiet_supported():
+        # Measured as before the invocation lines, which a benchmark has no reader for.
+        command.append("--quiet")
     process = subprocess.Popen(
         command, cwd=folder, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from pathlib import Path
@@ -102,8 +101,12 @@ def default_instances() -> int:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=7071, show_default=True, type=click.IntRange(0, 65535), help="Port (0: any free).")
 @click.option(
-    "--log-level", default="warning", show_default=True, type=click.Choice(["debug", "info", "warning", "error"])
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    help="The app's log level [default: info, warning with --quiet]; the host's internals and the "
+    "libraries (uvicorn, the SDKs) log from warning unless debug.",
 )
+@click.option("--quiet", "-q", is_flag=True, help="No line per invocation; warnings and errors only.")
 @click.option(
     "--bare-endpoint",
     is_flag=True,
@@ -140,7 +143,8 @@ def default_instances() -> int:
 def run(
     host: str,
     port: int,
-    log_level: str,
+    log_level: str | None,
+    quiet: bool,
     bare_endpoint: bool,
     trace_file: Path | None,
     read_timeout: float,
@@ -150,16 +154,19 @@ def run(
     """Run the whole pipeline on this machine (embedded backends, data in CLOUDSCALE_DATA_DIR)."""
     from cloudscale_local.host import HostOptions, serve
     from cloudscale_local.host.cors import CorsPolicy
+    from cloudscale_local.host.host_logging import configure_logging, default_log_level
     from cloudscale_local.host.http_limits import HttpLimits
     from cloudscale_local.host.instances import InstanceStartError, ListenError
 
     if instances > 1 and sys.platform != "linux":
         raise click.UsageError("--instances above 1 needs Linux (SO_REUSEPORT spreading, abstract Unix sockets)")
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log_level = log_level or default_log_level(quiet)
+    configure_logging(log_level)
     options = HostOptions(
         host=host,
         port=port,
         log_level=log_level,
+        quiet=quiet,
         bare_endpoint=bare_endpoint,
         trace_file=trace_file,
         http_limits=HttpLimits(read_timeout_seconds=read_timeout),

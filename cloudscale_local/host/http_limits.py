@@ -204,6 +204,9 @@ def server_config(
         host=host,
         port=port,
         log_level=log_level,
+        # No logging configuration of uvicorn's own: its records reach the root logger, where the
+        # host's handler writes them like any other (`cloudscale_local.host.host_logging`).
+        log_config=None,
         access_log=False,
         lifespan=lifespan,
         # The app decides whom to believe (CLOUDSCALE_TRUSTED_PROXIES); uvicorn must pass

@@ -38,6 +38,7 @@ from pathlib import Path
 from types import FrameType
 
 from cloudscale_local.host.banner import print_banner
+from cloudscale_local.host.host_logging import configure_logging
 from cloudscale_local.host.listening import ListenError, check_port_free, listen_error
 from cloudscale_local.host.metrics_totals import MetricsSnapshots, new_run_folder
 from cloudscale_local.host.server import HostOptions, InstanceRole, check_stores, plan, serve_instance
@@ -300,7 +301,8 @@ def _instance_main(spec: _Spec, listener: socket.socket, messages: Connection) -
     """An instance process: serve the app on the supervisor's socket until SIGTERM."""
     # Ctrl-C reaches the whole process group; the supervisor alone decides, and sends SIGTERM.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    logging.basicConfig(level=spec.options.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Spawned, so nothing of the supervisor's logging is inherited: the same levels and gates, per process.
+    configure_logging(spec.options.log_level)
     _stop_when_orphaned(spec.supervisor)
     role = InstanceRole(
         name=f"instance-{spec.number}-pid{os.getpid()}",

@@ -42,6 +42,7 @@ from shared.domain.envelope import QueueMessage
 from shared.telemetry import TRACEPARENT, TRACESTATE, message_trace_carrier, span_link
 
 __all__ = [
+    "DOCUMENTS",
     "HostRetryContext",
     "HostTraceContext",
     "InvocationContext",
@@ -51,6 +52,9 @@ __all__ = [
     "service_bus_invocation",
     "timer_invocation",
 ]
+
+DOCUMENTS = "cloudscale.documents"
+"""The attribute of a change-feed invocation's host span that counts its documents."""
 
 _W3C = TraceContextTextMapPropagator()
 _thread_local = threading.local()
@@ -198,11 +202,20 @@ def service_bus_invocation(
 
 @contextmanager
 def change_feed_invocation(
-    function_name: str, *, retry_count: int = 0, max_retry_count: int = 0, tracer: trace.Tracer | None = None
+    function_name: str,
+    *,
+    retry_count: int = 0,
+    max_retry_count: int = 0,
+    documents: int | None = None,
+    tracer: trace.Tracer | None = None,
 ) -> Iterator[InvocationContext]:
-    """The host's span for one change-feed batch (a new trace), and the context that carries it."""
+    """The host's span for one change-feed batch (a new trace), and the context that carries it.
+
+    `documents`: the batch's size, on the span as `DOCUMENTS` (for the invocation's line).
+    """
+    extra = {} if documents is None else {DOCUMENTS: documents}
     with _new_trace_invocation(
-        function_name, "datasource", trace.SpanKind.CONSUMER, retry_count, max_retry_count, tracer
+        function_name, "datasource", trace.SpanKind.CONSUMER, retry_count, max_retry_count, tracer, extra
     ) as context:
         yield context
 
@@ -226,8 +239,9 @@ def _new_trace_invocation(
     retry_count: int,
     max_retry_count: int,
     tracer: trace.Tracer | None,
+    extra: Mapping[str, str | int] | None = None,
 ) -> Iterator[InvocationContext]:
-    attributes = {"faas.trigger": trigger, "faas.name": function_name}
+    attributes = {"faas.trigger": trigger, "faas.name": function_name, **(extra or {})}
     retry = HostRetryContext(retry_count, max_retry_count)
     with _host_span(tracer, function_name, kind, otel_context.Context(), [], attributes, retry) as host:
         yield host[0]

@@ -230,6 +230,7 @@ class LeaseProcessor:
                 self.function.name,
                 retry_count=attempts,
                 max_retry_count=self.function.retry.max_retry_count if self.function.retry else 0,
+                documents=len(changes),
             ) as context:
                 attempts += 1
                 await self.function.invoke(to_documents(changes), context)

@@ -34,6 +34,7 @@ from cloudscale_local.host.exposure import require_keys_off_loopback
 from cloudscale_local.host.functions import index_functions
 from cloudscale_local.host.gateway import Gateway, HostEndpoint, PlainResponse
 from cloudscale_local.host.host_config import HostConfig, load_host_config, require_host_json
+from cloudscale_local.host.host_logging import system_level
 from cloudscale_local.host.http_limits import HttpLimits, server_config
 from cloudscale_local.host.leases import LeaseStore
 from cloudscale_local.host.listening import check_port_free
@@ -65,7 +66,10 @@ class HostOptions:
     host: str = "127.0.0.1"
     port: int = 7071
     app_module: str = "function_app"
-    log_level: str = "warning"
+    log_level: str = "info"
+    """The run's log level, debug, info, warning or error (what it means: `cloudscale_local.host.host_logging`)."""
+    quiet: bool = False
+    """No line per invocation (`cloudscale_local.host.invocation_lines`); they are not even recorded."""
     host_json: Path = field(default_factory=lambda: Path("host.json"))
     bare_endpoint: bool = False
     """Also serve `BARE_ENDPOINT_PATH`, which answers 202 and does nothing behind the gateway.
@@ -114,7 +118,7 @@ def serve(options: HostOptions, environ: Mapping[str, str]) -> None:
     ready = plan(options, environ)
     # Before uvicorn binds, so a busy port is a message saying what to do, not uvicorn's log line.
     check_port_free(options.host, options.port)
-    with telemetry_providers(options.trace_file):
+    with telemetry_providers(options.trace_file, invocation_lines=not options.quiet):
         if _serve(options, environ, ready, check_first=True):
             print_queue_summary(ready.settings)
 
@@ -157,7 +161,7 @@ def serve_instance(
 ) -> bool:
     """Serve as one of the supervisor's instances on its listening socket; False if it did not start."""
     ready = plan(options, environ)
-    with telemetry_providers(options.trace_file, role.name):
+    with telemetry_providers(options.trace_file, role.name, invocation_lines=not options.quiet):
         return _serve(options, environ, ready, sockets=sockets, role=role)
 
 
@@ -242,7 +246,12 @@ def _serve(
         cors=options.cors,
     )
     config = server_config(
-        gateway, limits, host=options.host, port=options.port, log_level=options.log_level, lifespan="on"
+        gateway,
+        limits,
+        host=options.host,
+        port=options.port,
+        log_level=system_level(options.log_level),
+        lifespan="on",
     )
     server = _Server(config, banner, role)
     asyncio.run(server.serve(sockets))
