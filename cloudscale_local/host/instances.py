@@ -96,10 +96,13 @@ def supervise(options: HostOptions, environ: Mapping[str, str]) -> None:
             listener.close()
         shutil.rmtree(run_folder, ignore_errors=True)
         os.close(run_lock)
-        # The run is over: a stop signal that comes now (a second Ctrl-C, a second SIGTERM)
-        # stays pending, instead of killing the process while the interpreter exits (Python
-        # puts the default handlers back then, and the default for both is to die).
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        # The run is over: a stop signal that comes now (a second Ctrl-C, a second SIGTERM) is
+        # ignored, instead of killing the process while the interpreter exits (Python puts the
+        # default handlers back then, and the default for both is to die; an ignored signal it
+        # leaves ignored). Not blocked: blocking is per thread, and another thread of this
+        # process (the log gate's) would take the signal.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
 
 
 def bind_listeners(host: str, port: int, count: int) -> list[socket.socket]:

@@ -119,8 +119,16 @@ def serve(options: HostOptions, environ: Mapping[str, str]) -> None:
     # Before uvicorn binds, so a busy port is a message saying what to do, not uvicorn's log line.
     check_port_free(options.host, options.port)
     with telemetry_providers(options.trace_file, invocation_lines=not options.quiet):
-        if _serve(options, environ, ready, check_first=True):
-            print_queue_summary(ready.settings)
+        served = _serve(options, environ, ready, check_first=True)
+    # The server has stopped and put the default handlers back: a second stop signal now (a
+    # second Ctrl-C, or a second SIGTERM from whoever sent the first) is ignored instead of
+    # killing the process while it reads the queue for the summary or the interpreter exits.
+    # Ignored, not blocked: blocking is per thread, and the stores' threads may still be running
+    # to take a signal sent to the process. Python leaves an ignored signal ignored at exit.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    if served:
+        print_queue_summary(ready.settings)
 
 
 def plan(options: HostOptions, environ: Mapping[str, str]) -> Plan:
