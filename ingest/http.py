@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Final
 
 import azure.functions as func
-import orjson
 from opentelemetry import trace
 from opentelemetry.metrics import Histogram
 
@@ -34,7 +33,6 @@ from ingest.errors import (
 from ingest.health import HealthReport
 from ingest.rate_limiter import RateLimitDecision
 from ingest.service import BodyReader, IngestOutcome, IngestRequest, IngestService
-from ingest.validation import ParsedBody
 from shared.http import error_response as api_error_response
 from shared.http import json_response
 from shared.settings import SettingsError
@@ -191,25 +189,11 @@ def unavailable_response() -> func.HttpResponse:
     )
 
 
-class _ItemsSeen:
-    """A body reader that keeps what the reader it wraps read, for the tenants of the accepted events."""
-
-    def __init__(self, read: BodyReader) -> None:
-        self._read = read
-        self.items: Sequence[object] = ()
-
-    def __call__(self, request: IngestRequest) -> ParsedBody:
-        parsed = self._read(request)
-        self.items = parsed.items
-        return parsed
-
-
-def _record_outcome(outcome: IngestOutcome, items: Sequence[object] | None, req: func.HttpRequest) -> None:
+def _record_outcome(outcome: IngestOutcome) -> None:
     """Put the request's tenant and event counts on the invocation's span (Application Insights shows
     them; the local host prints them in the invocation's line).
 
-    The tenant is the producer's; in open mode (no key) the tenant(s) the accepted events name, read
-    from `items` or, for our own API, from the body again (only when the span is recorded).
+    The tenant is the producer's; in open mode (no key) the tenant(s) the accepted events name.
     """
     span = trace.get_current_span()
     if not span.is_recording():
@@ -219,7 +203,7 @@ def _record_outcome(outcome: IngestOutcome, items: Sequence[object] | None, req:
     if outcome.producer is not None:
         span.set_attribute("cloudscale.tenant_id", outcome.producer.tenant_id)
         return
-    tenants = _tenants_named(outcome, items if items is not None else _body_items(req.get_body()))
+    tenants = outcome.tenants
     if tenants:
         shown = sorted(tenants)
         span.set_attribute(
@@ -236,23 +220,6 @@ def _record_refusal(error: IngestError) -> None:
     span.set_attribute("cloudscale.events.accepted", 0)
     if isinstance(error, InvalidEventsError):
         span.set_attribute("cloudscale.events.rejected", len(error.details))
-
-
-def _body_items(body: bytes) -> Sequence[object]:
-    try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return ()
-    return document if isinstance(document, list) else [document]
-
-
-def _tenants_named(outcome: IngestOutcome, items: Sequence[object]) -> set[str]:
-    tenants = set()
-    for result in outcome.results:
-        item = items[result.index] if result.accepted and result.index < len(items) else None
-        if isinstance(item, dict) and isinstance(tenant := item.get("tenantId"), str):
-            tenants.add(tenant)
-    return tenants
 
 
 def readiness_response(report: HealthReport, *, detailed: bool = False) -> func.HttpResponse:
@@ -295,9 +262,8 @@ async def answer_ingest(
         return unavailable_response()
     try:
         request = ingest_request(req, built.trusted_proxies)
-        reader = _ItemsSeen(custom) if (custom := body_reader()) is not None else None
-        outcome = await built.use_case.ingest(request, read_body=reader)
-        _record_outcome(outcome, reader.items if reader is not None else None, req)
+        outcome = await built.use_case.ingest(request, read_body=body_reader())
+        _record_outcome(outcome)
         response = accepted(outcome)
     except IngestError as error:
         _record_refusal(error)

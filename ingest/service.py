@@ -107,6 +107,8 @@ class IngestOutcome:
     rate_limit: RateLimitDecision
     producer: Producer | None = None
     """Who sent the events, by its write key; None for a request without a key (open mode)."""
+    tenants: frozenset[str] = frozenset()
+    """The tenants the accepted events belong to (the producer's alone when a key proved it)."""
 
     @property
     def accepted(self) -> int:
@@ -265,7 +267,7 @@ class IngestService:
                 "no event was accepted", details=[r.to_dict() for r in results], rate_limit=decision
             )
         await self._enqueue(events, request, client, received_at, decision)
-        outcome = IngestOutcome(results, decision, producer)
+        outcome = IngestOutcome(results, decision, producer, frozenset(event.tenant_id for event in events))
         self._metrics.events_ingested.add(outcome.accepted, {"outcome": "accepted", **attributes})
         if outcome.rejected:
             self._metrics.events_ingested.add(outcome.rejected, {"outcome": "rejected", **attributes})
