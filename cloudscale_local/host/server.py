@@ -29,10 +29,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from cloudscale_local.host import accept_errors
 from cloudscale_local.host.banner import BARE_ENDPOINT_PATH, Banner, print_banner
 from cloudscale_local.host.changefeed_trigger import ChangeFeedTrigger
+from cloudscale_local.host.console import ConsoleSources, ConsoleStreams, build_console
 from cloudscale_local.host.cors import CorsPolicy
 from cloudscale_local.host.exposure import require_keys_off_loopback
 from cloudscale_local.host.functions import index_functions
-from cloudscale_local.host.gateway import Gateway, HostEndpoint, PlainResponse
+from cloudscale_local.host.gateway import AsgiApp, Gateway, HostEndpoint, PlainResponse
 from cloudscale_local.host.host_config import HostConfig, load_host_config
 from cloudscale_local.host.http_limits import HttpLimits, server_config
 from cloudscale_local.host.leases import LeaseStore
@@ -184,6 +185,7 @@ def _serve(
     timer_triggers: list[TimerTrigger] = []
 
     host_endpoints = _host_endpoints(options.bare_endpoint, exchange)
+    console, console_streams = _console(container, exchange)
 
     async def startup() -> None:
         # Open the stores before the first request, so it is not the one that pays for it
@@ -234,11 +236,12 @@ def _serve(
         limits=limits,
         request_queue=request_queue,
         cors=options.cors,
+        console=console,
     )
     config = server_config(
         gateway, limits, host=options.host, port=options.port, log_level=options.log_level, lifespan="on"
     )
-    server = _Server(config, banner, role)
+    server = _Server(config, banner, role, console_streams)
     asyncio.run(server.serve(sockets))
     return server.started
 
@@ -258,6 +261,24 @@ def _host_endpoints(bare: bool, exchange: MetricsExchange | None) -> dict[str, H
     if bare:
         endpoints[BARE_ENDPOINT_PATH] = HostEndpoint(bare_endpoint, frozenset({"POST"}))
     return endpoints
+
+
+def _console(container: Container, exchange: MetricsExchange | None) -> tuple[AsgiApp, ConsoleStreams]:
+    """The console under `/dashboard` (`cloudscale_local.host.console`), over this instance's container."""
+
+    async def read_metrics() -> bytes:
+        # What /metrics serves: the run's totals under a supervisor. In a thread: reading runs the
+        # queue-depth gauges' callbacks, which count rows in SQLite.
+        return await asyncio.to_thread(generate_latest, REGISTRY) if exchange is None else await exchange.totals()
+
+    return build_console(
+        ConsoleSources(
+            live_events=lambda: container.live_events,
+            event_store=lambda: container.event_store,
+            dead_letters=lambda: container.dead_letter_browser,
+            read_metrics=read_metrics,
+        )
+    )
 
 
 def _start_timers(
@@ -289,10 +310,19 @@ class _Server(uvicorn.Server):
     once) and stops on SIGTERM only: Ctrl-C reaches the supervisor, which stops its instances.
     """
 
-    def __init__(self, config: uvicorn.Config, banner: Banner, role: InstanceRole | None) -> None:
+    def __init__(
+        self, config: uvicorn.Config, banner: Banner, role: InstanceRole | None, console: ConsoleStreams
+    ) -> None:
         super().__init__(config)
         self._banner = banner
         self._role = role
+        self._console = console
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # An open dashboard's stream never ends by itself: ended first, it does not hold the
+        # graceful shutdown (which waits for every response) for its whole timeout.
+        self._console.close()
+        await super().shutdown(sockets)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
