@@ -12,7 +12,7 @@ from cloudscale_local.host.host_config import HostConfig
 from cloudscale_local.host.timer_trigger import ServableTimer
 from shared.settings import Settings
 
-__all__ = ["BARE_ENDPOINT_PATH", "Banner", "describe_concurrency", "print_banner"]
+__all__ = ["BARE_ENDPOINT_PATH", "Banner", "dashboard_line", "describe_concurrency", "print_banner"]
 
 BARE_ENDPOINT_PATH = "/_bench/bare"
 
@@ -59,7 +59,7 @@ def print_banner(address: tuple[str, int], banner: Banner) -> None:
     for timer_function, schedule in banner.timers:
         lines.append(f"    {timer_function.name:<20} timer  {schedule} (UTC)")
     lines.append(f"  metrics: {base}/metrics")
-    lines.append(_dashboard_line(host, port))
+    lines.append(dashboard_line(host, port))
     if banner.cors is None:
         lines.append("  CORS: off (--cors ''): preflights reach routing, as without the host's CORS middleware")
     else:
@@ -91,7 +91,7 @@ def describe_concurrency(function: ServiceBusFunction, config: HostConfig) -> st
     return f"at most {config.service_bus.max_concurrent_calls} at once"
 
 
-def _dashboard_line(host: str, port: int) -> str:
+def dashboard_line(host: str, port: int) -> str:
     """Where this machine's browser finds the console (served to loopback clients only)."""
     if host in ("0.0.0.0", "::"):
         host = "127.0.0.1"  # listening everywhere, loopback included
