@@ -3,7 +3,7 @@
 "use strict";
 
 const SVG = "http://www.w3.org/2000/svg";
-const WINDOW = 120;
+const WINDOW = 60;
 const COLOURS = ["#3f5f9a", "#c0392b", "#1f7a4d", "#b7791f", "#7b4ba0", "#2a8a99", "#8e5b3d", "#5d6b7f"];
 
 class LineChart {

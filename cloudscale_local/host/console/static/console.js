@@ -136,7 +136,12 @@ function showEvent(event) {
   $("detail").scrollIntoView({ block: "nearest" });
 }
 
-async function loadStored() {
+// The process stage stores an event a moment after ingest took it: a 404 is looked at again a
+// few times while the event stays shown, then left to the "Look again" button.
+const STORED_TRIES = 20;
+const STORED_RETRY_MS = 500;
+
+async function loadStored(tries = 1) {
   const event = shown;
   const status = $("detail-status");
   const documentBox = $("detail-document");
@@ -148,8 +153,10 @@ async function loadStored() {
     documentBox.textContent = JSON.stringify(event.event, null, 2);
     return;
   }
-  status.textContent = "Loading…";
-  documentBox.textContent = "";
+  if (tries === 1) {
+    status.textContent = "Loading…";
+    documentBox.textContent = "";
+  }
   const url = `/dashboard/api/events/${encodeURIComponent(event.tenantId)}/${encodeURIComponent(event.eventId)}`;
   const answer = await fetch(url, { headers: { Accept: "application/json" } });
   if (shown !== event) return;
@@ -162,12 +169,16 @@ async function loadStored() {
     fraud.textContent = `score ${result.score ?? "–"} · ${result.suspicious ? "SUSPICIOUS" : "not suspicious"}`
       + (reasons.length ? ` · ${reasons.join(", ")}` : "");
   } else {
-    status.textContent = `${body.message ?? answer.statusText} (HTTP ${answer.status})`;
+    status.textContent = `${body.message ?? answer.statusText} (HTTP ${answer.status}). As sent:`;
     documentBox.textContent = JSON.stringify(event.event, null, 2);
-    $("detail-refresh").hidden = false;
+    if (answer.status === 404 && tries < STORED_TRIES) {
+      setTimeout(() => { if (shown === event) loadStored(tries + 1); }, STORED_RETRY_MS);
+    } else {
+      $("detail-refresh").hidden = false;
+    }
   }
 }
-$("detail-refresh").addEventListener("click", loadStored);
+$("detail-refresh").addEventListener("click", () => loadStored());
 
 // --- dead letters ---------------------------------------------------------------------------
 let loadingDeadLetters = null;
