@@ -13,6 +13,9 @@ def exposition(accepted: float, stored: float, buckets: dict[str, float], limite
     lines = [
         "# TYPE cloudscale_events_ingested_total counter",
         f'cloudscale_events_ingested_total{{{SCOPE},outcome="accepted"}} {accepted}',
+        "# TYPE cloudscale_events_rejected_total counter",
+        f'cloudscale_events_rejected_total{{{SCOPE},reason="missing"}} {accepted / 10}',
+        f'cloudscale_events_rejected_total{{{SCOPE},reason="rate_limited"}} {accepted / 10}',
         "# TYPE cloudscale_events_processed_total counter",
         f'cloudscale_events_processed_total{{{SCOPE},outcome="stored"}} {stored}',
         "# TYPE cloudscale_ingestion_duration_seconds histogram",
@@ -37,6 +40,7 @@ def test_counters_become_rates_per_second_and_gauges_stand_as_read() -> None:
     after = parse_reading(exposition(30, 8, {"0.01": 0, "0.1": 0, "+Inf": 0}, 6, 2), at=102.0)
     stats = compute_stats(before, after)
     assert (stats["ingested"], stats["stored"], stats["queueDepth"]) == (10.0, 2.0, 7.0)
+    assert stats["rejected"] == pytest.approx(2.0)  # every reason summed
     assert stats["rateLimited"] == {"ip": 3.0}
     assert stats["fraud"] == {"ip-velocity": 1.0}
 

@@ -92,7 +92,9 @@ def compute_stats(previous: Reading | None, current: Reading) -> dict[str, objec
     return {
         "at": datetime.now(UTC).isoformat(),
         "ingested": rate("cloudscale_events_ingested_total", outcome="accepted"),
-        "rejected": rate("cloudscale_events_ingested_total", outcome="rejected"),
+        # Every rejected event, whole refused requests included (by reason; the outcome="rejected"
+        # series above counts only the items refused within an accepted batch).
+        "rejected": rate("cloudscale_events_rejected_total"),
         "stored": rate("cloudscale_events_processed_total", outcome="stored"),
         "analytics": rate("cloudscale_analytics_rows_total"),
         "ingestP50Ms": _milliseconds(_quantile(in_between, 0.5)),
@@ -104,7 +106,7 @@ def compute_stats(previous: Reading | None, current: Reading) -> dict[str, objec
         "fraud": rates_by("cloudscale_fraud_detected_total", "rule"),
         "totals": {
             "ingested": current.total("cloudscale_events_ingested_total", outcome="accepted"),
-            "rejected": current.total("cloudscale_events_ingested_total", outcome="rejected"),
+            "rejected": current.total("cloudscale_events_rejected_total"),
             "stored": current.total("cloudscale_events_processed_total", outcome="stored"),
             "analytics": current.total("cloudscale_analytics_rows_total"),
             "rateLimited": current.by_label("cloudscale_rate_limit_rejections_total", "limit"),
