@@ -169,17 +169,18 @@ def test_a_dead_letter_is_replayed_after_the_confirmation(
             assert client.post("/api/events", json=SEED_EVENT).status_code == 202
         message_id = park_one_queued_message(host.data_dir)
         page = open_dashboard(browser, host)
-        row = page.wait_for_selector('.dead-letter:has-text("SchemaInvalid")', timeout=5_000)
-        assert row is not None
+        # Locators, not element handles: the list is drawn again whenever the dead-letter depth moves.
+        row = page.locator('.dead-letter:has-text("SchemaInvalid")')
+        row.wait_for(timeout=5_000)
         assert "made poison by the test" in row.inner_text()
 
         page.once("dialog", lambda dialog: dialog.dismiss())
-        row.query_selector("button.replay").click()  # type: ignore[union-attr]
+        row.locator("button.replay").click()
         assert queued_message_ids(host.data_dir) == []  # dismissed: nothing replayed
 
         page.once("dialog", lambda dialog: dialog.accept())
-        page.click(".dead-letter button.replay")
-        page.wait_for_selector("#dead-letters-status:has-text('Replayed')", timeout=5_000)
+        row.locator("button.replay").click()
+        page.wait_for_selector("#dead-letters-outcome:has-text('Replayed #')", timeout=5_000)
         page.wait_for_function("document.querySelectorAll('.dead-letter').length === 0", timeout=5_000)
         assert queued_message_ids(host.data_dir) == [message_id]
         page.close()

@@ -234,7 +234,10 @@ async function replayDeadLetter(deadLetter, button) {
     headers: { [CONSOLE_HEADER]: "1", Accept: "application/json" },
   });
   const body = await answer.json();
-  $("dead-letters-status").textContent = answer.ok ? `Replayed #${deadLetter.id}.` : (body.message ?? `HTTP ${answer.status}`);
+  // Its own line: the list's status is rewritten whenever the list is loaded again.
+  $("dead-letters-outcome").textContent = answer.ok
+    ? `Replayed #${deadLetter.id}: back on the events queue.`
+    : (body.message ?? `HTTP ${answer.status}`);
   await loadDeadLetters();
 }
 
