@@ -25,11 +25,27 @@ SDK_VENV := .venv-sdk
 # The whole suite again under the deployment Python, in a development venv of its own.
 PY313_VENV := .venv-py313
 PY313 := $(PY313_VENV)/bin/python
+# `make run PORT=8080 ARGS="--instances 1"`: the port and any other `cloudscale run` options.
+# Set with := so that a PORT in the environment (many platforms set one) is not taken by mistake.
+PORT := 7071
+ARGS :=
+# pip's own progress on a terminal; one line per step in a log (CI). $(shell) captures stdout,
+# so the terminal test looks at stderr, which make hands down.
+PIP_QUIET := $(if $(shell [ -t 2 ] && echo terminal),,--quiet)
+
+# Before anything is installed, and before make looks at the venvs' stamps: PYTHON is 3.11 or
+# newer, and .venv is not stale (.ci/check-python). Not for `make`, `make help` or `make clean`.
+ifneq ($(filter-out help clean emulators,$(or $(MAKECMDGOALS),help)),)
+PYTHON_CHECK := $(shell .ci/check-python "$(PYTHON)" "$(VENV)" "$(origin PYTHON)" "$(findstring n,$(firstword -$(MAKEFLAGS)))" >&2; echo $$?)
+ifneq ($(PYTHON_CHECK),0)
+$(error the Python check above failed)
+endif
+endif
 
 .PHONY: run test conformance test-py313 bench lint format check emulators browser screenshot clean help lock lock-check
 
 help:
-	@echo "make run    - run the whole pipeline locally on http://127.0.0.1:7071"
+	@echo "make run    - run the whole pipeline locally on http://127.0.0.1:7071 (PORT=8080, ARGS=\"--instances 1\", PYTHON=python3.12)"
 	@echo "make test   - install everything needed (emulators included) and run the test suite"
 	@echo "make conformance - load and invoke the app with Microsoft's Python worker (part of make test)"
 	@echo "make test-py313 - the test suite under Python 3.13 (what CI runs after make test)"
@@ -41,8 +57,9 @@ help:
 	@echo "make bench  - wrk against each stage beside a do-nothing ASGI app (needs wrk; writes docs/benchmarks.md)"
 
 $(PY):
+	@echo "Creating $(VENV) with $(PYTHON) ($$($(PYTHON) --version))"
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install $(PIP_QUIET) --upgrade pip
 
 # Each venv installs one lock, which is complete: every package pinned with its hashes, so pip
 # checks every download against the lock (requirements-local.txt and requirements-dev.txt carry
@@ -50,12 +67,16 @@ $(PY):
 # dependencies, in a pip call of its own: pip refuses to mix an unhashed requirement (`-e .`)
 # into a hash-checked install.
 $(VENV)/.local-installed: requirements-local.txt pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -r requirements-local.txt
+	@echo "Installing the local host's $$(grep -c '^[A-Za-z0-9]' requirements-local.txt) pinned packages" \
+		"(requirements-local.txt) into $(VENV): a minute or two the first time, seconds once pip's cache has them"
+	$(PY) -m pip install $(PIP_QUIET) -r requirements-local.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
 $(VENV)/.dev-installed: requirements-dev.txt $(VENV)/.local-installed
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+	@echo "Installing the test and lint tools' $$(grep -c '^[A-Za-z0-9]' requirements-dev.txt) pinned packages" \
+		"(requirements-dev.txt) into $(VENV): another minute or two the first time"
+	$(PY) -m pip install $(PIP_QUIET) -r requirements-dev.txt
 	touch $@
 
 # The locks: requirements*.in hold the ranges we choose, requirements*.txt what pip installs.
@@ -81,7 +102,7 @@ lock-check: $(VENV)/.dev-installed
 	.ci/check-locks
 
 run: $(VENV)/.local-installed
-	$(VENV)/bin/cloudscale run
+	$(VENV)/bin/cloudscale run --port $(PORT) $(ARGS)
 
 # Azurite (Table Storage emulator) and cosmosdb-server (Cosmos DB emulator) install from npm
 # into a project-local folder. Without Node the emulator-backed tests are skipped with a
@@ -134,6 +155,7 @@ screenshot: $(VENV)/.dev-installed browser
 
 # Rebuilt from nothing when its lock changes. Any Python 3.11+ will do: only the SDKs run in it.
 $(SDK_VENV)/.installed: requirements-sdk.txt
+	@echo "Installing the Segment-API SDKs the end-to-end tests drive (requirements-sdk.txt) into $(SDK_VENV)"
 	rm -rf $(SDK_VENV)
 	$(PYTHON) -m venv $(SDK_VENV)
 	$(SDK_VENV)/bin/python -m pip install --quiet --upgrade pip

@@ -6,7 +6,7 @@
 // the deployment container, the rate-limit table), Service Bus (the events and poison queues),
 // Cosmos DB (the event store and the change-feed leases), Data Explorer (the analytics database
 // and its schema script), the Function App on the Flex Consumption plan, the app identity's
-// data-plane roles, the alert rules and the SLO workbook.
+// data-plane roles, the alert rules and the workbook (service levels, live events).
 //
 // Alerts: `alertActionGroupId` is the resource id of an existing action group, which every
 // alert except the informational queue-depth one notifies. Empty (the default): the rules
@@ -241,9 +241,11 @@ module workbook 'modules/workbook.bicep' = {
   params: {
     location: location
     tags: tags
-    displayName: 'CloudScale SLOs (${env})'
+    displayName: 'CloudScale: service levels and live events (${env})'
     appInsightsId: monitoring.outputs.appInsightsId
     serviceBusNamespaceId: serviceBus.outputs.namespaceId
+    kustoClusterUri: kusto.outputs.clusterUri
+    kustoDatabaseName: kusto.outputs.databaseName
   }
 }
 

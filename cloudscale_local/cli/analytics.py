@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sqlite3
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -23,6 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cloudscale_local.cli.read_only_sql import READ_ONLY_MESSAGE, open_read_only, refused_as_a_write
+from cloudscale_local.cli.result_format import FORMATS, OutputFormat, print_result
 from shared.adapters.analytics.embedded_analytics import ANALYTICS_FILE, time_text
 from shared.bootstrap import Container
 from shared.settings import Settings, SettingsError, load_settings
@@ -34,9 +36,21 @@ LAG_PERCENTILES = (50, 90, 99)
 
 @click.command()
 @click.argument("sql")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of row objects instead of a table.")
-def query(sql: str, as_json: bool) -> None:
+@click.option(
+    "--format",
+    "output",
+    type=click.Choice(FORMATS),
+    help=(
+        "table (the default: vertical when the columns cannot fit the terminal), vertical "
+        "(one `column: value` line each, record by record), csv, tsv (with a header row) or json."
+    ),
+)
+@click.option("--json", "as_json", is_flag=True, help="The same as --format json: a JSON array of row objects.")
+@click.pass_context
+def query(context: click.Context, sql: str, output: OutputFormat | None, as_json: bool) -> None:
     """Run SQL (read-only) against the local analytics store; the table is `events`."""
+    if as_json and output not in (None, "json"):
+        raise click.UsageError(f"--json is --format json; it cannot go with --format {output}")
     with _analytics() as connection:
         try:
             cursor = connection.execute(sql)
@@ -46,10 +60,8 @@ def query(sql: str, as_json: bool) -> None:
                 raise click.ClickException(f"the query failed: {exc}; {READ_ONLY_MESSAGE}") from None
             raise click.ClickException(f"the query failed: {exc}") from None
         columns = [column[0] for column in cursor.description or ()]
-    if as_json:
-        click.echo(orjson.dumps([dict(zip(columns, row, strict=True)) for row in rows]).decode())
-    else:
-        _print_table(None, columns, rows)
+    width = context.terminal_width or shutil.get_terminal_size().columns
+    print_result("json" if as_json else output or "table", columns, rows, width)
 
 
 @click.command()

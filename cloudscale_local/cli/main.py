@@ -11,10 +11,18 @@ import click
 
 from cloudscale_local.cli.analytics import query, report
 from cloudscale_local.cli.dlq import dlq
+from cloudscale_local.cli.dlq_purge import purge, send_poison
+from cloudscale_local.cli.entry import find_script_root
 from cloudscale_local.cli.events import events
 from cloudscale_local.cli.export import export
 from cloudscale_local.cli.kusto import kusto_setup
 from cloudscale_local.cli.loadtest import loadtest
+from cloudscale_local.cli.local_settings import (
+    LOCAL_SETTINGS_FILE,
+    LocalSettingsError,
+    apply_local_settings,
+    read_local_settings,
+)
 from cloudscale_local.cli.privacy import erase, erasures, suppressions
 from cloudscale_local.cli.reconcile import reconcile
 from cloudscale_local.cli.tenants import keys, tenants
@@ -25,10 +33,57 @@ from shared.settings import SettingsError
 
 __all__ = ["main"]
 
+IN_SCRIPT_ROOT = "<script root>/" + LOCAL_SETTINGS_FILE
+"""What `--local-settings` without a path stands for."""
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def main() -> None:
+
+class _Cloudscale(click.Group):
+    """The group, with `--local-settings` taking a path only when the word after it is not a command."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # click would take `cloudscale --local-settings run` as the path "run".
+        for index, arg in enumerate(args[:-1]):
+            if arg == "--local-settings" and args[index + 1] in self.commands:
+                args = [*args[: index + 1], IN_SCRIPT_ROOT, *args[index + 1 :]]
+                break
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_Cloudscale, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="cloudscale", prog_name="cloudscale", message="%(prog)s %(version)s")
+@click.option(
+    "--local-settings",
+    "local_settings",
+    is_flag=False,
+    flag_value=IN_SCRIPT_ROOT,
+    default=None,
+    metavar="[PATH]",
+    help=(
+        "Apply a local.settings.json's Values before the command runs, as func start does (a variable already "
+        "set wins). Without PATH: local.settings.json in the app's folder."
+    ),
+)
+def main(local_settings: str | None) -> None:
     """CloudScale: event ingestion and real-time analytics."""
+    if local_settings is not None:
+        _apply_local_settings(local_settings)
+
+
+def _apply_local_settings(given: str) -> None:
+    path = Path(given)
+    if given == IN_SCRIPT_ROOT:  # the flag without a path: the script root's, as func's
+        path = (find_script_root(Path.cwd()) or Path.cwd()) / LOCAL_SETTINGS_FILE
+    try:
+        outcome = apply_local_settings(read_local_settings(path), os.environ)
+    except LocalSettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+    # func's own warnings, word for word.
+    for name in outcome.kept_from_environment:
+        click.echo(
+            f"Skipping '{name}' from local settings as it's already defined in current environment variables.", err=True
+        )
+    for name in outcome.null:
+        click.echo(f"Skipping '{name}' because value is null", err=True)
 
 
 def default_instances() -> int:
@@ -123,6 +178,8 @@ def run(
         raise click.ClickException(str(exc)) from None
 
 
+dlq.add_command(purge)
+dlq.add_command(send_poison)
 main.add_command(dlq)
 main.add_command(kusto_setup)
 main.add_command(query)

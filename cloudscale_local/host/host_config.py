@@ -15,6 +15,8 @@ value the host would refuse to bind, such as an unknown retry mode.
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import os
 import re
 from collections.abc import Mapping
@@ -32,6 +34,7 @@ __all__ = [
     "ServiceBusOptions",
     "load_host_config",
     "parse_timespan",
+    "require_host_json",
 ]
 
 _TIMESPAN = re.compile(r"^(?:(\d+)\.)?(\d{1,2}):(\d{1,2})(?::(\d{1,2}(?:\.\d+)?))?$")
@@ -109,8 +112,40 @@ def parse_timespan(value: str) -> float:
     return int(days or 0) * 86400 + int(hours) * 3600 + int(minutes) * 60 + float(seconds or 0)
 
 
+def require_host_json(path: Path, app_module: str) -> None:
+    """Raise `HostConfigError` saying what host.json is and where it was looked for, unless `path` exists.
+
+    `func start` refuses to run without it too: it looks for host.json from the current folder
+    up, and names what it expected ("Unable to find project root"; docs/architecture.md).
+    The folder `app_module` would be imported from is named when it holds one.
+    """
+    if path.is_file():
+        return
+    app_folder = _module_folder(app_module)
+    where = path.resolve().parent
+    advice = (
+        f"run it in the app's folder: cd {app_folder}"
+        if app_folder is not None and app_folder != where and (app_folder / path.name).is_file()
+        else "restore it (`git checkout host.json` in a clone)"
+    )
+    raise HostConfigError(
+        f"no {path.name} in {where}, where the host looks for it (the folder it runs in, as `func start`). "
+        "host.json holds the Functions host's settings for the app (Service Bus batch size and concurrency, "
+        f"the HTTP request queue, functionTimeout) and sits beside function_app.py; {advice}"
+    )
+
+
+def _module_folder(module_name: str) -> Path | None:
+    """The folder a module would be imported from (without importing it), if it is found."""
+    with contextlib.suppress(ImportError, ValueError):
+        spec = importlib.util.find_spec(module_name)
+        if spec is not None and spec.origin is not None:
+            return Path(spec.origin).resolve().parent
+    return None
+
+
 def load_host_config(path: Path) -> HostConfig:
-    """Read `path` (host.json); a missing file means every default."""
+    """Read `path` (host.json); a missing file means every default (`require_host_json` refuses one)."""
     if not path.exists():
         return HostConfig()
     try:

@@ -30,7 +30,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
@@ -38,8 +38,10 @@ from pathlib import Path
 from types import FrameType
 
 from cloudscale_local.host.banner import print_banner
+from cloudscale_local.host.listening import ListenError, check_port_free, listen_error
 from cloudscale_local.host.metrics_totals import MetricsSnapshots, new_run_folder
 from cloudscale_local.host.server import HostOptions, InstanceRole, check_stores, plan, serve_instance
+from cloudscale_local.host.shutdown_summary import print_queue_summary
 
 __all__ = ["STARTUP_FAILURES", "InstanceStartError", "ListenError", "bind_listeners", "join_port", "supervise"]
 
@@ -50,10 +52,6 @@ STARTUP_FAILURES = 3
 _STOP_MARGIN_SECONDS = 15.0
 """Beyond the shutdown grace (requests, then triggers), how long an instance may take to end before it is killed."""
 _POLL_SECONDS = 0.2
-
-
-class ListenError(Exception):
-    """The listening socket could not be bound (most often: the port is in use)."""
 
 
 class InstanceStartError(Exception):
@@ -91,6 +89,7 @@ def supervise(options: HostOptions, environ: Mapping[str, str]) -> None:
     supervisor = _Supervisor(options, dict(environ), run_folder, listeners)
     try:
         supervisor.run(lambda: print_banner(listeners[0].getsockname(), ready.banner))
+        print_queue_summary(ready.settings)  # once, after every instance stopped
     finally:
         for listener in listeners:
             listener.close()
@@ -117,11 +116,7 @@ def bind_listeners(host: str, port: int, count: int) -> list[socket.socket]:
     `SO_REUSEPORT` (a second `cloudscale run`, which would silently share the port): the
     port is first bound without it, which only succeeds if nobody holds it.
     """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    if port != 0:
-        with _listen_error(host, port), socket.socket(family, socket.SOCK_STREAM) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            probe.bind((host, port))
+    check_port_free(host, port)
     listeners: list[socket.socket] = []
     try:
         for _ in range(count):
@@ -145,7 +140,7 @@ def join_port(host: str, port: int) -> socket.socket:
     try:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        with _listen_error(host, port):
+        with listen_error(host, port):
             listener.bind((host, port))
         listener.listen(2048)
         listener.set_inheritable(True)
@@ -153,14 +148,6 @@ def join_port(host: str, port: int) -> socket.socket:
         listener.close()
         raise
     return listener
-
-
-@contextlib.contextmanager
-def _listen_error(host: str, port: int) -> Iterator[None]:
-    try:
-        yield
-    except OSError as exc:
-        raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 class _Supervisor:

@@ -34,9 +34,10 @@ from cloudscale_local.host.cors import CorsPolicy
 from cloudscale_local.host.exposure import require_keys_off_loopback
 from cloudscale_local.host.functions import index_functions
 from cloudscale_local.host.gateway import AsgiApp, Gateway, HostEndpoint, PlainResponse
-from cloudscale_local.host.host_config import HostConfig, load_host_config
+from cloudscale_local.host.host_config import HostConfig, load_host_config, require_host_json
 from cloudscale_local.host.http_limits import HttpLimits, server_config
 from cloudscale_local.host.leases import LeaseStore
+from cloudscale_local.host.listening import check_port_free
 from cloudscale_local.host.metrics_totals import MetricsExchange, MetricsSnapshots
 from cloudscale_local.host.providers import telemetry_providers
 from cloudscale_local.host.request_queue import RequestQueue
@@ -48,6 +49,7 @@ from cloudscale_local.host.servable import (
     servable_timer_functions,
 )
 from cloudscale_local.host.servicebus_trigger import ServiceBusTrigger
+from cloudscale_local.host.shutdown_summary import print_queue_summary
 from cloudscale_local.host.timer_lock import TimerLock
 from cloudscale_local.host.timer_trigger import ServableTimer, TimerTrigger
 from shared.adapters.sqlite.worker import check_readable
@@ -111,14 +113,18 @@ def serve(options: HostOptions, environ: Mapping[str, str]) -> None:
         supervise(options, environ)
         return
     ready = plan(options, environ)
+    # Before uvicorn binds, so a busy port is a message saying what to do, not uvicorn's log line.
+    check_port_free(options.host, options.port)
     with telemetry_providers(options.trace_file):
-        _serve(options, environ, ready, check_first=True)
+        if _serve(options, environ, ready, check_first=True):
+            print_queue_summary(ready.settings)
 
 
 def plan(options: HostOptions, environ: Mapping[str, str]) -> Plan:
     """Load settings and host.json, index the app; raises the error that stops the host, if any."""
     settings = load_settings(environ)
     require_keys_off_loopback(settings, options.host)
+    require_host_json(options.host_json, options.app_module)
     host_config = load_host_config(options.host_json)
     index = index_functions(_load_app(options.app_module))
     embedded = settings.backend == "embedded"

@@ -19,10 +19,11 @@ from click.testing import CliRunner, Result
 
 import cloudscale_local.cli.dlq as dlq_module
 from cloudscale_local.cli.main import main
+from process.decoding import PoisonMessageError, decode_envelope
 from shared.adapters.event_queue.dead_letter_table import DeadLetterRow
 from shared.adapters.event_queue.embedded_queue import EmbeddedQueue
 from shared.bootstrap import Container
-from shared.domain.dead_letter_reasons import MAX_DELIVERY_COUNT_EXCEEDED
+from shared.domain.dead_letter_reasons import MAX_DELIVERY_COUNT_EXCEEDED, UNDECODABLE
 from shared.domain.envelope import QueueMessage
 from shared.ports import DeadLetter, DeadLetterBrowser, PortError, ProgressCallback, ReplayResult
 
@@ -326,3 +327,56 @@ def test_a_replay_that_fails_part_way_says_what_was_replayed(
     assert "Error: the events queue is unavailable" in result.stderr
     dead_letters, _ = read(queue_path)
     assert {dead.message.message_id for dead in dead_letters} == {"evt-2", "evt-gone"}
+
+
+# --- purge ---------------------------------------------------------------------------------------
+
+
+def test_purge_says_how_many_and_deletes_nothing_on_no(invoke: Invoke, queue_path: Path, ids: dict[str, str]) -> None:
+    result = invoke("purge", input="n\n")
+    assert result.exit_code == 0, result.output
+    assert "Delete 3 dead letters for good?" in result.output
+    assert "Nothing was purged." in result.output
+    assert len(read(queue_path)[0]) == 3
+
+
+def test_purge_on_yes_deletes_every_dead_letter_and_no_queued_message(
+    invoke: Invoke, queue_path: Path, ids: dict[str, str]
+) -> None:
+    result = invoke("purge", input="y\n")
+    assert result.exit_code == 0, result.output
+    assert "Purged 3 dead letters." in result.output
+    dead_letters, waiting = read(queue_path)
+    assert dead_letters == []
+    assert [message.message_id for message in waiting] == ["evt-3", "evt-4"]
+
+
+def test_purge_yes_does_not_ask(invoke: Invoke, queue_path: Path, ids: dict[str, str]) -> None:
+    result = invoke("purge", "--yes")
+    assert result.exit_code == 0, result.output
+    assert "?" not in result.output
+    assert read(queue_path)[0] == []
+    assert invoke("purge", "--yes").output == "The dead-letter queue is empty: nothing to purge.\n"
+
+
+def test_send_poison_queues_a_message_the_process_stage_cannot_decode(invoke: Invoke, queue_path: Path) -> None:
+    result = invoke("send-poison")
+    assert result.exit_code == 0, result.output
+    [*_, poison] = read(queue_path)[1]
+    assert poison.message_id.startswith("poison/")
+    assert poison.message_id in result.output
+    with pytest.raises(PoisonMessageError) as refused:
+        decode_envelope(poison.body)
+    assert refused.value.reason == UNDECODABLE
+
+
+def test_send_poison_refuses_the_azure_backend(invoke: Invoke) -> None:
+    azure = {
+        "CLOUDSCALE_BACKEND": "azure",
+        "ServiceBusConnection__fullyQualifiedNamespace": "cs-test.servicebus.windows.net",
+        "CLOUDSCALE_RATE_LIMIT_TABLE_ENDPOINT": "https://cstest.table.core.windows.net",
+        "CosmosDBConnection__accountEndpoint": "https://cs-test.documents.azure.com:443/",
+    }
+    result = invoke("send-poison", env=azure)
+    assert result.exit_code == 1
+    assert "embedded queue only" in result.output
