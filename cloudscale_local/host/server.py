@@ -29,11 +29,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from cloudscale_local.host import accept_errors
 from cloudscale_local.host.banner import BARE_ENDPOINT_PATH, Banner, print_banner
 from cloudscale_local.host.changefeed_trigger import ChangeFeedTrigger
-from cloudscale_local.host.console import ConsoleSources, ConsoleStreams, build_console
+from cloudscale_local.host.console import ConsoleStreams
+from cloudscale_local.host.console.for_host import console_for_host
 from cloudscale_local.host.cors import CorsPolicy
 from cloudscale_local.host.exposure import require_keys_off_loopback
 from cloudscale_local.host.functions import index_functions
-from cloudscale_local.host.gateway import AsgiApp, Gateway, HostEndpoint, PlainResponse
+from cloudscale_local.host.gateway import Gateway, HostEndpoint, PlainResponse
 from cloudscale_local.host.host_config import HostConfig, load_host_config, require_host_json
 from cloudscale_local.host.http_limits import HttpLimits, server_config
 from cloudscale_local.host.leases import LeaseStore
@@ -191,7 +192,7 @@ def _serve(
     timer_triggers: list[TimerTrigger] = []
 
     host_endpoints = _host_endpoints(options.bare_endpoint, exchange)
-    console, console_streams = _console(container, exchange)
+    console, console_streams = console_for_host(container, exchange)
 
     async def startup() -> None:
         # Open the stores before the first request, so it is not the one that pays for it
@@ -267,24 +268,6 @@ def _host_endpoints(bare: bool, exchange: MetricsExchange | None) -> dict[str, H
     if bare:
         endpoints[BARE_ENDPOINT_PATH] = HostEndpoint(bare_endpoint, frozenset({"POST"}))
     return endpoints
-
-
-def _console(container: Container, exchange: MetricsExchange | None) -> tuple[AsgiApp, ConsoleStreams]:
-    """The console under `/dashboard` (`cloudscale_local.host.console`), over this instance's container."""
-
-    async def read_metrics() -> bytes:
-        # What /metrics serves: the run's totals under a supervisor. In a thread: reading runs the
-        # queue-depth gauges' callbacks, which count rows in SQLite.
-        return await asyncio.to_thread(generate_latest, REGISTRY) if exchange is None else await exchange.totals()
-
-    return build_console(
-        ConsoleSources(
-            live_events=lambda: container.live_events,
-            event_store=lambda: container.event_store,
-            dead_letters=lambda: container.dead_letter_browser,
-            read_metrics=read_metrics,
-        )
-    )
 
 
 def _start_timers(
