@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from playwright.sync_api import BrowserContext, Page
+from playwright.sync_api import BrowserContext, Locator, Page, expect
 
 from shared.adapters.event_queue.embedded_queue import EMBEDDED_QUEUE_FILE, EmbeddedQueue
 from tests.e2e.browser import chromium
@@ -65,6 +65,15 @@ def page(browser: BrowserContext, pipeline: LocalHost) -> Iterator[Page]:
     opened.close()
 
 
+def stored_document(page: Page) -> Locator:
+    """The detail's document box once it holds the stored document (the process stage's `processedAt` in it).
+
+    Waits go through locators: Playwright's `wait_for_function` evaluates its predicate with
+    `eval` in the page, which the page's Content-Security-Policy forbids (as it should).
+    """
+    return page.locator("#detail-document", has_text='"processedAt"')
+
+
 def seconds_left(since: float, bound: float) -> float:
     return max(bound - (time.monotonic() - since), 0.0)
 
@@ -98,12 +107,7 @@ def test_clicking_an_event_shows_its_stored_document_and_fraud_result(page: Page
         event_id = client.post("/api/events", json=SEED_EVENT).json()["results"][0]["eventId"]
     page.click(f'.event[data-event-id="{event_id}"]', timeout=5_000)
     # The process stage stores it a moment after ingest: the page looks again until it is.
-    page.wait_for_function(
-        "id => document.getElementById('detail-document').textContent.includes('\"processedAt\"')"
-        " && document.getElementById('detail-document').textContent.includes(id)",
-        arg=event_id,
-        timeout=15_000,
-    )
+    stored_document(page).filter(has_text=event_id).wait_for(timeout=15_000)
     assert page.inner_text("#detail-fraud").startswith("score ")
     assert '"fraud"' in page.inner_text("#detail-document")
 
@@ -116,7 +120,7 @@ def test_the_page_fits_a_narrow_window(browser: BrowserContext, pipeline: LocalH
             event_id = client.post("/api/events", json={**SEED_EVENT, "url": long_url}).json()["results"][0]["eventId"]
             client.post("/api/events", json=BAD_EVENT)
         page.click(f'.event[data-event-id="{event_id}"]', timeout=5_000)
-        page.wait_for_function("document.getElementById('detail-document').textContent.length > 0", timeout=5_000)
+        page.locator("#detail-document", has_text=event_id).wait_for(timeout=5_000)
         widths = page.evaluate(
             "[document.documentElement.scrollWidth, document.documentElement.clientWidth, document.body.scrollWidth]"
         )
@@ -181,7 +185,7 @@ def test_a_dead_letter_is_replayed_after_the_confirmation(
         page.once("dialog", lambda dialog: dialog.accept())
         row.locator("button.replay").click()
         page.wait_for_selector("#dead-letters-outcome:has-text('Replayed #')", timeout=5_000)
-        page.wait_for_function("document.querySelectorAll('.dead-letter').length === 0", timeout=5_000)
+        expect(page.locator(".dead-letter")).to_have_count(0, timeout=5_000)
         assert queued_message_ids(host.data_dir) == [message_id]
         page.close()
     finally:
@@ -204,9 +208,7 @@ def test_screenshot(page: Page, pipeline: LocalHost, tmp_path: Path) -> None:
             page.wait_for_timeout(150)  # paces the traffic for the charts; nothing waits on it
         last = client.post("/api/events", json=SEED_EVENT).json()["results"][0]["eventId"]
     page.click(f'.event[data-event-id="{last}"]', timeout=5_000)
-    page.wait_for_function(
-        "document.getElementById('detail-document').textContent.includes('\"processedAt\"')", timeout=15_000
-    )
+    stored_document(page).wait_for(timeout=15_000)
     page.wait_for_timeout(1_100)  # one more stats tick, so the charts end on the last second
     target = Path(SCREENSHOT) if SCREENSHOT else tmp_path / "dashboard.png"
     page.screenshot(path=str(target), full_page=True)
