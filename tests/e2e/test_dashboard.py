@@ -11,17 +11,20 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 import pytest
 from playwright.sync_api import BrowserContext, Locator, Page, expect
 
 from shared.adapters.event_queue.embedded_queue import EMBEDDED_QUEUE_FILE, EmbeddedQueue
 from tests.e2e.browser import chromium
-from tests.e2e.conftest import INGEST_ONLY, LocalHost, start_host
+from tests.e2e.conftest import INGEST_ONLY, REPO, LocalHost, start_host
 
 pytestmark = pytest.mark.e2e
 
@@ -192,24 +195,41 @@ def test_a_dead_letter_is_replayed_after_the_confirmation(
         host.stop()
 
 
-def test_screenshot(page: Page, pipeline: LocalHost, tmp_path: Path) -> None:
-    """The README's picture (`make screenshot` writes it to docs/images/dashboard.png): some traffic, one event open."""
-    seconds = 12.0 if SCREENSHOT else 2.0
+def send_traffic(page: Page, client: httpx.Client, seconds: float, first: int = 0) -> int:
+    """Post a mix of events (some rejected) for `seconds`; the number of the next one."""
     started = time.monotonic()
+    number = first
+    while time.monotonic() - started < seconds:
+        tenant = ("acme", "globex", "initech")[number % 3]
+        kind = ("page_view", "click", "purchase", "page_view")[number % 4]
+        body = {**SEED_EVENT, "tenantId": tenant, "eventType": kind, "correlationId": f"order-{number}"}
+        client.post("/api/events", json=body)
+        if number % 5 == 0:
+            client.post("/api/events", json={**BAD_EVENT, "correlationId": f"bad-{number}"})
+        number += 1
+        page.wait_for_timeout(150)  # paces the traffic for the charts; nothing waits on it
+    return number
+
+
+def test_screenshot(page: Page, pipeline: LocalHost, tmp_path: Path) -> None:
+    """The README's picture (`make screenshot` writes it to docs/images/dashboard.png): some traffic,
+    a dead letter (`cloudscale dlq send-poison`), one event open."""
+    poison = subprocess.run(
+        [sys.executable, "-m", "cloudscale_local.cli.main", "dlq", "send-poison"],
+        cwd=REPO,
+        env={**os.environ, "CLOUDSCALE_DATA_DIR": str(pipeline.data_dir), "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert poison.returncode == 0, poison.stderr
     with pipeline.client() as client:
-        sent = 0
-        while time.monotonic() - started < seconds:
-            tenant = ("acme", "globex", "initech")[sent % 3]
-            kind = ("page_view", "click", "purchase", "page_view")[sent % 4]
-            client.post("/api/events", json={**SEED_EVENT, "tenantId": tenant, "eventType": kind, "url": f"/p/{sent}"})
-            if sent % 5 == 0:
-                client.post("/api/events", json={**BAD_EVENT, "correlationId": f"bad-{sent}"})
-            sent += 1
-            page.wait_for_timeout(150)  # paces the traffic for the charts; nothing waits on it
+        sent = send_traffic(page, client, 12.0 if SCREENSHOT else 2.0)
         last = client.post("/api/events", json=SEED_EVENT).json()["results"][0]["eventId"]
-    page.click(f'.event[data-event-id="{last}"]', timeout=5_000)
-    stored_document(page).wait_for(timeout=15_000)
-    page.wait_for_timeout(1_100)  # one more stats tick, so the charts end on the last second
+        page.click(f'.event[data-event-id="{last}"]', timeout=5_000)
+        stored_document(page).wait_for(timeout=15_000)
+        page.locator(".dead-letter", has_text="UndecodableMessage").wait_for(timeout=10_000)
+        send_traffic(page, client, 1.2, sent)  # the charts' last second with traffic in it
     target = Path(SCREENSHOT) if SCREENSHOT else tmp_path / "dashboard.png"
     page.screenshot(path=str(target), full_page=True)
     assert target.stat().st_size > 10_000

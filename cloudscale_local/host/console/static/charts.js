@@ -70,12 +70,16 @@ class LineChart {
     }
     top = niceCeiling(top);
     this.scale.textContent = `max ${format(top, this.unit)}`;
+    // Until a whole window has passed, the seconds so far are spread over the chart's width.
+    let count = 0;
+    for (const line of this.series.values()) count = Math.max(count, line.points.length);
+    const step = (WINDOW - 1) / Math.max(count - 1, 1);
     for (const line of this.series.values()) {
-      const offset = WINDOW - line.points.length;
+      const offset = count - line.points.length;
       const coordinates = [];
       line.points.forEach((point, index) => {
         if (point === null) return;
-        coordinates.push(`${offset + index},${(100 - (point / top) * 96 - 2).toFixed(2)}`);
+        coordinates.push(`${((offset + index) * step).toFixed(2)},${(100 - (point / top) * 96 - 2).toFixed(2)}`);
       });
       line.path.setAttribute("points", coordinates.join(" "));
     }
