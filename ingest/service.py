@@ -14,6 +14,9 @@ returned, that is once they are durably queued.
 Without `keys_required` (the embedded backend's open mode) a request without a key is taken
 for the tenant its body names, as it always was, unless it comes from a web page (it carries
 an `Origin` header); a request with a key is checked in full.
+
+(Near 400 lines: the one use case's steps in their order, read top to bottom; what is kept of
+each request for watching lives in `ingest.live_recording`.)
 """
 
 from __future__ import annotations
@@ -28,11 +31,13 @@ from opentelemetry import propagate, trace
 from ingest.credentials import PresentedKey, body_key, rejection_error
 from ingest.errors import (
     ForbiddenError,
+    IngestError,
     InvalidEventsError,
     RateLimitedError,
     UnauthorizedError,
     UnavailableError,
 )
+from ingest.live_recording import EVENTS_API, LiveRecorder, RequestProgress, StatusOf
 from ingest.rate_limiter import RateLimitDecision, RateLimiter
 from ingest.validation import (
     FieldError,
@@ -45,7 +50,7 @@ from ingest.validation import (
 from shared.domain.client_identity import ClientIdentity, ClientKeyer
 from shared.domain.envelope import Envelope, to_queue_message
 from shared.domain.events import Event
-from shared.ports import EventPublisher, PortError
+from shared.ports import EventPublisher, LiveEventLog, PortError
 from shared.telemetry import IngestMetrics
 from shared.write_key_auth import KeyRejectedError, Producer
 
@@ -158,11 +163,15 @@ class IngestService:
         keys_required: bool = False,
         tenant_events_per_minute: int = 60_000,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        live_events: LiveEventLog | None = None,
+        status_of: StatusOf = lambda _error: 400,
     ) -> None:
         """`authenticate`: checks a presented key against the registry (`WriteKeyAuthenticator.authenticate`);
         without it every key is refused as unknown. `keys_required`: refuse a request without a
         key (always on Azure); otherwise such a request is taken for the tenant its body names.
-        `tenant_events_per_minute`: the quota of a tenant the registry gives none."""
+        `tenant_events_per_minute`: the quota of a tenant the registry gives none.
+        `live_events`: where each request's items are kept for watching (`ingest.live_recording`;
+        None on Azure); `status_of`: the HTTP status a refusal is answered with, kept with them."""
         self._limiter = limiter
         self._publisher = publisher
         self._keyer = keyer
@@ -171,6 +180,7 @@ class IngestService:
         self._keys_required = keys_required
         self._tenant_events_per_minute = tenant_events_per_minute
         self._clock = clock
+        self._recorder = LiveRecorder(live_events, metrics.events_rejected, status_of, clock)
 
     @property
     def keys_required(self) -> bool:
@@ -197,10 +207,24 @@ class IngestService:
         """Accept what is valid; raise an `IngestError` for a request that fails as a whole.
 
         `read_body` reads the body (default: our own JSON API, `read_json_body`); the
-        Segment-compatible API passes its own. Each queued event carries the current trace
-        context (the caller's span, under the host's request activity), so its processing
-        continues the same trace.
+        Segment-compatible API passes its own, which names its API by an `api` attribute. Each
+        queued event carries the current trace context (the caller's span, under the host's
+        request activity), so its processing continues the same trace. Either way, the
+        request's items are kept for watching and its rejected events counted (`LiveRecorder`).
         """
+        api = str(getattr(read_body, "api", EVENTS_API))
+        progress = RequestProgress()
+        try:
+            outcome = await self._ingest(request, read_body, progress)
+        except IngestError as error:
+            self._recorder.refused(api, error, progress)
+            raise
+        self._recorder.accepted(api, progress)
+        return outcome
+
+    async def _ingest(
+        self, request: IngestRequest, read_body: BodyReader | None, progress: RequestProgress
+    ) -> IngestOutcome:
         if read_body is None:
             # Refusals that need nothing but the headers, before anything is charged.
             require_json_content_type(request.content_type)
@@ -217,6 +241,8 @@ class IngestService:
             parsed = read_body(request)
         except Exception as exc:
             parsed = exc
+        else:
+            progress.items = parsed.items
         presented = self._presented_key(request, parsed)
         if presented is None:
             self._require_keyless_allowed(request)
@@ -226,20 +252,13 @@ class IngestService:
         producer = await self._producer(presented, request.origin) if presented is not None else None
         if producer is not None:
             _record_producer(producer)
+            progress.tenant_id = producer.tenant_id
             tenant = await self._limit_tenant(producer, len(parsed.items))
             # The headers report the limit closest to refusing: both count events.
             decision = tenant if tenant.remaining < decision.remaining else decision
-        received_at = self._clock()
-        events: list[Event] = []
-        results: list[EventResult] = []
+        received_at = progress.received_at = self._clock()
         tenant_id = producer.tenant_id if producer is not None else None
-        for index, item in enumerate(parsed.items):
-            validated = validate_event(item, received_at=received_at, measure_size=parsed.is_batch, tenant_id=tenant_id)
-            if isinstance(validated, Event):
-                events.append(validated)
-                results.append(EventResult(index, str(validated.event_id), []))
-            else:
-                results.append(EventResult(index, None, validated))
+        events, results = _validate(parsed, received_at, tenant_id, progress)
         attributes = {"tenant": tenant_id} if tenant_id is not None else {}
         if not events:
             raise InvalidEventsError(
@@ -353,6 +372,24 @@ class IngestService:
                 code="queue_unavailable",
                 retry_after_seconds=RETRY_AFTER_UNAVAILABLE_SECONDS,
             ) from exc
+
+
+def _validate(
+    parsed: ParsedBody, received_at: datetime, tenant_id: str | None, progress: RequestProgress
+) -> tuple[list[Event], list[EventResult]]:
+    """Each item validated: the accepted events, and one result per item (noted in `progress`)."""
+    events: list[Event] = []
+    results: list[EventResult] = []
+    for index, item in enumerate(parsed.items):
+        validated = validate_event(item, received_at=received_at, measure_size=parsed.is_batch, tenant_id=tenant_id)
+        if isinstance(validated, Event):
+            events.append(validated)
+            progress.events[index] = validated
+            results.append(EventResult(index, str(validated.event_id), []))
+        else:
+            progress.item_errors[index] = validated
+            results.append(EventResult(index, None, validated))
+    return events, results
 
 
 def _limiter_unavailable(exc: PortError) -> UnavailableError:

@@ -58,6 +58,10 @@ class Unmappable:
     """
 
     errors: list[FieldError]
+    item: Any = None
+    """The item as sent, for the kept events (`ingest.live_recording`); never validated or queued."""
+    event_type: str | None = None
+    """The event type the item would have had (a Segment call's type), if known."""
 
 
 @dataclass(frozen=True, slots=True)

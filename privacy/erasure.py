@@ -53,6 +53,7 @@ __all__ = [
     "ErasureNotFoundError",
     "ErasureRunner",
     "ErasureUnreadableError",
+    "KeptEventEraser",
     "StepProgress",
     "new_erasure_id",
 ]
@@ -64,6 +65,10 @@ StepProgress = Callable[[ErasureStep, StepResult], None]
 
 DeadLetterEraser = Callable[[DeadLetterBrowser, Subject], Awaitable[tuple[int, int]]]
 """Drops a subject's dead letters from a browser: (found, removed)."""
+
+KeptEventEraser = Callable[[Subject], Awaitable[int]]
+"""Deletes a subject's events kept for watching (the local host's live events): how many.
+Raises `PortError` when it cannot, so the step is run again."""
 
 
 def new_erasure_id() -> str:
@@ -93,12 +98,14 @@ class ErasureRunner:
         owner: str | None = None,
         clock: Callable[[], datetime] = _utc_now,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        erase_kept_events: KeptEventEraser | None = None,
     ) -> None:
         """`dead_letters` builds the browser when the step needs it (None: there are none to look at).
 
         `settle_seconds` is the suppression cache period plus a margin; `secret` is awaited on
         first use (the deployment's subject-hash key, which also seals the identifier while an
-        erasure runs). `owner` names this runner in leases.
+        erasure runs). `owner` names this runner in leases. `erase_kept_events`: the events
+        step also deletes the subject's kept live events (embedded only), named in its detail.
         """
         self._store = store
         self._suppressions = suppressions
@@ -113,6 +120,7 @@ class ErasureRunner:
         self.owner = owner or f"runner-{os.getpid()}-{secrets.token_hex(4)}"
         self._clock = clock
         self._sleep = sleep
+        self._erase_kept_events = erase_kept_events
 
     async def secret(self) -> bytes:
         """The subject-hash key (read once)."""
@@ -230,7 +238,13 @@ class ErasureRunner:
         if step == "events":
             found = await self._events.count_subject_events(subject)
             removed = await self._events.erase_subject_events(subject)
-            return StepResult(found=found, removed=removed, done=True)
+            if self._erase_kept_events is None:
+                return StepResult(found=found, removed=removed, done=True)
+            # The counts are the event store's (what `cloudscale erase` reports as such); the
+            # copies kept for watching are named in the detail.
+            kept = await self._erase_kept_events(subject)
+            detail = f"also {kept} kept live event(s) deleted" if kept else None
+            return StepResult(found=found, removed=removed, done=True, detail=detail)
         if step == "analytics":
             found = await self._analytics.count_subject_rows(subject)
             erased = await self._analytics.erase_subject_rows(subject)

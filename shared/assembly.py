@@ -12,6 +12,7 @@ module stays cheap, and a blueprint imports only what it runs.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from typing import TYPE_CHECKING
 
 from shared.bootstrap import Container, get_container
@@ -89,7 +90,7 @@ def erasure_runner() -> ErasureRunner:
 
 def build_ingest_endpoint(container: Container) -> IngestEndpoint:
     """The ingest use case over the container's rate-limit store and queue."""
-    from ingest.http import IngestEndpoint
+    from ingest.http import IngestEndpoint, status_for
     from ingest.rate_limiter import RateLimiter
     from ingest.service import IngestService
     from shared.domain.client_identity import ClientKeyer
@@ -122,6 +123,9 @@ def build_ingest_endpoint(container: Container) -> IngestEndpoint:
         authenticate=authenticate,
         keys_required=settings.write_keys_required,
         tenant_events_per_minute=settings.tenant_events_per_minute,
+        # Both ingest APIs run this one use case; each request's reader names its API.
+        live_events=container.live_events,
+        status_of=status_for,
     )
     return IngestEndpoint(
         use_case=use_case,
@@ -213,7 +217,8 @@ def build_erasure_runner(container: Container) -> ErasureRunner:
     from privacy.erasure import ErasureRunner
     from shared.adapters.event_queue.embedded_queue import EMBEDDED_QUEUE_FILE
     from shared.dead_letter_erasure import erase_subject_dead_letters
-    from shared.ports import DeadLetterBrowser
+    from shared.domain.privacy import Subject
+    from shared.ports import DeadLetterBrowser, EventStoreError
 
     settings = container.settings
 
@@ -223,6 +228,19 @@ def build_erasure_runner(container: Container) -> ErasureRunner:
         if container.is_embedded and not (container.data_dir / EMBEDDED_QUEUE_FILE).is_file():
             return None
         return container.dead_letter_browser
+
+    async def erase_kept_events(subject: Subject) -> int:
+        # Embedded only; no file yet means nothing was ever kept (and none is created here).
+        log = container.live_events
+        if log is None or not log.path.is_file():
+            return 0
+        try:
+            return await log.erase_subject(subject.tenant_id, subject.field, subject.value)
+        except (sqlite3.Error, OSError) as exc:
+            raise EventStoreError(
+                f"the kept live events ({log.path}) could not be erased: {exc}; "
+                "`cloudscale live reset` forgets them all (or remove the file)"
+            ) from exc
 
     return ErasureRunner(
         container.privacy_store,
@@ -234,6 +252,7 @@ def build_erasure_runner(container: Container) -> ErasureRunner:
         container.subject_key_secret,
         settle_seconds=settings.suppression_cache_seconds + SETTLE_MARGIN_SECONDS,
         lease_seconds=settings.erasure_lease_seconds,
+        erase_kept_events=erase_kept_events,
     )
 
 

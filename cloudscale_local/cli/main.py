@@ -16,6 +16,7 @@ from cloudscale_local.cli.entry import find_script_root
 from cloudscale_local.cli.events import events
 from cloudscale_local.cli.export import export
 from cloudscale_local.cli.kusto import kusto_setup
+from cloudscale_local.cli.live import live, tail
 from cloudscale_local.cli.loadtest import loadtest
 from cloudscale_local.cli.local_settings import (
     LOCAL_SETTINGS_FILE,
@@ -193,6 +194,8 @@ main.add_command(erase)
 main.add_command(erasures)
 main.add_command(suppressions)
 main.add_command(export)
+main.add_command(tail)
+main.add_command(live)
 
 if __name__ == "__main__":
     main()

@@ -34,6 +34,7 @@ __all__ = [
     "MAX_BATCH_MESSAGES",
     "MAX_MESSAGE_BYTES",
     "SegmentBody",
+    "SegmentBodyReader",
     "decode_body",
     "oversized_message",
     "read_segment_body",
@@ -209,25 +210,34 @@ def _items_write_key(messages: list[Any]) -> str | None:
     return next(iter(keys), None)
 
 
+def _call_type_of(message: Any) -> str | None:
+    kind = message.get("type") if isinstance(message, dict) else None
+    return kind if isinstance(kind, str) else None
+
+
 def _size(limit: int) -> str:
     return f"{limit} bytes ({limit // 1024} KiB)"
 
 
-def segment_body_reader(
-    call_type: CallType | None, *, content_encoding: str | None, clock: Callable[[], datetime] = _now
-) -> BodyReader:
-    """The body reader `IngestService.ingest` runs for one Segment API request.
+@dataclass(frozen=True, slots=True)
+class SegmentBodyReader:
+    """The body reader `IngestService.ingest` runs for one Segment API request (`segment_body_reader`)."""
 
-    Each message becomes our event (`ingest.segment.mapping`) or an `Unmappable` with its field
-    errors, by its index. The receive time of Segment's clock-skew correction is read here, when
-    the body is read, a moment before the use case stamps its own.
-    """
+    call_type: CallType | None
+    content_encoding: str | None
+    clock: Callable[[], datetime] = _now
+    api: str = "segment"
+    """The API the kept events name (`shared.domain.live_events.LiveEvent.api`)."""
 
-    def read(request: IngestRequest) -> ParsedBody:
+    def __call__(self, request: IngestRequest) -> ParsedBody:
+        call_type = self.call_type
         body = read_segment_body(
-            request.body, content_type=request.content_type, content_encoding=content_encoding, call_type=call_type
+            request.body,
+            content_type=request.content_type,
+            content_encoding=self.content_encoding,
+            call_type=call_type,
         )
-        received_at = clock()
+        received_at = self.clock()
         items: list[Any] = []
         for index, message in enumerate(body.messages):
             path = f"batch[{index}]" if body.is_batch else ""
@@ -241,7 +251,21 @@ def segment_body_reader(
                 batch_context=body.context,
                 path=path,
             )
-            items.append(Unmappable(mapped) if isinstance(mapped, list) else mapped)
+            if isinstance(mapped, list):
+                # The message as sent goes with its errors, for the kept events (never queued).
+                items.append(Unmappable(mapped, item=message, event_type=call_type or _call_type_of(message)))
+            else:
+                items.append(mapped)
         return ParsedBody(items, is_batch=body.is_batch, write_key=body.write_key)
 
-    return read
+
+def segment_body_reader(
+    call_type: CallType | None, *, content_encoding: str | None, clock: Callable[[], datetime] = _now
+) -> BodyReader:
+    """The body reader `IngestService.ingest` runs for one Segment API request.
+
+    Each message becomes our event (`ingest.segment.mapping`) or an `Unmappable` with its field
+    errors, by its index. The receive time of Segment's clock-skew correction is read here, when
+    the body is read, a moment before the use case stamps its own.
+    """
+    return SegmentBodyReader(call_type, content_encoding, clock)

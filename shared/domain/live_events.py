@@ -8,16 +8,20 @@ kept as one rejected entry per item it carried, or a single entry without an eve
 body did not parse.
 
 Never kept: the write key (a `writeKey` member of an item is dropped), the client's address
-or anything derived from it, the raw body of a request that did not parse (it may be anything).
+or anything derived from it (a Segment message's `context.ip` is kept as its network, as a
+stored event holds it), the raw body of a request that did not parse (it may be anything).
 """
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from shared.domain.client_identity import UNKNOWN_NETWORK, anonymize_address
 from shared.domain.events import Event
 
 __all__ = [
@@ -93,7 +97,26 @@ class LiveEvent:
             data: dict[str, Any] = self.event.model_dump(mode="json", by_alias=True, exclude_none=True)
         else:
             data = dict(self.event)
-        return {name: value for name, value in data.items() if name not in SECRET_MEMBERS}
+        kept = {name: value for name, value in data.items() if name not in SECRET_MEMBERS}
+        context = kept.get("context")
+        if isinstance(context, Mapping) and "ip" in context:
+            # A rejected Segment message as sent: its `context.ip` becomes the network, as the
+            # mapping does for one accepted (`ingest.segment.mapping`).
+            kept["context"] = {**context, "ip": _network(context["ip"])}
+        return kept
+
+
+def _network(ip: object) -> str:
+    """The network of an address; a network (what a stored event holds, read back) as it is."""
+    if not isinstance(ip, str):
+        return UNKNOWN_NETWORK
+    if ip == UNKNOWN_NETWORK:
+        return ip
+    with contextlib.suppress(ValueError):
+        network = ipaddress.ip_network(ip)
+        if network.prefixlen < network.max_prefixlen:
+            return str(network)
+    return anonymize_address(ip)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from shared.adapters.live_events.embedded import LIVE_EVENTS_FILE, LiveEventsFile
 from shared.bootstrap import Container
 from shared.domain.envelope import QueueMessage, event_message_id
 from shared.domain.stored_event import StoredEvent
@@ -253,7 +254,17 @@ def test_an_erasure_the_host_was_killed_in_is_finished_after_a_restart(host_fact
             assert client.get(f"/api/events/{TENANT}/{event_id}").status_code == 200
 
     # AND its counts say what went where, and its status names nobody
-    assert finished["steps"]["events"] == {"found": 3, "removed": 3, "done": True}
+    # (the events ingest kept for watching too: the erased user's three are gone, the others' stay)
+    assert finished["steps"]["events"] == {
+        "found": 3,
+        "removed": 3,
+        "done": True,
+        "detail": "also 3 kept live event(s) deleted",
+    }
+    with LiveEventsFile(restarted.data_dir / LIVE_EVENTS_FILE) as live:
+        kept_users = [(event.document() or {}).get("userId") for event in live.latest(100)]
+    assert ERASED not in kept_users
+    assert KEPT[0] in kept_users
     assert finished["steps"]["analytics"]["found"] == 3
     assert finished["finishedAt"] is not None
     assert ERASED not in orjson.dumps(finished).decode()

@@ -20,6 +20,7 @@ from shared.assembly import build_erasure_runner
 from shared.bootstrap import Container
 from shared.domain.analytics import to_analytics_row
 from shared.domain.envelope import QueueMessage, event_message_id
+from shared.domain.live_events import LiveEvent
 from shared.domain.privacy import ERASURE_STEPS, ErasureStep, StepResult, Subject
 from shared.domain.stored_event import StoredEvent
 from shared.settings import load_settings
@@ -128,6 +129,7 @@ def runner_for(container: Container, time: FakeTime, owner: str) -> ErasureRunne
         owner=owner,
         clock=time.clock,
         sleep=time.sleep,
+        erase_kept_events=built._erase_kept_events,
     )
 
 
@@ -364,3 +366,34 @@ async def test_an_erasure_recorded_to_run_here_is_not_taken_by_the_timer_in_betw
     assert taken == []
     finished = await runner_for(container, time, "cli").run(request.id)
     assert finished.status == "finished"
+
+
+async def test_an_erased_users_kept_live_events_are_gone_and_counted_with_the_events_step(
+    container: Container,
+) -> None:
+    # GIVEN ingest kept events of the user (accepted and rejected) beside another user's
+    log = container.live_events
+    assert log is not None
+
+    def kept(n: int, user: str, tenant: str = TENANT) -> LiveEvent:
+        return LiveEvent(
+            at=START,
+            outcome="accepted" if n % 2 else "rejected",
+            api="events",
+            status=202,
+            tenant_id=tenant,
+            event_id=f"kept-{n}",
+            event={"eventType": "x", "tenantId": tenant, "userId": user},
+        )
+
+    log.record([kept(1, ERASED.value), kept(2, ERASED.value), kept(3, "user-kept"), kept(5, ERASED.value, "other")])
+    await log.flush()
+
+    # WHEN the user is erased
+    runner = runner_for(container, FakeTime(), "runner-a")
+    finished = await runner.run((await runner.request(ERASED)).id)
+
+    # THEN the events step removed the stored events and the kept ones (named in its detail), and only those
+    assert (finished.step("events").found, finished.step("events").removed) == (3, 3)
+    assert finished.step("events").detail == "also 2 kept live event(s) deleted"
+    assert [event.event_id for event in await log.after(0, 100)] == ["kept-3", "kept-5"]

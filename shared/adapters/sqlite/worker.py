@@ -326,6 +326,11 @@ def _run_in_savepoint(connection: sqlite3.Connection, fn: Callable[[sqlite3.Conn
     try:
         result = fn(connection)
     except Exception as exc:
+        if not connection.in_transaction:
+            # SQLite rolled the whole transaction back itself (a full disk, an I/O error: "Response
+            # To Errors Within A Transaction", https://www.sqlite.org/lang_transaction.html), so the
+            # savepoint is gone: the batch fails with this job's own error, not "no such savepoint".
+            raise
         connection.execute("ROLLBACK TO job")
         connection.execute("RELEASE job")
         return False, exc

@@ -1,0 +1,85 @@
+"""`cloudscale live show|reset` through the real CLI against a real live-events file.
+
+(`cloudscale tail` following a running host: tests/e2e/test_live_events.py.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import orjson
+import pytest
+from click.testing import CliRunner, Result
+
+from cloudscale_local.cli.main import main
+from shared.adapters.live_events.embedded import LIVE_EVENTS_FILE, EmbeddedLiveEvents
+from tests.integration.test_live_events_store import accepted, rejected
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    async def fill() -> None:
+        log = EmbeddedLiveEvents(tmp_path / LIVE_EVENTS_FILE, 100)
+        log.record([accepted(1), rejected(2), accepted(3, tenant="globex")])
+        await log.close()
+
+    asyncio.run(fill())
+    return tmp_path
+
+
+def cli(data_dir: Path, *args: str, color: bool = False) -> Result:
+    return CliRunner().invoke(main, list(args), env={"CLOUDSCALE_DATA_DIR": str(data_dir)}, color=color)
+
+
+def test_show_prints_the_kept_events_oldest_first_one_plain_line_each(data_dir: Path) -> None:
+    shown = cli(data_dir, "live", "show")
+    assert shown.exit_code == 0, shown.output
+    lines = shown.stdout.splitlines()
+    assert [line.split()[1:6] for line in lines] == [
+        ["accepted", "events", "202", "acme", "page_view"],
+        ["rejected", "events", "202", "acme", "click"],
+        ["accepted", "events", "202", "globex", "page_view"],
+    ]
+    assert lines[1].endswith("eventType: missing Field required")
+    assert "\x1b[" not in shown.stdout
+
+
+def test_show_colours_the_outcome_at_a_terminal(data_dir: Path) -> None:
+    shown = cli(data_dir, "live", "show", "--limit", "1", color=True)
+    assert "\x1b[32m\x1b[1maccepted" in shown.stdout
+
+
+def test_show_filters_and_prints_json_lines(data_dir: Path) -> None:
+    shown = cli(data_dir, "live", "show", "--rejected", "--json")
+    [event] = [orjson.loads(line) for line in shown.stdout.splitlines()]
+    assert (event["seq"], event["outcome"], event["reasons"][0]["code"]) == (2, "rejected", "missing")
+    by_tenant = cli(data_dir, "live", "show", "--tenant", "globex", "--json").stdout.splitlines()
+    assert [orjson.loads(line)["tenantId"] for line in by_tenant] == ["globex"]
+
+
+def test_reset_says_how_many_were_forgotten(data_dir: Path) -> None:
+    assert cli(data_dir, "live", "reset").stdout == "forgot 3 kept events\n"
+    assert cli(data_dir, "live", "reset").stdout == "forgot 0 kept events\n"
+    assert cli(data_dir, "live", "show", "--json").stdout == ""
+
+
+def test_without_a_file_show_says_to_start_the_host_and_reset_creates_nothing(tmp_path: Path) -> None:
+    shown = cli(tmp_path, "live", "show")
+    assert shown.exit_code == 1
+    assert "start `cloudscale run`" in shown.output
+    assert cli(tmp_path, "live", "reset").exit_code == 0
+    assert not (tmp_path / LIVE_EVENTS_FILE).exists()
+
+
+def test_on_azure_the_commands_say_where_to_look_instead(tmp_path: Path) -> None:
+    azure = {
+        "CLOUDSCALE_DATA_DIR": str(tmp_path),
+        "CLOUDSCALE_BACKEND": "azure",
+        "ServiceBusConnection__fullyQualifiedNamespace": "cs-test.servicebus.windows.net",
+        "CLOUDSCALE_RATE_LIMIT_TABLE_ENDPOINT": "https://cstest.table.core.windows.net",
+        "CosmosDBConnection__accountEndpoint": "https://cs-test.documents.azure.com:443/",
+    }
+    shown = CliRunner().invoke(main, ["tail"], env=azure)
+    assert shown.exit_code == 1
+    assert "local host only" in shown.output
