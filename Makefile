@@ -42,7 +42,7 @@ $(error the Python check above failed)
 endif
 endif
 
-.PHONY: run test conformance test-py313 bench lint format check emulators clean help lock lock-check
+.PHONY: run test conformance test-py313 bench lint format check emulators browser screenshot clean help lock lock-check
 
 help:
 	@echo "make run    - run the whole pipeline locally on http://127.0.0.1:7071 (PORT=8080, ARGS=\"--instances 1\", PYTHON=python3.12)"
@@ -53,6 +53,7 @@ help:
 	@echo "make check  - lint, lock check and test (what CI runs)"
 	@echo "make lock   - regenerate the pinned, hashed requirements*.txt from requirements*.in"
 	@echo "make lock-check - the locks match their .in files and requirements.txt installs on Python 3.13"
+	@echo "make screenshot - regenerate docs/images/dashboard.png (the dashboard in headless Chromium, with some traffic)"
 	@echo "make bench  - wrk against each stage beside a do-nothing ASGI app (needs wrk; writes docs/benchmarks.md)"
 
 $(PY):
@@ -128,6 +129,30 @@ emulators:
 		echo "WARNING: npm not found: Cosmos DB tests against cosmosdb-server will be SKIPPED" >&2; \
 	fi
 
+# Debian's chromium drives the dashboard's browser tests (Playwright launches it by path; Playwright's
+# own browser download is never used). Installed with apt-get as root, or through sudo; where that
+# cannot be done the browser tests are skipped with a warning, except under CI=true.
+CHROMIUM := /usr/bin/chromium
+browser:
+	@if [ ! -x "$(CHROMIUM)" ] && command -v apt-get >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null 2>&1; then SUDO=sudo; else SUDO=none; fi; \
+		if [ "$$SUDO" != none ]; then \
+			echo "installing Debian's chromium (apt-get) for the dashboard's browser tests"; \
+			$$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null || true; \
+		fi; \
+	fi
+	@if [ -x "$(CHROMIUM)" ]; then \
+		true; \
+	elif [ "$$CI" = "true" ]; then \
+		echo "$(CHROMIUM) is required under CI=true (the dashboard's browser tests); apt-get install chromium" >&2; exit 1; \
+	else \
+		echo "WARNING: $(CHROMIUM) not found and not installable here: the dashboard's browser tests will be SKIPPED" >&2; \
+	fi
+
+# The README's picture of the dashboard: the browser test that takes it, told where to write it.
+screenshot: $(VENV)/.dev-installed browser
+	CLOUDSCALE_DASHBOARD_SCREENSHOT=docs/images/dashboard.png $(PY) -m pytest -q tests/e2e/test_dashboard.py -k test_screenshot
+
 # Rebuilt from nothing when its lock changes. Any Python 3.11+ will do: only the SDKs run in it.
 $(SDK_VENV)/.installed: requirements-sdk.txt
 	@echo "Installing the Segment-API SDKs the end-to-end tests drive (requirements-sdk.txt) into $(SDK_VENV)"
@@ -137,7 +162,7 @@ $(SDK_VENV)/.installed: requirements-sdk.txt
 	$(SDK_VENV)/bin/python -m pip install --quiet -r requirements-sdk.txt
 	touch $@
 
-test: $(VENV)/.dev-installed $(SDK_VENV)/.installed emulators
+test: $(VENV)/.dev-installed $(SDK_VENV)/.installed emulators browser
 	$(PY) -m pytest
 	@$(MAKE) --no-print-directory conformance
 
@@ -173,7 +198,7 @@ else
 conformance: $(DEPLOY_VENV)/.installed
 	$(DEPLOY_PY) -m pytest tests/conformance
 
-test-py313: $(PY313_VENV)/.installed $(SDK_VENV)/.installed emulators
+test-py313: $(PY313_VENV)/.installed $(SDK_VENV)/.installed emulators browser
 	$(PY313) -m pytest
 endif
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 
 from cloudscale_local.host.cors import CorsPolicy
@@ -11,7 +12,7 @@ from cloudscale_local.host.host_config import HostConfig
 from cloudscale_local.host.timer_trigger import ServableTimer
 from shared.settings import Settings
 
-__all__ = ["BARE_ENDPOINT_PATH", "Banner", "describe_concurrency", "print_banner"]
+__all__ = ["BARE_ENDPOINT_PATH", "Banner", "dashboard_line", "describe_concurrency", "print_banner"]
 
 BARE_ENDPOINT_PATH = "/_bench/bare"
 
@@ -58,6 +59,7 @@ def print_banner(address: tuple[str, int], banner: Banner) -> None:
     for timer_function, schedule in banner.timers:
         lines.append(f"    {timer_function.name:<20} timer  {schedule} (UTC)")
     lines.append(f"  metrics: {base}/metrics")
+    lines.append(dashboard_line(host, port))
     if banner.cors is None:
         lines.append("  CORS: off (--cors ''): preflights reach routing, as without the host's CORS middleware")
     else:
@@ -87,6 +89,20 @@ def describe_concurrency(function: ServiceBusFunction, config: HostConfig) -> st
     if config.dynamic_concurrency:
         return f"dynamic concurrency from 1, at most {config.concurrency.maximum_function_concurrency}"
     return f"at most {config.service_bus.max_concurrent_calls} at once"
+
+
+def dashboard_line(host: str, port: int) -> str:
+    """Where this machine's browser finds the console (served to loopback clients only)."""
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1"  # listening everywhere, loopback included
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback:
+        return f"  dashboard: not reachable (served to loopback clients only; the host listens on {host})"
+    shown = f"[{host}]" if ":" in host else host
+    return f"  dashboard: http://{shown}:{port}/dashboard (this machine only)"
 
 
 def _limit(value: int | None) -> str:

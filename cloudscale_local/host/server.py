@@ -29,6 +29,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from cloudscale_local.host import accept_errors
 from cloudscale_local.host.banner import BARE_ENDPOINT_PATH, Banner, print_banner
 from cloudscale_local.host.changefeed_trigger import ChangeFeedTrigger
+from cloudscale_local.host.console import ConsoleStreams
+from cloudscale_local.host.console.for_host import console_for_host
 from cloudscale_local.host.cors import CorsPolicy
 from cloudscale_local.host.exposure import require_keys_off_loopback
 from cloudscale_local.host.functions import index_functions
@@ -202,6 +204,7 @@ def _serve(
     timer_triggers: list[TimerTrigger] = []
 
     host_endpoints = _host_endpoints(options.bare_endpoint, exchange)
+    console, console_streams = console_for_host(container, exchange)
 
     async def startup() -> None:
         # Open the stores before the first request, so it is not the one that pays for it
@@ -252,6 +255,7 @@ def _serve(
         limits=limits,
         request_queue=request_queue,
         cors=options.cors,
+        console=console,
     )
     config = server_config(
         gateway,
@@ -261,7 +265,7 @@ def _serve(
         log_level=system_level(options.log_level),
         lifespan="on",
     )
-    server = _Server(config, banner, role)
+    server = _Server(config, banner, role, console_streams)
     asyncio.run(server.serve(sockets))
     return server.started
 
@@ -312,10 +316,19 @@ class _Server(uvicorn.Server):
     once) and stops on SIGTERM only: Ctrl-C reaches the supervisor, which stops its instances.
     """
 
-    def __init__(self, config: uvicorn.Config, banner: Banner, role: InstanceRole | None) -> None:
+    def __init__(
+        self, config: uvicorn.Config, banner: Banner, role: InstanceRole | None, console: ConsoleStreams
+    ) -> None:
         super().__init__(config)
         self._banner = banner
         self._role = role
+        self._console = console
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # An open dashboard's stream never ends by itself: ended first, it does not hold the
+        # graceful shutdown (which waits for every response) for its whole timeout.
+        self._console.close()
+        await super().shutdown(sockets)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
