@@ -25,6 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cloudscale_local.cli.backend import load_cli_settings, run_with_container
+from cloudscale_local.dead_letter_view import dead_letter_summary, parsed_body
 from shared.bootstrap import Container
 from shared.ports import DeadLetter, DeadLetterBrowser, ReplayProgress, ReplayResult
 from shared.settings import Settings
@@ -57,7 +58,7 @@ def list_command(limit: int, as_json: bool) -> None:
     """List dead letters, oldest first."""
     dead_letters = _run(load_cli_settings(), lambda browser: browser.list(limit))
     if as_json:
-        click.echo(_dumps([_summary(dead_letter) for dead_letter in dead_letters]))
+        click.echo(_dumps([dead_letter_summary(dead_letter) for dead_letter in dead_letters]))
         return
     if not dead_letters:
         click.echo("The dead-letter queue is empty.")
@@ -231,34 +232,16 @@ def _pretty_body(body: bytes) -> str:
         )
 
 
-def _summary(dead_letter: DeadLetter) -> dict[str, Any]:
-    return {
-        "id": dead_letter.id,
-        "source": dead_letter.source,
-        "messageId": dead_letter.message_id,
-        "reason": dead_letter.reason,
-        "description": dead_letter.description,
-        "deliveryCount": dead_letter.delivery_count,
-        "enqueuedAt": _iso(dead_letter.enqueued_at),
-        "deadLetteredAt": _iso(dead_letter.dead_lettered_at),
-        "bodyBytes": len(dead_letter.body),
-    }
-
-
 def _detail(dead_letter: DeadLetter) -> dict[str, Any]:
     """The summary plus the message itself; `body` is the parsed JSON body (null if it is not JSON)."""
     message = dead_letter.message
-    try:
-        body: Any = orjson.loads(message.body)
-    except orjson.JSONDecodeError:
-        body = None
     return {
-        **_summary(dead_letter),
+        **dead_letter_summary(dead_letter),
         "contentType": message.content_type,
         "subject": message.subject,
         "correlationId": message.correlation_id,
         "properties": message.application_properties,
-        "body": body,
+        "body": parsed_body(dead_letter),
         "bodyBase64": base64.b64encode(message.body).decode("ascii"),
     }
 
@@ -275,7 +258,3 @@ def _time(moment: datetime | None, *, zone: bool = False) -> str:
     if moment is None:
         return "-"
     return moment.strftime("%Y-%m-%d %H:%M:%S") + (" UTC" if zone else "")
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat()

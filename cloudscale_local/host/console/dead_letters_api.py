@@ -10,14 +10,13 @@ Both go through the `DeadLetterBrowser` port, as `cloudscale dlq` does.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from cloudscale_local.dead_letter_view import dead_letter_summary, parsed_body
 from cloudscale_local.host.console.live_api import error
 from cloudscale_local.host.console.sources import ConsoleSources
 from shared.ports import DeadLetter, PortError
@@ -54,23 +53,4 @@ def dead_letter_routes(sources: ConsoleSources) -> list[Route]:
 
 
 def _to_dict(dead_letter: DeadLetter) -> dict[str, Any]:
-    message = dead_letter.message
-    try:
-        body: Any = orjson.loads(message.body)
-    except orjson.JSONDecodeError:
-        body = None
-    return {
-        "id": dead_letter.id,
-        "source": dead_letter.source,
-        "messageId": dead_letter.message_id,
-        "reason": dead_letter.reason,
-        "description": dead_letter.description,
-        "deliveryCount": dead_letter.delivery_count,
-        "enqueuedAt": _iso(dead_letter.enqueued_at),
-        "deadLetteredAt": _iso(dead_letter.dead_lettered_at),
-        "body": body,
-    }
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat()
+    return {**dead_letter_summary(dead_letter), "body": parsed_body(dead_letter)}
