@@ -85,6 +85,22 @@ def test_the_banner_prints_the_dashboard_url(pipeline: LocalHost) -> None:
     assert f"dashboard: {pipeline.url}/dashboard" in "".join(pipeline.output)
 
 
+def test_the_page_loads_without_a_failed_request_or_a_console_error(
+    browser: BrowserContext, pipeline: LocalHost
+) -> None:
+    page = browser.new_page()
+    failed: list[str] = []
+    page.on("console", lambda message: failed.append(message.text) if message.type == "error" else None)
+    page.on("response", lambda response: failed.append(response.url) if response.status >= 400 else None)
+    page.on("requestfailed", lambda request: failed.append(request.url))
+    page.goto(f"{pipeline.url}/dashboard")
+    page.wait_for_selector("#connection.live", timeout=10_000)
+    # The icon is asked for after the load; an answer (found or not) comes before the page is closed.
+    page.wait_for_load_state("networkidle")
+    page.close()
+    assert failed == []
+
+
 def test_a_posted_event_and_a_rejected_one_show_within_a_second(page: Page, pipeline: LocalHost) -> None:
     with pipeline.client() as client:
         good_posted = time.monotonic()
