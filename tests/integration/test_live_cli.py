@@ -6,6 +6,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import orjson
@@ -14,6 +19,7 @@ from click.testing import CliRunner, Result
 
 from cloudscale_local.cli.main import main
 from shared.adapters.live_events.embedded import LIVE_EVENTS_FILE, EmbeddedLiveEvents
+from shared.domain.live_events import LiveEvent
 from tests.integration.test_live_events_store import accepted, rejected
 
 
@@ -83,3 +89,47 @@ def test_on_azure_the_commands_say_where_to_look_instead(tmp_path: Path) -> None
     shown = CliRunner().invoke(main, ["tail"], env=azure)
     assert shown.exit_code == 1
     assert "local host only" in shown.output
+
+
+def _store(path: Path, *events: LiveEvent) -> None:
+    async def write() -> None:
+        log = EmbeddedLiveEvents(path, 100)
+        log.record(list(events))
+        await log.close()
+
+    asyncio.run(write())
+
+
+def test_tail_follows_a_file_made_anew_after_the_data_folder_was_cleared(tmp_path: Path) -> None:
+    # GIVEN tail following a data folder's kept events
+    path = tmp_path / LIVE_EVENTS_FILE
+    _store(path, accepted(1))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cloudscale_local.cli.main", "tail", "--json"],
+        cwd=Path(__file__).parents[2],
+        env={**os.environ, "CLOUDSCALE_DATA_DIR": str(tmp_path), "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        assert orjson.loads(process.stdout.readline())["eventType"] == "page_view"
+        # WHEN the folder's file is removed (rm -rf .cloudscale) and a new host keeps new events
+        for leftover in tmp_path.glob(LIVE_EVENTS_FILE + "*"):
+            leftover.unlink()
+        _store(path, rejected(2, {"eventType": "after-the-clear"}))
+        # THEN tail shows them (a line within the timeout, or the test fails on readline's EOF)
+        timer = threading.Timer(20, process.kill)
+        timer.start()
+        try:
+            line = process.stdout.readline()
+        finally:
+            timer.cancel()
+        assert line, "tail printed nothing for the new file's event"
+        assert orjson.loads(line)["event"] == {"eventType": "after-the-clear"}
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=10)
+        if process.stdout is not None:
+            process.stdout.close()
