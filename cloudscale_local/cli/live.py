@@ -172,15 +172,23 @@ def format_line(event: LiveEvent) -> str:
     outcome = click.style(f"{event.outcome:<8}", fg=_OUTCOME_COLOURS.get(event.outcome), bold=True)
     at = event.at.astimezone().strftime("%H:%M:%S.%f")[:-3]
     line = (
-        f"{at}  {outcome}  {event.api:<7} {event.status}  {event.tenant_id or '-'}  "
-        f"{event.event_type or '-'}  {event.event_id or '-'}"
+        f"{at}  {outcome}  {_shown(event.api):<7} {event.status}  {_shown(event.tenant_id or '-')}  "
+        f"{_shown(event.event_type or '-')}  {_shown(event.event_id or '-')}"
     )
     if event.reasons:
         shown = "; ".join(
             f"{reason.field + ': ' if reason.field else ''}{reason.code} {reason.message}" for reason in event.reasons
         )
-        line += "  " + click.style(shown, fg="red")
+        line += "  " + click.style(_shown(shown), fg="red")
     return line
+
+
+def _shown(text: str) -> str:
+    """`text` with its unprintable characters escaped (`\\x1b`): a rejected item's text is whatever
+    its sender wrote, terminal escapes included, and must never drive the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii") for char in text)
 
 
 def _print(events: Iterable[LiveEvent], as_json: bool) -> None:

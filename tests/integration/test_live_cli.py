@@ -19,7 +19,7 @@ from click.testing import CliRunner, Result
 
 from cloudscale_local.cli.main import main
 from shared.adapters.live_events.embedded import LIVE_EVENTS_FILE, EmbeddedLiveEvents
-from shared.domain.live_events import LiveEvent
+from shared.domain.live_events import LiveEvent, LiveEventReason
 from tests.integration.test_live_events_store import accepted, rejected
 
 
@@ -133,3 +133,31 @@ def test_tail_follows_a_file_made_anew_after_the_data_folder_was_cleared(tmp_pat
         process.wait(timeout=10)
         if process.stdout is not None:
             process.stdout.close()
+
+
+def test_show_never_writes_a_kept_events_control_characters_to_the_terminal(tmp_path: Path) -> None:
+    # GIVEN a rejected item whose text holds terminal escapes (any web page can post one to the
+    # Segment API as text/plain; the refused request's items are kept)
+    hostile = "\x1b]0;pwned\x07\x1b[2J"
+    _store(
+        tmp_path / LIVE_EVENTS_FILE,
+        LiveEvent(
+            at=rejected(1).at,
+            outcome="rejected",
+            api="segment",
+            status=401,
+            tenant_id=f"acme{hostile}",
+            event_type=f"track{hostile}",
+            event_id=f"e1{hostile}",
+            reasons=(LiveEventReason("extra_forbidden", f"no {hostile}", f"colour{hostile}"),),
+            event={"type": "track"},
+        ),
+    )
+    # WHEN it is shown at a terminal (colours on: nothing stripped)
+    shown = cli(tmp_path, "live", "show", color=True)
+    # THEN its escapes are shown as text, never sent to the terminal
+    assert shown.exit_code == 0, shown.output
+    assert "\x1b]" not in shown.stdout
+    assert "\x07" not in shown.stdout
+    assert "\x1b[2J" not in shown.stdout
+    assert "acme\\x1b]0;pwned\\x07\\x1b[2J" in shown.stdout
