@@ -53,7 +53,7 @@ def fits_as_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], width: 
     """Whether every column can get its content's width, or at least `MIN_COLUMN_WIDTH` (its header's if wider)."""
     needed = 1  # the table's closing rule
     for index, column in enumerate(columns):
-        natural = max(_width(column), *(_width(_text(row[index])) for row in rows))
+        natural = max(_width(column), *(_width(_shown(row[index])) for row in rows))
         needed += min(natural, max(MIN_COLUMN_WIDTH, _width(column))) + _CELL_OVERHEAD
     return needed <= width
 
@@ -64,7 +64,7 @@ def _print_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], width: i
         table.add_column(Text(column), overflow="fold")
     for row in rows:
         # Text cells: a value holding `[...]` is data, not rich markup.
-        table.add_row(*(Text(_text(value)) for value in row))
+        table.add_row(*(Text(_shown(value)) for value in row))
     Console(width=width, highlight=False).print(table)
 
 
@@ -76,7 +76,7 @@ def _vertical(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
         lines.append(f"{'*' * 27} {number}. row {'*' * 27}")
         for column, value in zip(columns, row, strict=True):
             # A value on several lines keeps its later lines under the first.
-            text = _text(value).replace("\n", "\n" + " " * (name_width + 2))
+            text = _shown(value).replace("\n", "\n" + " " * (name_width + 2))
             lines.append(f"{column:>{name_width}}: {text}")
     return "\n".join(lines)
 
@@ -95,6 +95,17 @@ def _text(value: Any) -> str:
     if isinstance(value, bytes):
         return f"X'{value.hex().upper()}'"
     return str(value)
+
+
+def _shown(value: Any) -> str:
+    """`_text(value)` for a person to read: its control characters escaped (`\\x1b`), line breaks and
+    tabs kept. An event's text is whatever its producer sent, and must never drive the terminal."""
+    text = _text(value)
+    if text.isprintable():
+        return text
+    return "".join(
+        char if char.isprintable() or char in "\n\t" else char.encode("unicode_escape").decode("ascii") for char in text
+    )
 
 
 def _width(text: str) -> int:
