@@ -23,6 +23,7 @@ import click
 import orjson
 
 from cloudscale_local.cli.backend import load_cli_settings
+from cloudscale_local.terminal_text import escape_controls
 from shared.adapters.live_events.embedded import LIVE_EVENTS_FILE, EmbeddedLiveEvents, LiveEventsFile
 from shared.domain.live_events import LiveEvent, LiveEventFilter, LiveEventOutcome
 
@@ -172,23 +173,15 @@ def format_line(event: LiveEvent) -> str:
     outcome = click.style(f"{event.outcome:<8}", fg=_OUTCOME_COLOURS.get(event.outcome), bold=True)
     at = event.at.astimezone().strftime("%H:%M:%S.%f")[:-3]
     line = (
-        f"{at}  {outcome}  {_shown(event.api):<7} {event.status}  {_shown(event.tenant_id or '-')}  "
-        f"{_shown(event.event_type or '-')}  {_shown(event.event_id or '-')}"
+        f"{at}  {outcome}  {escape_controls(event.api):<7} {event.status}  {escape_controls(event.tenant_id or '-')}  "
+        f"{escape_controls(event.event_type or '-')}  {escape_controls(event.event_id or '-')}"
     )
     if event.reasons:
         shown = "; ".join(
             f"{reason.field + ': ' if reason.field else ''}{reason.code} {reason.message}" for reason in event.reasons
         )
-        line += "  " + click.style(_shown(shown), fg="red")
+        line += "  " + click.style(escape_controls(shown), fg="red")
     return line
-
-
-def _shown(text: str) -> str:
-    """`text` with its unprintable characters escaped (`\\x1b`): a rejected item's text is whatever
-    its sender wrote, terminal escapes included, and must never drive the terminal."""
-    if text.isprintable():
-        return text
-    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii") for char in text)
 
 
 def _print(events: Iterable[LiveEvent], as_json: bool) -> None:

@@ -22,6 +22,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from cloudscale_local.terminal_text import escape_controls
+
 __all__ = ["FORMATS", "NULL_TEXT", "OutputFormat", "fits_as_table", "print_result"]
 
 OutputFormat = Literal["table", "vertical", "csv", "tsv", "json"]
@@ -98,14 +100,8 @@ def _text(value: Any) -> str:
 
 
 def _shown(value: Any) -> str:
-    """`_text(value)` for a person to read: its control characters escaped (`\\x1b`), line breaks and
-    tabs kept. An event's text is whatever its producer sent, and must never drive the terminal."""
-    text = _text(value)
-    if text.isprintable():
-        return text
-    return "".join(
-        char if char.isprintable() or char in "\n\t" else char.encode("unicode_escape").decode("ascii") for char in text
-    )
+    """`_text(value)` for a person to read: line breaks and tabs kept, other control characters escaped."""
+    return escape_controls(_text(value), keep="\n\t")
 
 
 def _width(text: str) -> int:
