@@ -181,13 +181,18 @@ class GatedHandler(logging.StreamHandler):  # type: ignore[type-arg]  # StreamHa
 
     def emit(self, record: logging.LogRecord) -> None:
         # Called under the handler's lock (`Handler.handle`), as `flush_due` is: the gates need no lock of their own.
-        now = self._clock()
-        if getattr(record, "invocation", None) is not None:
-            records = self.rate_limit.admit(record, now)
-        elif logging.WARNING <= record.levelno < logging.CRITICAL and not getattr(record, "summary", False):
-            records = self.collapse.admit(record, now)
-        else:
-            records = [record]
+        try:
+            now = self._clock()
+            if getattr(record, "invocation", None) is not None:
+                records = self.rate_limit.admit(record, now)
+            elif logging.WARNING <= record.levelno < logging.CRITICAL and not getattr(record, "summary", False):
+                records = self.collapse.admit(record, now)
+            else:
+                records = [record]
+        except Exception:
+            # As `StreamHandler.emit` does: a logging call never fails the code that made it.
+            self.handleError(record)
+            return
         for out in records:
             super().emit(out)
 

@@ -175,3 +175,21 @@ def test_closing_twice_raises_nothing_and_the_summary_thread_ends_cleanly(monkey
     flusher.join(timeout=10)
     assert not flusher.is_alive()
     assert failures == []
+
+
+def test_a_record_the_gate_cannot_read_never_raises_into_the_code_that_logged_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A logging call never fails its caller (`Handler.handleError`): an ingest request logging a
+    # warning must not turn into a 500 because the gate could not read the record.
+    class Unprintable:
+        def __str__(self) -> str:
+            raise RuntimeError("no text")
+
+    handled: list[logging.LogRecord] = []
+    handler = GatedHandler(io.StringIO(), flush_every_seconds=None)
+    monkeypatch.setattr(handler, "handleError", handled.append)
+    record = logging.LogRecord("ingest", logging.WARNING, __file__, 1, Unprintable(), None, None)
+    handler.handle(record)
+    assert handled == [record]
+    handler.close()
