@@ -231,14 +231,24 @@ def build_erasure_runner(container: Container) -> ErasureRunner:
 
     async def erase_kept_events(subject: Subject) -> int:
         # Embedded only; no file yet means nothing was ever kept (and none is created here).
-        log = container.live_events
-        if log is None or not log.path.is_file():
+        from shared.adapters.live_events.embedded import LIVE_EVENTS_FILE, EmbeddedLiveEvents
+
+        path = container.data_dir / LIVE_EVENTS_FILE
+        if settings.backend != "embedded" or not path.is_file():
             return 0
+        # A process that keeps none (CLOUDSCALE_LIVE_EVENTS_KEPT=0) still erases what an earlier host kept.
+        log = container.live_events
         try:
-            return await log.erase_subject(subject.tenant_id, subject.field, subject.value)
+            if log is not None:
+                return await log.erase_subject(subject.tenant_id, subject.field, subject.value)
+            kept_earlier = EmbeddedLiveEvents(path, kept=1)
+            try:
+                return await kept_earlier.erase_subject(subject.tenant_id, subject.field, subject.value)
+            finally:
+                await kept_earlier.close()
         except (sqlite3.Error, OSError) as exc:
             raise EventStoreError(
-                f"the kept live events ({log.path}) could not be erased: {exc}; "
+                f"the kept live events ({path}) could not be erased: {exc}; "
                 "`cloudscale live reset` forgets them all (or remove the file)"
             ) from exc
 

@@ -23,6 +23,7 @@ import click
 import orjson
 
 from cloudscale_local.cli.backend import load_cli_settings
+from cloudscale_local.terminal_text import escape_controls
 from shared.adapters.live_events.embedded import LIVE_EVENTS_FILE, EmbeddedLiveEvents, LiveEventsFile
 from shared.domain.live_events import LiveEvent, LiveEventFilter, LiveEventOutcome
 
@@ -71,23 +72,34 @@ def tail(
     """
     path = _live_events_path(data_dir)
     where = LiveEventFilter(tenant_id=tenant, event_type=event_type, outcome=outcome)
+    kept: LiveEventsFile | None = None
     try:
         _wait_for(path)
-        with _open(path) as kept:
-            backlog = list(reversed(kept.latest(TAIL_BACKLOG, where)))
-            _print(backlog, as_json)
-            last = backlog[-1].seq if backlog else kept.last_seq()
-            while True:
-                time.sleep(POLL_SECONDS)
-                # Read before the events: a row stored after this is past it, so never skipped.
-                newest = kept.last_seq()
-                if newest < last:
-                    last = 0  # The file was made anew (the data folder was cleared): start over.
-                while new := kept.after(last, _BATCH, where):
-                    _print(new, as_json)
-                    last = new[-1].seq
-                # Past what did not match too, so a filter does not scan it again.
-                last = max(last, newest)
+        opened = _identity(path)
+        kept = _open(path)
+        backlog = list(reversed(kept.latest(TAIL_BACKLOG, where)))
+        _print(backlog, as_json)
+        last = backlog[-1].seq if backlog else kept.last_seq()
+        while True:
+            time.sleep(POLL_SECONDS)
+            if _identity(path) != opened:
+                # The file was removed or made anew (the data folder was cleared): an open
+                # connection would go on reading the removed one. Start over on the new file.
+                kept.close()
+                kept = None
+                while (opened := _identity(path)) is None:
+                    time.sleep(POLL_SECONDS)
+                kept = _open(path)
+                last = 0
+            # Read before the events: a row stored after this is past it, so never skipped.
+            newest = kept.last_seq()
+            if newest < last:
+                last = 0  # The file was made anew in place: start over.
+            while new := kept.after(last, _BATCH, where):
+                _print(new, as_json)
+                last = new[-1].seq
+            # Past what did not match too, so a filter does not scan it again.
+            last = max(last, newest)
     except KeyboardInterrupt:
         return
     except BrokenPipeError:
@@ -97,6 +109,9 @@ def tail(
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     except sqlite3.Error as exc:
         raise click.ClickException(f"cannot read {path}: {exc}") from None
+    finally:
+        if kept is not None:
+            kept.close()
 
 
 @click.group()
@@ -158,14 +173,14 @@ def format_line(event: LiveEvent) -> str:
     outcome = click.style(f"{event.outcome:<8}", fg=_OUTCOME_COLOURS.get(event.outcome), bold=True)
     at = event.at.astimezone().strftime("%H:%M:%S.%f")[:-3]
     line = (
-        f"{at}  {outcome}  {event.api:<7} {event.status}  {event.tenant_id or '-'}  "
-        f"{event.event_type or '-'}  {event.event_id or '-'}"
+        f"{at}  {outcome}  {escape_controls(event.api):<7} {event.status}  {escape_controls(event.tenant_id or '-')}  "
+        f"{escape_controls(event.event_type or '-')}  {escape_controls(event.event_id or '-')}"
     )
     if event.reasons:
         shown = "; ".join(
             f"{reason.field + ': ' if reason.field else ''}{reason.code} {reason.message}" for reason in event.reasons
         )
-        line += "  " + click.style(shown, fg="red")
+        line += "  " + click.style(escape_controls(shown), fg="red")
     return line
 
 
@@ -203,6 +218,15 @@ def _wait_for(path: Path) -> None:
     click.echo(_not_yet(path) + "; waiting for the first one (Ctrl-C stops)", err=True)
     while not path.is_file():
         time.sleep(POLL_SECONDS)
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """Which file `path` is (device, inode), or None while there is none."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_dev, stat.st_ino
 
 
 def _open(path: Path) -> LiveEventsFile:

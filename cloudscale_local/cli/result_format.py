@@ -22,6 +22,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from cloudscale_local.terminal_text import escape_controls
+
 __all__ = ["FORMATS", "NULL_TEXT", "OutputFormat", "fits_as_table", "print_result"]
 
 OutputFormat = Literal["table", "vertical", "csv", "tsv", "json"]
@@ -53,7 +55,7 @@ def fits_as_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], width: 
     """Whether every column can get its content's width, or at least `MIN_COLUMN_WIDTH` (its header's if wider)."""
     needed = 1  # the table's closing rule
     for index, column in enumerate(columns):
-        natural = max(_width(column), *(_width(_text(row[index])) for row in rows))
+        natural = max(_width(column), *(_width(_shown(row[index])) for row in rows))
         needed += min(natural, max(MIN_COLUMN_WIDTH, _width(column))) + _CELL_OVERHEAD
     return needed <= width
 
@@ -64,7 +66,7 @@ def _print_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], width: i
         table.add_column(Text(column), overflow="fold")
     for row in rows:
         # Text cells: a value holding `[...]` is data, not rich markup.
-        table.add_row(*(Text(_text(value)) for value in row))
+        table.add_row(*(Text(_shown(value)) for value in row))
     Console(width=width, highlight=False).print(table)
 
 
@@ -76,7 +78,7 @@ def _vertical(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
         lines.append(f"{'*' * 27} {number}. row {'*' * 27}")
         for column, value in zip(columns, row, strict=True):
             # A value on several lines keeps its later lines under the first.
-            text = _text(value).replace("\n", "\n" + " " * (name_width + 2))
+            text = _shown(value).replace("\n", "\n" + " " * (name_width + 2))
             lines.append(f"{column:>{name_width}}: {text}")
     return "\n".join(lines)
 
@@ -95,6 +97,11 @@ def _text(value: Any) -> str:
     if isinstance(value, bytes):
         return f"X'{value.hex().upper()}'"
     return str(value)
+
+
+def _shown(value: Any) -> str:
+    """`_text(value)` for a person to read: line breaks and tabs kept, other control characters escaped."""
+    return escape_controls(_text(value), keep="\n\t")
 
 
 def _width(text: str) -> int:

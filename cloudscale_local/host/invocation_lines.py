@@ -38,6 +38,7 @@ from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes
 
 from cloudscale_local.host.invocation import DOCUMENTS
+from cloudscale_local.terminal_text import escape_controls
 
 __all__ = ["InvocationLine", "InvocationLines", "InvocationSampler", "host_line"]
 
@@ -92,7 +93,8 @@ class InvocationLine:
         if self.request is not None:
             parts.append(self.request if self.status is None else f"{self.request} {self.status}")
         parts.extend(f"{name}={value}" for name, value in self.details.items())
-        return " ".join(parts)
+        # A path is whatever the client asked for (decoded): its escapes must not reach the terminal.
+        return escape_controls(" ".join(parts))
 
 
 class InvocationSampler(Sampler):

@@ -21,6 +21,7 @@ thread, so a summary comes even when nothing is logged after the burst.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import Counter
@@ -168,21 +169,30 @@ class GatedHandler(logging.StreamHandler):  # type: ignore[type-arg]  # StreamHa
         self.rate_limit = rate_limit or InvocationRateLimit()
         self.collapse = collapse or RepeatCollapse()
         self._clock = clock
-        self._closed = threading.Event()
+        # Not `_closed`: `logging.Handler.close` sets that one to True.
+        self._stopping = threading.Event()
+        self.flusher: threading.Thread | None = None
+        """The thread writing the summaries of ended windows (None without `flush_every_seconds`)."""
         if flush_every_seconds is not None:
-            threading.Thread(
+            self.flusher = threading.Thread(
                 target=self._flush_loop, args=(flush_every_seconds,), name="log-summaries", daemon=True
-            ).start()
+            )
+            self.flusher.start()
 
     def emit(self, record: logging.LogRecord) -> None:
         # Called under the handler's lock (`Handler.handle`), as `flush_due` is: the gates need no lock of their own.
-        now = self._clock()
-        if getattr(record, "invocation", None) is not None:
-            records = self.rate_limit.admit(record, now)
-        elif logging.WARNING <= record.levelno < logging.CRITICAL and not getattr(record, "summary", False):
-            records = self.collapse.admit(record, now)
-        else:
-            records = [record]
+        try:
+            now = self._clock()
+            if getattr(record, "invocation", None) is not None:
+                records = self.rate_limit.admit(record, now)
+            elif logging.WARNING <= record.levelno < logging.CRITICAL and not getattr(record, "summary", False):
+                records = self.collapse.admit(record, now)
+            else:
+                records = [record]
+        except Exception:
+            # As `StreamHandler.emit` does: a logging call never fails the code that made it.
+            self.handleError(record)
+            return
         for out in records:
             super().emit(out)
 
@@ -194,9 +204,14 @@ class GatedHandler(logging.StreamHandler):  # type: ignore[type-arg]  # StreamHa
                 super().emit(out)
 
     def close(self) -> None:
-        self._closed.set()
+        """Write what was left out of the windows still running (the host is stopping), then close."""
+        with self.lock or threading.RLock():
+            if not self._stopping.is_set():
+                self._stopping.set()
+                for out in [*self.rate_limit.due(math.inf), *self.collapse.due(math.inf)]:
+                    super().emit(out)
         super().close()
 
     def _flush_loop(self, every: float) -> None:
-        while not self._closed.wait(every):
+        while not self._stopping.wait(every):
             self.flush_due()

@@ -130,3 +130,34 @@ def test_help_and_clean_need_no_python_check(checkout: Path) -> None:
     result = make(checkout, "help", "PYTHON=python3.99-not-installed")
     assert result.returncode == 0
     assert "PORT=8080" in result.stdout
+
+
+def check_python(checkout: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(checkout / ".ci" / "check-python"), sys.executable, ".venv", "file", ""],
+        cwd=checkout,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_a_venv_whose_python_is_there_but_does_not_run_here_is_named_not_removed(checkout: Path) -> None:
+    # A .venv made on another machine (the folder mounted into a container) works there: not ours to delete.
+    venv_bin = checkout / ".venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    (venv_bin / "python").write_bytes(b"\xcf\xfa\xed\xfe not an executable of this machine")
+    (venv_bin / "python").chmod(0o755)
+    checked = check_python(checkout)
+    assert checked.returncode != 0
+    assert "rm -rf .venv" in checked.stderr
+    assert (venv_bin / "python").is_file(), "left for the user to remove"
+
+
+def test_a_venv_still_being_made_is_left_alone(checkout: Path) -> None:
+    # Another make creating it this moment: the folder is there, its python not yet.
+    (checkout / ".venv").mkdir()
+    (checkout / ".venv" / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    checked = check_python(checkout)
+    assert checked.returncode == 0, checked.stderr
+    assert (checkout / ".venv" / "pyvenv.cfg").is_file()

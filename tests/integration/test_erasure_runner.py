@@ -397,3 +397,36 @@ async def test_an_erased_users_kept_live_events_are_gone_and_counted_with_the_ev
     assert (finished.step("events").found, finished.step("events").removed) == (3, 3)
     assert finished.step("events").detail == "also 2 kept live event(s) deleted"
     assert [event.event_id for event in await log.after(0, 100)] == ["kept-3", "kept-5"]
+
+
+async def test_kept_live_events_are_erased_by_a_process_that_keeps_none_itself(container: Container) -> None:
+    # GIVEN events kept by a host, and an erasure run where CLOUDSCALE_LIVE_EVENTS_KEPT=0 (a host
+    # restarted with it, or `cloudscale erase` with it set): the file still holds them
+    log = container.live_events
+    assert log is not None
+    log.record(
+        [
+            LiveEvent(
+                at=START,
+                outcome="rejected",
+                api="events",
+                status=202,
+                tenant_id=TENANT,
+                event_id="kept-1",
+                event={"eventType": "x", "tenantId": TENANT, "userId": ERASED.value},
+            )
+        ]
+    )
+    await log.flush()
+    keeping_none = Container(
+        load_settings({"CLOUDSCALE_DATA_DIR": str(container.data_dir), "CLOUDSCALE_LIVE_EVENTS_KEPT": "0"})
+    )
+    try:
+        # WHEN the user is erased there
+        runner = runner_for(keeping_none, FakeTime(), "runner-a")
+        finished = await runner.run((await runner.request(ERASED)).id)
+    finally:
+        await keeping_none.close()
+    # THEN the kept event is gone all the same
+    assert finished.step("events").detail == "also 1 kept live event(s) deleted"
+    assert await log.after(0, 100) == []

@@ -6,6 +6,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import orjson
@@ -14,6 +19,7 @@ from click.testing import CliRunner, Result
 
 from cloudscale_local.cli.main import main
 from shared.adapters.live_events.embedded import LIVE_EVENTS_FILE, EmbeddedLiveEvents
+from shared.domain.live_events import LiveEvent, LiveEventReason
 from tests.integration.test_live_events_store import accepted, rejected
 
 
@@ -83,3 +89,75 @@ def test_on_azure_the_commands_say_where_to_look_instead(tmp_path: Path) -> None
     shown = CliRunner().invoke(main, ["tail"], env=azure)
     assert shown.exit_code == 1
     assert "local host only" in shown.output
+
+
+def _store(path: Path, *events: LiveEvent) -> None:
+    async def write() -> None:
+        log = EmbeddedLiveEvents(path, 100)
+        log.record(list(events))
+        await log.close()
+
+    asyncio.run(write())
+
+
+def test_tail_follows_a_file_made_anew_after_the_data_folder_was_cleared(tmp_path: Path) -> None:
+    # GIVEN tail following a data folder's kept events
+    path = tmp_path / LIVE_EVENTS_FILE
+    _store(path, accepted(1))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cloudscale_local.cli.main", "tail", "--json"],
+        cwd=Path(__file__).parents[2],
+        env={**os.environ, "CLOUDSCALE_DATA_DIR": str(tmp_path), "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        assert orjson.loads(process.stdout.readline())["eventType"] == "page_view"
+        # WHEN the folder's file is removed (rm -rf .cloudscale) and a new host keeps new events
+        for leftover in tmp_path.glob(LIVE_EVENTS_FILE + "*"):
+            leftover.unlink()
+        _store(path, rejected(2, {"eventType": "after-the-clear"}))
+        # THEN tail shows them (a line within the timeout, or the test fails on readline's EOF)
+        timer = threading.Timer(20, process.kill)
+        timer.start()
+        try:
+            line = process.stdout.readline()
+        finally:
+            timer.cancel()
+        assert line, "tail printed nothing for the new file's event"
+        assert orjson.loads(line)["event"] == {"eventType": "after-the-clear"}
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=10)
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+def test_show_never_writes_a_kept_events_control_characters_to_the_terminal(tmp_path: Path) -> None:
+    # GIVEN a rejected item whose text holds terminal escapes (any web page can post one to the
+    # Segment API as text/plain; the refused request's items are kept)
+    hostile = "\x1b]0;pwned\x07\x1b[2J"
+    _store(
+        tmp_path / LIVE_EVENTS_FILE,
+        LiveEvent(
+            at=rejected(1).at,
+            outcome="rejected",
+            api="segment",
+            status=401,
+            tenant_id=f"acme{hostile}",
+            event_type=f"track{hostile}",
+            event_id=f"e1{hostile}",
+            reasons=(LiveEventReason("extra_forbidden", f"no {hostile}", f"colour{hostile}"),),
+            event={"type": "track"},
+        ),
+    )
+    # WHEN it is shown at a terminal (colours on: nothing stripped)
+    shown = cli(tmp_path, "live", "show", color=True)
+    # THEN its escapes are shown as text, never sent to the terminal
+    assert shown.exit_code == 0, shown.output
+    assert "\x1b]" not in shown.stdout
+    assert "\x07" not in shown.stdout
+    assert "\x1b[2J" not in shown.stdout
+    assert "acme\\x1b]0;pwned\\x07\\x1b[2J" in shown.stdout

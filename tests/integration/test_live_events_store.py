@@ -328,3 +328,23 @@ async def test_a_numeric_identifier_is_erased_by_its_text(open_log: Callable[...
     log.record([rejected(1, {"userId": 12345})])
     await log.flush()
     assert await log.erase_subject("acme", "userId", "12345") == 1
+
+
+@pytest.mark.parametrize(
+    ("sent", "kept"),
+    [
+        ("203.0.113.76/31", "203.0.113.0/24"),
+        ("203.0.113.0/30", "203.0.113.0/24"),
+        ("2001:db8:1:2::4/127", "2001:db8:1::/48"),
+        ("203.0.0.0/16", "203.0.0.0/16"),
+    ],
+)
+async def test_an_address_sent_as_a_narrow_network_is_kept_no_narrower_than_a_stored_events(
+    open_log: Callable[..., EmbeddedLiveEvents], sent: str, kept: str
+) -> None:
+    # A network narrower than the /24 (/48) a stored event holds names a client nearly as well as its address.
+    log = open_log()
+    log.record([rejected(1, {"type": "track", "context": {"ip": sent}})])
+    await log.flush()
+    [event] = await log.latest(1)
+    assert event.document() == {"type": "track", "context": {"ip": kept}}

@@ -149,3 +149,17 @@ def test_markup_like_values_are_printed_as_they_are(data_dir: Path) -> None:
     result = query(data_dir, "SELECT '[bold]x[/bold]' AS v, x'0a1b' AS b")
     assert "[bold]x[/bold]" in result.output
     assert "X'0A1B'" in result.output
+
+
+@pytest.mark.parametrize("layout", ["table", "vertical"])
+def test_control_characters_in_a_value_are_shown_escaped_never_sent_to_the_terminal(
+    data_dir: Path, layout: str
+) -> None:
+    # An accepted event's text (a url, a userId) may hold terminal escapes: the layouts for people show them as text.
+    sql = "SELECT char(27) || ']0;pwned' || char(7) || char(27) || '[2J' AS v"
+    environment = {"CLOUDSCALE_BACKEND": "embedded", "CLOUDSCALE_DATA_DIR": str(data_dir)}
+    result = CliRunner().invoke(main, ["query", sql, "--format", layout], env=environment, color=True)
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.output
+    assert "\x07" not in result.output
+    assert "]0;pwned" in result.output

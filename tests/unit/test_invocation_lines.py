@@ -10,7 +10,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 from cloudscale_local.host.invocation import change_feed_invocation, http_invocation, service_bus_invocation
-from cloudscale_local.host.invocation_lines import InvocationLines, InvocationSampler
+from cloudscale_local.host.invocation_lines import InvocationLine, InvocationLines, InvocationSampler
 from shared.domain.envelope import QueueMessage
 from shared.telemetry import invocation_parent
 
@@ -91,3 +91,16 @@ def test_no_line_when_the_category_is_off(tracer: trace.Tracer, caplog: pytest.L
     with http_invocation("health", "GET", "/api/health", {}, tracer=tracer):
         pass
     assert lines(caplog) == []
+
+
+def test_a_path_with_control_characters_is_shown_escaped_never_sent_to_the_terminal() -> None:
+    # Any web page can make the browser GET http://127.0.0.1:7071/api/events/%1b%5d0;x%07/1 (an image):
+    # the server decodes the path, and the line must not carry its escapes to the host's terminal.
+    line = InvocationLine(
+        "get_event", "id-1", True, 2, {"tenant": "a\x1b[2J"}, request="GET /api/events/\x1b]0;x\x07/1", status=404
+    )
+    text = line.text()
+    assert "\x1b" not in text
+    assert "\x07" not in text
+    assert "GET /api/events/\\x1b]0;x\\x07/1 404" in text
+    assert "tenant=a\\x1b[2J" in text

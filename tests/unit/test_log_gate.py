@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import logging
+import threading
+
+import pytest
 
 from cloudscale_local.host.invocation_lines import InvocationLine
 from cloudscale_local.host.log_gate import GatedHandler, InvocationRateLimit, RepeatCollapse
@@ -140,3 +143,53 @@ def test_the_line_says_what_func_start_says_then_what_the_trigger_adds() -> None
     )
     failed = InvocationLine("process_event", "9a", False, 12, details={"messages": 100})
     assert failed.text() == "Executed 'Functions.process_event' (Failed, Id=9a, Duration=12ms) messages=100"
+
+
+def test_closing_the_handler_writes_what_it_left_out_of_windows_not_yet_ended() -> None:
+    # GIVEN a handler that left out invocation lines and warnings in windows still running
+    clock = FakeClock()
+    stream = io.StringIO()
+    handler = GatedHandler(stream, rate_limit=InvocationRateLimit(per_second=5), clock=clock, flush_every_seconds=None)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    for _ in range(50):
+        handler.handle(invocation())
+    for n in range(8):
+        handler.handle(warning("suspicious event %s tenant=%s", f"e{n}", "acme"))
+    # WHEN the host stops at once (logging.shutdown closes the handler)
+    handler.close()
+    # THEN the last lines still say how many were left out
+    lines = stream.getvalue().splitlines()
+    assert any(line.startswith("… 45 more invocations") for line in lines)
+    assert "… 5 more like 'suspicious event %s tenant=%s' in the last 10 s" in lines
+
+
+def test_closing_twice_raises_nothing_and_the_summary_thread_ends_cleanly(monkeypatch: pytest.MonkeyPatch) -> None:
+    # logging.shutdown closes every handler ever made, one that configure_logging replaced included.
+    failures: list[threading.ExceptHookArgs] = []
+    monkeypatch.setattr(threading, "excepthook", failures.append)
+    handler = GatedHandler(io.StringIO(), flush_every_seconds=0.01)
+    flusher = handler.flusher
+    assert flusher is not None
+    handler.close()
+    handler.close()
+    flusher.join(timeout=10)
+    assert not flusher.is_alive()
+    assert failures == []
+
+
+def test_a_record_the_gate_cannot_read_never_raises_into_the_code_that_logged_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A logging call never fails its caller (`Handler.handleError`): an ingest request logging a
+    # warning must not turn into a 500 because the gate could not read the record.
+    class Unprintable:
+        def __str__(self) -> str:
+            raise RuntimeError("no text")
+
+    handled: list[logging.LogRecord] = []
+    handler = GatedHandler(io.StringIO(), flush_every_seconds=None)
+    monkeypatch.setattr(handler, "handleError", handled.append)
+    record = logging.LogRecord("ingest", logging.WARNING, __file__, 1, Unprintable(), None, None)
+    handler.handle(record)
+    assert handled == [record]
+    handler.close()

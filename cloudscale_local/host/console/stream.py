@@ -65,6 +65,9 @@ class ConsoleStreams:
         log = self._sources.live_events()
         seq = 0
         if log is not None:
+            if last_seen is not None and last_seen > await log.last_seq():
+                # Seen past the newest kept: the file was made anew (a cleared data folder) since.
+                last_seen = None
             if last_seen is None:
                 backlog = list(reversed(await log.latest(BACKLOG)))
                 for event in backlog:
