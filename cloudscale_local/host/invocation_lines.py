@@ -26,6 +26,7 @@ it wraps. `cloudscale run --quiet` installs neither, so it costs nothing.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -131,6 +132,9 @@ class InvocationLines(SpanProcessor):
 
     def __init__(self) -> None:
         self._app: dict[str, dict[str, object]] = {}
+        # Spans end on the event loop and on worker threads (a function run in a thread): the
+        # bookkeeping must never raise into a span's end, which would fail its function.
+        self._lock = threading.Lock()
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         pass
@@ -144,19 +148,23 @@ class InvocationLines(SpanProcessor):
             # The function's span ends first (it is a child of the host's): keep what it said.
             said = {key: value for key, value in attributes.items() if key.startswith(_APP_PREFIX)}
             if said:
-                if len(self._app) >= MAX_PENDING:
-                    # Oldest first (insertion order): an entry whose host span never came.
-                    del self._app[next(iter(self._app))]
-                self._app.setdefault(invocation_id, {}).update(said)
+                with self._lock:
+                    if len(self._app) >= MAX_PENDING:
+                        # Oldest first (insertion order): an entry whose host span never came.
+                        del self._app[next(iter(self._app))]
+                    self._app.setdefault(invocation_id, {}).update(said)
             return
-        line = host_line(span, self._app.pop(invocation_id, {}))
+        with self._lock:
+            said_by_app = self._app.pop(invocation_id, {})
+        line = host_line(span, said_by_app)
         logger = _function_logger(line.function)
         level = logging.INFO if line.succeeded else logging.ERROR
         if logger.isEnabledFor(level):
             logger.log(level, "%s", line.text(), extra={"invocation": line})
 
     def shutdown(self) -> None:
-        self._app.clear()
+        with self._lock:
+            self._app.clear()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True
