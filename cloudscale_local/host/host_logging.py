@@ -27,6 +27,7 @@ import sys
 from typing import IO
 
 from cloudscale_local.host.log_gate import GatedHandler
+from cloudscale_local.terminal_text import escape_controls
 
 __all__ = ["LOG_LEVELS", "SYSTEM_LOGGERS", "configure_logging", "default_log_level", "system_level"]
 
@@ -56,9 +57,10 @@ class _HostFormatter(logging.Formatter):
         self._function = logging.Formatter(FUNCTION_FORMAT)
 
     def format(self, record: logging.LogRecord) -> str:
-        if record.name.startswith("Function."):
-            return self._function.format(record)
-        return super().format(record)
+        text = self._function.format(record) if record.name.startswith("Function.") else super().format(record)
+        # A message may carry what a request sent (a path, a field): terminal escapes in it are
+        # shown as text. Line breaks stay (tracebacks); tabs too.
+        return escape_controls(text, keep="\n\t")
 
 
 def default_log_level(quiet: bool) -> str:
