@@ -12,24 +12,20 @@ committed before it was sent, so nothing acknowledged is lost.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib
 import logging
 import signal
 import socket
 import sys
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import azure.functions as func
-import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-from cloudscale_local.host import accept_errors
 from cloudscale_local.host.banner import BARE_ENDPOINT_PATH, Banner, print_banner
 from cloudscale_local.host.changefeed_trigger import ChangeFeedTrigger
-from cloudscale_local.host.console import ConsoleStreams
 from cloudscale_local.host.console.for_host import console_for_host
 from cloudscale_local.host.cors import CorsPolicy
 from cloudscale_local.host.exposure import require_keys_off_loopback
@@ -54,6 +50,7 @@ from cloudscale_local.host.servicebus_trigger import ServiceBusTrigger
 from cloudscale_local.host.shutdown_summary import print_queue_summary
 from cloudscale_local.host.timer_lock import TimerLock
 from cloudscale_local.host.timer_trigger import ServableTimer, TimerTrigger
+from cloudscale_local.host.uvicorn_server import HostServer
 from shared.adapters.sqlite.worker import check_readable
 from shared.bootstrap import Container, close_container, set_container
 from shared.settings import Settings, load_settings
@@ -265,7 +262,9 @@ def _serve(
         log_level=system_level(options.log_level),
         lifespan="on",
     )
-    server = _Server(config, banner, role, console_streams)
+    # As one of the supervisor's instances it prints nothing (the supervisor prints the banner,
+    # once) and stops on SIGTERM only: Ctrl-C reaches the supervisor, which stops its instances.
+    server = HostServer(config, _on_started(banner, role), console_streams, stop_on_ctrl_c=role is None)
     asyncio.run(server.serve(sockets))
     return server.started
 
@@ -309,53 +308,11 @@ def _closer(leases: LeaseStore) -> Callable[[], Awaitable[None]]:
     return close
 
 
-class _Server(uvicorn.Server):
-    """uvicorn's server, printing where it listens once the socket is bound (port 0 included).
-
-    As one of the supervisor's instances it prints nothing (the supervisor prints the banner,
-    once) and stops on SIGTERM only: Ctrl-C reaches the supervisor, which stops its instances.
-    """
-
-    def __init__(
-        self, config: uvicorn.Config, banner: Banner, role: InstanceRole | None, console: ConsoleStreams
-    ) -> None:
-        super().__init__(config)
-        self._banner = banner
-        self._role = role
-        self._console = console
-
-    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        # An open dashboard's stream never ends by itself: ended first, it does not hold the
-        # graceful shutdown (which waits for every response) for its whole timeout.
-        self._console.close()
-        await super().shutdown(sockets)
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        """Stop gracefully on SIGINT and SIGTERM, then exit with status 0.
-
-        uvicorn's own handling re-raises the signal once it has shut down, so the process
-        would end "killed by SIGTERM" (or with a KeyboardInterrupt) after a clean stop.
-        """
-        loop = asyncio.get_running_loop()
-        signals = (signal.SIGINT, signal.SIGTERM) if self._role is None else (signal.SIGTERM,)
-        for sig in signals:
-            loop.add_signal_handler(sig, self.handle_exit, sig, None)
-        try:
-            yield
-        finally:
-            for sig in signals:
-                loop.remove_signal_handler(sig)
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        accept_errors.install(asyncio.get_running_loop())
-        await super().startup(sockets)
-        if not self.started:
-            return
-        if self._role is None:
-            print_banner(self.servers[0].sockets[0].getsockname(), self._banner)
-        else:
-            self._role.on_started()
+def _on_started(banner: Banner, role: InstanceRole | None) -> Callable[[tuple[str, int]], None]:
+    """What the server does once it listens: print the banner, or tell the supervisor."""
+    if role is None:
+        return lambda address: print_banner(address, banner)
+    return lambda _address: role.on_started()
 
 
 def _open_stores_first(container: Container) -> None:
