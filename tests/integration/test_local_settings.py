@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
@@ -13,7 +12,7 @@ from typing import Any
 import pytest
 
 from cloudscale_local.cli.local_settings import LocalSettingsError, apply_local_settings, read_local_settings
-from shared.adapters.analytics.embedded_analytics import ANALYTICS_FILE, EmbeddedAnalyticsStore
+from tests.analytics_store import analytics_folder
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -30,16 +29,7 @@ def plain(values: dict[str, Any], **more: Any) -> dict[str, Any]:
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     """A data folder holding an analytics store, which `cloudscale query` finds only through the setting."""
-    folder = tmp_path / "data"
-    folder.mkdir()
-
-    async def create() -> None:
-        store = EmbeddedAnalyticsStore(folder / ANALYTICS_FILE)
-        await store.check()
-        await store.close()
-
-    asyncio.run(create())
-    return folder
+    return analytics_folder(tmp_path)
 
 
 def cloudscale(cwd: Path, *args: str, **environment: str) -> subprocess.CompletedProcess[str]:

@@ -20,35 +20,13 @@ from click.testing import CliRunner, Result
 from cloudscale_local.cli.main import main
 from shared.adapters.analytics.embedded_analytics import ANALYTICS_FILE, EmbeddedAnalyticsStore
 from shared.domain.analytics import AnalyticsRow
+from tests.analytics_store import analytics_row
 
 MOMENT = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)
 
 
 def row(n: int, **changes: Any) -> AnalyticsRow:
-    fields: dict[str, Any] = {
-        "event_id": f"00000000-0000-4000-8000-{n:012d}",
-        "tenant_id": "acme",
-        "event_type": "page_view",
-        "timestamp": MOMENT,
-        "received_at": MOMENT,
-        "processed_at": MOMENT,
-        "stored_at": MOMENT,
-        "correlation_id": f"corr-{n}",
-        "user_id": None,
-        "session_id": None,
-        "url": "/home",
-        "client_network": "203.0.113.0/24",
-        "browser": "Firefox",
-        "os": "Linux",
-        "device": None,
-        "is_bot": False,
-        "fraud_score": 0.0,
-        "suspicious": False,
-        "fraud_reasons": (),
-        "properties": {"n": n},
-    }
-    fields.update(changes)
-    return AnalyticsRow(**fields)
+    return analytics_row(n, MOMENT, **changes)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ data folder exactly as it was, and say why.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 from pathlib import Path
@@ -15,22 +14,14 @@ import pytest
 from click.testing import CliRunner, Result
 
 from cloudscale_local.cli.main import main
-from shared.adapters.analytics.embedded_analytics import ANALYTICS_FILE, EmbeddedAnalyticsStore
+from shared.adapters.analytics.embedded_analytics import ANALYTICS_FILE
+from tests.analytics_store import analytics_folder
 
 
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     """A data folder holding an (empty) analytics store, as `cloudscale run` leaves it."""
-    folder = tmp_path / "data"
-    folder.mkdir()
-
-    async def create() -> None:
-        store = EmbeddedAnalyticsStore(folder / ANALYTICS_FILE)
-        await store.check()
-        await store.close()
-
-    asyncio.run(create())
-    return folder
+    return analytics_folder(tmp_path)
 
 
 def query(data_dir: Path, sql: str) -> Result:

@@ -24,6 +24,7 @@ from shared.adapters.analytics.kusto_sink import KustoAnalyticsSink, create_kust
 from shared.domain.analytics import ANALYTICS_COLUMNS, AnalyticsRow
 from shared.ports import AnalyticsSink, AnalyticsSinkError
 from shared.settings import load_settings
+from tests.analytics_store import analytics_row
 from tests.integration.azurite import free_port
 from tests.integration.kusto_server import KustoServer, Reply, StaticTokenCredential, kusto_error, run_kusto_server
 
@@ -34,30 +35,9 @@ STREAMING_ATTEMPTS = 3
 
 def row(n: int, **changes: Any) -> AnalyticsRow:
     moment = datetime(2025, 3, 1, 12, 0, tzinfo=UTC) + timedelta(seconds=n)
-    fields: dict[str, Any] = {
-        "event_id": f"00000000-0000-4000-8000-{n:012d}",
-        "tenant_id": "acme",
-        "event_type": "page_view",
-        "timestamp": moment,
-        "received_at": moment,
-        "processed_at": moment + timedelta(milliseconds=250),
-        "stored_at": moment + timedelta(milliseconds=300),
-        "correlation_id": f"corr-{n}",
-        "user_id": None,
-        "session_id": None,
-        "url": "/home",
-        "client_network": "203.0.113.0/24",
-        "browser": "Firefox",
-        "os": "Linux",
-        "device": None,
-        "is_bot": False,
-        "fraud_score": 0.0,
-        "suspicious": False,
-        "fraud_reasons": (),
-        "properties": {"n": n},
-    }
-    fields.update(changes)
-    return AnalyticsRow(**fields)
+    return analytics_row(
+        n, moment, processed_after=timedelta(milliseconds=250), stored_after=timedelta(milliseconds=300), **changes
+    )
 
 
 @pytest.fixture
