@@ -194,8 +194,11 @@ def merge_exposition(own: bytes, others: Iterable[bytes]) -> bytes:
             for sample in family.samples:
                 if index > 0 and sample.name.endswith("_created"):
                     continue  # a start time, not an amount: the answering instance's stands
-                series = tuple(sorted((k, v) for k, v in sample.labels.items() if k not in ("le", "quantile")))
-                key = (sample.name, tuple(sorted(sample.labels.items())))
+                # An empty value is no label at all (Prometheus' data model): an instance that has
+                # not seen a label's other values yet leaves it out where another writes it empty.
+                present = {k: v for k, v in sample.labels.items() if v != ""}
+                series = tuple(sorted((k, v) for k, v in present.items() if k not in ("le", "quantile")))
+                key = (sample.name, tuple(sorted(present.items())))
                 samples = series_of.setdefault(series, {})
                 samples[key] = samples.get(key, 0.0) + sample.value
     registry = CollectorRegistry(auto_describe=False)

@@ -67,6 +67,24 @@ def test_counters_and_histograms_are_summed_and_a_shared_gauge_is_read_once() ->
     assert merged[("cloudscale_queue_depth", ())] == 7
 
 
+def test_a_label_left_empty_is_the_same_series_as_one_without_it() -> None:
+    # An instance that has seen only requests without a key exports no `tenant` label; one that
+    # has also seen keyed requests exports `tenant=""` for the same series (Prometheus: the same).
+    own = b"""# TYPE cloudscale_events_ingested_total counter
+cloudscale_events_ingested_total{outcome="accepted"} 2.0
+"""
+    other = b"""# TYPE cloudscale_events_ingested_total counter
+cloudscale_events_ingested_total{outcome="accepted",tenant=""} 3.0
+cloudscale_events_ingested_total{outcome="accepted",tenant="shop"} 1.0
+"""
+    merged = samples(merge_exposition(own, [other]))
+
+    assert merged == {
+        ("cloudscale_events_ingested_total", (("outcome", "accepted"),)): 5,
+        ("cloudscale_events_ingested_total", (("outcome", "accepted"), ("tenant", "shop"))): 1,
+    }
+
+
 def test_alone_the_merge_gives_back_the_own_reading() -> None:
     assert samples(merge_exposition(OWN, [])) == samples(OWN)
 
