@@ -128,10 +128,3 @@ class LiveEventFilter:
     tenant_id: str | None = None
     event_type: str | None = None
     outcome: LiveEventOutcome | None = None
-
-    def matches(self, event: LiveEvent) -> bool:
-        return (
-            (self.tenant_id is None or event.tenant_id == self.tenant_id)
-            and (self.event_type is None or event.event_type == self.event_type)
-            and (self.outcome is None or event.outcome == self.outcome)
-        )
